@@ -1,0 +1,15 @@
+//! Types shared by the eBPF programs (`dataplane-ebpf`) and the loader
+//! (`dataplane-user`): map keys and values, drop reasons, flags.
+//!
+//! Everything here is `#[repr(C)]` plain data. With the `user` feature the
+//! types implement `aya::Pod` so the loader can read and write the maps.
+//!
+//! Addresses are stored in network byte order (`[u8; 4]`, `[u8; 16]`), so an
+//! LPM trie key's prefix bits run in the order the address is written.
+#![no_std]
+
+pub mod maps;
+pub mod reason;
+
+pub use maps::*;
+pub use reason::{DROP_REASON_COUNT, DropCounters, DropReason};

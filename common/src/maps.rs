@@ -1,0 +1,242 @@
+//! Keys and values of the datapath's maps.
+//!
+//! # Slots
+//! Every configuration map key starts with `slot` (0 or 1). The datapath
+//! reads [`DpConfig::active_slot`] once per packet and looks only at entries
+//! of that slot, so the loader can write a whole new configuration into the
+//! other slot and switch to it with one map update: no packet ever sees half
+//! of a change. State that outlives a configuration (counters, connection
+//! tracking, active group members) is not slotted.
+//!
+//! # Indexes
+//! Ports, networks, routers and groups are referred to by small integer
+//! indexes that the loader assigns and keeps stable for the life of the
+//! object, because counters and state are keyed by them. Index 0 is never
+//! assigned: counters at index 0 collect what cannot be tied to a port.
+
+use crate::reason::DropCounters;
+
+/// Upper bounds compiled into the programs; the loader may size maps lower.
+pub const MAX_PORTS: u32 = 16384;
+/// Entries in a network's flood set (ports of one network on this host).
+pub const MAX_FLOOD_MEMBERS: u32 = 4096;
+/// Flood domains: networks plus groups of ports sharing an address.
+pub const MAX_FLOOD_DOMAINS: u32 = 65536;
+
+/// Flood domain ids at or above this value belong to address groups; below
+/// it they are network indexes.
+pub const FLOOD_DOMAIN_GROUP_BASE: u32 = 0x8000_0000;
+
+/// Slots of the configuration maps: 0 and 1.
+pub const SLOTS: u32 = 2;
+
+// ---------------------------------------------------------------------------
+// Global configuration: `CONFIG[0]`.
+
+/// The single entry of the `CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DpConfig {
+    /// Slot whose configuration entries are live.
+    pub active_slot: u32,
+    /// `DP_F_*` flags.
+    pub flags: u32,
+    /// Bumped on every applied configuration; connections tracked under an
+    /// older generation are re-checked against the current rules.
+    pub generation: u64,
+}
+
+/// Send a ring-buffer event for every drop (rate limited by the datapath).
+pub const DP_F_DROP_EVENTS: u32 = 1 << 0;
+
+// ---------------------------------------------------------------------------
+// Ports: `PORTS` maps (slot, ifindex) to the port bound to that interface.
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub slot: u32,
+    pub ifindex: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Stable port index: counters, connection tracking zone, group members.
+    pub index: u32,
+    /// Stable index of the port's network.
+    pub network: u32,
+    /// Interface the port's traffic enters and leaves by (the tap).
+    pub ifindex: u32,
+    /// Security-group policy shared by ports with the same set of groups.
+    pub policy: u32,
+    pub mac: [u8; 6],
+    /// `PORT_F_*` flags.
+    pub flags: u16,
+}
+
+/// Port security is enabled: source checks, ingress MAC filter, security groups.
+pub const PORT_F_SECURITY: u16 = 1 << 0;
+
+// ---------------------------------------------------------------------------
+// Port security.
+
+/// `PORT_MACS`: the MACs a port may send from and receive on (its own MAC
+/// and its pairs' MACs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortMacKey {
+    pub slot: u32,
+    pub port: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortMac {
+    /// `ADDR_F_*` flags: where the MAC comes from.
+    pub flags: u32,
+}
+
+/// The address is the port's own (`mac_address` or a fixed IP).
+pub const ADDR_F_FIXED: u32 = 1 << 0;
+/// The address comes from an allowed address pair.
+pub const ADDR_F_PAIR: u32 = 1 << 1;
+/// IPv6 link-local address derived (EUI-64) from an allowed MAC.
+pub const ADDR_F_LINK_LOCAL: u32 = 1 << 2;
+
+/// `PORT_ADDRS_V4` (LPM trie): the (MAC, IPv4 prefix) pairs a port may send
+/// from. The MAC is part of the key before the address, so a lookup with the
+/// packet's (port, source MAC, source IP) matches only a pair that binds both:
+/// a `0.0.0.0/0` pair still pins its MAC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortAddrV4Key {
+    pub slot: u32,
+    pub port: u32,
+    pub mac: [u8; 6],
+    pub addr: [u8; 4],
+    pub _pad: [u8; 2],
+}
+
+/// `PORT_ADDRS_V6` (LPM trie): as [`PortAddrV4Key`] for IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortAddrV6Key {
+    pub slot: u32,
+    pub port: u32,
+    pub mac: [u8; 6],
+    pub addr: [u8; 16],
+    pub _pad: [u8; 2],
+}
+
+/// Bits of an address-key prefix taken by (slot, port, mac).
+pub const PORT_ADDR_PREFIX_BITS: u32 = (4 + 4 + 6) * 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortAddr {
+    /// `ADDR_F_*` flags.
+    pub flags: u32,
+}
+
+// ---------------------------------------------------------------------------
+// Counters: `PORT_STATS` (per CPU), indexed by port index.
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames the VM sent (seen by the port's XDP program).
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Frames delivered to the VM.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames from the VM handed to the kernel (`XDP_PASS`).
+    pub passed: u64,
+    /// Unicast frames redirected to one port of the same network.
+    pub forwarded: u64,
+    /// Broadcast, multicast and unknown-unicast frames flooded to the network.
+    pub flooded: u64,
+    /// Frames sent to every member of a shared address without an active member.
+    pub group_flooded: u64,
+    /// Packets routed to another subnet.
+    pub routed: u64,
+    /// ARP requests answered by the datapath.
+    pub arp_replies: u64,
+    /// Neighbour solicitations answered by the datapath.
+    pub nd_replies: u64,
+    /// ICMP echo requests to a router interface answered by the datapath.
+    pub echo_replies: u64,
+    /// Times this port became the active member of a shared address.
+    pub claims: u64,
+    /// Frames dropped, by reason.
+    pub drops: DropCounters,
+}
+
+impl PortStats {
+    pub fn add(&mut self, other: &PortStats) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.passed += other.passed;
+        self.forwarded += other.forwarded;
+        self.flooded += other.flooded;
+        self.group_flooded += other.group_flooded;
+        self.routed += other.routed;
+        self.arp_replies += other.arp_replies;
+        self.nd_replies += other.nd_replies;
+        self.echo_replies += other.echo_replies;
+        self.claims += other.claims;
+        self.drops.add(&other.drops);
+    }
+}
+
+/// Offset, in `u64`s, of [`PortStats::drops`]: the datapath adds a reason's
+/// discriminant to it to find the reason's counter.
+pub const PORT_STATS_DROPS_OFFSET: usize = core::mem::offset_of!(PortStats, drops) / 8;
+
+/// Metadata about a port index: written by the loader so that counters and
+/// state in the pinned maps can be tied back to Neutron's port ids, by
+/// `dataplane show` and by a restarted loader adopting the pinned state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMeta {
+    /// The port's `id`, NUL-padded.
+    pub id: [u8; 64],
+    /// The tap interface name, NUL-padded.
+    pub tap: [u8; 16],
+}
+
+impl Default for PortMeta {
+    fn default() -> Self {
+        PortMeta {
+            id: [0; 64],
+            tap: [0; 16],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => { $( unsafe impl aya::Pod for $t {} )* };
+    }
+
+    pod!(
+        DpConfig,
+        PortKey,
+        PortInfo,
+        PortMacKey,
+        PortMac,
+        PortAddrV4Key,
+        PortAddrV6Key,
+        PortAddr,
+        PortStats,
+        PortMeta,
+    );
+}
