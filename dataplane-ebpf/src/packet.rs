@@ -1,0 +1,59 @@
+//! Bounds-checked access to the packet between `data` and `data_end`.
+//!
+//! Every read goes through [`Packet::ptr_at`], which compares the end of the
+//! object against `data_end` right before handing out the pointer: the shape
+//! the verifier needs to accept the access.
+
+use core::mem::size_of;
+
+#[derive(Clone, Copy)]
+pub struct Packet {
+    pub data: usize,
+    pub end: usize,
+}
+
+impl Packet {
+    #[inline(always)]
+    pub fn new(data: usize, end: usize) -> Self {
+        Packet { data, end }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.data
+    }
+
+    /// A pointer to a `T` at `offset`, or `None` if it does not fit.
+    #[inline(always)]
+    pub fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {
+        let start = self.data + offset;
+        if start + size_of::<T>() > self.end {
+            return None;
+        }
+        Some(start as *const T)
+    }
+
+    #[inline(always)]
+    pub fn ptr_at_mut<T>(&self, offset: usize) -> Option<*mut T> {
+        self.ptr_at::<T>(offset).map(|p| p as *mut T)
+    }
+
+    /// Copies a `T` out of the packet.
+    ///
+    /// Never read a single byte this way: LLVM turns `start + 1 > end` into
+    /// `start >= end`, from which the verifier proves nothing readable.
+    /// Read the byte with its neighbour (`[u8; 2]`) instead.
+    #[inline(always)]
+    pub fn read<T: Copy>(&self, offset: usize) -> Option<T> {
+        // SAFETY: ptr_at checked that the whole T lies inside the packet;
+        // read_unaligned because packet fields have no alignment guarantee.
+        self.ptr_at::<T>(offset)
+            .map(|p| unsafe { core::ptr::read_unaligned(p) })
+    }
+
+    /// A big-endian `u16` at `offset`.
+    #[inline(always)]
+    pub fn be16_at(&self, offset: usize) -> Option<u16> {
+        self.read::<[u8; 2]>(offset).map(u16::from_be_bytes)
+    }
+}
