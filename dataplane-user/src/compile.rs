@@ -1,0 +1,305 @@
+//! Compiles a validated [`Topology`] into the exact set of map entries the
+//! datapath needs ([`Desired`]). Pure: no kernel, no syscalls, so every rule
+//! of the translation is unit-tested here.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use anyhow::{Result, bail};
+use common::{
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, PORT_F_SECURITY, PortAddr, PortInfo, PortMac,
+    PortMeta,
+};
+use ipnet::IpNet;
+
+use crate::config::{MacAddr, Topology};
+
+/// Stable small indexes for objects named by strings (port ids, network
+/// ids). An object keeps its index for as long as it exists, because
+/// counters and state are keyed by it; indexes of removed objects become
+/// free only after the configuration that dropped them is live.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Indexes {
+    pub by_id: BTreeMap<String, u32>,
+    /// Largest index that may be assigned.
+    pub max: u32,
+}
+
+impl Indexes {
+    pub fn new(max: u32) -> Self {
+        Indexes {
+            by_id: BTreeMap::new(),
+            max,
+        }
+    }
+
+    /// Indexes for exactly `ids`: existing ones are kept, new ones take the
+    /// lowest index that neither this set nor `reserved` uses. Index 0 is
+    /// never assigned.
+    pub fn assign<'a>(
+        &self,
+        what: &str,
+        ids: impl IntoIterator<Item = &'a str>,
+        reserved: &BTreeSet<u32>,
+    ) -> Result<Indexes> {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut out = Indexes::new(self.max);
+        let mut used: BTreeSet<u32> = reserved.clone();
+        for id in &ids {
+            if let Some(&i) = self.by_id.get(*id) {
+                out.by_id.insert((*id).to_string(), i);
+                used.insert(i);
+            }
+        }
+        let mut next = 1u32;
+        for id in ids {
+            if out.by_id.contains_key(id) {
+                continue;
+            }
+            while used.contains(&next) {
+                next += 1;
+            }
+            if next > self.max {
+                bail!(
+                    "too many {what}: the datapath was sized for {} (raise the limit with --max-ports)",
+                    self.max
+                );
+            }
+            out.by_id.insert(id.to_string(), next);
+            used.insert(next);
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, id: &str) -> u32 {
+        self.by_id[id]
+    }
+
+    pub fn values(&self) -> BTreeSet<u32> {
+        self.by_id.values().copied().collect()
+    }
+}
+
+/// Key of a (MAC, prefix) entry of a port: (port index, MAC, network
+/// address, prefix length).
+pub type AddrV4 = (u32, [u8; 6], [u8; 4], u8);
+pub type AddrV6 = (u32, [u8; 6], [u8; 16], u8);
+
+/// Everything the configuration maps should hold, independent of slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// ifindex -> port.
+    pub ports: BTreeMap<u32, PortInfo>,
+    /// (port index, MAC) the port may use.
+    pub port_macs: BTreeMap<(u32, [u8; 6]), PortMac>,
+    pub addrs_v4: BTreeMap<AddrV4, PortAddr>,
+    pub addrs_v6: BTreeMap<AddrV6, PortAddr>,
+    /// Port index -> identity, for inspection and adoption (not slotted).
+    pub port_meta: BTreeMap<u32, PortMeta>,
+}
+
+fn copy_str<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let bytes = s.as_bytes();
+    let n = bytes.len().min(N);
+    out[..n].copy_from_slice(&bytes[..n]);
+    out
+}
+
+fn add_addr(desired: &mut Desired, port: u32, mac: MacAddr, net: IpNet, flags: u32) {
+    let net = net.trunc();
+    match net {
+        IpNet::V4(n) => {
+            let key = (port, mac.octets(), n.network().octets(), n.prefix_len());
+            desired.addrs_v4.entry(key).or_default().flags |= flags;
+        }
+        IpNet::V6(n) => {
+            let key = (port, mac.octets(), n.network().octets(), n.prefix_len());
+            desired.addrs_v6.entry(key).or_default().flags |= flags;
+        }
+    }
+}
+
+/// Compiles `topology` with the given port and network indexes and the
+/// ifindex of each port's tap (in `topology.ports` order).
+pub fn compile(
+    topology: &Topology,
+    ports_ix: &Indexes,
+    networks_ix: &Indexes,
+    ifindexes: &[u32],
+) -> Desired {
+    let mut d = Desired::default();
+    for (port, &ifindex) in topology.ports.iter().zip(ifindexes) {
+        let index = ports_ix.get(&port.id);
+        let network = networks_ix.get(&topology.networks[port.network].id);
+        let flags = if port.port_security_enabled {
+            PORT_F_SECURITY
+        } else {
+            0
+        };
+        d.ports.insert(
+            ifindex,
+            PortInfo {
+                index,
+                network,
+                ifindex,
+                policy: 0,
+                mac: port.mac.octets(),
+                flags,
+            },
+        );
+        d.port_meta.insert(
+            index,
+            PortMeta {
+                id: copy_str(&port.id),
+                tap: copy_str(&port.tap),
+            },
+        );
+
+        // The port's own MAC and addresses.
+        d.port_macs.entry((index, port.mac.octets())).or_default().flags |= ADDR_F_FIXED;
+        for f in &port.fixed_ips {
+            add_addr(&mut d, index, port.mac, IpNet::from(f.ip), ADDR_F_FIXED);
+        }
+        // Pairs: a pair without a MAC uses the port's MAC (validation
+        // already filled it in).
+        for pair in &port.allowed_address_pairs {
+            d.port_macs.entry((index, pair.mac.octets())).or_default().flags |= ADDR_F_PAIR;
+            add_addr(&mut d, index, pair.mac, pair.ip, ADDR_F_PAIR);
+        }
+        // Each allowed MAC may use the link-local address derived from it.
+        let macs: Vec<[u8; 6]> = d
+            .port_macs
+            .range((index, [0; 6])..=(index, [0xff; 6]))
+            .map(|(&(_, mac), _)| mac)
+            .collect();
+        for mac in macs {
+            let mac = MacAddr(mac);
+            let ll = IpNet::from(IpAddr::V6(mac.ipv6_link_local()));
+            add_addr(&mut d, index, mac, ll, ADDR_F_LINK_LOCAL);
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Format};
+
+    const BASE: &str = r#"
+[[networks]]
+id = "net1"
+[[subnets]]
+id = "sub1"
+network_id = "net1"
+cidr = "10.0.0.0/24"
+ip_version = 4
+[[subnets]]
+id = "sub6"
+network_id = "net1"
+cidr = "fd00::/64"
+ip_version = 6
+"#;
+
+    fn topology(ports: &str) -> Topology {
+        let raw = config::parse(&format!("{BASE}{ports}"), Format::Toml).unwrap();
+        config::validate(&raw).unwrap()
+    }
+
+    fn compile_all(t: &Topology) -> Desired {
+        let ports = Indexes::new(100)
+            .assign("ports", t.ports.iter().map(|p| p.id.as_str()), &BTreeSet::new())
+            .unwrap();
+        let nets = Indexes::new(100)
+            .assign("networks", t.networks.iter().map(|n| n.id.as_str()), &BTreeSet::new())
+            .unwrap();
+        let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 100 + i).collect();
+        compile(t, &ports, &nets, &ifindexes)
+    }
+
+    const MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 1];
+
+    #[test]
+    fn fixed_ip_and_pairs() {
+        let t = topology(
+            r#"
+[[ports]]
+id = "p1"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
+allowed_address_pairs = [
+  { ip_address = "10.0.0.100" },
+  { ip_address = "10.0.1.77/24", mac_address = "00:00:5e:00:01:01" },
+  { ip_address = "10.0.0.5" },
+]
+"#,
+        );
+        let d = compile_all(&t);
+        let info = d.ports[&100];
+        assert_eq!(info.index, 1);
+        assert_eq!(info.flags, PORT_F_SECURITY);
+        // Fixed IP and the pair naming the same address share one entry.
+        assert_eq!(d.addrs_v4[&(1, MAC, [10, 0, 0, 5], 32)].flags, ADDR_F_FIXED | ADDR_F_PAIR);
+        assert_eq!(d.addrs_v4[&(1, MAC, [10, 0, 0, 100], 32)].flags, ADDR_F_PAIR);
+        // Host bits of a prefix pair are dropped; its MAC is bound to it.
+        let vmac = [0, 0, 0x5e, 0, 1, 1];
+        assert_eq!(d.addrs_v4[&(1, vmac, [10, 0, 1, 0], 24)].flags, ADDR_F_PAIR);
+        assert!(!d.addrs_v4.contains_key(&(1, MAC, [10, 0, 1, 0], 24)));
+        assert_eq!(d.port_macs[&(1, MAC)].flags, ADDR_F_FIXED | ADDR_F_PAIR);
+        assert_eq!(d.port_macs[&(1, vmac)].flags, ADDR_F_PAIR);
+        // Link-local addresses of both MACs.
+        assert_eq!(d.addrs_v6.len(), 2);
+        let ll: std::net::Ipv6Addr = "fe80::f816:3eff:fe00:1".parse().unwrap();
+        assert_eq!(d.addrs_v6[&(1, MAC, ll.octets(), 128)].flags, ADDR_F_LINK_LOCAL);
+    }
+
+    #[test]
+    fn zero_prefix_pair_keeps_its_mac() {
+        let t = topology(
+            r#"
+[[ports]]
+id = "p1"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+allowed_address_pairs = [{ ip_address = "0.0.0.0/0", mac_address = "fa:16:3e:00:00:99" }]
+"#,
+        );
+        let d = compile_all(&t);
+        let other = [0xfa, 0x16, 0x3e, 0, 0, 0x99];
+        assert!(d.addrs_v4.contains_key(&(1, other, [0; 4], 0)));
+        assert!(!d.addrs_v4.contains_key(&(1, MAC, [0; 4], 0)));
+    }
+
+    #[test]
+    fn port_security_off_clears_flag() {
+        let t = topology(
+            r#"
+[[ports]]
+id = "p1"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+port_security_enabled = false
+"#,
+        );
+        assert_eq!(compile_all(&t).ports[&100].flags, 0);
+    }
+
+    #[test]
+    fn indexes_are_stable_and_reuse_only_free_slots() {
+        let empty = BTreeSet::new();
+        let a = Indexes::new(10).assign("ports", ["a", "b", "c"], &empty).unwrap();
+        assert_eq!((a.get("a"), a.get("b"), a.get("c")), (1, 2, 3));
+        // b removed, d added while b's index is still live in the other slot.
+        let reserved: BTreeSet<u32> = [2].into();
+        let b = a.assign("ports", ["a", "c", "d"], &reserved).unwrap();
+        assert_eq!((b.get("a"), b.get("c"), b.get("d")), (1, 3, 4));
+        // Later, 2 is free again.
+        let c = b.assign("ports", ["a", "c", "d", "e"], &empty).unwrap();
+        assert_eq!(c.get("e"), 2);
+        assert!(Indexes::new(2).assign("ports", ["a", "b", "c"], &empty).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The configuration file as written: Neutron's resources and field names,
+//! every field optional so that validation, not the parser, reports what is
+//! missing or wrong, naming the object and field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, de::IgnoredAny};
+
+/// Fields a Neutron API dump carries that this datapath has no use for. They
+/// are accepted so that real dumps load; any other unknown field is an error,
+/// because a misspelt security field silently ignored is a hole.
+pub const IGNORED_FIELDS: &[&str] = &[
+    "description",
+    "project_id",
+    "tenant_id",
+    "admin_state_up",
+    "status",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    // networks
+    "shared",
+    "mtu",
+    "subnets",
+    "router:external",
+    "availability_zone_hints",
+    "availability_zones",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    // subnets
+    "enable_dhcp",
+    "dns_nameservers",
+    "allocation_pools",
+    "host_routes",
+    "ipv6_address_mode",
+    "ipv6_ra_mode",
+    "subnetpool_id",
+    "segment_id",
+    "service_types",
+    "dns_publish_fixed_ip",
+    // ports
+    "device_id",
+    "device_owner",
+    "binding:host_id",
+    "binding:vif_type",
+    "binding:vnic_type",
+    "binding:profile",
+    "binding:vif_details",
+    "dns_name",
+    "dns_assignment",
+    "extra_dhcp_opts",
+    "qos_policy_id",
+];
+
+/// Unknown fields of one object, collected for validation.
+pub type Extra = BTreeMap<String, IgnoredAny>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub dataplane: Option<RawSettings>,
+    #[serde(default)]
+    pub networks: Vec<RawNetwork>,
+    #[serde(default)]
+    pub subnets: Vec<RawSubnet>,
+    #[serde(default)]
+    pub ports: Vec<RawPort>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Settings of this datapath (not a Neutron resource).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    /// Neutron's `max_allowed_address_pair` option (default 10).
+    pub max_allowed_address_pair: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNetwork {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Default of `port_security_enabled` for the network's ports.
+    pub port_security_enabled: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSubnet {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub network_id: Option<String>,
+    pub cidr: Option<String>,
+    pub gateway_ip: Option<String>,
+    pub ip_version: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPort {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub network_id: Option<String>,
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub fixed_ips: Vec<RawFixedIp>,
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<RawAddressPair>,
+    pub port_security_enabled: Option<bool>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// The host interface of the port; defaults to Neutron's
+    /// "tap" + the first 11 characters of the port id.
+    pub tap_name: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFixedIp {
+    pub subnet_id: Option<String>,
+    pub ip_address: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAddressPair {
+    pub ip_address: Option<String>,
+    pub mac_address: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}

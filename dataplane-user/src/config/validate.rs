@@ -1,0 +1,577 @@
+//! Turns the raw file into a [`Topology`], or into every problem found, each
+//! naming the object and the field. Rules follow what Neutron accepts and
+//! rejects, so a configuration Neutron would refuse is refused here too.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+
+use super::{
+    mac::MacAddr,
+    model::{
+        AddressPair, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, FixedIp, Network, Port, Subnet, Topology,
+        default_tap_name, label,
+    },
+    raw::{Extra, IGNORED_FIELDS, RawConfig, RawNetwork, RawPort, RawSubnet},
+};
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The object: `port 5e1c... (web-1)`, `subnets[2]`, ...
+    pub object: String,
+    /// The field path inside the object: `allowed_address_pairs[1].ip_address`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.object, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.object, self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "configuration rejected ({n} error{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    /// Whether some error mentions `field` (for tests and callers that
+    /// react to a specific problem).
+    pub fn mentions(&self, field: &str) -> bool {
+        self.0.iter().any(|e| e.field.contains(field))
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, object: &str, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            object: object.to_string(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown_fields(&mut self, object: &str, prefix: &str, extra: &Extra) {
+        for key in extra.keys() {
+            if !IGNORED_FIELDS.contains(&key.as_str()) {
+                self.push(
+                    object,
+                    format!("{prefix}{key}"),
+                    "unknown field (misspelt? unknown fields are refused so that a typo cannot weaken security)",
+                );
+            }
+        }
+    }
+}
+
+fn required<'a>(errors: &mut Errors, object: &str, field: &str, value: &'a Option<String>) -> Option<&'a str> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Some(v),
+        _ => {
+            errors.push(object, field, "missing (required)");
+            None
+        }
+    }
+}
+
+fn object_label(kind: &str, collection: &str, index: usize, id: &Option<String>, name: &Option<String>) -> String {
+    match id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => label(kind, id, name.as_deref().unwrap_or("")),
+        _ => format!("{collection}[{index}]"),
+    }
+}
+
+/// Validates a parsed configuration.
+pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
+    let mut errors = Errors::default();
+    for key in raw.extra.keys() {
+        errors.push(
+            "configuration",
+            key.clone(),
+            "unknown section (expected dataplane, networks, subnets, ports)",
+        );
+    }
+
+    let mut max_pairs = DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS;
+    if let Some(settings) = &raw.dataplane {
+        errors.unknown_fields("dataplane", "", &settings.extra);
+        if let Some(n) = settings.max_allowed_address_pair {
+            if n < 0 {
+                errors.push("dataplane", "max_allowed_address_pair", format!("{n} is negative"));
+            } else {
+                max_pairs = n as usize;
+            }
+        }
+    }
+
+    let (networks, network_security) = validate_networks(&mut errors, &raw.networks);
+    let network_index: HashMap<&str, usize> =
+        networks.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let subnets = validate_subnets(&mut errors, &raw.subnets, &network_index);
+    let ports = validate_ports(
+        &mut errors,
+        &raw.ports,
+        &network_index,
+        &network_security,
+        &subnets,
+        max_pairs,
+    );
+
+    if errors.0.is_empty() {
+        Ok(Topology {
+            max_allowed_address_pairs: max_pairs,
+            networks,
+            subnets,
+            ports,
+        })
+    } else {
+        Err(ConfigErrors(errors.0))
+    }
+}
+
+fn validate_networks(errors: &mut Errors, raw: &[RawNetwork]) -> (Vec<Network>, Vec<bool>) {
+    let mut networks = Vec::new();
+    let mut security = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, n) in raw.iter().enumerate() {
+        let object = object_label("network", "networks", i, &n.id, &n.name);
+        errors.unknown_fields(&object, "", &n.extra);
+        let Some(id) = required(errors, &object, "id", &n.id) else {
+            continue;
+        };
+        if seen.insert(id.to_string(), i).is_some() {
+            errors.push(&object, "id", "duplicate network id");
+            continue;
+        }
+        networks.push(Network {
+            id: id.to_string(),
+            name: n.name.clone().unwrap_or_default(),
+        });
+        security.push(n.port_security_enabled.unwrap_or(true));
+    }
+    (networks, security)
+}
+
+fn validate_subnets(
+    errors: &mut Errors,
+    raw: &[RawSubnet],
+    network_index: &HashMap<&str, usize>,
+) -> Vec<Subnet> {
+    let mut subnets: Vec<Subnet> = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, s) in raw.iter().enumerate() {
+        let object = object_label("subnet", "subnets", i, &s.id, &s.name);
+        errors.unknown_fields(&object, "", &s.extra);
+        let id = required(errors, &object, "id", &s.id);
+        if let Some(id) = id {
+            if seen.insert(id.to_string(), i).is_some() {
+                errors.push(&object, "id", "duplicate subnet id");
+            }
+        }
+        let network = required(errors, &object, "network_id", &s.network_id).and_then(|nid| {
+            let found = network_index.get(nid).copied();
+            if found.is_none() {
+                errors.push(&object, "network_id", format!("unknown network {nid:?}"));
+            }
+            found
+        });
+        let cidr = required(errors, &object, "cidr", &s.cidr).and_then(|c| match c.parse::<IpNet>() {
+            Ok(net) if net.trunc() != net => {
+                errors.push(
+                    &object,
+                    "cidr",
+                    format!("{c:?} has host bits set; did you mean {}?", net.trunc()),
+                );
+                None
+            }
+            Ok(net) => Some(net),
+            Err(_) => {
+                errors.push(&object, "cidr", format!("{c:?} is not a CIDR such as 10.0.0.0/24"));
+                None
+            }
+        });
+        if let (Some(v), Some(net)) = (s.ip_version, cidr) {
+            let actual = if net.addr().is_ipv4() { 4 } else { 6 };
+            if v != 4 && v != 6 {
+                errors.push(&object, "ip_version", format!("{v} is neither 4 nor 6"));
+            } else if v != actual {
+                errors.push(
+                    &object,
+                    "ip_version",
+                    format!("{v} does not match cidr {net} (IPv{actual})"),
+                );
+            }
+        }
+        let gateway_ip = match s.gateway_ip.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(g) => match g.parse::<IpAddr>() {
+                Ok(ip) => {
+                    if let Some(net) = cidr {
+                        if !net.contains(&ip) {
+                            errors.push(&object, "gateway_ip", format!("{ip} is outside cidr {net}"));
+                        } else if ip == net.network() {
+                            errors.push(
+                                &object,
+                                "gateway_ip",
+                                format!("{ip} is the network address of {net}"),
+                            );
+                        }
+                    }
+                    Some(ip)
+                }
+                Err(_) => {
+                    errors.push(&object, "gateway_ip", format!("{g:?} is not an IP address"));
+                    None
+                }
+            },
+        };
+        let (Some(id), Some(network), Some(cidr)) = (id, network, cidr) else {
+            continue;
+        };
+        if let Some(other) = subnets
+            .iter()
+            .find(|o| o.network == network && (o.cidr.contains(&cidr.network()) || cidr.contains(&o.cidr.network())))
+        {
+            errors.push(
+                &object,
+                "cidr",
+                format!("{cidr} overlaps subnet {} ({}) on the same network", other.id, other.cidr),
+            );
+        }
+        subnets.push(Subnet {
+            id: id.to_string(),
+            name: s.name.clone().unwrap_or_default(),
+            network,
+            cidr,
+            gateway_ip,
+        });
+    }
+    subnets
+}
+
+/// Parses an allowed address pair's `ip_address`: a host address or a
+/// prefix; host bits of a prefix are allowed, as in Neutron.
+fn parse_pair_ip(s: &str) -> Option<IpNet> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Some(net);
+    }
+    s.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+fn is_valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+fn validate_ports(
+    errors: &mut Errors,
+    raw: &[RawPort],
+    network_index: &HashMap<&str, usize>,
+    network_security: &[bool],
+    subnets: &[Subnet],
+    max_pairs: usize,
+) -> Vec<Port> {
+    let subnet_index: HashMap<&str, usize> =
+        subnets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let mut ports = Vec::new();
+    let mut seen_ids = HashMap::new();
+    let mut seen_taps: HashMap<String, String> = HashMap::new();
+    // (network, MAC) -> port label; (network, IP) -> port label.
+    let mut macs: BTreeMap<(usize, MacAddr), String> = BTreeMap::new();
+    let mut ips: BTreeMap<(usize, IpAddr), String> = BTreeMap::new();
+
+    for (i, p) in raw.iter().enumerate() {
+        let object = object_label("port", "ports", i, &p.id, &p.name);
+        errors.unknown_fields(&object, "", &p.extra);
+        let before = errors.0.len();
+
+        let id = required(errors, &object, "id", &p.id);
+        if let Some(id) = id {
+            if seen_ids.insert(id.to_string(), i).is_some() {
+                errors.push(&object, "id", "duplicate port id");
+            }
+        }
+        let network = required(errors, &object, "network_id", &p.network_id).and_then(|nid| {
+            let found = network_index.get(nid).copied();
+            if found.is_none() {
+                errors.push(&object, "network_id", format!("unknown network {nid:?}"));
+            }
+            found
+        });
+        let mac = required(errors, &object, "mac_address", &p.mac_address).and_then(|m| {
+            match m.parse::<MacAddr>() {
+                Ok(mac) if mac.is_multicast() => {
+                    errors.push(&object, "mac_address", format!("{mac} is a multicast address"));
+                    None
+                }
+                Ok(mac) if mac.is_zero() => {
+                    errors.push(&object, "mac_address", "00:00:00:00:00:00 is not a usable address");
+                    None
+                }
+                Ok(mac) => Some(mac),
+                Err(e) => {
+                    errors.push(&object, "mac_address", format!("{m:?}: {e}"));
+                    None
+                }
+            }
+        });
+        let port_security_enabled = p
+            .port_security_enabled
+            .unwrap_or_else(|| network.map(|n| network_security[n]).unwrap_or(true));
+
+        // Fixed IPs.
+        let mut fixed_ips = Vec::new();
+        for (j, f) in p.fixed_ips.iter().enumerate() {
+            let field = format!("fixed_ips[{j}]");
+            errors.unknown_fields(&object, &format!("{field}."), &f.extra);
+            let Some(ip_str) = required(errors, &object, &format!("{field}.ip_address"), &f.ip_address) else {
+                continue;
+            };
+            let Ok(ip) = ip_str.parse::<IpAddr>() else {
+                errors.push(&object, format!("{field}.ip_address"), format!("{ip_str:?} is not an IP address"));
+                continue;
+            };
+            let subnet = match f.subnet_id.as_deref().map(str::trim) {
+                Some(sid) if !sid.is_empty() => match subnet_index.get(sid) {
+                    Some(&s) => Some(s),
+                    None => {
+                        errors.push(&object, format!("{field}.subnet_id"), format!("unknown subnet {sid:?}"));
+                        continue;
+                    }
+                },
+                // Neutron picks the subnet that contains the address.
+                _ => subnets
+                    .iter()
+                    .position(|s| Some(s.network) == network && s.cidr.contains(&ip)),
+            };
+            let Some(subnet) = subnet else {
+                errors.push(
+                    &object,
+                    format!("{field}.ip_address"),
+                    format!("{ip} is in no subnet of the port's network"),
+                );
+                continue;
+            };
+            let s = &subnets[subnet];
+            if network.is_some() && Some(s.network) != network {
+                errors.push(
+                    &object,
+                    format!("{field}.subnet_id"),
+                    format!("subnet {} belongs to another network", s.id),
+                );
+                continue;
+            }
+            if !s.cidr.contains(&ip) {
+                errors.push(
+                    &object,
+                    format!("{field}.ip_address"),
+                    format!("{ip} is outside subnet {} ({})", s.id, s.cidr),
+                );
+                continue;
+            }
+            if let IpNet::V4(net) = s.cidr {
+                if net.prefix_len() < 31 && (IpAddr::V4(net.network()) == ip || IpAddr::V4(net.broadcast()) == ip) {
+                    errors.push(
+                        &object,
+                        format!("{field}.ip_address"),
+                        format!("{ip} is the network or broadcast address of {}", s.cidr),
+                    );
+                    continue;
+                }
+            } else if s.cidr.network() == ip {
+                errors.push(
+                    &object,
+                    format!("{field}.ip_address"),
+                    format!("{ip} is the subnet-router anycast address of {}", s.cidr),
+                );
+                continue;
+            }
+            if s.gateway_ip == Some(ip) {
+                errors.push(
+                    &object,
+                    format!("{field}.ip_address"),
+                    format!("{ip} is the gateway_ip of subnet {}", s.id),
+                );
+                continue;
+            }
+            fixed_ips.push(FixedIp { subnet, ip });
+        }
+
+        // Allowed address pairs.
+        let mut pairs: Vec<AddressPair> = Vec::new();
+        if !p.allowed_address_pairs.is_empty() && !port_security_enabled {
+            errors.push(
+                &object,
+                "allowed_address_pairs",
+                "not allowed while port_security_enabled is false (Neutron refuses this too)",
+            );
+        }
+        if p.allowed_address_pairs.len() > max_pairs {
+            errors.push(
+                &object,
+                "allowed_address_pairs",
+                format!(
+                    "{} pairs exceed max_allowed_address_pair = {max_pairs}",
+                    p.allowed_address_pairs.len()
+                ),
+            );
+        }
+        for (j, a) in p.allowed_address_pairs.iter().enumerate() {
+            let field = format!("allowed_address_pairs[{j}]");
+            errors.unknown_fields(&object, &format!("{field}."), &a.extra);
+            let ip = required(errors, &object, &format!("{field}.ip_address"), &a.ip_address).and_then(|s| {
+                match parse_pair_ip(s) {
+                    Some(net) if net.addr().is_multicast() => {
+                        errors.push(&object, format!("{field}.ip_address"), format!("{s} is a multicast address"));
+                        None
+                    }
+                    Some(net) => Some(net),
+                    None => {
+                        errors.push(
+                            &object,
+                            format!("{field}.ip_address"),
+                            format!("{s:?} is not an IP address or CIDR"),
+                        );
+                        None
+                    }
+                }
+            });
+            let pair_mac = match a.mac_address.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(m) => match m.parse::<MacAddr>() {
+                    Ok(mac) if mac.is_multicast() => {
+                        errors.push(&object, format!("{field}.mac_address"), format!("{mac} is a multicast address"));
+                        continue;
+                    }
+                    Ok(mac) if mac.is_zero() => {
+                        errors.push(
+                            &object,
+                            format!("{field}.mac_address"),
+                            "00:00:00:00:00:00 is not a usable address",
+                        );
+                        continue;
+                    }
+                    Ok(mac) => Some(mac),
+                    Err(e) => {
+                        errors.push(&object, format!("{field}.mac_address"), format!("{m:?}: {e}"));
+                        continue;
+                    }
+                },
+            };
+            let (Some(ip), Some(port_mac)) = (ip, mac) else {
+                continue;
+            };
+            let pair = AddressPair {
+                ip,
+                mac: pair_mac.unwrap_or(port_mac),
+                explicit_mac: pair_mac.is_some(),
+            };
+            // {ip} and {port MAC, ip} are the same pair; so are two ways of
+            // writing one prefix.
+            if let Some(k) = pairs
+                .iter()
+                .position(|q| q.ip.trunc() == pair.ip.trunc() && q.mac == pair.mac)
+            {
+                errors.push(
+                    &object,
+                    format!("{field}"),
+                    format!(
+                        "duplicate of allowed_address_pairs[{k}] ({} with MAC {})",
+                        pair.ip.trunc(),
+                        pair.mac
+                    ),
+                );
+                continue;
+            }
+            pairs.push(pair);
+        }
+
+        if !p.security_groups.is_empty() && !port_security_enabled {
+            errors.push(
+                &object,
+                "security_groups",
+                "not allowed while port_security_enabled is false (Neutron refuses this too)",
+            );
+        }
+
+        let tap = match p.tap_name.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => id.map(default_tap_name).unwrap_or_default(),
+        };
+        if id.is_some() && !is_valid_ifname(&tap) {
+            errors.push(&object, "tap_name", format!("{tap:?} is not a valid interface name (1-15 characters, no '/' or spaces)"));
+        } else if let Some(other) = seen_taps.get(&tap) {
+            errors.push(&object, "tap_name", format!("interface {tap} is already used by {other}"));
+        }
+
+        if errors.0.len() != before {
+            continue;
+        }
+        let (Some(id), Some(network), Some(mac)) = (id, network, mac) else {
+            continue;
+        };
+        let port = Port {
+            id: id.to_string(),
+            name: p.name.clone().unwrap_or_default(),
+            network,
+            mac,
+            fixed_ips,
+            allowed_address_pairs: pairs,
+            port_security_enabled,
+            security_groups: p.security_groups.clone(),
+            tap,
+        };
+        let label = port.label();
+        if let Some(other) = macs.get(&(network, mac)) {
+            errors.push(&label, "mac_address", format!("{mac} is already used by {other} on the same network"));
+            continue;
+        }
+        let mut clash = false;
+        for f in &port.fixed_ips {
+            if let Some(other) = ips.get(&(network, f.ip)) {
+                errors.push(&label, "fixed_ips", format!("{} is already used by {other} on the same network", f.ip));
+                clash = true;
+            }
+        }
+        if clash {
+            continue;
+        }
+        macs.insert((network, mac), label.clone());
+        for f in &port.fixed_ips {
+            ips.insert((network, f.ip), label.clone());
+        }
+        seen_taps.insert(port.tap.clone(), label);
+        ports.push(port);
+    }
+    ports
+}

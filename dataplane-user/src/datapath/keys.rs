@@ -1,0 +1,78 @@
+//! Slotted key types of the configuration maps and their slot-free forms
+//! used by [`crate::compile::Desired`].
+
+use aya::maps::lpm_trie::Key;
+use common::{PORT_ADDR_PREFIX_BITS, PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey};
+
+use super::slots::{SlotKey, SlotLpmKey};
+use crate::compile::{AddrV4, AddrV6};
+
+impl SlotKey for PortKey {
+    type Bare = u32;
+    fn with_slot(slot: u32, ifindex: &u32) -> Self {
+        PortKey {
+            slot,
+            ifindex: *ifindex,
+        }
+    }
+    fn split(&self) -> (u32, u32) {
+        (self.slot, self.ifindex)
+    }
+}
+
+impl SlotKey for PortMacKey {
+    type Bare = (u32, [u8; 6]);
+    fn with_slot(slot: u32, &(port, mac): &(u32, [u8; 6])) -> Self {
+        PortMacKey {
+            slot,
+            port,
+            mac,
+            _pad: [0; 2],
+        }
+    }
+    fn split(&self) -> (u32, (u32, [u8; 6])) {
+        (self.slot, (self.port, self.mac))
+    }
+}
+
+impl SlotLpmKey for PortAddrV4Key {
+    type Bare = AddrV4;
+    fn with_slot(slot: u32, &(port, mac, addr, plen): &AddrV4) -> Key<Self> {
+        Key::new(
+            PORT_ADDR_PREFIX_BITS + u32::from(plen),
+            PortAddrV4Key {
+                slot,
+                port,
+                mac,
+                addr,
+                _pad: [0; 2],
+            },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, AddrV4) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(PORT_ADDR_PREFIX_BITS) as u8;
+        (d.slot, (d.port, d.mac, d.addr, plen))
+    }
+}
+
+impl SlotLpmKey for PortAddrV6Key {
+    type Bare = AddrV6;
+    fn with_slot(slot: u32, &(port, mac, addr, plen): &AddrV6) -> Key<Self> {
+        Key::new(
+            PORT_ADDR_PREFIX_BITS + u32::from(plen),
+            PortAddrV6Key {
+                slot,
+                port,
+                mac,
+                addr,
+                _pad: [0; 2],
+            },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, AddrV6) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(PORT_ADDR_PREFIX_BITS) as u8;
+        (d.slot, (d.port, d.mac, d.addr, plen))
+    }
+}

@@ -1,0 +1,360 @@
+//! The running datapath: the loaded programs, their pinned maps and the
+//! interfaces they are attached to.
+//!
+//! Applying a configuration writes it into the inactive slot of every
+//! configuration map, attaches the program to new taps, then makes the slot
+//! live with one update of `CONFIG`; taps that left the configuration are
+//! detached after that. A configuration that cannot be compiled or does not
+//! fit is refused before any map is touched.
+
+mod keys;
+pub mod pins;
+mod slots;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, PerCpuValues},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    util::nr_cpus,
+};
+use common::{
+    DpConfig, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
+    PortMeta, PortStats,
+};
+use tracing::{debug, info};
+
+use crate::{
+    compile::{self, Desired, Indexes},
+    config::Topology,
+};
+pub use pins::{MapSpec, instance_dir};
+use slots::{SlotHash, SlotLpm, SlotStore, SlottedMap, SyncStats};
+
+/// The eBPF object built from `dataplane-ebpf` (see build.rs).
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
+
+/// Name of the XDP program run on frames a VM sends.
+pub const PROG_FROM_VM: &str = "from_vm";
+
+/// How long after a slot switch the old slot may still be read by packets
+/// that started before it. XDP programs run to completion within
+/// microseconds under RCU; this is a wide margin.
+const SLOT_GRACE: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Name of the bpffs directory: `/sys/fs/bpf/<instance>`.
+    pub instance: String,
+    /// Ports this datapath can hold.
+    pub max_ports: u32,
+    /// Attach the programs to the ports' taps. Off only for tests that drive
+    /// the programs with BPF_PROG_TEST_RUN.
+    pub attach: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            instance: "dataplane".into(),
+            max_ports: 4096,
+            attach: true,
+        }
+    }
+}
+
+/// What an apply changed.
+#[derive(Clone, Debug, Default)]
+pub struct ApplySummary {
+    pub slot: u32,
+    pub generation: u64,
+    pub entries: SyncStats,
+    pub attached: Vec<u32>,
+    pub detached: Vec<u32>,
+    pub elapsed: Duration,
+}
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    attach: bool,
+    dir: PathBuf,
+    config: Array<MapData, DpConfig>,
+    current: DpConfig,
+    last_switch: Instant,
+    ports: SlottedMap<SlotHash<PortKey, PortInfo>>,
+    port_macs: SlottedMap<SlotHash<PortMacKey, PortMac>>,
+    addrs_v4: SlottedMap<SlotLpm<PortAddrV4Key, PortAddr>>,
+    addrs_v6: SlottedMap<SlotLpm<PortAddrV6Key, PortAddr>>,
+    port_meta: Array<MapData, PortMeta>,
+    port_stats: PerCpuArray<MapData, PortStats>,
+    port_ix: Indexes,
+    network_ix: Indexes,
+    links: BTreeMap<u32, XdpLinkId>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &str) -> Result<T> {
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl Datapath {
+    /// Loads the programs, creating the pinned maps or reusing the ones a
+    /// previous run left, and reads back what they hold.
+    pub fn open(opts: Options) -> Result<Datapath> {
+        pins::ensure_bpffs()?;
+        let dir = instance_dir(&opts.instance);
+        let specs = pins::map_specs(&opts);
+        pins::prepare(&dir, &specs)?;
+
+        let mut loader = EbpfLoader::new();
+        let map_dir = dir.join("maps");
+        let paths: Vec<(&str, PathBuf)> = specs.iter().map(|s| (s.name, map_dir.join(s.name))).collect();
+        for spec in &specs {
+            loader.map_max_entries(spec.name, spec.max_entries);
+        }
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
+            .load(BPF_OBJECT)
+            .context("loading the eBPF object")?;
+
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_FROM_VM)
+            .context("program from_vm missing")?
+            .try_into()?;
+        prog.load().context("the verifier rejected from_vm")?;
+
+        let config: Array<MapData, DpConfig> = take(&mut ebpf, "CONFIG")?;
+        let current = config.get(&0, 0)?;
+        let cap = |name: &str| specs.iter().find(|s| s.name == name).map(|s| s.max_entries as usize / 2).unwrap_or(0);
+        let ports: SlottedMap<SlotHash<PortKey, PortInfo>> =
+            SlottedMap::open("PORTS", SlotHash(take(&mut ebpf, "PORTS")?), cap("PORTS"))?;
+        let port_macs: SlottedMap<SlotHash<PortMacKey, PortMac>> =
+            SlottedMap::open("PORT_MACS", SlotHash(take(&mut ebpf, "PORT_MACS")?), cap("PORT_MACS"))?;
+        let addrs_v4: SlottedMap<SlotLpm<PortAddrV4Key, PortAddr>> = SlottedMap::open(
+            "PORT_ADDRS_V4",
+            SlotLpm(take(&mut ebpf, "PORT_ADDRS_V4")?),
+            cap("PORT_ADDRS_V4"),
+        )?;
+        let addrs_v6: SlottedMap<SlotLpm<PortAddrV6Key, PortAddr>> = SlottedMap::open(
+            "PORT_ADDRS_V6",
+            SlotLpm(take(&mut ebpf, "PORT_ADDRS_V6")?),
+            cap("PORT_ADDRS_V6"),
+        )?;
+        let port_meta: Array<MapData, PortMeta> = take(&mut ebpf, "PORT_META")?;
+        let port_stats: PerCpuArray<MapData, PortStats> = take(&mut ebpf, "PORT_STATS")?;
+
+        // Adopt the indexes of the ports a previous run left live.
+        let mut port_ix = Indexes::new(opts.max_ports);
+        for info in ports.contents(current.active_slot).values() {
+            if let Ok(meta) = port_meta.get(&info.index, 0) {
+                let id = pins::c_str(&meta.id);
+                if !id.is_empty() {
+                    port_ix.by_id.insert(id, info.index);
+                }
+            }
+        }
+        if !port_ix.by_id.is_empty() {
+            info!(
+                ports = port_ix.by_id.len(),
+                slot = current.active_slot,
+                generation = current.generation,
+                "adopted pinned datapath state"
+            );
+        }
+
+        Ok(Datapath {
+            ebpf,
+            attach: opts.attach,
+            network_ix: Indexes::new(u32::MAX - 1),
+            port_ix,
+            dir,
+            config,
+            current,
+            // A previous run may have switched slots just now.
+            last_switch: Instant::now(),
+            ports,
+            port_macs,
+            addrs_v4,
+            addrs_v6,
+            port_meta,
+            port_stats,
+            links: BTreeMap::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    pub fn active_slot(&self) -> u32 {
+        self.current.active_slot
+    }
+
+    /// Makes `topology` the live configuration; `ifindexes` are the ports'
+    /// taps, in `topology.ports` order.
+    pub fn apply(&mut self, topology: &Topology, ifindexes: &[u32]) -> Result<ApplySummary> {
+        let started = Instant::now();
+        let active = self.current.active_slot;
+        let target = 1 - active;
+
+        // Everything that can fail on the configuration itself happens
+        // before the first map write.
+        let live: BTreeSet<u32> = self.ports.contents(active).values().map(|p| p.index).collect();
+        let port_ix = self
+            .port_ix
+            .assign("ports", topology.ports.iter().map(|p| p.id.as_str()), &live)?;
+        let network_ix = self.network_ix.assign(
+            "networks",
+            topology.networks.iter().map(|n| n.id.as_str()),
+            &BTreeSet::new(),
+        )?;
+        let desired = compile::compile(topology, &port_ix, &network_ix, ifindexes);
+        self.check_capacity(&desired)?;
+
+        let since = self.last_switch.elapsed();
+        if since < SLOT_GRACE {
+            std::thread::sleep(SLOT_GRACE - since);
+        }
+
+        // Ports new to the live configuration start with clean counters.
+        for (&index, meta) in &desired.port_meta {
+            if !live.contains(&index) {
+                self.reset_port_state(index)?;
+                self.port_meta.set(index, meta, 0)?;
+            }
+        }
+
+        let mut entries = SyncStats::default();
+        entries += self.ports.sync(target, &desired.ports)?;
+        entries += self.port_macs.sync(target, &desired.port_macs)?;
+        entries += self.addrs_v4.sync(target, &desired.addrs_v4)?;
+        entries += self.addrs_v6.sync(target, &desired.addrs_v6)?;
+
+        let mut attached = Vec::new();
+        for &ifindex in desired.ports.keys() {
+            if self.attach && !self.links.contains_key(&ifindex) {
+                self.attach(ifindex)?;
+                attached.push(ifindex);
+            }
+        }
+
+        let next = DpConfig {
+            active_slot: target,
+            flags: self.current.flags,
+            generation: self.current.generation + 1,
+        };
+        self.config.set(0, next, 0).context("switching the live slot")?;
+        self.current = next;
+        self.last_switch = Instant::now();
+        self.port_ix = port_ix;
+        self.network_ix = network_ix;
+
+        let mut detached = Vec::new();
+        let stale: Vec<u32> = self
+            .links
+            .keys()
+            .filter(|i| !desired.ports.contains_key(*i))
+            .copied()
+            .collect();
+        for ifindex in stale {
+            self.detach(ifindex)?;
+            detached.push(ifindex);
+        }
+        for index in live {
+            if !desired.port_meta.contains_key(&index) {
+                self.port_meta.set(index, PortMeta::default(), 0)?;
+            }
+        }
+
+        let summary = ApplySummary {
+            slot: target,
+            generation: next.generation,
+            entries,
+            attached,
+            detached,
+            elapsed: started.elapsed(),
+        };
+        debug!(?summary, "configuration applied");
+        Ok(summary)
+    }
+
+    fn check_capacity(&self, d: &Desired) -> Result<()> {
+        fn check<S: SlotStore>(m: &SlottedMap<S>, n: usize) -> Result<()> {
+            if n > m.capacity {
+                bail!(
+                    "configuration needs {n} entries in map {} but it holds {} per slot (raise --max-ports)",
+                    m.name,
+                    m.capacity
+                );
+            }
+            Ok(())
+        }
+        check(&self.ports, d.ports.len())?;
+        check(&self.port_macs, d.port_macs.len())?;
+        check(&self.addrs_v4, d.addrs_v4.len())?;
+        check(&self.addrs_v6, d.addrs_v6.len())?;
+        Ok(())
+    }
+
+    fn reset_port_state(&mut self, index: u32) -> Result<()> {
+        let zeros = PerCpuValues::try_from(vec![PortStats::default(); nr_cpus().map_err(|(_, e)| e)?])?;
+        self.port_stats.set(index, zeros, 0)?;
+        Ok(())
+    }
+
+    fn xdp(&mut self) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(PROG_FROM_VM)
+            .context("program from_vm missing")?
+            .try_into()?)
+    }
+
+    fn attach(&mut self, ifindex: u32) -> Result<()> {
+        let link = self
+            .xdp()?
+            .attach_to_if_index(ifindex, XdpMode::default())
+            .with_context(|| format!("attaching XDP to interface {ifindex}"))?;
+        self.links.insert(ifindex, link);
+        Ok(())
+    }
+
+    fn detach(&mut self, ifindex: u32) -> Result<()> {
+        if let Some(link) = self.links.remove(&ifindex) {
+            // The interface may already be gone, and its XDP with it.
+            if let Err(e) = self.xdp()?.detach(link) {
+                debug!(ifindex, error = %e, "detach");
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches from every interface and, with `unpin`, removes the pinned
+    /// maps so nothing of this instance stays in the kernel.
+    pub fn shutdown(mut self, unpin: bool) -> Result<()> {
+        let ifindexes: Vec<u32> = self.links.keys().copied().collect();
+        for ifindex in ifindexes {
+            self.detach(ifindex)?;
+        }
+        let dir = self.dir.clone();
+        drop(self);
+        if unpin {
+            pins::remove(&dir)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! `dataplane`: runs, checks and inspects the allowed-address-pairs datapath.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use dataplane::{
+    config::{self, ConfigErrors},
+    datapath::{self, Datapath, Options},
+    interfaces, show,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(version, about = "eBPF/XDP datapath enforcing OpenStack allowed address pairs")]
+struct Cli {
+    /// Datapath instance: its state lives in /sys/fs/bpf/<instance>.
+    #[arg(long, global = true, env = "DATAPLANE_INSTANCE", default_value = "dataplane")]
+    instance: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the datapath, attach it to every port's tap and enforce the configuration.
+    Run {
+        /// Configuration file (TOML or JSON, Neutron resource and field names).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Ports the datapath is sized for.
+        #[arg(long, default_value_t = Options::default().max_ports)]
+        max_ports: u32,
+    },
+    /// Validate a configuration without changing anything.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Do not check that the taps exist (validate for another host).
+        #[arg(long)]
+        skip_interfaces: bool,
+    },
+    /// Show what the running datapath holds.
+    Show {
+        #[command(subcommand)]
+        what: ShowWhat,
+    },
+    /// Remove an instance's pinned state (after a crash, or to start afresh).
+    Stop,
+}
+
+#[derive(Subcommand)]
+enum ShowWhat {
+    /// Ports with their MACs, addresses, pairs and counters.
+    Ports {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
+                eprintln!("{errors}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config, max_ports } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(run(cli.instance, config, max_ports))
+        }
+        Command::Check {
+            config,
+            skip_interfaces,
+        } => {
+            let topology = config::load(&config)?;
+            if !skip_interfaces {
+                interfaces::resolve_taps(&topology)?;
+            }
+            println!(
+                "configuration valid: {} network(s), {} subnet(s), {} port(s)",
+                topology.networks.len(),
+                topology.subnets.len(),
+                topology.ports.len()
+            );
+            Ok(())
+        }
+        Command::Show { what } => {
+            let dir = datapath::instance_dir(&cli.instance);
+            match what {
+                ShowWhat::Ports { json } => {
+                    let view = show::ports(&dir)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&view)?);
+                    } else {
+                        print!("{}", show::render_ports(&view));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Stop => {
+            let dir = datapath::instance_dir(&cli.instance);
+            datapath::pins::remove(&dir)?;
+            println!("removed {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+async fn run(instance: String, config_path: PathBuf, max_ports: u32) -> Result<()> {
+    let topology = config::load(&config_path)?;
+    let ifindexes = interfaces::resolve_taps(&topology)?;
+
+    let fresh = !datapath::instance_dir(&instance).exists();
+    let mut dp = Datapath::open(Options {
+        instance: instance.clone(),
+        max_ports,
+        attach: true,
+    })?;
+    forward_ebpf_logs(&mut dp);
+
+    if let Err(e) = dp.apply(&topology, &ifindexes) {
+        // Leave nothing behind that this run created.
+        dp.shutdown(fresh).ok();
+        return Err(e).context("applying the configuration");
+    }
+    info!(
+        instance,
+        ports = topology.ports.len(),
+        pins = %dp.dir().display(),
+        "datapath ready"
+    );
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigint.recv() => info!("SIGINT: detaching"),
+        _ = sigterm.recv() => info!("SIGTERM: detaching"),
+    }
+    dp.shutdown(true)?;
+    info!("detached and unpinned");
+    Ok(())
+}
+
+/// Forwards aya-log records from the programs to this process's log.
+fn forward_ebpf_logs(dp: &mut Datapath) {
+    let logger = match aya_log::EbpfLogger::init(dp.ebpf_mut()) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("eBPF logs unavailable: {e}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns the ring buffer's fd, which stays open and
+    // unchanged for as long as the AsyncFd owns the logger.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!("eBPF logs unavailable: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,271 @@
+//! `dataplane show`: reads what the datapath holds straight from its pinned
+//! maps, so it shows what packets see, not what the loader believes.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
+use common::{
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, DropReason, DpConfig, PORT_ADDR_PREFIX_BITS,
+    PORT_F_SECURITY, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMeta,
+    PortStats,
+};
+use serde::Serialize;
+
+use crate::{config::MacAddr, datapath::pins::c_str};
+
+fn open(dir: &Path, name: &str) -> Result<Map> {
+    let path = dir.join("maps").join(name);
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!(
+            "cannot open {} (is `dataplane run` running for this instance?)",
+            path.display()
+        )
+    })?;
+    Ok(Map::from_map_data(data)?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AddressView {
+    pub address: String,
+    pub mac: String,
+    /// fixed, pair or link-local.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsView {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub passed: u64,
+    pub forwarded: u64,
+    pub flooded: u64,
+    pub group_flooded: u64,
+    pub routed: u64,
+    pub arp_replies: u64,
+    pub nd_replies: u64,
+    pub echo_replies: u64,
+    pub claims: u64,
+    /// Drop counters that are not zero, by reason name.
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl From<&PortStats> for StatsView {
+    fn from(s: &PortStats) -> Self {
+        StatsView {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            passed: s.passed,
+            forwarded: s.forwarded,
+            flooded: s.flooded,
+            group_flooded: s.group_flooded,
+            routed: s.routed,
+            arp_replies: s.arp_replies,
+            nd_replies: s.nd_replies,
+            echo_replies: s.echo_replies,
+            claims: s.claims,
+            drops: DropReason::ALL
+                .iter()
+                .filter(|r| s.drops.get(**r) != 0)
+                .map(|r| (r.name().to_string(), s.drops.get(*r)))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortView {
+    pub id: String,
+    pub tap: String,
+    pub ifindex: u32,
+    pub index: u32,
+    pub network: u32,
+    pub mac: String,
+    pub port_security: bool,
+    pub macs: Vec<String>,
+    pub addresses: Vec<AddressView>,
+    pub stats: StatsView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortsView {
+    pub active_slot: u32,
+    pub generation: u64,
+    pub ports: Vec<PortView>,
+    /// Drops on interfaces that were not (or no longer) a port.
+    pub unattributed: StatsView,
+}
+
+fn kind(flags: u32) -> String {
+    let mut kinds = Vec::new();
+    if flags & ADDR_F_FIXED != 0 {
+        kinds.push("fixed");
+    }
+    if flags & ADDR_F_PAIR != 0 {
+        kinds.push("pair");
+    }
+    if flags & ADDR_F_LINK_LOCAL != 0 {
+        kinds.push("link-local");
+    }
+    kinds.join("+")
+}
+
+fn sum_stats(stats: &PerCpuArray<MapData, PortStats>, index: u32) -> PortStats {
+    let mut total = PortStats::default();
+    if let Ok(values) = stats.get(&index, 0) {
+        for v in values.iter() {
+            total.add(v);
+        }
+    }
+    total
+}
+
+/// Reads every port of the live slot with its addresses and counters.
+pub fn ports(dir: &Path) -> Result<PortsView> {
+    let config: Array<MapData, DpConfig> = open(dir, "CONFIG")?.try_into()?;
+    let cfg = config.get(&0, 0)?;
+    let slot = cfg.active_slot;
+    let ports: HashMap<MapData, PortKey, PortInfo> = open(dir, "PORTS")?.try_into()?;
+    let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
+    let stats: PerCpuArray<MapData, PortStats> = open(dir, "PORT_STATS")?.try_into()?;
+    let macs: HashMap<MapData, common::PortMacKey, common::PortMac> = open(dir, "PORT_MACS")?.try_into()?;
+    let v4: LpmTrie<MapData, PortAddrV4Key, PortAddr> = open(dir, "PORT_ADDRS_V4")?.try_into()?;
+    let v6: LpmTrie<MapData, PortAddrV6Key, PortAddr> = open(dir, "PORT_ADDRS_V6")?.try_into()?;
+
+    let mut port_macs: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for item in macs.iter() {
+        let (k, _) = item?;
+        if k.slot == slot {
+            port_macs.entry(k.port).or_default().push(MacAddr(k.mac).to_string());
+        }
+    }
+    let mut addrs: BTreeMap<u32, Vec<AddressView>> = BTreeMap::new();
+    for item in v4.iter() {
+        let (k, v) = item?;
+        let d = k.data();
+        if d.slot == slot {
+            let plen = k.prefix_len() - PORT_ADDR_PREFIX_BITS;
+            addrs.entry(d.port).or_default().push(AddressView {
+                address: format!("{}/{plen}", Ipv4Addr::from(d.addr)),
+                mac: MacAddr(d.mac).to_string(),
+                kind: kind(v.flags),
+            });
+        }
+    }
+    for item in v6.iter() {
+        let (k, v) = item?;
+        let d = k.data();
+        if d.slot == slot {
+            let plen = k.prefix_len() - PORT_ADDR_PREFIX_BITS;
+            addrs.entry(d.port).or_default().push(AddressView {
+                address: format!("{}/{plen}", Ipv6Addr::from(d.addr)),
+                mac: MacAddr(d.mac).to_string(),
+                kind: kind(v.flags),
+            });
+        }
+    }
+
+    let mut out = Vec::new();
+    for item in ports.iter() {
+        let (k, info) = item?;
+        if k.slot != slot {
+            continue;
+        }
+        let m = meta.get(&info.index, 0).unwrap_or_default();
+        out.push(PortView {
+            id: c_str(&m.id),
+            tap: c_str(&m.tap),
+            ifindex: info.ifindex,
+            index: info.index,
+            network: info.network,
+            mac: MacAddr(info.mac).to_string(),
+            port_security: info.flags & PORT_F_SECURITY != 0,
+            macs: port_macs.remove(&info.index).unwrap_or_default(),
+            addresses: addrs.remove(&info.index).unwrap_or_default(),
+            stats: (&sum_stats(&stats, info.index)).into(),
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(PortsView {
+        active_slot: slot,
+        generation: cfg.generation,
+        ports: out,
+        unattributed: (&sum_stats(&stats, 0)).into(),
+    })
+}
+
+fn stats_line(s: &StatsView) -> String {
+    let mut line = format!(
+        "rx {} pkts / {} bytes, tx {} pkts, passed {}",
+        s.rx_packets, s.rx_bytes, s.tx_packets, s.passed
+    );
+    for (name, value) in [
+        ("forwarded", s.forwarded),
+        ("flooded", s.flooded),
+        ("group-flooded", s.group_flooded),
+        ("routed", s.routed),
+        ("arp-replies", s.arp_replies),
+        ("nd-replies", s.nd_replies),
+        ("echo-replies", s.echo_replies),
+        ("claims", s.claims),
+    ] {
+        if value != 0 {
+            let _ = write!(line, ", {name} {value}");
+        }
+    }
+    line
+}
+
+/// Human-readable form of [`ports`].
+pub fn render_ports(view: &PortsView) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "slot {} generation {}: {} port(s)",
+        view.active_slot,
+        view.generation,
+        view.ports.len()
+    );
+    for p in &view.ports {
+        let _ = writeln!(
+            s,
+            "\nport {}\n  tap {} (ifindex {}), index {}, network {}, mac {}, port security {}",
+            p.id,
+            p.tap,
+            p.ifindex,
+            p.index,
+            p.network,
+            p.mac,
+            if p.port_security { "on" } else { "off" }
+        );
+        let _ = writeln!(s, "  macs: {}", p.macs.join(", "));
+        for a in &p.addresses {
+            let _ = writeln!(s, "  {:<44} {} {}", a.address, a.mac, a.kind);
+        }
+        let _ = writeln!(s, "  {}", stats_line(&p.stats));
+        for (reason, n) in &p.stats.drops {
+            let desc = DropReason::ALL
+                .iter()
+                .find(|r| r.name() == reason)
+                .map(|r| r.description())
+                .unwrap_or("");
+            let _ = writeln!(s, "  dropped {n:>8} {reason}: {desc}");
+        }
+    }
+    if !view.unattributed.drops.is_empty() {
+        let _ = writeln!(s, "\nnot tied to a port:");
+        for (reason, n) in &view.unattributed.drops {
+            let _ = writeln!(s, "  dropped {n:>8} {reason}");
+        }
+    }
+    s
+}
