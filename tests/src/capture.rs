@@ -1,0 +1,188 @@
+//! Observing what arrives at an interface: an AF_PACKET socket opened
+//! inside a namespace (it stays bound to that namespace afterwards).
+
+use std::{
+    fs::File,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::Netns;
+
+pub struct Capture {
+    fd: OwnedFd,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+
+impl Capture {
+    /// Captures frames that `ifname` in `ns` receives (not the ones it sends).
+    pub fn open(ns: &Netns, ifname: &str) -> Result<Capture> {
+        let path = ns.path();
+        let ifname = ifname.to_string();
+        // setns affects only the calling thread, so do it on a thread of
+        // its own; the socket keeps the namespace it was created in.
+        let fd = std::thread::spawn(move || -> Result<OwnedFd> {
+            let nsfile = File::open(&path).with_context(|| format!("opening {path}"))?;
+            // SAFETY: plain syscalls on valid fds and buffers.
+            unsafe {
+                if libc::setns(nsfile.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    bail!("setns {path}: {}", std::io::Error::last_os_error());
+                }
+                let raw = libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(ETH_P_ALL.to_be()),
+                );
+                if raw < 0 {
+                    bail!("socket: {}", std::io::Error::last_os_error());
+                }
+                let fd = OwnedFd::from_raw_fd(raw);
+                let cname = std::ffi::CString::new(ifname.clone())?;
+                let index = libc::if_nametoindex(cname.as_ptr());
+                if index == 0 {
+                    bail!("no interface {ifname} in {path}");
+                }
+                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_protocol = ETH_P_ALL.to_be();
+                sll.sll_ifindex = index as i32;
+                if libc::bind(
+                    fd.as_raw_fd(),
+                    &sll as *const _ as *const libc::sockaddr,
+                    size_of::<libc::sockaddr_ll>() as u32,
+                ) != 0
+                {
+                    bail!("bind: {}", std::io::Error::last_os_error());
+                }
+                Ok(fd)
+            }
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+        Ok(Capture { fd })
+    }
+
+    /// The next received frame within `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let tv = libc::timeval {
+                tv_sec: left.as_secs() as i64,
+                tv_usec: left.subsec_micros().max(1) as i64,
+            };
+            // SAFETY: valid fd, buffers and lengths.
+            unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const _ as *const libc::c_void,
+                    size_of::<libc::timeval>() as u32,
+                );
+                let mut from: libc::sockaddr_ll = std::mem::zeroed();
+                let mut len = size_of::<libc::sockaddr_ll>() as u32;
+                let n = libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                    &mut from as *mut _ as *mut libc::sockaddr,
+                    &mut len,
+                );
+                if n < 0 {
+                    return None;
+                }
+                if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                    continue;
+                }
+                return Some(buf[..n as usize].to_vec());
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a frame matching `pred`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next(left) {
+                Some(f) if pred(&f) => return Some(f),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Counts frames matching `pred` arriving during `window`.
+    pub fn count(&self, window: Duration, pred: impl Fn(&[u8]) -> bool) -> usize {
+        let deadline = Instant::now() + window;
+        let mut n = 0;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next(left) {
+                Some(f) if pred(&f) => n += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        n
+    }
+
+    /// Discards frames already queued.
+    pub fn drain(&self) {
+        while self.next(Duration::from_millis(1)).is_some() {}
+    }
+}
+
+/// Frame field accessors for predicates.
+pub mod frame {
+    pub fn ethertype(f: &[u8]) -> u16 {
+        if f.len() < 14 {
+            return 0;
+        }
+        u16::from_be_bytes([f[12], f[13]])
+    }
+
+    pub fn src_mac(f: &[u8]) -> [u8; 6] {
+        f.get(6..12).map(|s| s.try_into().unwrap()).unwrap_or_default()
+    }
+
+    /// IPv4 source and destination, if the frame is IPv4.
+    pub fn ipv4(f: &[u8]) -> Option<([u8; 4], [u8; 4], u8)> {
+        if ethertype(f) != 0x0800 || f.len() < 34 {
+            return None;
+        }
+        Some((f[26..30].try_into().ok()?, f[30..34].try_into().ok()?, f[23]))
+    }
+
+    /// IPv6 source, destination and next header, if the frame is IPv6.
+    pub fn ipv6(f: &[u8]) -> Option<([u8; 16], [u8; 16], u8)> {
+        if ethertype(f) != 0x86dd || f.len() < 54 {
+            return None;
+        }
+        Some((f[22..38].try_into().ok()?, f[38..54].try_into().ok()?, f[20]))
+    }
+
+    /// ARP (oper, sender MAC, sender IP, target IP).
+    pub fn arp(f: &[u8]) -> Option<(u16, [u8; 6], [u8; 4], [u8; 4])> {
+        if ethertype(f) != 0x0806 || f.len() < 42 {
+            return None;
+        }
+        Some((
+            u16::from_be_bytes([f[20], f[21]]),
+            f[22..28].try_into().ok()?,
+            f[28..32].try_into().ok()?,
+            f[38..42].try_into().ok()?,
+        ))
+    }
+
+    /// Whether the frame carries `marker` anywhere in its payload: tests tag
+    /// the packets they send so that background traffic never matches.
+    pub fn contains(f: &[u8], marker: &[u8]) -> bool {
+        f.windows(marker.len()).any(|w| w == marker)
+    }
+}

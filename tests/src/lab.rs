@@ -1,0 +1,285 @@
+//! A test topology: a hypervisor namespace holding the VMs' taps, VM
+//! namespaces behind them, and the datapath agent running in the hypervisor
+//! namespace. Everything is removed on drop, agent first.
+//!
+//! VMs are network namespaces, so each "tap" is the host end of a veth pair
+//! named as Neutron names taps; the datapath cannot tell the difference.
+
+use std::{
+    fs::File,
+    io::Read as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{
+    capture::Capture,
+    netns::{Netns, run},
+};
+
+/// The `dataplane` binary under test: `DATAPLANE_BIN`, or the one cargo
+/// built next to the test executable.
+pub fn dataplane_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DATAPLANE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/dataplane
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("dataplane"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo xtask test` (or cargo build -p dataplane-user)",
+        bin.display()
+    );
+    bin
+}
+
+static PORT_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub struct Vm {
+    pub name: String,
+    pub ns: Netns,
+    pub port_id: String,
+    pub tap: String,
+    pub mac: String,
+}
+
+impl Vm {
+    pub fn capture(&self) -> Result<Capture> {
+        Capture::open(&self.ns, "eth0")
+    }
+
+    pub fn sh(&self, script: &str) -> Result<std::process::Output> {
+        self.ns.sh(script)
+    }
+
+    /// Pings `dst` `count` times (0.2 s apart); true if any reply came back.
+    pub fn ping(&self, dst: &str, count: u32) -> bool {
+        self.ping_from(dst, None, count)
+    }
+
+    pub fn ping_from(&self, dst: &str, src: Option<&str>, count: u32) -> bool {
+        let count = count.to_string();
+        let mut args = vec!["ping", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1"];
+        if let Some(src) = src {
+            args.extend(["-I", src]);
+        }
+        args.push(dst);
+        self.ns.try_exec(&args).map(|o| o.status.success()).unwrap_or(false)
+    }
+
+    /// Runs a scapy script in the VM with the layers imported, `IFACE`
+    /// ("eth0") and `MAC` (this VM's MAC) defined.
+    pub fn scapy(&self, body: &str) -> Result<std::process::Output> {
+        let script = format!(
+            "from scapy.config import conf\nconf.verb = 0\n\
+             from scapy.layers.l2 import Ether, ARP, Dot1Q\n\
+             from scapy.layers.inet import IP, UDP, TCP, ICMP\n\
+             from scapy.layers.inet6 import IPv6, ICMPv6ND_NS, ICMPv6ND_NA, ICMPv6ND_RA, ICMPv6ND_RS, \
+             ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr, ICMPv6EchoRequest, IPv6ExtHdrFragment, ICMPv6MLReport2\n\
+             from scapy.layers.dhcp import BOOTP, DHCP\n\
+             from scapy.layers.dhcp6 import DHCP6_Advertise, DHCP6_Solicit\n\
+             from scapy.packet import Raw\n\
+             from scapy.sendrecv import sendp\n\
+             IFACE = 'eth0'\nMAC = '{}'\n{body}\n",
+            self.mac
+        );
+        run(self.ns.command("/usr/bin/python3").arg("-c").arg(script))
+    }
+}
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+pub struct Lab {
+    // Dropped first: the agent must stop before its namespace goes.
+    agent: Option<Agent>,
+    pub instance: String,
+    pub hv: Netns,
+    pub vms: Vec<Vm>,
+    bridge: Option<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A hypervisor namespace; with `bridge`, the taps sit on a Linux
+    /// bridge (the datapath then only filters, the kernel forwards).
+    pub fn new(bridge: bool) -> Result<Lab> {
+        let hv = Netns::new("dph")?;
+        let bridge = if bridge {
+            hv.ip(&["link", "add", "br0", "type", "bridge"])?;
+            hv.ip(&["link", "set", "br0", "up"])?;
+            Some("br0".to_string())
+        } else {
+            None
+        };
+        Ok(Lab {
+            agent: None,
+            instance: crate::netns::unique("dpt"),
+            hv,
+            vms: Vec::new(),
+            bridge,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    /// Adds a VM whose eth0 has `mac`; returns its index in `vms`.
+    pub fn add_vm(&mut self, name: &str, mac: &str) -> Result<usize> {
+        let n = PORT_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let port_id = format!("{:08x}-{n:04x}-4000-8000-{:012x}", pid, n as u64 * 7919 + 17);
+        let tap = format!("tap{}", &port_id[..11]);
+        let ns = Netns::new("dpv")?;
+        self.hv.ip(&["link", "add", &tap, "type", "veth", "peer", "name", "eth0", "netns", &ns.name])?;
+        if let Some(br) = &self.bridge {
+            self.hv.ip(&["link", "set", &tap, "master", br])?;
+        }
+        self.hv.ip(&["link", "set", &tap, "up"])?;
+        ns.ip(&["link", "set", "eth0", "address", mac])?;
+        // No duplicate address detection delay; GRO gives the veth the NAPI
+        // context that XDP redirects into it need.
+        ns.sh(
+            "sysctl -qw net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+             net.ipv6.conf.eth0.addr_gen_mode=0 && ethtool -K eth0 gro on >/dev/null 2>&1; true",
+        )?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        self.vms.push(Vm {
+            name: name.to_string(),
+            ns,
+            port_id,
+            tap,
+            mac: mac.to_string(),
+        });
+        Ok(self.vms.len() - 1)
+    }
+
+    pub fn vm(&self, name: &str) -> &Vm {
+        self.vms.iter().find(|v| v.name == name).expect("no such VM")
+    }
+
+    /// Writes `config` (JSON) and returns its path.
+    pub fn write_config(&self, name: &str, config: &Value) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(config)?)?;
+        Ok(path)
+    }
+
+    /// Runs `dataplane` with this lab's instance in the hypervisor namespace.
+    pub fn dataplane(&self, args: &[&str]) -> Command {
+        let mut c = self.hv.command(dataplane_bin().to_str().unwrap());
+        c.arg("--instance").arg(&self.instance).args(args);
+        c
+    }
+
+    /// Starts the agent on `config` and waits until every port is live.
+    pub fn start(&mut self, config: &Value) -> Result<()> {
+        let path = self.write_config("config.json", config)?;
+        let expected = config["ports"].as_array().map(|a| a.len()).unwrap_or(0);
+        let log = self.dir.path().join("agent.log");
+        let child = self
+            .dataplane(&["run", "--config", path.to_str().unwrap(), "--max-ports", "64"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(File::create(self.dir.path().join("agent.err"))?)
+            .spawn()
+            .context("spawning the agent")?;
+        self.agent = Some(Agent { child, log });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(agent) = &mut self.agent {
+                if let Some(status) = agent.child.try_wait()? {
+                    bail!("agent exited ({status}):\n{}", self.agent_log());
+                }
+            }
+            if let Ok(v) = self.show_ports() {
+                if v["generation"].as_u64().unwrap_or(0) >= 1
+                    && v["ports"].as_array().map(|a| a.len()) == Some(expected)
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("agent not ready after 30 s:\n{}", self.agent_log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the agent printed so far.
+    pub fn agent_log(&self) -> String {
+        let mut s = String::new();
+        for name in ["agent.log", "agent.err"] {
+            if let Ok(mut f) = File::open(self.dir.path().join(name)) {
+                let _ = f.read_to_string(&mut s);
+            }
+        }
+        s
+    }
+
+    pub fn show_ports(&self) -> Result<Value> {
+        let out = run(&mut self.dataplane(&["show", "ports", "--json"]))?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// The port's view in `show ports`.
+    pub fn port(&self, vm: &Vm) -> Result<Value> {
+        let v = self.show_ports()?;
+        v["ports"]
+            .as_array()
+            .and_then(|ports| ports.iter().find(|p| p["id"] == vm.port_id.as_str()).cloned())
+            .with_context(|| format!("port {} not in show ports", vm.port_id))
+    }
+
+    /// A drop counter of the VM's port.
+    pub fn drops(&self, vm: &Vm, reason: &str) -> u64 {
+        self.port(vm)
+            .ok()
+            .and_then(|p| p["stats"]["drops"][reason].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Stops the agent with SIGINT and waits for it.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut agent) = self.agent.take() {
+            stop_agent(&mut agent)?;
+        }
+        Ok(())
+    }
+}
+
+fn stop_agent(agent: &mut Agent) -> Result<()> {
+    // SAFETY: signalling a child we own.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if agent.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    bail!("agent did not stop on SIGINT; log at {}", agent.log.display())
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = stop_agent(&mut agent);
+        }
+        // Whatever the agent left pinned goes too.
+        let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/{}", self.instance));
+    }
+}

@@ -1,0 +1,22 @@
+//! Test harness: network namespaces, VMs behind taps, the datapath agent,
+//! packet capture, configuration builders and BPF_PROG_TEST_RUN verdicts.
+//! The integration tests in `tests/` use it, and so does `cargo xtask run`
+//! for the demo.
+
+pub mod capture;
+pub mod lab;
+pub mod netns;
+pub mod pkt;
+pub mod topo;
+pub mod verdict;
+
+/// Skips a test (by returning) unless it runs as root: namespaces, XDP and
+/// bpffs need it. `cargo xtask test` runs as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("this test needs root (network namespaces, XDP, bpffs): run `cargo xtask test` as root");
+        }
+    };
+}

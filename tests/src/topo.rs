@@ -1,0 +1,47 @@
+//! Builders for configuration documents (JSON, Neutron field names).
+
+use serde_json::{Value, json};
+
+use crate::lab::Vm;
+
+pub fn network(id: &str) -> Value {
+    json!({ "id": id, "name": id })
+}
+
+pub fn subnet(id: &str, network: &str, cidr: &str, gateway: Option<&str>) -> Value {
+    let version = if cidr.contains(':') { 6 } else { 4 };
+    json!({
+        "id": id,
+        "network_id": network,
+        "cidr": cidr,
+        "gateway_ip": gateway,
+        "ip_version": version,
+    })
+}
+
+/// A port for `vm` on `network` with fixed IPs given as (subnet, address).
+pub fn port(vm: &Vm, network: &str, fixed_ips: &[(&str, &str)]) -> Value {
+    json!({
+        "id": vm.port_id,
+        "name": vm.name,
+        "network_id": network,
+        "mac_address": vm.mac,
+        "fixed_ips": fixed_ips
+            .iter()
+            .map(|(s, ip)| json!({ "subnet_id": s, "ip_address": ip }))
+            .collect::<Vec<_>>(),
+        "tap_name": vm.tap,
+    })
+}
+
+/// An allowed address pair, with or without its own MAC.
+pub fn pair(ip: &str, mac: Option<&str>) -> Value {
+    match mac {
+        Some(m) => json!({ "ip_address": ip, "mac_address": m }),
+        None => json!({ "ip_address": ip }),
+    }
+}
+
+pub fn config(networks: Vec<Value>, subnets: Vec<Value>, ports: Vec<Value>) -> Value {
+    json!({ "networks": networks, "subnets": subnets, "ports": ports })
+}

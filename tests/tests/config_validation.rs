@@ -1,0 +1,289 @@
+//! Configuration validation: every bad input is refused with an error that
+//! names the object and the field; what Neutron accepts is accepted.
+
+use dataplane::config::{self, ConfigErrors, Format, Topology};
+use serde_json::{Value, json};
+
+const PORT: &str = "5e1c0a2b-0000-4000-8000-000000000001";
+
+fn base() -> Value {
+    json!({
+        "networks": [{ "id": "net1", "name": "tenant" }, { "id": "net2" }],
+        "subnets": [
+            { "id": "sub1", "network_id": "net1", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4 },
+            { "id": "sub6", "network_id": "net1", "cidr": "fd00::/64", "ip_version": 6 },
+            { "id": "sub2", "network_id": "net2", "cidr": "10.1.0.0/24", "ip_version": 4 },
+        ],
+        "ports": [{
+            "id": PORT, "name": "web-1", "network_id": "net1", "mac_address": "fa:16:3e:00:00:01",
+            "fixed_ips": [{ "subnet_id": "sub1", "ip_address": "10.0.0.5" }],
+        }],
+    })
+}
+
+fn check(doc: &Value) -> Result<Topology, ConfigErrors> {
+    let raw = config::parse(&doc.to_string(), Format::Json).expect("parses");
+    config::validate(&raw)
+}
+
+/// Applies `edit` to the base document's first port and expects exactly one
+/// error on `field` whose message contains `needle`.
+fn rejects(edit: impl FnOnce(&mut Value), field: &str, needle: &str) {
+    let mut doc = base();
+    edit(&mut doc["ports"][0]);
+    let errors = check(&doc).expect_err("must be rejected");
+    let text = errors.to_string();
+    assert!(
+        errors.0.iter().any(|e| e.field == field && e.object.contains(PORT) && e.message.contains(needle)),
+        "expected an error on {field} naming the port and saying {needle:?}, got:\n{text}"
+    );
+    assert!(text.contains("web-1"), "the port's name is shown: {text}");
+}
+
+fn accepts(edit: impl FnOnce(&mut Value)) -> Topology {
+    let mut doc = base();
+    edit(&mut doc["ports"][0]);
+    check(&doc).unwrap_or_else(|e| panic!("must be accepted:\n{e}"))
+}
+
+#[test]
+fn base_is_valid() {
+    let t = accepts(|_| {});
+    assert_eq!(t.ports[0].tap, "tap5e1c0a2b-00", "Neutron tap naming");
+    assert!(t.ports[0].port_security_enabled, "port security defaults on");
+}
+
+#[test]
+fn unknown_network() {
+    rejects(|p| p["network_id"] = json!("nope"), "network_id", "unknown network \"nope\"");
+}
+
+#[test]
+fn unknown_subnet() {
+    rejects(|p| p["fixed_ips"][0]["subnet_id"] = json!("nope"), "fixed_ips[0].subnet_id", "unknown subnet");
+}
+
+#[test]
+fn subnet_of_another_network() {
+    rejects(
+        |p| p["fixed_ips"][0] = json!({ "subnet_id": "sub2", "ip_address": "10.1.0.5" }),
+        "fixed_ips[0].subnet_id",
+        "belongs to another network",
+    );
+}
+
+#[test]
+fn fixed_ip_outside_its_subnet() {
+    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.9.5"), "fixed_ips[0].ip_address", "outside subnet sub1");
+}
+
+#[test]
+fn fixed_ip_on_network_or_gateway_address() {
+    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.0"), "fixed_ips[0].ip_address", "network or broadcast");
+    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.255"), "fixed_ips[0].ip_address", "network or broadcast");
+    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"), "fixed_ips[0].ip_address", "gateway_ip");
+}
+
+#[test]
+fn duplicate_mac_in_a_network() {
+    let mut doc = base();
+    doc["ports"].as_array_mut().unwrap().push(json!({
+        "id": "other", "network_id": "net1", "mac_address": "FA:16:3E:00:00:01",
+        "fixed_ips": [{ "subnet_id": "sub1", "ip_address": "10.0.0.6" }],
+    }));
+    let e = check(&doc).expect_err("duplicate MAC");
+    assert!(
+        e.0.iter().any(|e| e.object == "port other" && e.field == "mac_address" && e.message.contains("already used by port 5e1c")),
+        "{e}"
+    );
+    // The same MAC on another network is fine.
+    doc["ports"][1]["network_id"] = json!("net2");
+    doc["ports"][1]["fixed_ips"] = json!([{ "subnet_id": "sub2", "ip_address": "10.1.0.6" }]);
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn duplicate_fixed_ip_in_a_network() {
+    let mut doc = base();
+    doc["ports"].as_array_mut().unwrap().push(json!({
+        "id": "other", "network_id": "net1", "mac_address": "fa:16:3e:00:00:02",
+        "fixed_ips": [{ "subnet_id": "sub1", "ip_address": "10.0.0.5" }],
+    }));
+    let e = check(&doc).expect_err("duplicate IP");
+    assert!(e.0.iter().any(|e| e.field == "fixed_ips" && e.message.contains("10.0.0.5 is already used")), "{e}");
+}
+
+#[test]
+fn malformed_addresses() {
+    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.300"), "fixed_ips[0].ip_address", "not an IP address");
+    rejects(|p| p["mac_address"] = json!("fa:16:3e:00:01"), "mac_address", "not a MAC address");
+    rejects(|p| p["mac_address"] = json!("fa:16:3e:00:00:zz"), "mac_address", "not a MAC address");
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.0/33" }]),
+        "allowed_address_pairs[0].ip_address",
+        "not an IP address or CIDR",
+    );
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.9", "mac_address": "nope" }]),
+        "allowed_address_pairs[0].mac_address",
+        "not a MAC address",
+    );
+    let mut doc = base();
+    doc["subnets"][0]["cidr"] = json!("10.0.0/24");
+    let e = check(&doc).expect_err("bad CIDR");
+    assert!(e.0.iter().any(|e| e.object == "subnet sub1" && e.field == "cidr"), "{e}");
+}
+
+#[test]
+fn multicast_port_mac() {
+    rejects(|p| p["mac_address"] = json!("01:00:5e:00:00:01"), "mac_address", "multicast");
+}
+
+#[test]
+fn pairs_need_port_security() {
+    rejects(
+        |p| {
+            p["port_security_enabled"] = json!(false);
+            p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.100" }]);
+        },
+        "allowed_address_pairs",
+        "port_security_enabled is false",
+    );
+}
+
+#[test]
+fn security_groups_need_port_security() {
+    rejects(
+        |p| {
+            p["port_security_enabled"] = json!(false);
+            p["security_groups"] = json!(["default"]);
+        },
+        "security_groups",
+        "port_security_enabled is false",
+    );
+}
+
+#[test]
+fn more_pairs_than_the_maximum() {
+    let pairs: Vec<Value> = (0..11).map(|i| json!({ "ip_address": format!("10.0.0.{}", 100 + i) })).collect();
+    rejects(|p| p["allowed_address_pairs"] = json!(pairs), "allowed_address_pairs", "exceed max_allowed_address_pair = 10");
+    // Ten is Neutron's default maximum and is fine.
+    accepts(|p| p["allowed_address_pairs"] = json!(pairs[..10]));
+    // The maximum is configurable.
+    let mut doc = base();
+    doc["dataplane"] = json!({ "max_allowed_address_pair": 2 });
+    doc["ports"][0]["allowed_address_pairs"] = json!(pairs[..3]);
+    let e = check(&doc).expect_err("over a lowered maximum");
+    assert!(e.to_string().contains("max_allowed_address_pair = 2"), "{e}");
+}
+
+#[test]
+fn duplicate_pairs() {
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.100" }, { "ip_address": "10.0.0.100", "mac_address": "fa:16:3e:00:00:01" }]),
+        "allowed_address_pairs[1]",
+        "duplicate of allowed_address_pairs[0]",
+    );
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.9.0.0/24" }, { "ip_address": "10.9.0.77/24" }]),
+        "allowed_address_pairs[1]",
+        "duplicate",
+    );
+    // The same IP with two different MACs is two pairs.
+    accepts(|p| {
+        p["allowed_address_pairs"] =
+            json!([{ "ip_address": "10.0.0.100" }, { "ip_address": "10.0.0.100", "mac_address": "00:00:5e:00:01:01" }])
+    });
+}
+
+#[test]
+fn multicast_in_pairs() {
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "224.0.0.18" }]),
+        "allowed_address_pairs[0].ip_address",
+        "multicast",
+    );
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "ff02::12" }]),
+        "allowed_address_pairs[0].ip_address",
+        "multicast",
+    );
+    rejects(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.100", "mac_address": "01:00:5e:00:00:12" }]),
+        "allowed_address_pairs[0].mac_address",
+        "multicast",
+    );
+}
+
+#[test]
+fn what_neutron_accepts() {
+    let t = accepts(|p| {
+        p["allowed_address_pairs"] = json!([
+            { "ip_address": "10.0.0.5" },
+            { "ip_address": "10.0.0.77/24" },
+            { "ip_address": "0.0.0.0/0", "mac_address": "fa:16:3e:00:00:99" },
+            { "ip_address": "::/0" },
+            { "ip_address": "fd00::10" },
+        ])
+    });
+    let pairs = &t.ports[0].allowed_address_pairs;
+    assert_eq!(pairs.len(), 5);
+    assert_eq!(pairs[1].ip.to_string(), "10.0.0.77/24", "host bits kept as written");
+    assert!(!pairs[0].explicit_mac && pairs[0].mac.to_string() == "fa:16:3e:00:00:01", "pair without MAC uses the port's");
+    assert!(pairs[2].explicit_mac);
+}
+
+#[test]
+fn misspelt_fields_are_refused() {
+    rejects(|p| p["alowed_address_pairs"] = json!([]), "alowed_address_pairs", "unknown field");
+    // Fields of a real Neutron dump that this datapath ignores are fine.
+    accepts(|p| {
+        p["device_owner"] = json!("compute:nova");
+        p["binding:host_id"] = json!("hv1");
+        p["status"] = json!("ACTIVE");
+    });
+}
+
+#[test]
+fn subnet_errors() {
+    let mut doc = base();
+    doc["subnets"][0]["cidr"] = json!("10.0.0.5/24");
+    doc["subnets"][1]["ip_version"] = json!(4);
+    doc["subnets"][2]["gateway_ip"] = json!("10.9.9.9");
+    let e = check(&doc).expect_err("bad subnets").to_string();
+    assert!(e.contains("subnet sub1: cidr: \"10.0.0.5/24\" has host bits set; did you mean 10.0.0.0/24?"), "{e}");
+    assert!(e.contains("subnet sub6: ip_version: 4 does not match cidr fd00::/64"), "{e}");
+    assert!(e.contains("subnet sub2: gateway_ip: 10.9.9.9 is outside cidr 10.1.0.0/24"), "{e}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let mut doc = base();
+    doc["ports"][0]["mac_address"] = json!("bad");
+    doc["ports"][0]["fixed_ips"][0]["ip_address"] = json!("bad");
+    doc["ports"][0]["allowed_address_pairs"] = json!([{ "ip_address": "bad" }]);
+    let e = check(&doc).expect_err("three errors");
+    assert_eq!(e.0.len(), 3, "{e}");
+}
+
+#[test]
+fn toml_and_json_are_the_same_configuration() {
+    let toml_text = r#"
+[[networks]]
+id = "net1"
+[[subnets]]
+id = "sub1"
+network_id = "net1"
+cidr = "10.0.0.0/24"
+gateway_ip = "10.0.0.1"
+ip_version = 4
+[[ports]]
+id = "5e1c0a2b-0000-4000-8000-000000000001"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
+allowed_address_pairs = [{ ip_address = "10.0.0.100" }]
+"#;
+    let t = config::validate(&config::parse(toml_text, Format::Toml).unwrap()).unwrap();
+    assert_eq!(t.ports[0].allowed_address_pairs[0].ip.to_string(), "10.0.0.100/32");
+}
