@@ -9,7 +9,12 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let ebpf_dir = root.join("dataplane-ebpf");
-    for path in ["dataplane-ebpf/src", "dataplane-ebpf/Cargo.toml", "common/src", "common/Cargo.toml"] {
+    for path in [
+        "dataplane-ebpf/src",
+        "dataplane-ebpf/Cargo.toml",
+        "common/src",
+        "common/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=DATAPLANE_BPF_OBJECT");

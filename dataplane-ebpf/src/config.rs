@@ -16,5 +16,5 @@ pub fn active_slot() -> u32 {
 pub fn port_by_ifindex(slot: u32, ifindex: u32) -> Option<PortInfo> {
     let key = PortKey { slot, ifindex };
     // SAFETY: the value is copied before any other map operation.
-    unsafe { PORTS.get(&key) }.copied()
+    unsafe { PORTS.get(key) }.copied()
 }

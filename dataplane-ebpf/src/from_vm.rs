@@ -5,7 +5,12 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_log_ebpf::debug;
 use common::{DropReason, PORT_F_SECURITY, PortInfo};
 
-use crate::{config, packet::Packet, parse, portsec, stats};
+use crate::{
+    config,
+    packet::Packet,
+    parse::{self, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+    portsec, stats,
+};
 
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
@@ -33,12 +38,32 @@ pub fn run(ctx: &XdpContext) -> u32 {
     }
 }
 
+/// Each protocol is checked in its own branch, right where it is parsed:
+/// merging the parsed headers into one enum first let LLVM pack header
+/// offsets into registers shared between variants, whose bounds the
+/// verifier then lost.
 #[inline(always)]
 fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<(), DropReason> {
     let eth = parse::eth(pkt)?;
-    if port.flags & PORT_F_SECURITY != 0 {
-        let l3 = parse::l3(pkt, &eth)?;
-        portsec::check(pkt, slot, port, &eth, &l3)?;
+    if port.flags & PORT_F_SECURITY == 0 {
+        return Ok(());
     }
-    Ok(())
+    if !portsec::mac_allowed(slot, port.index, eth.src) {
+        return Err(DropReason::SrcMac);
+    }
+    match eth.proto {
+        ETH_P_ARP => {
+            let arp = parse::arp(pkt)?;
+            portsec::check_arp(slot, port, &eth, &arp)
+        }
+        ETH_P_IP => {
+            let ip = parse::ipv4(pkt)?;
+            portsec::check_ipv4(pkt, slot, port, &eth, &ip)
+        }
+        ETH_P_IPV6 => {
+            let ip = parse::ipv6(pkt)?;
+            portsec::check_ipv6(pkt, slot, port, &eth, &ip)
+        }
+        _ => Err(DropReason::Ethertype),
+    }
 }

@@ -33,11 +33,6 @@ impl Packet {
         Some(start as *const T)
     }
 
-    #[inline(always)]
-    pub fn ptr_at_mut<T>(&self, offset: usize) -> Option<*mut T> {
-        self.ptr_at::<T>(offset).map(|p| p as *mut T)
-    }
-
     /// Copies a `T` out of the packet.
     ///
     /// Never read a single byte this way: LLVM turns `start + 1 > end` into

@@ -13,9 +13,7 @@ pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 
-pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
 const IPV6_HLEN: usize = 40;
@@ -24,7 +22,6 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 
 #[derive(Clone, Copy)]
 pub struct Eth {
-    pub dst: [u8; 6],
     pub src: [u8; 6],
     /// Host byte order.
     pub proto: u16,
@@ -32,15 +29,9 @@ pub struct Eth {
 
 #[inline(always)]
 pub fn eth(pkt: &Packet) -> Result<Eth, DropReason> {
-    let dst = pkt.read::<[u8; 6]>(0).ok_or(DropReason::Malformed)?;
     let src = pkt.read::<[u8; 6]>(6).ok_or(DropReason::Malformed)?;
     let proto = pkt.be16_at(12).ok_or(DropReason::Malformed)?;
-    Ok(Eth { dst, src, proto })
-}
-
-#[inline(always)]
-pub fn is_multicast(mac: &[u8; 6]) -> bool {
-    mac[0] & 1 != 0
+    Ok(Eth { src, proto })
 }
 
 // ---------------------------------------------------------------------------
@@ -51,11 +42,8 @@ pub const ARPOP_REPLY: u16 = 2;
 
 #[derive(Clone, Copy)]
 pub struct Arp {
-    pub oper: u16,
     pub sha: [u8; 6],
     pub spa: [u8; 4],
-    pub tha: [u8; 6],
-    pub tpa: [u8; 4],
 }
 
 /// Parses an Ethernet/IPv4 ARP request or reply; anything else is malformed.
@@ -72,11 +60,8 @@ pub fn arp(pkt: &Packet) -> Result<Arp, DropReason> {
         return Err(DropReason::Malformed);
     }
     Ok(Arp {
-        oper,
         sha: hdr.sha,
         spa: hdr.spa,
-        tha: hdr.tha,
-        tpa: hdr.tpa,
     })
 }
 
@@ -99,7 +84,6 @@ pub struct Ipv4 {
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub proto: u8,
-    pub ttl: u8,
     /// Offset of the transport header from the start of the frame.
     pub l4_off: usize,
     pub frag: Frag,
@@ -128,7 +112,6 @@ pub fn ipv4(pkt: &Packet) -> Result<Ipv4, DropReason> {
         src: hdr.src_addr,
         dst: hdr.dst_addr,
         proto: hdr.proto,
-        ttl: hdr.ttl,
         l4_off: ETH_HLEN + ihl,
         frag,
     })
@@ -140,7 +123,6 @@ pub struct Ipv6 {
     pub dst: [u8; 16],
     /// The transport protocol after any extension headers.
     pub proto: u8,
-    pub hop_limit: u8,
     pub l4_off: usize,
     /// Offset of the end of the datagram (frames may carry padding after it).
     pub end: usize,
@@ -204,31 +186,10 @@ pub fn ipv6(pkt: &Packet) -> Result<Ipv6, DropReason> {
         src: hdr.src_addr,
         dst: hdr.dst_addr,
         proto,
-        hop_limit: hdr.hop_limit,
         l4_off: off,
         end: ETH_HLEN + IPV6_HLEN + payload_len,
         frag,
     })
-}
-
-/// The network layer of a frame.
-#[derive(Clone, Copy)]
-pub enum L3 {
-    Arp(Arp),
-    Ipv4(Ipv4),
-    Ipv6(Ipv6),
-    /// Any other ethertype.
-    Other,
-}
-
-#[inline(always)]
-pub fn l3(pkt: &Packet, eth: &Eth) -> Result<L3, DropReason> {
-    match eth.proto {
-        ETH_P_ARP => arp(pkt).map(L3::Arp),
-        ETH_P_IP => ipv4(pkt).map(L3::Ipv4),
-        ETH_P_IPV6 => ipv6(pkt).map(L3::Ipv6),
-        _ => Ok(L3::Other),
-    }
 }
 
 /// Source and destination ports of a TCP or UDP header (host byte order).

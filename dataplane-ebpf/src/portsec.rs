@@ -12,9 +12,7 @@ use common::{
 use crate::{
     maps::{PORT_ADDRS_V4, PORT_ADDRS_V6, PORT_MACS},
     packet::Packet,
-    parse::{
-        self, Arp, Eth, Frag, IPPROTO_ICMPV6, IPPROTO_UDP, IPV6_UNSPECIFIED, Ipv4, Ipv6, L3,
-    },
+    parse::{self, Arp, Eth, Frag, IPPROTO_ICMPV6, IPPROTO_UDP, IPV6_UNSPECIFIED, Ipv4, Ipv6},
 };
 
 const DHCP_SERVER_PORT: u16 = 67;
@@ -45,7 +43,7 @@ pub fn mac_allowed(slot: u32, port: u32, mac: [u8; 6]) -> bool {
         mac,
         _pad: [0; 2],
     };
-    PORT_MACS.get_ptr(&key).is_some()
+    PORT_MACS.get_ptr(key).is_some()
 }
 
 /// Whether (mac, addr) is a fixed address or a pair of the port.
@@ -79,22 +77,8 @@ pub fn v6_allowed(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 16]) -> bool {
     PORT_ADDRS_V6.get(&key).is_some()
 }
 
-/// Checks a frame sent by the VM behind `port`.
 #[inline(always)]
-pub fn check(pkt: &Packet, slot: u32, port: &PortInfo, eth: &Eth, l3: &L3) -> Result<(), DropReason> {
-    if !mac_allowed(slot, port.index, eth.src) {
-        return Err(DropReason::SrcMac);
-    }
-    match l3 {
-        L3::Arp(arp) => check_arp(slot, port, eth, arp),
-        L3::Ipv4(ip) => check_ipv4(pkt, slot, port, eth, ip),
-        L3::Ipv6(ip) => check_ipv6(pkt, slot, port, eth, ip),
-        L3::Other => Err(DropReason::Ethertype),
-    }
-}
-
-#[inline(always)]
-fn check_arp(slot: u32, port: &PortInfo, eth: &Eth, arp: &Arp) -> Result<(), DropReason> {
+pub fn check_arp(slot: u32, port: &PortInfo, eth: &Eth, arp: &Arp) -> Result<(), DropReason> {
     if arp.sha != eth.src {
         return Err(DropReason::ArpSha);
     }
@@ -109,7 +93,7 @@ fn check_arp(slot: u32, port: &PortInfo, eth: &Eth, arp: &Arp) -> Result<(), Dro
 }
 
 #[inline(always)]
-fn check_ipv4(
+pub fn check_ipv4(
     pkt: &Packet,
     slot: u32,
     port: &PortInfo,
@@ -154,7 +138,7 @@ fn truncated(frag: Frag) -> DropReason {
 }
 
 #[inline(always)]
-fn check_ipv6(
+pub fn check_ipv6(
     pkt: &Packet,
     slot: u32,
     port: &PortInfo,
@@ -194,9 +178,7 @@ fn check_ipv6(
 
     match icmp_type {
         Some(ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT) => Err(DropReason::RouterAdvert),
-        Some(
-            t @ (ICMPV6_ROUTER_SOLICIT | ICMPV6_NEIGH_SOLICIT | ICMPV6_NEIGH_ADVERT),
-        ) => {
+        Some(t @ (ICMPV6_ROUTER_SOLICIT | ICMPV6_NEIGH_SOLICIT | ICMPV6_NEIGH_ADVERT)) => {
             // RFC 6980: neighbour discovery is never fragmented.
             if ip.frag != Frag::None {
                 return Err(DropReason::IpFragment);
@@ -229,7 +211,11 @@ fn check_nd(
     icmp_type: u8,
 ) -> Result<(), DropReason> {
     // RS: 8-byte header; NS and NA: 8-byte header and a 16-byte target.
-    let body = if icmp_type == ICMPV6_ROUTER_SOLICIT { 8 } else { 24 };
+    let body = if icmp_type == ICMPV6_ROUTER_SOLICIT {
+        8
+    } else {
+        24
+    };
     let end = ip.end;
     let mut off = ip.l4_off + body;
     if off > end {

@@ -159,14 +159,20 @@ pub fn compile(
         );
 
         // The port's own MAC and addresses.
-        d.port_macs.entry((index, port.mac.octets())).or_default().flags |= ADDR_F_FIXED;
+        d.port_macs
+            .entry((index, port.mac.octets()))
+            .or_default()
+            .flags |= ADDR_F_FIXED;
         for f in &port.fixed_ips {
             add_addr(&mut d, index, port.mac, IpNet::from(f.ip), ADDR_F_FIXED);
         }
         // Pairs: a pair without a MAC uses the port's MAC (validation
         // already filled it in).
         for pair in &port.allowed_address_pairs {
-            d.port_macs.entry((index, pair.mac.octets())).or_default().flags |= ADDR_F_PAIR;
+            d.port_macs
+                .entry((index, pair.mac.octets()))
+                .or_default()
+                .flags |= ADDR_F_PAIR;
             add_addr(&mut d, index, pair.mac, pair.ip, ADDR_F_PAIR);
         }
         // Each allowed MAC may use the link-local address derived from it.
@@ -211,10 +217,18 @@ ip_version = 6
 
     fn compile_all(t: &Topology) -> Desired {
         let ports = Indexes::new(100)
-            .assign("ports", t.ports.iter().map(|p| p.id.as_str()), &BTreeSet::new())
+            .assign(
+                "ports",
+                t.ports.iter().map(|p| p.id.as_str()),
+                &BTreeSet::new(),
+            )
             .unwrap();
         let nets = Indexes::new(100)
-            .assign("networks", t.networks.iter().map(|n| n.id.as_str()), &BTreeSet::new())
+            .assign(
+                "networks",
+                t.networks.iter().map(|n| n.id.as_str()),
+                &BTreeSet::new(),
+            )
             .unwrap();
         let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 100 + i).collect();
         compile(t, &ports, &nets, &ifindexes)
@@ -243,8 +257,14 @@ allowed_address_pairs = [
         assert_eq!(info.index, 1);
         assert_eq!(info.flags, PORT_F_SECURITY);
         // Fixed IP and the pair naming the same address share one entry.
-        assert_eq!(d.addrs_v4[&(1, MAC, [10, 0, 0, 5], 32)].flags, ADDR_F_FIXED | ADDR_F_PAIR);
-        assert_eq!(d.addrs_v4[&(1, MAC, [10, 0, 0, 100], 32)].flags, ADDR_F_PAIR);
+        assert_eq!(
+            d.addrs_v4[&(1, MAC, [10, 0, 0, 5], 32)].flags,
+            ADDR_F_FIXED | ADDR_F_PAIR
+        );
+        assert_eq!(
+            d.addrs_v4[&(1, MAC, [10, 0, 0, 100], 32)].flags,
+            ADDR_F_PAIR
+        );
         // Host bits of a prefix pair are dropped; its MAC is bound to it.
         let vmac = [0, 0, 0x5e, 0, 1, 1];
         assert_eq!(d.addrs_v4[&(1, vmac, [10, 0, 1, 0], 24)].flags, ADDR_F_PAIR);
@@ -254,7 +274,10 @@ allowed_address_pairs = [
         // Link-local addresses of both MACs.
         assert_eq!(d.addrs_v6.len(), 2);
         let ll: std::net::Ipv6Addr = "fe80::f816:3eff:fe00:1".parse().unwrap();
-        assert_eq!(d.addrs_v6[&(1, MAC, ll.octets(), 128)].flags, ADDR_F_LINK_LOCAL);
+        assert_eq!(
+            d.addrs_v6[&(1, MAC, ll.octets(), 128)].flags,
+            ADDR_F_LINK_LOCAL
+        );
     }
 
     #[test]
@@ -291,7 +314,9 @@ port_security_enabled = false
     #[test]
     fn indexes_are_stable_and_reuse_only_free_slots() {
         let empty = BTreeSet::new();
-        let a = Indexes::new(10).assign("ports", ["a", "b", "c"], &empty).unwrap();
+        let a = Indexes::new(10)
+            .assign("ports", ["a", "b", "c"], &empty)
+            .unwrap();
         assert_eq!((a.get("a"), a.get("b"), a.get("c")), (1, 2, 3));
         // b removed, d added while b's index is still live in the other slot.
         let reserved: BTreeSet<u32> = [2].into();
@@ -300,6 +325,10 @@ port_security_enabled = false
         // Later, 2 is free again.
         let c = b.assign("ports", ["a", "c", "d", "e"], &empty).unwrap();
         assert_eq!(c.get("e"), 2);
-        assert!(Indexes::new(2).assign("ports", ["a", "b", "c"], &empty).is_err());
+        assert!(
+            Indexes::new(2)
+                .assign("ports", ["a", "b", "c"], &empty)
+                .is_err()
+        );
     }
 }

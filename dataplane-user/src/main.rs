@@ -13,10 +13,18 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 #[derive(Parser)]
-#[command(version, about = "eBPF/XDP datapath enforcing OpenStack allowed address pairs")]
+#[command(
+    version,
+    about = "eBPF/XDP datapath enforcing OpenStack allowed address pairs"
+)]
 struct Cli {
     /// Datapath instance: its state lives in /sys/fs/bpf/<instance>.
-    #[arg(long, global = true, env = "DATAPLANE_INSTANCE", default_value = "dataplane")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATAPLANE_INSTANCE",
+        default_value = "dataplane"
+    )]
     instance: String,
     #[command(subcommand)]
     command: Command,

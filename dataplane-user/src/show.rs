@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
 use common::{
-    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, DropReason, DpConfig, PORT_ADDR_PREFIX_BITS,
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, DpConfig, DropReason, PORT_ADDR_PREFIX_BITS,
     PORT_F_SECURITY, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMeta,
     PortStats,
 };
@@ -137,7 +137,8 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
     let ports: HashMap<MapData, PortKey, PortInfo> = open(dir, "PORTS")?.try_into()?;
     let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
     let stats: PerCpuArray<MapData, PortStats> = open(dir, "PORT_STATS")?.try_into()?;
-    let macs: HashMap<MapData, common::PortMacKey, common::PortMac> = open(dir, "PORT_MACS")?.try_into()?;
+    let macs: HashMap<MapData, common::PortMacKey, common::PortMac> =
+        open(dir, "PORT_MACS")?.try_into()?;
     let v4: LpmTrie<MapData, PortAddrV4Key, PortAddr> = open(dir, "PORT_ADDRS_V4")?.try_into()?;
     let v6: LpmTrie<MapData, PortAddrV6Key, PortAddr> = open(dir, "PORT_ADDRS_V6")?.try_into()?;
 
@@ -145,7 +146,10 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
     for item in macs.iter() {
         let (k, _) = item?;
         if k.slot == slot {
-            port_macs.entry(k.port).or_default().push(MacAddr(k.mac).to_string());
+            port_macs
+                .entry(k.port)
+                .or_default()
+                .push(MacAddr(k.mac).to_string());
         }
     }
     let mut addrs: BTreeMap<u32, Vec<AddressView>> = BTreeMap::new();

@@ -97,7 +97,7 @@ impl Capture {
                 if n < 0 {
                     return None;
                 }
-                if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                if from.sll_pkttype == libc::PACKET_OUTGOING {
                     continue;
                 }
                 return Some(buf[..n as usize].to_vec());
@@ -148,7 +148,9 @@ pub mod frame {
     }
 
     pub fn src_mac(f: &[u8]) -> [u8; 6] {
-        f.get(6..12).map(|s| s.try_into().unwrap()).unwrap_or_default()
+        f.get(6..12)
+            .map(|s| s.try_into().unwrap())
+            .unwrap_or_default()
     }
 
     /// IPv4 source and destination, if the frame is IPv4.
@@ -156,7 +158,11 @@ pub mod frame {
         if ethertype(f) != 0x0800 || f.len() < 34 {
             return None;
         }
-        Some((f[26..30].try_into().ok()?, f[30..34].try_into().ok()?, f[23]))
+        Some((
+            f[26..30].try_into().ok()?,
+            f[30..34].try_into().ok()?,
+            f[23],
+        ))
     }
 
     /// IPv6 source, destination and next header, if the frame is IPv6.
@@ -164,15 +170,23 @@ pub mod frame {
         if ethertype(f) != 0x86dd || f.len() < 54 {
             return None;
         }
-        Some((f[22..38].try_into().ok()?, f[38..54].try_into().ok()?, f[20]))
+        Some((
+            f[22..38].try_into().ok()?,
+            f[38..54].try_into().ok()?,
+            f[20],
+        ))
     }
 
     /// ARP (oper, sender MAC, sender IP, target IP).
-    pub fn arp(f: &[u8]) -> Option<(u16, [u8; 6], [u8; 4], [u8; 4])> {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ArpFields(pub u16, pub [u8; 6], pub [u8; 4], pub [u8; 4]);
+
+    /// An ARP packet's fields.
+    pub fn arp(f: &[u8]) -> Option<ArpFields> {
         if ethertype(f) != 0x0806 || f.len() < 42 {
             return None;
         }
-        Some((
+        Some(ArpFields(
             u16::from_be_bytes([f[20], f[21]]),
             f[22..28].try_into().ok()?,
             f[28..32].try_into().ok()?,

@@ -74,7 +74,10 @@ impl Vm {
             args.extend(["-I", src]);
         }
         args.push(dst);
-        self.ns.try_exec(&args).map(|o| o.status.success()).unwrap_or(false)
+        self.ns
+            .try_exec(&args)
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     }
 
     /// Runs a scapy script in the VM with the layers imported, `IFACE`
@@ -138,10 +141,28 @@ impl Lab {
     pub fn add_vm(&mut self, name: &str, mac: &str) -> Result<usize> {
         let n = PORT_COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let port_id = format!("{:08x}-{n:04x}-4000-8000-{:012x}", pid, n as u64 * 7919 + 17);
+        let port_id = format!(
+            "{:08x}-{n:04x}-4000-8000-{:012x}",
+            pid,
+            n as u64 * 7919 + 17
+        );
         let tap = format!("tap{}", &port_id[..11]);
+        self.add_vm_for_port(name, mac, &port_id, &tap)
+    }
+
+    /// Adds a VM behind the tap of an existing port (the demo's config).
+    pub fn add_vm_for_port(
+        &mut self,
+        name: &str,
+        mac: &str,
+        port_id: &str,
+        tap: &str,
+    ) -> Result<usize> {
+        let (port_id, tap) = (port_id.to_string(), tap.to_string());
         let ns = Netns::new("dpv")?;
-        self.hv.ip(&["link", "add", &tap, "type", "veth", "peer", "name", "eth0", "netns", &ns.name])?;
+        self.hv.ip(&[
+            "link", "add", &tap, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ])?;
         if let Some(br) = &self.bridge {
             self.hv.ip(&["link", "set", &tap, "master", br])?;
         }
@@ -165,7 +186,10 @@ impl Lab {
     }
 
     pub fn vm(&self, name: &str) -> &Vm {
-        self.vms.iter().find(|v| v.name == name).expect("no such VM")
+        self.vms
+            .iter()
+            .find(|v| v.name == name)
+            .expect("no such VM")
     }
 
     /// Writes `config` (JSON) and returns its path.
@@ -186,9 +210,20 @@ impl Lab {
     pub fn start(&mut self, config: &Value) -> Result<()> {
         let path = self.write_config("config.json", config)?;
         let expected = config["ports"].as_array().map(|a| a.len()).unwrap_or(0);
+        self.start_file(&path, expected)
+    }
+
+    /// Starts the agent on a config file holding `expected` ports.
+    pub fn start_file(&mut self, path: &std::path::Path, expected: usize) -> Result<()> {
         let log = self.dir.path().join("agent.log");
         let child = self
-            .dataplane(&["run", "--config", path.to_str().unwrap(), "--max-ports", "64"])
+            .dataplane(&[
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+                "--max-ports",
+                "64",
+            ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(File::create(&log)?)
@@ -238,7 +273,12 @@ impl Lab {
         let v = self.show_ports()?;
         v["ports"]
             .as_array()
-            .and_then(|ports| ports.iter().find(|p| p["id"] == vm.port_id.as_str()).cloned())
+            .and_then(|ports| {
+                ports
+                    .iter()
+                    .find(|p| p["id"] == vm.port_id.as_str())
+                    .cloned()
+            })
             .with_context(|| format!("port {} not in show ports", vm.port_id))
     }
 
@@ -271,7 +311,10 @@ fn stop_agent(agent: &mut Agent) -> Result<()> {
     }
     let _ = agent.child.kill();
     let _ = agent.child.wait();
-    bail!("agent did not stop on SIGINT; log at {}", agent.log.display())
+    bail!(
+        "agent did not stop on SIGINT; log at {}",
+        agent.log.display()
+    )
 }
 
 impl Drop for Lab {

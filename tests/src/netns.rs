@@ -61,7 +61,9 @@ impl Netns {
     /// host's and pinned maps are shared with the test.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path())).arg("--").arg(program);
+        c.arg(format!("--net={}", self.path()))
+            .arg("--")
+            .arg(program);
         c
     }
 
@@ -73,7 +75,11 @@ impl Netns {
     /// Runs a command that is allowed to fail; returns its output.
     pub fn try_exec(&self, args: &[&str]) -> Result<Output> {
         let (program, rest) = args.split_first().expect("a command");
-        Ok(self.command(program).args(rest).stdin(Stdio::null()).output()?)
+        Ok(self
+            .command(program)
+            .args(rest)
+            .stdin(Stdio::null())
+            .output()?)
     }
 
     pub fn sh(&self, script: &str) -> Result<Output> {

@@ -27,7 +27,22 @@ pub fn v6(s: &str) -> [u8; 16] {
 /// The modified EUI-64 link-local address of `mac`.
 pub fn link_local(mac: Mac) -> [u8; 16] {
     [
-        0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5],
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
     ]
 }
 
@@ -65,7 +80,12 @@ macro_rules! writable {
         }
     )*};
 }
-writable!(etherparse::UdpHeader, etherparse::TcpHeader, etherparse::Icmpv4Header, etherparse::Icmpv6Header);
+writable!(
+    etherparse::UdpHeader,
+    etherparse::TcpHeader,
+    etherparse::Icmpv4Header,
+    etherparse::Icmpv6Header
+);
 
 pub fn arp(eth_src: Mac, oper: u16, sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     let op = if oper == 1 {
@@ -74,20 +94,44 @@ pub fn arp(eth_src: Mac, oper: u16, sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec
         ArpOperation::REPLY
     };
     let b = PacketBuilder::ethernet2(eth_src, BROADCAST).arp(
-        ArpPacket::new(ArpHardwareId::ETHERNET, EtherType::IPV4, op, &sha, &spa, &[0; 6], &tpa)
-            .expect("arp"),
+        ArpPacket::new(
+            ArpHardwareId::ETHERNET,
+            EtherType::IPV4,
+            op,
+            &sha,
+            &spa,
+            &[0; 6],
+            &tpa,
+        )
+        .expect("arp"),
     );
     let mut out = Vec::with_capacity(b.size());
     b.write(&mut out).expect("write");
     out
 }
 
-pub fn udp4(eth_src: Mac, eth_dst: Mac, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(eth_src, eth_dst).ipv4(src, dst, 64).udp(sport, dport);
+pub fn udp4(
+    eth_src: Mac,
+    eth_dst: Mac,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth_src, eth_dst)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport);
     finish(b, b"dataplane-test")
 }
 
-pub fn tcp4(eth_src: Mac, eth_dst: Mac, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+pub fn tcp4(
+    eth_src: Mac,
+    eth_dst: Mac,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(eth_src, eth_dst)
         .ipv4(src, dst, 64)
         .tcp(sport, dport, 1, 64000)
@@ -102,8 +146,17 @@ pub fn ping4(eth_src: Mac, eth_dst: Mac, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> 
     finish(b, b"dataplane-test")
 }
 
-pub fn udp6(eth_src: Mac, eth_dst: Mac, src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(eth_src, eth_dst).ipv6(src, dst, 64).udp(sport, dport);
+pub fn udp6(
+    eth_src: Mac,
+    eth_dst: Mac,
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth_src, eth_dst)
+        .ipv6(src, dst, 64)
+        .udp(sport, dport);
     finish(b, b"dataplane-test")
 }
 
@@ -156,13 +209,29 @@ pub fn na(eth_src: Mac, src: [u8; 16], target: [u8; 16], tlla: Option<Mac>) -> V
         body.extend(lladdr_opt(2, m));
     }
     // Override flag set.
-    icmp6(eth_src, multicast_mac_v6(dst), src, dst, 136, [0x20, 0, 0, 0], &body)
+    icmp6(
+        eth_src,
+        multicast_mac_v6(dst),
+        src,
+        dst,
+        136,
+        [0x20, 0, 0, 0],
+        &body,
+    )
 }
 
 /// A router advertisement (no options).
 pub fn ra(eth_src: Mac, src: [u8; 16]) -> Vec<u8> {
     let dst = v6("ff02::1");
-    icmp6(eth_src, multicast_mac_v6(dst), src, dst, 134, [64, 0, 7, 8], &[0; 8])
+    icmp6(
+        eth_src,
+        multicast_mac_v6(dst),
+        src,
+        dst,
+        134,
+        [64, 0, 7, 8],
+        &[0; 8],
+    )
 }
 
 /// A frame with an arbitrary ethertype and payload.

@@ -35,7 +35,13 @@ impl Verdicts {
             .ports
             .iter()
             .enumerate()
-            .map(|(i, p)| if p.id == source { 1 } else { 100_000 + i as u32 })
+            .map(|(i, p)| {
+                if p.id == source {
+                    1
+                } else {
+                    100_000 + i as u32
+                }
+            })
             .collect();
         anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
         let mut dp = Datapath::open(Options {

@@ -34,7 +34,10 @@ fn rejects(edit: impl FnOnce(&mut Value), field: &str, needle: &str) {
     let errors = check(&doc).expect_err("must be rejected");
     let text = errors.to_string();
     assert!(
-        errors.0.iter().any(|e| e.field == field && e.object.contains(PORT) && e.message.contains(needle)),
+        errors
+            .0
+            .iter()
+            .any(|e| e.field == field && e.object.contains(PORT) && e.message.contains(needle)),
         "expected an error on {field} naming the port and saying {needle:?}, got:\n{text}"
     );
     assert!(text.contains("web-1"), "the port's name is shown: {text}");
@@ -50,17 +53,28 @@ fn accepts(edit: impl FnOnce(&mut Value)) -> Topology {
 fn base_is_valid() {
     let t = accepts(|_| {});
     assert_eq!(t.ports[0].tap, "tap5e1c0a2b-00", "Neutron tap naming");
-    assert!(t.ports[0].port_security_enabled, "port security defaults on");
+    assert!(
+        t.ports[0].port_security_enabled,
+        "port security defaults on"
+    );
 }
 
 #[test]
 fn unknown_network() {
-    rejects(|p| p["network_id"] = json!("nope"), "network_id", "unknown network \"nope\"");
+    rejects(
+        |p| p["network_id"] = json!("nope"),
+        "network_id",
+        "unknown network \"nope\"",
+    );
 }
 
 #[test]
 fn unknown_subnet() {
-    rejects(|p| p["fixed_ips"][0]["subnet_id"] = json!("nope"), "fixed_ips[0].subnet_id", "unknown subnet");
+    rejects(
+        |p| p["fixed_ips"][0]["subnet_id"] = json!("nope"),
+        "fixed_ips[0].subnet_id",
+        "unknown subnet",
+    );
 }
 
 #[test]
@@ -74,14 +88,30 @@ fn subnet_of_another_network() {
 
 #[test]
 fn fixed_ip_outside_its_subnet() {
-    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.9.5"), "fixed_ips[0].ip_address", "outside subnet sub1");
+    rejects(
+        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.9.5"),
+        "fixed_ips[0].ip_address",
+        "outside subnet sub1",
+    );
 }
 
 #[test]
 fn fixed_ip_on_network_or_gateway_address() {
-    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.0"), "fixed_ips[0].ip_address", "network or broadcast");
-    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.255"), "fixed_ips[0].ip_address", "network or broadcast");
-    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"), "fixed_ips[0].ip_address", "gateway_ip");
+    rejects(
+        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.0"),
+        "fixed_ips[0].ip_address",
+        "network or broadcast",
+    );
+    rejects(
+        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.255"),
+        "fixed_ips[0].ip_address",
+        "network or broadcast",
+    );
+    rejects(
+        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"),
+        "fixed_ips[0].ip_address",
+        "gateway_ip",
+    );
 }
 
 #[test]
@@ -93,7 +123,9 @@ fn duplicate_mac_in_a_network() {
     }));
     let e = check(&doc).expect_err("duplicate MAC");
     assert!(
-        e.0.iter().any(|e| e.object == "port other" && e.field == "mac_address" && e.message.contains("already used by port 5e1c")),
+        e.0.iter().any(|e| e.object == "port other"
+            && e.field == "mac_address"
+            && e.message.contains("already used by port 5e1c")),
         "{e}"
     );
     // The same MAC on another network is fine.
@@ -110,33 +142,60 @@ fn duplicate_fixed_ip_in_a_network() {
         "fixed_ips": [{ "subnet_id": "sub1", "ip_address": "10.0.0.5" }],
     }));
     let e = check(&doc).expect_err("duplicate IP");
-    assert!(e.0.iter().any(|e| e.field == "fixed_ips" && e.message.contains("10.0.0.5 is already used")), "{e}");
+    assert!(
+        e.0.iter()
+            .any(|e| e.field == "fixed_ips" && e.message.contains("10.0.0.5 is already used")),
+        "{e}"
+    );
 }
 
 #[test]
 fn malformed_addresses() {
-    rejects(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.300"), "fixed_ips[0].ip_address", "not an IP address");
-    rejects(|p| p["mac_address"] = json!("fa:16:3e:00:01"), "mac_address", "not a MAC address");
-    rejects(|p| p["mac_address"] = json!("fa:16:3e:00:00:zz"), "mac_address", "not a MAC address");
+    rejects(
+        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.300"),
+        "fixed_ips[0].ip_address",
+        "not an IP address",
+    );
+    rejects(
+        |p| p["mac_address"] = json!("fa:16:3e:00:01"),
+        "mac_address",
+        "not a MAC address",
+    );
+    rejects(
+        |p| p["mac_address"] = json!("fa:16:3e:00:00:zz"),
+        "mac_address",
+        "not a MAC address",
+    );
     rejects(
         |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.0/33" }]),
         "allowed_address_pairs[0].ip_address",
         "not an IP address or CIDR",
     );
     rejects(
-        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.9", "mac_address": "nope" }]),
+        |p| {
+            p["allowed_address_pairs"] =
+                json!([{ "ip_address": "10.0.0.9", "mac_address": "nope" }])
+        },
         "allowed_address_pairs[0].mac_address",
         "not a MAC address",
     );
     let mut doc = base();
     doc["subnets"][0]["cidr"] = json!("10.0.0/24");
     let e = check(&doc).expect_err("bad CIDR");
-    assert!(e.0.iter().any(|e| e.object == "subnet sub1" && e.field == "cidr"), "{e}");
+    assert!(
+        e.0.iter()
+            .any(|e| e.object == "subnet sub1" && e.field == "cidr"),
+        "{e}"
+    );
 }
 
 #[test]
 fn multicast_port_mac() {
-    rejects(|p| p["mac_address"] = json!("01:00:5e:00:00:01"), "mac_address", "multicast");
+    rejects(
+        |p| p["mac_address"] = json!("01:00:5e:00:00:01"),
+        "mac_address",
+        "multicast",
+    );
 }
 
 #[test]
@@ -165,8 +224,14 @@ fn security_groups_need_port_security() {
 
 #[test]
 fn more_pairs_than_the_maximum() {
-    let pairs: Vec<Value> = (0..11).map(|i| json!({ "ip_address": format!("10.0.0.{}", 100 + i) })).collect();
-    rejects(|p| p["allowed_address_pairs"] = json!(pairs), "allowed_address_pairs", "exceed max_allowed_address_pair = 10");
+    let pairs: Vec<Value> = (0..11)
+        .map(|i| json!({ "ip_address": format!("10.0.0.{}", 100 + i) }))
+        .collect();
+    rejects(
+        |p| p["allowed_address_pairs"] = json!(pairs),
+        "allowed_address_pairs",
+        "exceed max_allowed_address_pair = 10",
+    );
     // Ten is Neutron's default maximum and is fine.
     accepts(|p| p["allowed_address_pairs"] = json!(pairs[..10]));
     // The maximum is configurable.
@@ -174,7 +239,10 @@ fn more_pairs_than_the_maximum() {
     doc["dataplane"] = json!({ "max_allowed_address_pair": 2 });
     doc["ports"][0]["allowed_address_pairs"] = json!(pairs[..3]);
     let e = check(&doc).expect_err("over a lowered maximum");
-    assert!(e.to_string().contains("max_allowed_address_pair = 2"), "{e}");
+    assert!(
+        e.to_string().contains("max_allowed_address_pair = 2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -185,15 +253,17 @@ fn duplicate_pairs() {
         "duplicate of allowed_address_pairs[0]",
     );
     rejects(
-        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.9.0.0/24" }, { "ip_address": "10.9.0.77/24" }]),
+        |p| {
+            p["allowed_address_pairs"] =
+                json!([{ "ip_address": "10.9.0.0/24" }, { "ip_address": "10.9.0.77/24" }])
+        },
         "allowed_address_pairs[1]",
         "duplicate",
     );
     // The same IP with two different MACs is two pairs.
-    accepts(|p| {
-        p["allowed_address_pairs"] =
-            json!([{ "ip_address": "10.0.0.100" }, { "ip_address": "10.0.0.100", "mac_address": "00:00:5e:00:01:01" }])
-    });
+    accepts(
+        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.100" }, { "ip_address": "10.0.0.100", "mac_address": "00:00:5e:00:01:01" }]),
+    );
 }
 
 #[test]
@@ -209,7 +279,10 @@ fn multicast_in_pairs() {
         "multicast",
     );
     rejects(
-        |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.100", "mac_address": "01:00:5e:00:00:12" }]),
+        |p| {
+            p["allowed_address_pairs"] =
+                json!([{ "ip_address": "10.0.0.100", "mac_address": "01:00:5e:00:00:12" }])
+        },
         "allowed_address_pairs[0].mac_address",
         "multicast",
     );
@@ -228,14 +301,25 @@ fn what_neutron_accepts() {
     });
     let pairs = &t.ports[0].allowed_address_pairs;
     assert_eq!(pairs.len(), 5);
-    assert_eq!(pairs[1].ip.to_string(), "10.0.0.77/24", "host bits kept as written");
-    assert!(!pairs[0].explicit_mac && pairs[0].mac.to_string() == "fa:16:3e:00:00:01", "pair without MAC uses the port's");
+    assert_eq!(
+        pairs[1].ip.to_string(),
+        "10.0.0.77/24",
+        "host bits kept as written"
+    );
+    assert!(
+        !pairs[0].explicit_mac && pairs[0].mac.to_string() == "fa:16:3e:00:00:01",
+        "pair without MAC uses the port's"
+    );
     assert!(pairs[2].explicit_mac);
 }
 
 #[test]
 fn misspelt_fields_are_refused() {
-    rejects(|p| p["alowed_address_pairs"] = json!([]), "alowed_address_pairs", "unknown field");
+    rejects(
+        |p| p["alowed_address_pairs"] = json!([]),
+        "alowed_address_pairs",
+        "unknown field",
+    );
     // Fields of a real Neutron dump that this datapath ignores are fine.
     accepts(|p| {
         p["device_owner"] = json!("compute:nova");
@@ -251,9 +335,20 @@ fn subnet_errors() {
     doc["subnets"][1]["ip_version"] = json!(4);
     doc["subnets"][2]["gateway_ip"] = json!("10.9.9.9");
     let e = check(&doc).expect_err("bad subnets").to_string();
-    assert!(e.contains("subnet sub1: cidr: \"10.0.0.5/24\" has host bits set; did you mean 10.0.0.0/24?"), "{e}");
-    assert!(e.contains("subnet sub6: ip_version: 4 does not match cidr fd00::/64"), "{e}");
-    assert!(e.contains("subnet sub2: gateway_ip: 10.9.9.9 is outside cidr 10.1.0.0/24"), "{e}");
+    assert!(
+        e.contains(
+            "subnet sub1: cidr: \"10.0.0.5/24\" has host bits set; did you mean 10.0.0.0/24?"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("subnet sub6: ip_version: 4 does not match cidr fd00::/64"),
+        "{e}"
+    );
+    assert!(
+        e.contains("subnet sub2: gateway_ip: 10.9.9.9 is outside cidr 10.1.0.0/24"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -285,5 +380,8 @@ fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
 allowed_address_pairs = [{ ip_address = "10.0.0.100" }]
 "#;
     let t = config::validate(&config::parse(toml_text, Format::Toml).unwrap()).unwrap();
-    assert_eq!(t.ports[0].allowed_address_pairs[0].ip.to_string(), "10.0.0.100/32");
+    assert_eq!(
+        t.ports[0].allowed_address_pairs[0].ip.to_string(),
+        "10.0.0.100/32"
+    );
 }

@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask <task>`: everything a new machine needs, in one place.
+//!
+//! `run` and `test` call `setup` first, so the README's two commands work on
+//! a fresh machine; `setup` only checks when everything is already there.
+
+mod build;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Project tasks: setup, build-ebpf, lint, test, run")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks: Debian packages, the nightly
+    /// rust-src component, bpf-linker (idempotent).
+    Setup,
+    /// Build the eBPF object (nightly, bpfel-unknown-none, with BTF).
+    BuildEbpf,
+    /// cargo fmt --check and clippy with warnings denied, for every crate.
+    Lint,
+    /// Build everything and run every test: unit, verdict and namespace
+    /// tests (needs root).
+    Test {
+        /// Extra arguments for `cargo test` after `--` (a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The demo: VM namespaces sharing a VRRP address, the datapath enforcing
+    /// port security, a legitimate ping passing and a spoofed one dropped.
+    Run {
+        /// Keep the topology and datapath up until Ctrl-C, for inspection.
+        #[arg(long)]
+        hold: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => build::ebpf().map(|path| println!("{}", path.display())),
+        Task::Lint => build::lint(),
+        Task::Test { args } => {
+            util::require_root("cargo xtask test")?;
+            setup::run()?;
+            build::test(&args)
+        }
+        Task::Run { hold } => {
+            util::require_root("cargo xtask run")?;
+            setup::run()?;
+            build::demo(hold)
+        }
+    }
+}

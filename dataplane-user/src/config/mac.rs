@@ -100,7 +100,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "fa:16:3e:0a:0b", "fa:16:3e:0a:0b:01:02", "fa:16:3e:0a:0b:zz", "fa:16:3e:0a:0b:001", "fa::3e:0a:0b:01"] {
+        for bad in [
+            "",
+            "fa:16:3e:0a:0b",
+            "fa:16:3e:0a:0b:01:02",
+            "fa:16:3e:0a:0b:zz",
+            "fa:16:3e:0a:0b:001",
+            "fa::3e:0a:0b:01",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} parsed");
         }
     }
@@ -108,13 +115,31 @@ mod tests {
     #[test]
     fn link_local_is_modified_eui64() {
         let mac: MacAddr = "fa:16:3e:12:34:56".parse().unwrap();
-        assert_eq!(mac.ipv6_link_local().to_string(), "fe80::f816:3eff:fe12:3456");
+        assert_eq!(
+            mac.ipv6_link_local().to_string(),
+            "fe80::f816:3eff:fe12:3456"
+        );
     }
 
     #[test]
     fn multicast_bit() {
-        assert!("01:00:5e:00:00:01".parse::<MacAddr>().unwrap().is_multicast());
-        assert!("ff:ff:ff:ff:ff:ff".parse::<MacAddr>().unwrap().is_multicast());
-        assert!(!"fa:16:3e:00:00:01".parse::<MacAddr>().unwrap().is_multicast());
+        assert!(
+            "01:00:5e:00:00:01"
+                .parse::<MacAddr>()
+                .unwrap()
+                .is_multicast()
+        );
+        assert!(
+            "ff:ff:ff:ff:ff:ff"
+                .parse::<MacAddr>()
+                .unwrap()
+                .is_multicast()
+        );
+        assert!(
+            !"fa:16:3e:00:00:01"
+                .parse::<MacAddr>()
+                .unwrap()
+                .is_multicast()
+        );
     }
 }

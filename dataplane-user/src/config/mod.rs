@@ -37,7 +37,9 @@ impl Format {
 pub fn parse(text: &str, format: Format) -> Result<RawConfig> {
     Ok(match format {
         Format::Toml => toml::from_str(text).context("not valid TOML for this configuration")?,
-        Format::Json => serde_json::from_str(text).context("not valid JSON for this configuration")?,
+        Format::Json => {
+            serde_json::from_str(text).context("not valid JSON for this configuration")?
+        }
     })
 }
 

@@ -91,7 +91,12 @@ impl Errors {
     }
 }
 
-fn required<'a>(errors: &mut Errors, object: &str, field: &str, value: &'a Option<String>) -> Option<&'a str> {
+fn required<'a>(
+    errors: &mut Errors,
+    object: &str,
+    field: &str,
+    value: &'a Option<String>,
+) -> Option<&'a str> {
     match value.as_deref().map(str::trim) {
         Some(v) if !v.is_empty() => Some(v),
         _ => {
@@ -101,7 +106,13 @@ fn required<'a>(errors: &mut Errors, object: &str, field: &str, value: &'a Optio
     }
 }
 
-fn object_label(kind: &str, collection: &str, index: usize, id: &Option<String>, name: &Option<String>) -> String {
+fn object_label(
+    kind: &str,
+    collection: &str,
+    index: usize,
+    id: &Option<String>,
+    name: &Option<String>,
+) -> String {
     match id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => label(kind, id, name.as_deref().unwrap_or("")),
         _ => format!("{collection}[{index}]"),
@@ -124,7 +135,11 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
         errors.unknown_fields("dataplane", "", &settings.extra);
         if let Some(n) = settings.max_allowed_address_pair {
             if n < 0 {
-                errors.push("dataplane", "max_allowed_address_pair", format!("{n} is negative"));
+                errors.push(
+                    "dataplane",
+                    "max_allowed_address_pair",
+                    format!("{n} is negative"),
+                );
             } else {
                 max_pairs = n as usize;
             }
@@ -132,8 +147,11 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
     }
 
     let (networks, network_security) = validate_networks(&mut errors, &raw.networks);
-    let network_index: HashMap<&str, usize> =
-        networks.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let network_index: HashMap<&str, usize> = networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
     let subnets = validate_subnets(&mut errors, &raw.subnets, &network_index);
     let ports = validate_ports(
         &mut errors,
@@ -202,21 +220,26 @@ fn validate_subnets(
             }
             found
         });
-        let cidr = required(errors, &object, "cidr", &s.cidr).and_then(|c| match c.parse::<IpNet>() {
-            Ok(net) if net.trunc() != net => {
-                errors.push(
-                    &object,
-                    "cidr",
-                    format!("{c:?} has host bits set; did you mean {}?", net.trunc()),
-                );
-                None
-            }
-            Ok(net) => Some(net),
-            Err(_) => {
-                errors.push(&object, "cidr", format!("{c:?} is not a CIDR such as 10.0.0.0/24"));
-                None
-            }
-        });
+        let cidr =
+            required(errors, &object, "cidr", &s.cidr).and_then(|c| match c.parse::<IpNet>() {
+                Ok(net) if net.trunc() != net => {
+                    errors.push(
+                        &object,
+                        "cidr",
+                        format!("{c:?} has host bits set; did you mean {}?", net.trunc()),
+                    );
+                    None
+                }
+                Ok(net) => Some(net),
+                Err(_) => {
+                    errors.push(
+                        &object,
+                        "cidr",
+                        format!("{c:?} is not a CIDR such as 10.0.0.0/24"),
+                    );
+                    None
+                }
+            });
         if let (Some(v), Some(net)) = (s.ip_version, cidr) {
             let actual = if net.addr().is_ipv4() { 4 } else { 6 };
             if v != 4 && v != 6 {
@@ -235,7 +258,11 @@ fn validate_subnets(
                 Ok(ip) => {
                     if let Some(net) = cidr {
                         if !net.contains(&ip) {
-                            errors.push(&object, "gateway_ip", format!("{ip} is outside cidr {net}"));
+                            errors.push(
+                                &object,
+                                "gateway_ip",
+                                format!("{ip} is outside cidr {net}"),
+                            );
                         } else if ip == net.network() {
                             errors.push(
                                 &object,
@@ -255,14 +282,17 @@ fn validate_subnets(
         let (Some(id), Some(network), Some(cidr)) = (id, network, cidr) else {
             continue;
         };
-        if let Some(other) = subnets
-            .iter()
-            .find(|o| o.network == network && (o.cidr.contains(&cidr.network()) || cidr.contains(&o.cidr.network())))
-        {
+        if let Some(other) = subnets.iter().find(|o| {
+            o.network == network
+                && (o.cidr.contains(&cidr.network()) || cidr.contains(&o.cidr.network()))
+        }) {
             errors.push(
                 &object,
                 "cidr",
-                format!("{cidr} overlaps subnet {} ({}) on the same network", other.id, other.cidr),
+                format!(
+                    "{cidr} overlaps subnet {} ({}) on the same network",
+                    other.id, other.cidr
+                ),
             );
         }
         subnets.push(Subnet {
@@ -290,7 +320,9 @@ fn is_valid_ifname(name: &str) -> bool {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
 }
 
 fn validate_ports(
@@ -301,8 +333,11 @@ fn validate_ports(
     subnets: &[Subnet],
     max_pairs: usize,
 ) -> Vec<Port> {
-    let subnet_index: HashMap<&str, usize> =
-        subnets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let subnet_index: HashMap<&str, usize> = subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let mut ports = Vec::new();
     let mut seen_ids = HashMap::new();
     let mut seen_taps: HashMap<String, String> = HashMap::new();
@@ -331,11 +366,19 @@ fn validate_ports(
         let mac = required(errors, &object, "mac_address", &p.mac_address).and_then(|m| {
             match m.parse::<MacAddr>() {
                 Ok(mac) if mac.is_multicast() => {
-                    errors.push(&object, "mac_address", format!("{mac} is a multicast address"));
+                    errors.push(
+                        &object,
+                        "mac_address",
+                        format!("{mac} is a multicast address"),
+                    );
                     None
                 }
                 Ok(mac) if mac.is_zero() => {
-                    errors.push(&object, "mac_address", "00:00:00:00:00:00 is not a usable address");
+                    errors.push(
+                        &object,
+                        "mac_address",
+                        "00:00:00:00:00:00 is not a usable address",
+                    );
                     None
                 }
                 Ok(mac) => Some(mac),
@@ -354,18 +397,31 @@ fn validate_ports(
         for (j, f) in p.fixed_ips.iter().enumerate() {
             let field = format!("fixed_ips[{j}]");
             errors.unknown_fields(&object, &format!("{field}."), &f.extra);
-            let Some(ip_str) = required(errors, &object, &format!("{field}.ip_address"), &f.ip_address) else {
+            let Some(ip_str) = required(
+                errors,
+                &object,
+                &format!("{field}.ip_address"),
+                &f.ip_address,
+            ) else {
                 continue;
             };
             let Ok(ip) = ip_str.parse::<IpAddr>() else {
-                errors.push(&object, format!("{field}.ip_address"), format!("{ip_str:?} is not an IP address"));
+                errors.push(
+                    &object,
+                    format!("{field}.ip_address"),
+                    format!("{ip_str:?} is not an IP address"),
+                );
                 continue;
             };
             let subnet = match f.subnet_id.as_deref().map(str::trim) {
                 Some(sid) if !sid.is_empty() => match subnet_index.get(sid) {
                     Some(&s) => Some(s),
                     None => {
-                        errors.push(&object, format!("{field}.subnet_id"), format!("unknown subnet {sid:?}"));
+                        errors.push(
+                            &object,
+                            format!("{field}.subnet_id"),
+                            format!("unknown subnet {sid:?}"),
+                        );
                         continue;
                     }
                 },
@@ -400,7 +456,9 @@ fn validate_ports(
                 continue;
             }
             if let IpNet::V4(net) = s.cidr {
-                if net.prefix_len() < 31 && (IpAddr::V4(net.network()) == ip || IpAddr::V4(net.broadcast()) == ip) {
+                if net.prefix_len() < 31
+                    && (IpAddr::V4(net.network()) == ip || IpAddr::V4(net.broadcast()) == ip)
+                {
                     errors.push(
                         &object,
                         format!("{field}.ip_address"),
@@ -449,28 +507,40 @@ fn validate_ports(
         for (j, a) in p.allowed_address_pairs.iter().enumerate() {
             let field = format!("allowed_address_pairs[{j}]");
             errors.unknown_fields(&object, &format!("{field}."), &a.extra);
-            let ip = required(errors, &object, &format!("{field}.ip_address"), &a.ip_address).and_then(|s| {
-                match parse_pair_ip(s) {
-                    Some(net) if net.addr().is_multicast() => {
-                        errors.push(&object, format!("{field}.ip_address"), format!("{s} is a multicast address"));
-                        None
-                    }
-                    Some(net) => Some(net),
-                    None => {
-                        errors.push(
-                            &object,
-                            format!("{field}.ip_address"),
-                            format!("{s:?} is not an IP address or CIDR"),
-                        );
-                        None
-                    }
+            let ip = required(
+                errors,
+                &object,
+                &format!("{field}.ip_address"),
+                &a.ip_address,
+            )
+            .and_then(|s| match parse_pair_ip(s) {
+                Some(net) if net.addr().is_multicast() => {
+                    errors.push(
+                        &object,
+                        format!("{field}.ip_address"),
+                        format!("{s} is a multicast address"),
+                    );
+                    None
+                }
+                Some(net) => Some(net),
+                None => {
+                    errors.push(
+                        &object,
+                        format!("{field}.ip_address"),
+                        format!("{s:?} is not an IP address or CIDR"),
+                    );
+                    None
                 }
             });
             let pair_mac = match a.mac_address.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(m) => match m.parse::<MacAddr>() {
                     Ok(mac) if mac.is_multicast() => {
-                        errors.push(&object, format!("{field}.mac_address"), format!("{mac} is a multicast address"));
+                        errors.push(
+                            &object,
+                            format!("{field}.mac_address"),
+                            format!("{mac} is a multicast address"),
+                        );
                         continue;
                     }
                     Ok(mac) if mac.is_zero() => {
@@ -483,7 +553,11 @@ fn validate_ports(
                     }
                     Ok(mac) => Some(mac),
                     Err(e) => {
-                        errors.push(&object, format!("{field}.mac_address"), format!("{m:?}: {e}"));
+                        errors.push(
+                            &object,
+                            format!("{field}.mac_address"),
+                            format!("{m:?}: {e}"),
+                        );
                         continue;
                     }
                 },
@@ -504,7 +578,7 @@ fn validate_ports(
             {
                 errors.push(
                     &object,
-                    format!("{field}"),
+                    field.to_string(),
                     format!(
                         "duplicate of allowed_address_pairs[{k}] ({} with MAC {})",
                         pair.ip.trunc(),
@@ -529,9 +603,19 @@ fn validate_ports(
             _ => id.map(default_tap_name).unwrap_or_default(),
         };
         if id.is_some() && !is_valid_ifname(&tap) {
-            errors.push(&object, "tap_name", format!("{tap:?} is not a valid interface name (1-15 characters, no '/' or spaces)"));
+            errors.push(
+                &object,
+                "tap_name",
+                format!(
+                    "{tap:?} is not a valid interface name (1-15 characters, no '/' or spaces)"
+                ),
+            );
         } else if let Some(other) = seen_taps.get(&tap) {
-            errors.push(&object, "tap_name", format!("interface {tap} is already used by {other}"));
+            errors.push(
+                &object,
+                "tap_name",
+                format!("interface {tap} is already used by {other}"),
+            );
         }
 
         if errors.0.len() != before {
@@ -553,13 +637,21 @@ fn validate_ports(
         };
         let label = port.label();
         if let Some(other) = macs.get(&(network, mac)) {
-            errors.push(&label, "mac_address", format!("{mac} is already used by {other} on the same network"));
+            errors.push(
+                &label,
+                "mac_address",
+                format!("{mac} is already used by {other} on the same network"),
+            );
             continue;
         }
         let mut clash = false;
         for f in &port.fixed_ips {
             if let Some(other) = ips.get(&(network, f.ip)) {
-                errors.push(&label, "fixed_ips", format!("{} is already used by {other} on the same network", f.ip));
+                errors.push(
+                    &label,
+                    "fixed_ips",
+                    format!("{} is already used by {other} on the same network", f.ip),
+                );
                 clash = true;
             }
         }

@@ -38,7 +38,8 @@ pub use pins::{MapSpec, instance_dir};
 use slots::{SlotHash, SlotLpm, SlotStore, SlottedMap, SyncStats};
 
 /// The eBPF object built from `dataplane-ebpf` (see build.rs).
-pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
+pub static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
 
 /// Name of the XDP program run on frames a VM sends.
 pub const PROG_FROM_VM: &str = "from_vm";
@@ -98,7 +99,10 @@ pub struct Datapath {
     links: BTreeMap<u32, XdpLinkId>,
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &str) -> Result<T> {
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> Result<T> {
     let map = ebpf
         .take_map(name)
         .with_context(|| format!("map {name} missing from the eBPF object"))?;
@@ -111,21 +115,32 @@ impl Datapath {
     pub fn open(opts: Options) -> Result<Datapath> {
         pins::ensure_bpffs()?;
         let dir = instance_dir(&opts.instance);
+        let fresh = !dir.exists();
+        let opened = Self::open_in(opts, dir.clone());
+        if opened.is_err() && fresh {
+            // Nothing ran from this state yet: leave no half-made instance.
+            let _ = pins::remove(&dir);
+        }
+        opened
+    }
+
+    fn open_in(opts: Options, dir: PathBuf) -> Result<Datapath> {
         let specs = pins::map_specs(&opts);
         pins::prepare(&dir, &specs)?;
 
         let mut loader = EbpfLoader::new();
         let map_dir = dir.join("maps");
-        let paths: Vec<(&str, PathBuf)> = specs.iter().map(|s| (s.name, map_dir.join(s.name))).collect();
+        let paths: Vec<(&str, PathBuf)> = specs
+            .iter()
+            .map(|s| (s.name, map_dir.join(s.name)))
+            .collect();
         for spec in &specs {
             loader.map_max_entries(spec.name, spec.max_entries);
         }
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader
-            .load(BPF_OBJECT)
-            .context("loading the eBPF object")?;
+        let mut ebpf = loader.load(BPF_OBJECT).context("loading the eBPF object")?;
 
         let prog: &mut Xdp = ebpf
             .program_mut(PROG_FROM_VM)
@@ -135,11 +150,20 @@ impl Datapath {
 
         let config: Array<MapData, DpConfig> = take(&mut ebpf, "CONFIG")?;
         let current = config.get(&0, 0)?;
-        let cap = |name: &str| specs.iter().find(|s| s.name == name).map(|s| s.max_entries as usize / 2).unwrap_or(0);
+        let cap = |name: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.max_entries as usize / 2)
+                .unwrap_or(0)
+        };
         let ports: SlottedMap<SlotHash<PortKey, PortInfo>> =
             SlottedMap::open("PORTS", SlotHash(take(&mut ebpf, "PORTS")?), cap("PORTS"))?;
-        let port_macs: SlottedMap<SlotHash<PortMacKey, PortMac>> =
-            SlottedMap::open("PORT_MACS", SlotHash(take(&mut ebpf, "PORT_MACS")?), cap("PORT_MACS"))?;
+        let port_macs: SlottedMap<SlotHash<PortMacKey, PortMac>> = SlottedMap::open(
+            "PORT_MACS",
+            SlotHash(take(&mut ebpf, "PORT_MACS")?),
+            cap("PORT_MACS"),
+        )?;
         let addrs_v4: SlottedMap<SlotLpm<PortAddrV4Key, PortAddr>> = SlottedMap::open(
             "PORT_ADDRS_V4",
             SlotLpm(take(&mut ebpf, "PORT_ADDRS_V4")?),
@@ -213,10 +237,15 @@ impl Datapath {
 
         // Everything that can fail on the configuration itself happens
         // before the first map write.
-        let live: BTreeSet<u32> = self.ports.contents(active).values().map(|p| p.index).collect();
-        let port_ix = self
-            .port_ix
-            .assign("ports", topology.ports.iter().map(|p| p.id.as_str()), &live)?;
+        let live: BTreeSet<u32> = self
+            .ports
+            .contents(active)
+            .values()
+            .map(|p| p.index)
+            .collect();
+        let port_ix =
+            self.port_ix
+                .assign("ports", topology.ports.iter().map(|p| p.id.as_str()), &live)?;
         let network_ix = self.network_ix.assign(
             "networks",
             topology.networks.iter().map(|n| n.id.as_str()),
@@ -257,7 +286,9 @@ impl Datapath {
             flags: self.current.flags,
             generation: self.current.generation + 1,
         };
-        self.config.set(0, next, 0).context("switching the live slot")?;
+        self.config
+            .set(0, next, 0)
+            .context("switching the live slot")?;
         self.current = next;
         self.last_switch = Instant::now();
         self.port_ix = port_ix;
@@ -311,7 +342,8 @@ impl Datapath {
     }
 
     fn reset_port_state(&mut self, index: u32) -> Result<()> {
-        let zeros = PerCpuValues::try_from(vec![PortStats::default(); nr_cpus().map_err(|(_, e)| e)?])?;
+        let zeros =
+            PerCpuValues::try_from(vec![PortStats::default(); nr_cpus().map_err(|(_, e)| e)?])?;
         self.port_stats.set(index, zeros, 0)?;
         Ok(())
     }

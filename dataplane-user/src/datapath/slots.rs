@@ -11,8 +11,14 @@ use std::{collections::BTreeMap, fmt::Debug};
 use anyhow::{Context, Result};
 use aya::{
     Pod,
-    maps::{HashMap, MapData, MapError, lpm_trie::{Key, LpmTrie}},
+    maps::{
+        HashMap, MapData, MapError,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
+
+/// Every entry of a slotted map: (slot, key without slot, value).
+pub type SlotEntries<K, V> = Vec<(u32, K, V)>;
 
 /// A map whose keys carry a slot.
 pub trait SlotStore {
@@ -20,7 +26,7 @@ pub trait SlotStore {
     type K: Ord + Clone + Debug;
     type V: PartialEq + Clone + Debug;
 
-    fn read_all(&self) -> Result<Vec<(u32, Self::K, Self::V)>>;
+    fn read_all(&self) -> Result<SlotEntries<Self::K, Self::V>>;
     fn put(&mut self, slot: u32, key: &Self::K, value: &Self::V) -> Result<()>;
     fn delete(&mut self, slot: u32, key: &Self::K) -> Result<()>;
 }
@@ -120,7 +126,7 @@ where
     type K = K::Bare;
     type V = V;
 
-    fn read_all(&self) -> Result<Vec<(u32, K::Bare, V)>> {
+    fn read_all(&self) -> Result<SlotEntries<K::Bare, V>> {
         let mut out = Vec::new();
         for item in self.0.iter() {
             let (k, v) = item?;
@@ -158,7 +164,7 @@ where
     type K = K::Bare;
     type V = V;
 
-    fn read_all(&self) -> Result<Vec<(u32, K::Bare, V)>> {
+    fn read_all(&self) -> Result<SlotEntries<K::Bare, V>> {
         let mut out = Vec::new();
         for item in self.0.iter() {
             let (k, v) = item?;

@@ -1,0 +1,194 @@
+//! The demo behind `cargo xtask run`: builds the VM namespaces of
+//! demo/demo.toml, runs the datapath on that file, and shows port security
+//! with allowed address pairs at work. Everything is removed on exit,
+//! including on Ctrl-C.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{Context, Result, bail};
+use lab::lab::{Lab, Vm};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+fn step(title: &str) -> Result<()> {
+    check_interrupted()?;
+    println!("\n== {title}");
+    Ok(())
+}
+
+fn show(vm: &Vm, what: &str, ok: bool, expected: bool) -> Result<()> {
+    let verdict = if ok { "replies" } else { "no reply" };
+    let mark = if ok == expected {
+        "as expected"
+    } else {
+        "UNEXPECTED"
+    };
+    println!("   {:<8} {what}: {verdict} ({mark})", vm.name);
+    if ok != expected {
+        bail!(
+            "{} {what}: expected {}",
+            vm.name,
+            if expected { "replies" } else { "no reply" }
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let hold = args.iter().any(|a| a == "--hold");
+    let config = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml"))
+        });
+    let topology = dataplane::config::load(&config)?;
+    // SAFETY: the handler only stores to an atomic.
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        unsafe { libc::signal(sig, on_sigint as *const () as libc::sighandler_t) };
+    }
+
+    step(&format!("Topology from {}", config.display()))?;
+    let mut lab = Lab::new(true)?;
+    for port in &topology.ports {
+        let i = lab.add_vm_for_port(&port.name, &port.mac.to_string(), &port.id, &port.tap)?;
+        let vm = &lab.vms[i];
+        for fixed in &port.fixed_ips {
+            let prefix = topology.subnets[fixed.subnet].cidr.prefix_len();
+            vm.sh(&format!("ip addr add {}/{prefix} dev eth0 nodad", fixed.ip))?;
+        }
+        let pairs: Vec<String> = port
+            .allowed_address_pairs
+            .iter()
+            .map(|p| p.ip.to_string())
+            .collect();
+        println!(
+            "   {:<8} namespace {:<12} tap {}  mac {}  fixed {}  pairs [{}]",
+            port.name,
+            vm.ns.name,
+            port.tap,
+            port.mac,
+            port.fixed_ips
+                .iter()
+                .map(|f| f.ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            pairs.join(", ")
+        );
+    }
+    println!("   the taps sit on a Linux bridge; the datapath filters what each VM sends (XDP)");
+
+    step("Starting the datapath: dataplane run --config demo/demo.toml")?;
+    lab.start_file(&config, topology.ports.len())?;
+    println!(
+        "   attached to {} taps; state pinned under /sys/fs/bpf/{}",
+        topology.ports.len(),
+        lab.instance
+    );
+
+    let vip = "10.20.0.100";
+    let (a, b, client) = (lab.vm("vrrp-a"), lab.vm("vrrp-b"), lab.vm("client"));
+
+    step("Legitimate traffic from fixed addresses (IPv4 and IPv6)")?;
+    show(
+        client,
+        "ping 10.20.0.10",
+        client.ping("10.20.0.10", 3),
+        true,
+    )?;
+    show(
+        client,
+        "ping -6 fd00:20::11",
+        client.ping("fd00:20::11", 3),
+        true,
+    )?;
+
+    step(&format!(
+        "vrrp-a holds the virtual IP {vip} (an allowed address pair) and announces it"
+    ))?;
+    a.sh(&format!(
+        "ip addr add {vip}/24 dev eth0 && {{ arping -q -U -c 1 -I eth0 -S {vip} {vip}; true; }}"
+    ))?;
+    show(client, &format!("ping {vip}"), client.ping(vip, 3), true)?;
+
+    step(&format!(
+        "Failover: vrrp-b takes {vip} over (gratuitous ARP) and answers"
+    ))?;
+    a.sh(&format!("ip addr del {vip}/24 dev eth0"))?;
+    b.sh(&format!(
+        "ip addr add {vip}/24 dev eth0 && {{ arping -q -U -c 2 -I eth0 -S {vip} {vip}; true; }}"
+    ))?;
+    show(client, &format!("ping {vip}"), client.ping(vip, 3), true)?;
+
+    step(&format!(
+        "Spoofing: client sends from {vip}, which is not among its addresses or pairs"
+    ))?;
+    let before = lab.drops(client, "ipv4_src");
+    let b_mac = &b.mac;
+    client.sh(&format!(
+        "ip addr add {vip}/32 dev eth0 && ip neigh replace 10.20.0.11 lladdr {b_mac} dev eth0"
+    ))?;
+    show(
+        client,
+        &format!("ping -I {vip} 10.20.0.11"),
+        client.ping_from("10.20.0.11", Some(vip), 3),
+        false,
+    )?;
+    let after = lab.drops(client, "ipv4_src");
+    println!("   drop counter ipv4_src of client: {before} -> {after}");
+    if after <= before {
+        bail!("the spoofed packets were not counted");
+    }
+    let garp_before = lab.drops(client, "arp_spa");
+    client.sh(&format!("arping -q -U -c 2 -I eth0 -S {vip} {vip}; true"))?;
+    println!(
+        "   client's gratuitous ARP for {vip}: dropped, counter arp_spa {garp_before} -> {}",
+        lab.drops(client, "arp_spa")
+    );
+
+    step("dataplane show ports")?;
+    let out = lab
+        .dataplane(&["show", "ports"])
+        .output()
+        .context("dataplane show ports")?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if hold {
+        println!(
+            "\n   Holding until Ctrl-C. Meanwhile, from another shell:\n\
+             \x20    bpftool map dump pinned /sys/fs/bpf/{0}/maps/PORTS\n\
+             \x20    target/debug/dataplane --instance {0} show ports\n\
+             \x20    ip netns exec {1} ping 10.20.0.100",
+            lab.instance, client.ns.name
+        );
+        while !INTERRUPTED.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        INTERRUPTED.store(false, Ordering::Relaxed);
+    } else {
+        println!(
+            "\n   (cargo xtask run --hold keeps the topology up for bpftool and dataplane show)"
+        );
+    }
+
+    step("Stopping the datapath and removing the namespaces")?;
+    lab.stop()?;
+    drop(lab);
+    println!("   done");
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Building, linting, testing and the demo.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::Result;
+
+use crate::util::{root, status, with_sigint_ignored};
+
+/// The nightly cargo that builds `dataplane-ebpf` (its own target dir and
+/// lockfile; the loader's build script runs the same command).
+fn ebpf_cargo(subcommand: &str) -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", "nightly", "cargo", subcommand])
+        .current_dir(root().join("dataplane-ebpf"))
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR");
+    c
+}
+
+pub fn ebpf() -> Result<PathBuf> {
+    status(ebpf_cargo("build").arg("--release"))?;
+    Ok(root().join("dataplane-ebpf/target/bpfel-unknown-none/release/dataplane"))
+}
+
+pub fn lint() -> Result<()> {
+    let root = root();
+    status(
+        Command::new("cargo")
+            .args(["fmt", "--all", "--check"])
+            .current_dir(&root),
+    )?;
+    status(ebpf_cargo("fmt").arg("--check"))?;
+    status(
+        Command::new("cargo")
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    )?;
+    status(ebpf_cargo("clippy").args(["--release", "--", "-D", "warnings"]))
+}
+
+/// Builds the `dataplane` binary and returns its path.
+fn dataplane_bin() -> Result<PathBuf> {
+    let root = root();
+    status(
+        Command::new("cargo")
+            .args(["build", "-p", "dataplane-user", "--bins"])
+            .current_dir(&root),
+    )?;
+    Ok(root.join("target/debug/dataplane"))
+}
+
+pub fn test(args: &[String]) -> Result<()> {
+    let bin = dataplane_bin()?;
+    with_sigint_ignored(|| {
+        status(
+            Command::new("cargo")
+                .args(["test", "--workspace", "--no-fail-fast", "--"])
+                .args(args)
+                .current_dir(root())
+                .env("DATAPLANE_BIN", &bin),
+        )
+    })
+}
+
+pub fn demo(hold: bool) -> Result<()> {
+    let bin = dataplane_bin()?;
+    with_sigint_ignored(|| {
+        status(
+            Command::new("cargo")
+                .args(["run", "--quiet", "-p", "tests", "--bin", "demo", "--"])
+                .arg(root().join("demo/demo.toml"))
+                .args(hold.then_some("--hold"))
+                .current_dir(root())
+                .env("DATAPLANE_BIN", &bin),
+        )
+    })
+}
