@@ -105,6 +105,9 @@ pub const ADDR_F_FIXED: u32 = 1 << 0;
 pub const ADDR_F_PAIR: u32 = 1 << 1;
 /// IPv6 link-local address derived (EUI-64) from an allowed MAC.
 pub const ADDR_F_LINK_LOCAL: u32 = 1 << 2;
+/// The address (or MAC, in `PortMac::flags`) is also used by other ports:
+/// packets sourced from it are claims for its group's active member.
+pub const ADDR_F_SHARED: u32 = 1 << 3;
 
 /// `PORT_ADDRS_V4` (LPM trie): the (MAC, IPv4 prefix) pairs a port may send
 /// from. The MAC is part of the key before the address, so a lookup with the
@@ -154,7 +157,6 @@ pub struct PortStats {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     /// Frames from the VM handed to the kernel (`XDP_PASS`).
-    pub passed: u64,
     /// Unicast frames redirected to one port of the same network.
     pub forwarded: u64,
     /// Broadcast, multicast and unknown-unicast frames flooded to the network.
@@ -181,7 +183,6 @@ impl PortStats {
         self.rx_bytes += other.rx_bytes;
         self.tx_packets += other.tx_packets;
         self.tx_bytes += other.tx_bytes;
-        self.passed += other.passed;
         self.forwarded += other.forwarded;
         self.flooded += other.flooded;
         self.group_flooded += other.group_flooded;
@@ -219,6 +220,168 @@ impl Default for PortMeta {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Forwarding
+
+/// What an L2 or L3 entry delivers to.
+pub const TARGET_PORT: u32 = 1;
+/// A group of ports sharing an address: the active member, or all of them.
+pub const TARGET_GROUP: u32 = 2;
+/// A router interface: the frame is routed.
+pub const TARGET_ROUTER: u32 = 3;
+
+/// L2 table: (network, MAC) to a port, a group (a MAC shared by several
+/// ports, such as keepalived's use_vmac) or a router interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FdbKey {
+    pub slot: u32,
+    pub network: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// TARGET_PORT, TARGET_GROUP or TARGET_ROUTER.
+    pub kind: u32,
+    /// Port, group or router index.
+    pub target: u32,
+}
+
+/// L3 table of a network: which port, group or router interface owns an
+/// address (fixed IPs, pairs and their prefixes, gateway addresses).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighV4Key {
+    pub slot: u32,
+    pub network: u32,
+    pub addr: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighV6Key {
+    pub slot: u32,
+    pub network: u32,
+    pub addr: [u8; 16],
+}
+
+/// Bits of a neighbour key before the address.
+pub const NEIGH_PREFIX_BITS: u32 = 8 * 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Neigh {
+    /// TARGET_PORT, TARGET_GROUP or TARGET_ROUTER.
+    pub kind: u32,
+    pub target: u32,
+    /// The MAC bound to the address (a port's or pair's MAC, or the router
+    /// interface's); unused for groups, whose members may differ.
+    pub mac: [u8; 6],
+    pub flags: u16,
+}
+
+/// The entry is a single address (/32, /128), not a prefix: only those are
+/// answered by the ARP/ND responder.
+pub const NEIGH_F_HOST: u16 = 1 << 0;
+
+/// A port's membership in a group, with the MAC it uses for the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupMemberKey {
+    pub slot: u32,
+    pub group: u32,
+    pub port: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupMember {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Runtime state of a group (not slotted): which member last proved it owns
+/// the address. Written by the datapath, reset by the loader for new groups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupState {
+    /// Port index of the active member; 0 while none is known.
+    pub active: u32,
+    pub _pad: u32,
+    /// bpf_ktime_get_ns() of the last change of `active`.
+    pub changed_ns: u64,
+    /// Changes of `active` since the group was created.
+    pub changes: u64,
+}
+
+pub const MAX_GROUPS: u32 = 16384;
+
+/// A group's name ("<network id> <address or MAC>"), for inspection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupMeta {
+    pub name: [u8; 96],
+}
+
+impl Default for GroupMeta {
+    fn default() -> Self {
+        GroupMeta { name: [0; 96] }
+    }
+}
+
+/// Key of the flood maps (outer map of per-domain device maps).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FloodKey {
+    pub slot: u32,
+    /// A network index, or FLOOD_DOMAIN_GROUP_BASE + group index.
+    pub domain: u32,
+}
+
+/// Routes of a router: its connected subnets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteV4Key {
+    pub slot: u32,
+    pub router: u32,
+    pub addr: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteV6Key {
+    pub slot: u32,
+    pub router: u32,
+    pub addr: [u8; 16],
+}
+
+/// Bits of a route key before the address.
+pub const ROUTE_PREFIX_BITS: u32 = 8 * 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// The network the subnet is on.
+    pub network: u32,
+    pub _pad: u16,
+    /// The router interface's MAC on that network (the routed frame's source).
+    pub mac: [u8; 6],
+}
+
+/// Metadata that `from_vm` puts in front of a frame it sends to a group's
+/// flood set after routing, so that `to_vm` writes each member's own MAC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxMeta {
+    pub magic: u32,
+    pub group: u32,
+}
+
+pub const TX_META_MAGIC: u32 = 0x4141_5031;
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -238,5 +401,18 @@ mod pod {
         PortAddr,
         PortStats,
         PortMeta,
+        FdbKey,
+        FdbEntry,
+        NeighV4Key,
+        NeighV6Key,
+        Neigh,
+        GroupMemberKey,
+        GroupMember,
+        GroupState,
+        GroupMeta,
+        FloodKey,
+        RouteV4Key,
+        RouteV6Key,
+        Route,
     );
 }

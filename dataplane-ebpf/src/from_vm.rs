@@ -1,15 +1,16 @@
-//! The pipeline for frames a VM sends: port lookup, parsing, port security.
-//! Allowed frames go on to the kernel (`XDP_PASS`).
+//! The pipeline for frames a VM sends: port lookup, parsing, port security,
+//! group claims, the ARP/ND responder, then L2 forwarding.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_log_ebpf::debug;
-use common::{DropReason, PORT_F_SECURITY, PortInfo};
+use common::{ADDR_F_SHARED, DropReason, PORT_F_SECURITY, PortInfo};
 
 use crate::{
-    config,
+    config, forward, groups,
     packet::Packet,
-    parse::{self, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
-    portsec, stats,
+    parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
+    portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
+    responder, stats,
 };
 
 #[inline(always)]
@@ -26,10 +27,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         s.rx_bytes += pkt.len() as u64;
     });
     match pipeline(&pkt, slot, &port) {
-        Ok(()) => {
-            stats::update(port.index, |s| s.passed += 1);
-            xdp_action::XDP_PASS
-        }
+        Ok(action) => action,
         Err(reason) => {
             stats::count_drop(port.index, reason);
             debug!(ctx, "port {} drop {}", port.index, reason as u32);
@@ -43,27 +41,71 @@ pub fn run(ctx: &XdpContext) -> u32 {
 /// offsets into registers shared between variants, whose bounds the
 /// verifier then lost.
 #[inline(always)]
-fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<(), DropReason> {
+fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
     let eth = parse::eth(pkt)?;
-    if port.flags & PORT_F_SECURITY == 0 {
-        return Ok(());
-    }
-    if !portsec::mac_allowed(slot, port.index, eth.src) {
-        return Err(DropReason::SrcMac);
+    let secure = port.flags & PORT_F_SECURITY != 0;
+    if secure {
+        let mac_flags = portsec::mac_flags(slot, port.index, eth.src).ok_or(DropReason::SrcMac)?;
+        if mac_flags & ADDR_F_SHARED != 0 {
+            groups::claim_mac(slot, port, eth.src);
+        }
     }
     match eth.proto {
         ETH_P_ARP => {
             let arp = parse::arp(pkt)?;
-            portsec::check_arp(slot, port, &eth, &arp)
+            if secure {
+                portsec::check_arp(slot, port, &eth, &arp)?;
+            }
+            // Gratuitous ARP (sender = target) and replies prove ownership.
+            if arp.oper == ARPOP_REPLY || (arp.spa == arp.tpa && arp.spa != [0; 4]) {
+                groups::claim_v4(slot, port, arp.spa);
+            } else if arp.oper == ARPOP_REQUEST {
+                let action = responder::arp(pkt, slot, port, &eth.src, &arp);
+                if action != 0 {
+                    return Ok(action);
+                }
+            }
         }
         ETH_P_IP => {
             let ip = parse::ipv4(pkt)?;
-            portsec::check_ipv4(pkt, slot, port, &eth, &ip)
+            if secure {
+                let flags = portsec::check_ipv4(pkt, slot, port, &eth, &ip)?;
+                if flags & ADDR_F_SHARED != 0 {
+                    groups::claim_v4(slot, port, ip.src);
+                }
+            }
         }
         ETH_P_IPV6 => {
             let ip = parse::ipv6(pkt)?;
-            portsec::check_ipv6(pkt, slot, port, &eth, &ip)
+            if secure {
+                let flags = portsec::check_ipv6(pkt, slot, port, &eth, &ip)?;
+                if flags & ADDR_F_SHARED != 0 {
+                    groups::claim_v6(slot, port, ip.src);
+                }
+            }
+            if ip.proto == IPPROTO_ICMPV6 && ip.frag == parse::Frag::None {
+                let icmp = pkt
+                    .read::<[u8; 2]>(ip.l4_off)
+                    .ok_or(DropReason::Malformed)?;
+                if icmp[0] == ICMPV6_NEIGH_ADVERT {
+                    // Port security (when on) checked the target is the port's.
+                    let target = pkt
+                        .read::<[u8; 16]>(ip.l4_off + 8)
+                        .ok_or(DropReason::Malformed)?;
+                    groups::claim_v6(slot, port, target);
+                } else if icmp[0] == ICMPV6_NEIGH_SOLICIT {
+                    let action = responder::nd(pkt, slot, port, &eth.src, &ip);
+                    if action != 0 {
+                        return Ok(action);
+                    }
+                }
+            }
         }
-        _ => Err(DropReason::Ethertype),
+        _ => {
+            if secure {
+                return Err(DropReason::Ethertype);
+            }
+        }
     }
+    forward::l2(slot, port, &eth.dst)
 }

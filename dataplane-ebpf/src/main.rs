@@ -1,23 +1,34 @@
 //! XDP programs of the allowed-address-pairs datapath.
 //!
 //! `from_vm` runs on every frame a VM sends (XDP on the host side of the
-//! VM's tap) and enforces port security.
+//! VM's tap): port security, group claims, ARP/ND answers, forwarding.
+//! `to_vm` runs on every device-map entry a frame is redirected to, just
+//! before it reaches a VM: the receiving port's view of what it accepts.
 #![no_std]
 #![no_main]
 
 mod config;
+mod forward;
 mod from_vm;
+mod groups;
 mod maps;
 mod packet;
 mod parse;
 mod portsec;
+mod responder;
 mod stats;
+mod to_vm;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn from_vm(ctx: XdpContext) -> u32 {
     from_vm::run(&ctx)
+}
+
+#[xdp(map = "devmap")]
+pub fn to_vm(ctx: XdpContext) -> u32 {
+    to_vm::run(&ctx)
 }
 
 #[cfg(not(test))]

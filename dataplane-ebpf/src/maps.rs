@@ -4,12 +4,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, HashOfMaps, LpmTrie, PerCpuArray},
     macros::btf_map,
 };
 use common::{
-    DpConfig, MAX_PORTS, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
-    PortMacKey, PortMeta, PortStats,
+    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
+    MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_PORTS, Neigh, NeighV4Key, NeighV6Key,
+    PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta,
+    PortStats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -38,3 +40,39 @@ pub static PORT_STATS: PerCpuArray<PortStats, { MAX_PORTS as usize }> = PerCpuAr
 
 #[btf_map]
 pub static PORT_META: Array<PortMeta, { MAX_PORTS as usize }> = Array::new();
+
+// ---------------------------------------------------------------------------
+// Forwarding
+
+/// Flood sets are device maps of at most this many ports; the loader
+/// creates inner maps of exactly this size (hash-of-maps requires it).
+pub const FLOOD_SET_SIZE: usize = MAX_FLOOD_MEMBERS as usize;
+
+#[btf_map]
+pub static FDB: HashMap<FdbKey, FdbEntry, ADDR_SLOTS, NO_PREALLOC> = HashMap::new();
+
+#[btf_map]
+pub static NEIGH_V4: LpmTrie<NeighV4Key, Neigh, ADDR_SLOTS> = LpmTrie::new();
+
+#[btf_map]
+pub static NEIGH_V6: LpmTrie<NeighV6Key, Neigh, ADDR_SLOTS> = LpmTrie::new();
+
+#[btf_map]
+pub static GROUP_MEMBERS: HashMap<GroupMemberKey, GroupMember, ADDR_SLOTS, NO_PREALLOC> =
+    HashMap::new();
+
+#[btf_map]
+pub static GROUP_STATE: Array<GroupState, { MAX_GROUPS as usize }> = Array::new();
+
+/// Group names, for inspection only.
+#[btf_map]
+pub static GROUP_META: Array<GroupMeta, { MAX_GROUPS as usize }> = Array::new();
+
+/// Port index to its tap, with `to_vm` attached to each entry.
+#[btf_map]
+pub static TX_PORTS: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
+
+/// Flood sets: one device map per network and per group, per slot.
+#[btf_map]
+pub static FLOOD: HashOfMaps<FloodKey, DevMapHash<FLOOD_SET_SIZE>, { MAX_FLOOD_DOMAINS as usize }> =
+    HashOfMaps::new();

@@ -27,7 +27,12 @@ impl Packet {
     #[inline(always)]
     pub fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {
         let start = self.data + offset;
-        if start + size_of::<T>() > self.end {
+        // A volatile load of the end keeps LLVM from dropping this check on
+        // the strength of an earlier length check (say of an IP total
+        // length) that the verifier cannot relate to the packet's end.
+        // SAFETY: reading our own field.
+        let end = unsafe { core::ptr::read_volatile(&self.end) };
+        if start + size_of::<T>() > end {
             return None;
         }
         Some(start as *const T)
@@ -44,6 +49,19 @@ impl Packet {
         // read_unaligned because packet fields have no alignment guarantee.
         self.ptr_at::<T>(offset)
             .map(|p| unsafe { core::ptr::read_unaligned(p) })
+    }
+
+    /// Writes a `T` into the packet; false if it does not fit.
+    #[inline(always)]
+    pub fn write<T: Copy>(&self, offset: usize, value: T) -> bool {
+        match self.ptr_at::<T>(offset) {
+            Some(p) => {
+                // SAFETY: ptr_at checked the bounds; XDP packet data is writable.
+                unsafe { core::ptr::write_unaligned(p as *mut T, value) };
+                true
+            }
+            None => false,
+        }
     }
 
     /// A big-endian `u16` at `offset`.

@@ -22,6 +22,7 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 
 #[derive(Clone, Copy)]
 pub struct Eth {
+    pub dst: [u8; 6],
     pub src: [u8; 6],
     /// Host byte order.
     pub proto: u16,
@@ -29,9 +30,16 @@ pub struct Eth {
 
 #[inline(always)]
 pub fn eth(pkt: &Packet) -> Result<Eth, DropReason> {
+    let dst = pkt.read::<[u8; 6]>(0).ok_or(DropReason::Malformed)?;
     let src = pkt.read::<[u8; 6]>(6).ok_or(DropReason::Malformed)?;
     let proto = pkt.be16_at(12).ok_or(DropReason::Malformed)?;
-    Ok(Eth { src, proto })
+    Ok(Eth { dst, src, proto })
+}
+
+/// Broadcast and multicast MACs have the group bit set.
+#[inline(always)]
+pub fn is_multicast(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 != 0
 }
 
 // ---------------------------------------------------------------------------
@@ -42,8 +50,10 @@ pub const ARPOP_REPLY: u16 = 2;
 
 #[derive(Clone, Copy)]
 pub struct Arp {
+    pub oper: u16,
     pub sha: [u8; 6],
     pub spa: [u8; 4],
+    pub tpa: [u8; 4],
 }
 
 /// Parses an Ethernet/IPv4 ARP request or reply; anything else is malformed.
@@ -60,8 +70,10 @@ pub fn arp(pkt: &Packet) -> Result<Arp, DropReason> {
         return Err(DropReason::Malformed);
     }
     Ok(Arp {
+        oper,
         sha: hdr.sha,
         spa: hdr.spa,
+        tpa: hdr.tpa,
     })
 }
 

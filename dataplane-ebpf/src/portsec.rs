@@ -24,8 +24,8 @@ const ICMPV6_MLD_REPORT: u8 = 131;
 const ICMPV6_MLD_DONE: u8 = 132;
 const ICMPV6_ROUTER_SOLICIT: u8 = 133;
 const ICMPV6_ROUTER_ADVERT: u8 = 134;
-const ICMPV6_NEIGH_SOLICIT: u8 = 135;
-const ICMPV6_NEIGH_ADVERT: u8 = 136;
+pub const ICMPV6_NEIGH_SOLICIT: u8 = 135;
+pub const ICMPV6_NEIGH_ADVERT: u8 = 136;
 const ICMPV6_REDIRECT: u8 = 137;
 const ICMPV6_MLD2_REPORT: u8 = 143;
 
@@ -37,18 +37,37 @@ const MAX_ND_OPTIONS: usize = 8;
 
 #[inline(always)]
 pub fn mac_allowed(slot: u32, port: u32, mac: [u8; 6]) -> bool {
+    mac_flags(slot, port, mac).is_some()
+}
+
+/// The flags (ADDR_F_*) of a MAC the port may use, if it may.
+#[inline(always)]
+pub fn mac_flags(slot: u32, port: u32, mac: [u8; 6]) -> Option<u32> {
     let key = PortMacKey {
         slot,
         port,
         mac,
         _pad: [0; 2],
     };
-    PORT_MACS.get_ptr(key).is_some()
+    // SAFETY: copied out at once.
+    unsafe { PORT_MACS.get(key) }.map(|m| m.flags)
 }
 
 /// Whether (mac, addr) is a fixed address or a pair of the port.
 #[inline(always)]
 pub fn v4_allowed(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 4]) -> bool {
+    v4_flags(slot, port, mac, addr).is_some()
+}
+
+#[inline(always)]
+pub fn v6_allowed(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 16]) -> bool {
+    v6_flags(slot, port, mac, addr).is_some()
+}
+
+/// The flags (ADDR_F_*) of the most specific entry binding (mac, addr) to
+/// the port, if any.
+#[inline(always)]
+pub fn v4_flags(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 4]) -> Option<u32> {
     let key = Key::new(
         PORT_ADDR_PREFIX_BITS + 32,
         PortAddrV4Key {
@@ -59,11 +78,11 @@ pub fn v4_allowed(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 4]) -> bool {
             _pad: [0; 2],
         },
     );
-    PORT_ADDRS_V4.get(&key).is_some()
+    PORT_ADDRS_V4.get(&key).map(|a| a.flags)
 }
 
 #[inline(always)]
-pub fn v6_allowed(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 16]) -> bool {
+pub fn v6_flags(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 16]) -> Option<u32> {
     let key = Key::new(
         PORT_ADDR_PREFIX_BITS + 128,
         PortAddrV6Key {
@@ -74,7 +93,7 @@ pub fn v6_allowed(slot: u32, port: u32, mac: [u8; 6], addr: [u8; 16]) -> bool {
             _pad: [0; 2],
         },
     );
-    PORT_ADDRS_V6.get(&key).is_some()
+    PORT_ADDRS_V6.get(&key).map(|a| a.flags)
 }
 
 #[inline(always)]
@@ -99,7 +118,7 @@ pub fn check_ipv4(
     port: &PortInfo,
     eth: &Eth,
     ip: &Ipv4,
-) -> Result<(), DropReason> {
+) -> Result<u32, DropReason> {
     let udp_ports = if ip.proto == IPPROTO_UDP && ip.frag != Frag::Later {
         Some(parse::l4_ports(pkt, ip.l4_off).ok_or(truncated(ip.frag))?)
     } else {
@@ -112,18 +131,18 @@ pub fn check_ipv4(
             Some((DHCP_CLIENT_PORT, DHCP_SERVER_PORT))
                 if ip.frag == Frag::None && ip.dst == [255; 4] =>
             {
-                Ok(())
+                Ok(0)
             }
             _ => Err(DropReason::Ipv4Src),
         };
     }
-    if !v4_allowed(slot, port.index, eth.src, ip.src) {
+    let Some(flags) = v4_flags(slot, port.index, eth.src, ip.src) else {
         return Err(DropReason::Ipv4Src);
-    }
+    };
     if let Some((DHCP_SERVER_PORT, _)) = udp_ports {
         return Err(DropReason::DhcpServer);
     }
-    Ok(())
+    Ok(flags)
 }
 
 /// A transport header cut short is a malformed packet, unless a first
@@ -144,14 +163,14 @@ pub fn check_ipv6(
     port: &PortInfo,
     eth: &Eth,
     ip: &Ipv6,
-) -> Result<(), DropReason> {
+) -> Result<u32, DropReason> {
     let icmp_type = if ip.proto == IPPROTO_ICMPV6 && ip.frag != Frag::Later {
         Some(pkt.read::<[u8; 2]>(ip.l4_off).ok_or(truncated(ip.frag))?[0])
     } else {
         None
     };
 
-    if ip.src == IPV6_UNSPECIFIED {
+    let flags = if ip.src == IPV6_UNSPECIFIED {
         // Before it has an address a host sends only duplicate address
         // detection probes and multicast listener reports.
         let allowed = ip.frag == Frag::None
@@ -165,9 +184,10 @@ pub fn check_ipv6(
         if !allowed {
             return Err(DropReason::Ipv6Src);
         }
-    } else if !v6_allowed(slot, port.index, eth.src, ip.src) {
-        return Err(DropReason::Ipv6Src);
-    }
+        0
+    } else {
+        v6_flags(slot, port.index, eth.src, ip.src).ok_or(DropReason::Ipv6Src)?
+    };
 
     if ip.proto == IPPROTO_UDP && ip.frag != Frag::Later {
         let (sport, _) = parse::l4_ports(pkt, ip.l4_off).ok_or(truncated(ip.frag))?;
@@ -183,9 +203,9 @@ pub fn check_ipv6(
             if ip.frag != Frag::None {
                 return Err(DropReason::IpFragment);
             }
-            check_nd(pkt, slot, port, eth, ip, t)
+            check_nd(pkt, slot, port, eth, ip, t).map(|()| flags)
         }
-        Some(ICMPV6_MLD_QUERY) | Some(_) | None => Ok(()),
+        Some(ICMPV6_MLD_QUERY) | Some(_) | None => Ok(flags),
     }
 }
 

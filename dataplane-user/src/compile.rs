@@ -9,8 +9,9 @@ use std::{
 
 use anyhow::{Result, bail};
 use common::{
-    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, PORT_F_SECURITY, PortAddr, PortInfo, PortMac,
-    PortMeta,
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, FdbEntry, GroupMember,
+    NEIGH_F_HOST, Neigh, PORT_F_SECURITY, PortAddr, PortInfo, PortMac, PortMeta, TARGET_GROUP,
+    TARGET_PORT,
 };
 use ipnet::IpNet;
 
@@ -98,9 +99,28 @@ pub struct Desired {
     pub addrs_v6: BTreeMap<AddrV6, PortAddr>,
     /// Port index -> identity, for inspection and adoption (not slotted).
     pub port_meta: BTreeMap<u32, PortMeta>,
+    /// (network, MAC) -> port or group.
+    pub fdb: BTreeMap<(u32, [u8; 6]), FdbEntry>,
+    /// (network, address, prefix length) -> owner.
+    pub neigh_v4: BTreeMap<(u32, [u8; 4], u8), Neigh>,
+    pub neigh_v6: BTreeMap<(u32, [u8; 16], u8), Neigh>,
+    /// (group, port) -> the MAC the member uses for the shared address.
+    pub group_members: BTreeMap<(u32, u32), GroupMember>,
+    /// Flood domain (network index, or FLOOD_DOMAIN_GROUP_BASE + group) ->
+    /// port indexes.
+    pub flood: BTreeMap<u32, BTreeSet<u32>>,
+    /// Groups by their stable name ("<network id> <address>" or
+    /// "<network id> <MAC>").
+    pub groups: Indexes,
+    /// Port index -> port id, to name group members.
+    pub port_ids: BTreeMap<u32, String>,
 }
 
-fn copy_str<const N: usize>(s: &str) -> [u8; N] {
+/// Who owns one address (or MAC) of a network: port index -> the MAC it
+/// uses for it.
+type Owners = BTreeMap<u32, [u8; 6]>;
+
+pub fn copy_str<const N: usize>(s: &str) -> [u8; N] {
     let mut out = [0u8; N];
     let bytes = s.as_bytes();
     let n = bytes.len().min(N);
@@ -128,8 +148,9 @@ pub fn compile(
     topology: &Topology,
     ports_ix: &Indexes,
     networks_ix: &Indexes,
+    groups_ix: &Indexes,
     ifindexes: &[u32],
-) -> Desired {
+) -> Result<Desired> {
     let mut d = Desired::default();
     for (port, &ifindex) in topology.ports.iter().zip(ifindexes) {
         let index = ports_ix.get(&port.id);
@@ -186,8 +207,172 @@ pub fn compile(
             let ll = IpNet::from(IpAddr::V6(mac.ipv6_link_local()));
             add_addr(&mut d, index, mac, ll, ADDR_F_LINK_LOCAL);
         }
+        d.port_ids.insert(index, port.id.clone());
+        d.flood.entry(network).or_default().insert(index);
     }
-    d
+    forwarding_tables(topology, ports_ix, networks_ix, groups_ix, &mut d)?;
+    Ok(d)
+}
+
+/// Builds the L2 and L3 tables and the groups from the ports' MACs and
+/// addresses (fixed, pairs, link-local) already in `d`.
+fn forwarding_tables(
+    topology: &Topology,
+    ports_ix: &Indexes,
+    networks_ix: &Indexes,
+    groups_ix: &Indexes,
+    d: &mut Desired,
+) -> Result<()> {
+    // Port index -> (network index, network id).
+    let mut net_of: BTreeMap<u32, (u32, &str)> = BTreeMap::new();
+    for port in &topology.ports {
+        let id = topology.networks[port.network].id.as_str();
+        net_of.insert(ports_ix.get(&port.id), (networks_ix.get(id), id));
+    }
+    let mut macs: BTreeMap<(u32, [u8; 6]), Owners> = BTreeMap::new();
+    for &(port, mac) in d.port_macs.keys() {
+        macs.entry((net_of[&port].0, mac))
+            .or_default()
+            .insert(port, mac);
+    }
+    let mut v4: BTreeMap<(u32, [u8; 4], u8), Owners> = BTreeMap::new();
+    for &(port, mac, addr, plen) in d.addrs_v4.keys() {
+        // A fixed IP and a pair with its own MAC on the same address: the
+        // fixed binding (the port's MAC) is what the port answers with.
+        v4.entry((net_of[&port].0, addr, plen))
+            .or_default()
+            .entry(port)
+            .or_insert(mac);
+    }
+    let mut v6: BTreeMap<(u32, [u8; 16], u8), Owners> = BTreeMap::new();
+    for &(port, mac, addr, plen) in d.addrs_v6.keys() {
+        v6.entry((net_of[&port].0, addr, plen))
+            .or_default()
+            .entry(port)
+            .or_insert(mac);
+    }
+    let net_id: BTreeMap<u32, &str> = net_of.values().map(|&(i, id)| (i, id)).collect();
+
+    // Group names first, so that indexes can be assigned in one go.
+    let mut names: Vec<String> = Vec::new();
+    for ((net, mac), owners) in &macs {
+        if owners.len() > 1 {
+            names.push(format!("{} {}", net_id[net], MacAddr(*mac)));
+        }
+    }
+    for ((net, addr, plen), owners) in &v4 {
+        if owners.len() > 1 {
+            names.push(format!(
+                "{} {}/{plen}",
+                net_id[net],
+                std::net::Ipv4Addr::from(*addr)
+            ));
+        }
+    }
+    for ((net, addr, plen), owners) in &v6 {
+        if owners.len() > 1 {
+            names.push(format!(
+                "{} {}/{plen}",
+                net_id[net],
+                std::net::Ipv6Addr::from(*addr)
+            ));
+        }
+    }
+    let groups = groups_ix.assign(
+        "address groups",
+        names.iter().map(String::as_str),
+        &BTreeSet::new(),
+    )?;
+
+    let add_group = |d: &mut Desired, name: String, owners: &Owners| -> u32 {
+        let g = groups.get(&name);
+        for (&port, &mac) in owners {
+            d.group_members
+                .insert((g, port), GroupMember { mac, _pad: [0; 2] });
+            d.flood
+                .entry(common::FLOOD_DOMAIN_GROUP_BASE + g)
+                .or_default()
+                .insert(port);
+        }
+        g
+    };
+    for ((net, mac), owners) in &macs {
+        let entry = if owners.len() == 1 {
+            let (&port, _) = owners.iter().next().unwrap();
+            FdbEntry {
+                kind: TARGET_PORT,
+                target: port,
+            }
+        } else {
+            let g = add_group(d, format!("{} {}", net_id[net], MacAddr(*mac)), owners);
+            for &port in owners.keys() {
+                if let Some(m) = d.port_macs.get_mut(&(port, *mac)) {
+                    m.flags |= ADDR_F_SHARED;
+                }
+            }
+            FdbEntry {
+                kind: TARGET_GROUP,
+                target: g,
+            }
+        };
+        d.fdb.insert((*net, *mac), entry);
+    }
+    for ((net, addr, plen), owners) in &v4 {
+        let host = if *plen == 32 { NEIGH_F_HOST } else { 0 };
+        let n = if owners.len() == 1 {
+            let (&port, &mac) = owners.iter().next().unwrap();
+            Neigh {
+                kind: TARGET_PORT,
+                target: port,
+                mac,
+                flags: host,
+            }
+        } else {
+            let name = format!("{} {}/{plen}", net_id[net], std::net::Ipv4Addr::from(*addr));
+            let g = add_group(d, name, owners);
+            for (&(port, _, a, p), entry) in d.addrs_v4.iter_mut() {
+                if owners.contains_key(&port) && a == *addr && p == *plen {
+                    entry.flags |= ADDR_F_SHARED;
+                }
+            }
+            Neigh {
+                kind: TARGET_GROUP,
+                target: g,
+                mac: [0; 6],
+                flags: host,
+            }
+        };
+        d.neigh_v4.insert((*net, *addr, *plen), n);
+    }
+    for ((net, addr, plen), owners) in &v6 {
+        let host = if *plen == 128 { NEIGH_F_HOST } else { 0 };
+        let n = if owners.len() == 1 {
+            let (&port, &mac) = owners.iter().next().unwrap();
+            Neigh {
+                kind: TARGET_PORT,
+                target: port,
+                mac,
+                flags: host,
+            }
+        } else {
+            let name = format!("{} {}/{plen}", net_id[net], std::net::Ipv6Addr::from(*addr));
+            let g = add_group(d, name, owners);
+            for (&(port, _, a, p), entry) in d.addrs_v6.iter_mut() {
+                if owners.contains_key(&port) && a == *addr && p == *plen {
+                    entry.flags |= ADDR_F_SHARED;
+                }
+            }
+            Neigh {
+                kind: TARGET_GROUP,
+                target: g,
+                mac: [0; 6],
+                flags: host,
+            }
+        };
+        d.neigh_v6.insert((*net, *addr, *plen), n);
+    }
+    d.groups = groups;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -231,7 +416,7 @@ ip_version = 6
             )
             .unwrap();
         let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 100 + i).collect();
-        compile(t, &ports, &nets, &ifindexes)
+        compile(t, &ports, &nets, &Indexes::new(1000), &ifindexes).unwrap()
     }
 
     const MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 1];

@@ -60,6 +60,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ShowWhat {
+    /// Groups of ports sharing an address: members and the active one.
+    Groups {
+        #[arg(long)]
+        json: bool,
+    },
     /// Ports with their MACs, addresses, pairs and counters.
     Ports {
         /// Machine-readable output.
@@ -128,6 +133,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                         println!("{}", serde_json::to_string_pretty(&view)?);
                     } else {
                         print!("{}", show::render_ports(&view));
+                    }
+                }
+                ShowWhat::Groups { json } => {
+                    let view = show::groups(&dir)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&view)?);
+                    } else {
+                        print!("{}", show::render_groups(&view));
                     }
                 }
             }

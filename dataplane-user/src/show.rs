@@ -44,7 +44,6 @@ pub struct StatsView {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
-    pub passed: u64,
     pub forwarded: u64,
     pub flooded: u64,
     pub group_flooded: u64,
@@ -64,7 +63,6 @@ impl From<&PortStats> for StatsView {
             rx_bytes: s.rx_bytes,
             tx_packets: s.tx_packets,
             tx_bytes: s.tx_bytes,
-            passed: s.passed,
             forwarded: s.forwarded,
             flooded: s.flooded,
             group_flooded: s.group_flooded,
@@ -115,6 +113,9 @@ fn kind(flags: u32) -> String {
     }
     if flags & ADDR_F_LINK_LOCAL != 0 {
         kinds.push("link-local");
+    }
+    if flags & common::ADDR_F_SHARED != 0 {
+        kinds.push("shared");
     }
     kinds.join("+")
 }
@@ -209,8 +210,8 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
 
 fn stats_line(s: &StatsView) -> String {
     let mut line = format!(
-        "rx {} pkts / {} bytes, tx {} pkts, passed {}",
-        s.rx_packets, s.rx_bytes, s.tx_packets, s.passed
+        "rx {} pkts / {} bytes, tx {} pkts / {} bytes",
+        s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes
     );
     for (name, value) in [
         ("forwarded", s.forwarded),
@@ -269,6 +270,108 @@ pub fn render_ports(view: &PortsView) -> String {
         let _ = writeln!(s, "\nnot tied to a port:");
         for (reason, n) in &view.unattributed.drops {
             let _ = writeln!(s, "  dropped {n:>8} {reason}");
+        }
+    }
+    s
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupMemberView {
+    pub port: String,
+    pub index: u32,
+    /// The MAC this member uses for the shared address.
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub index: u32,
+    /// "<network id> <address>" or "<network id> <MAC>".
+    pub name: String,
+    pub members: Vec<GroupMemberView>,
+    /// Port id of the active member, if one has claimed the address.
+    pub active: Option<String>,
+    /// Seconds since the active member last changed.
+    pub changed_secs_ago: Option<f64>,
+    pub changes: u64,
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec; bpf_ktime_get_ns uses this clock.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Every group of the live slot with its members and active member.
+pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
+    let config: Array<MapData, DpConfig> = open(dir, "CONFIG")?.try_into()?;
+    let slot = config.get(&0, 0)?.active_slot;
+    let members: HashMap<MapData, common::GroupMemberKey, common::GroupMember> =
+        open(dir, "GROUP_MEMBERS")?.try_into()?;
+    let state: Array<MapData, common::GroupState> = open(dir, "GROUP_STATE")?.try_into()?;
+    let names: Array<MapData, common::GroupMeta> = open(dir, "GROUP_META")?.try_into()?;
+    let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
+    let port_id = |index: u32| {
+        meta.get(&index, 0)
+            .map(|m| c_str(&m.id))
+            .unwrap_or_else(|_| format!("#{index}"))
+    };
+    let mut by_group: BTreeMap<u32, Vec<GroupMemberView>> = BTreeMap::new();
+    for item in members.iter() {
+        let (k, v) = item?;
+        if k.slot == slot {
+            by_group.entry(k.group).or_default().push(GroupMemberView {
+                port: port_id(k.port),
+                index: k.port,
+                mac: MacAddr(v.mac).to_string(),
+            });
+        }
+    }
+    let now = monotonic_ns();
+    let mut out = Vec::new();
+    for (g, mut members) in by_group {
+        members.sort_by_key(|m| m.index);
+        let st = state.get(&g, 0).unwrap_or_default();
+        let active = members
+            .iter()
+            .find(|m| m.index == st.active && st.active != 0);
+        out.push(GroupView {
+            index: g,
+            name: names.get(&g, 0).map(|m| c_str(&m.name)).unwrap_or_default(),
+            active: active.map(|m| m.port.clone()),
+            changed_secs_ago: (st.changed_ns != 0)
+                .then(|| now.saturating_sub(st.changed_ns) as f64 / 1e9),
+            changes: st.changes,
+            members,
+        });
+    }
+    Ok(out)
+}
+
+pub fn render_groups(groups: &[GroupView]) -> String {
+    let mut s = String::new();
+    if groups.is_empty() {
+        s.push_str("no shared addresses\n");
+    }
+    for g in groups {
+        let _ = writeln!(s, "group {} ({})", g.index, g.name);
+        for m in &g.members {
+            let mark = if g.active.as_deref() == Some(m.port.as_str()) {
+                "* active"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "  {} {} {mark}", m.port, m.mac);
+        }
+        match g.changed_secs_ago {
+            Some(ago) => {
+                let _ = writeln!(s, "  active since {ago:.1}s ago, {} change(s)", g.changes);
+            }
+            None => s.push_str("  no active member yet: traffic goes to every member\n"),
         }
     }
     s

@@ -141,9 +141,10 @@ impl Lab {
     pub fn add_vm(&mut self, name: &str, mac: &str) -> Result<usize> {
         let n = PORT_COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
+        // The counter leads: taps are named after the first 11 characters.
         let port_id = format!(
-            "{:08x}-{n:04x}-4000-8000-{:012x}",
-            pid,
+            "{n:04x}{:04x}-0000-4000-8000-{:012x}",
+            pid & 0xffff,
             n as u64 * 7919 + 17
         );
         let tap = format!("tap{}", &port_id[..11]);
@@ -168,13 +169,17 @@ impl Lab {
         }
         self.hv.ip(&["link", "set", &tap, "up"])?;
         ns.ip(&["link", "set", "eth0", "address", mac])?;
-        // No duplicate address detection delay; GRO gives the veth the NAPI
-        // context that XDP redirects into it need.
+        // No duplicate address detection delay.
         ns.sh(
             "sysctl -qw net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-             net.ipv6.conf.eth0.addr_gen_mode=0 && ethtool -K eth0 gro on >/dev/null 2>&1; true",
+             net.ipv6.conf.eth0.addr_gen_mode=0",
         )?;
         ns.ip(&["link", "set", "eth0", "up"])?;
+        // A veth delivers XDP_REDIRECT frames only through NAPI, which it
+        // enables when GRO is switched on while the link is up. Checksums
+        // are computed by the sender: a frame redirected by XDP loses the
+        // skb's note that its checksum is still to be filled in.
+        ns.sh("ethtool -K eth0 gro off && ethtool -K eth0 gro on && ethtool -K eth0 tx off >/dev/null")?;
         self.vms.push(Vm {
             name: name.to_string(),
             ns,

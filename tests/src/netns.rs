@@ -90,6 +90,26 @@ impl Netns {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
 
+    /// Runs `f` on a thread that lives in this namespace (setns affects only
+    /// the calling thread), and returns its result.
+    pub fn run_inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.path();
+        std::thread::spawn(move || -> Result<T> {
+            use std::os::fd::AsRawFd as _;
+            let nsfile = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            // SAFETY: setns on a valid namespace fd, for this thread only.
+            if unsafe { libc::setns(nsfile.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns {path}: {}", std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))?
+    }
+
     /// The interface index of `ifname` inside this namespace.
     pub fn ifindex(&self, ifname: &str) -> Result<u32> {
         let out = self.ip(&["-o", "link", "show", "dev", ifname])?;

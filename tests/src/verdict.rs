@@ -2,8 +2,10 @@
 //! BPF_PROG_TEST_RUN on crafted frames, without interfaces or namespaces.
 //!
 //! BPF_PROG_TEST_RUN presents every frame as received on the loopback
-//! interface (ifindex 1), so the port under test is bound to ifindex 1 and
-//! the configuration's other ports to indexes no interface has.
+//! interface (ifindex 1), so the port under test is bound to ifindex 1. The
+//! other ports need real interfaces (device maps refuse unknown ifindexes):
+//! they get veth interfaces in a namespace of their own, where the
+//! configuration is applied.
 
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
@@ -14,6 +16,8 @@ use dataplane::{
 };
 use serde_json::Value;
 
+use crate::netns::Netns;
+
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -23,6 +27,8 @@ pub const XDP_REDIRECT: u32 = 4;
 pub struct Verdicts {
     dp: Option<Datapath>,
     pub topology: Topology,
+    /// Holds the dummy interfaces of the other ports; dropped after `dp`.
+    _ns: Netns,
 }
 
 impl Verdicts {
@@ -31,28 +37,35 @@ impl Verdicts {
     pub fn new(config: &Value, source: &str) -> Result<Verdicts> {
         let raw = config::parse(&config.to_string(), Format::Json)?;
         let topology = config::validate(&raw)?;
-        let ifindexes: Vec<u32> = topology
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if p.id == source {
-                    1
-                } else {
-                    100_000 + i as u32
-                }
-            })
-            .collect();
+        let ns = Netns::new("dpx")?;
+        let mut ifindexes = Vec::new();
+        for (i, p) in topology.ports.iter().enumerate() {
+            if p.id == source {
+                ifindexes.push(1);
+            } else {
+                let name = format!("d{i}");
+                // This kernel has no dummy interfaces; a veth end will do.
+                let peer = format!("e{i}");
+                ns.ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer])?;
+                ns.ip(&["link", "set", &name, "up"])?;
+                ifindexes.push(ns.ifindex(&name)?);
+            }
+        }
         anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
-        let mut dp = Datapath::open(Options {
-            instance: crate::netns::unique("dpv"),
-            max_ports: 64,
-            attach: false,
+        let t = topology.clone();
+        let dp = ns.run_inside(move || {
+            let mut dp = Datapath::open(Options {
+                instance: crate::netns::unique("dpv"),
+                max_ports: 64,
+                attach: false,
+            })?;
+            dp.apply(&t, &ifindexes)?;
+            Ok(dp)
         })?;
-        dp.apply(&topology, &ifindexes)?;
         Ok(Verdicts {
             dp: Some(dp),
             topology,
+            _ns: ns,
         })
     }
 

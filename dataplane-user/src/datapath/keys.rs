@@ -2,7 +2,10 @@
 //! used by [`crate::compile::Desired`].
 
 use aya::maps::lpm_trie::Key;
-use common::{PORT_ADDR_PREFIX_BITS, PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey};
+use common::{
+    FdbKey, GroupMemberKey, NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key, PORT_ADDR_PREFIX_BITS,
+    PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey,
+};
 
 use super::slots::{SlotKey, SlotLpmKey};
 use crate::compile::{AddrV4, AddrV6};
@@ -74,5 +77,68 @@ impl SlotLpmKey for PortAddrV6Key {
         let d = key.data();
         let plen = key.prefix_len().saturating_sub(PORT_ADDR_PREFIX_BITS) as u8;
         (d.slot, (d.port, d.mac, d.addr, plen))
+    }
+}
+
+impl SlotKey for FdbKey {
+    type Bare = (u32, [u8; 6]);
+    fn with_slot(slot: u32, &(network, mac): &(u32, [u8; 6])) -> Self {
+        FdbKey {
+            slot,
+            network,
+            mac,
+            _pad: [0; 2],
+        }
+    }
+    fn split(&self) -> (u32, (u32, [u8; 6])) {
+        (self.slot, (self.network, self.mac))
+    }
+}
+
+impl SlotKey for GroupMemberKey {
+    type Bare = (u32, u32);
+    fn with_slot(slot: u32, &(group, port): &(u32, u32)) -> Self {
+        GroupMemberKey { slot, group, port }
+    }
+    fn split(&self) -> (u32, (u32, u32)) {
+        (self.slot, (self.group, self.port))
+    }
+}
+
+impl SlotLpmKey for NeighV4Key {
+    type Bare = (u32, [u8; 4], u8);
+    fn with_slot(slot: u32, &(network, addr, plen): &(u32, [u8; 4], u8)) -> Key<Self> {
+        Key::new(
+            NEIGH_PREFIX_BITS + u32::from(plen),
+            NeighV4Key {
+                slot,
+                network,
+                addr,
+            },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, (u32, [u8; 4], u8)) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(NEIGH_PREFIX_BITS) as u8;
+        (d.slot, (d.network, d.addr, plen))
+    }
+}
+
+impl SlotLpmKey for NeighV6Key {
+    type Bare = (u32, [u8; 16], u8);
+    fn with_slot(slot: u32, &(network, addr, plen): &(u32, [u8; 16], u8)) -> Key<Self> {
+        Key::new(
+            NEIGH_PREFIX_BITS + u32::from(plen),
+            NeighV6Key {
+                slot,
+                network,
+                addr,
+            },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, (u32, [u8; 16], u8)) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(NEIGH_PREFIX_BITS) as u8;
+        (d.slot, (d.network, d.addr, plen))
     }
 }

@@ -20,13 +20,14 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuValues},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, DevMapHash, HashOfMaps, Map, MapData, PerCpuArray, PerCpuValues},
+    programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
     util::nr_cpus,
 };
 use common::{
-    DpConfig, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
-    PortMeta, PortStats,
+    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
+    MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key, PortAddrV6Key,
+    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
 };
 use tracing::{debug, info};
 
@@ -43,6 +44,8 @@ pub static BPF_OBJECT: &[u8] =
 
 /// Name of the XDP program run on frames a VM sends.
 pub const PROG_FROM_VM: &str = "from_vm";
+/// Name of the device-map program run for each port a frame is sent to.
+pub const PROG_TO_VM: &str = "to_vm";
 
 /// How long after a slot switch the old slot may still be read by packets
 /// that started before it. XDP programs run to completion within
@@ -94,8 +97,20 @@ pub struct Datapath {
     addrs_v6: SlottedMap<SlotLpm<PortAddrV6Key, PortAddr>>,
     port_meta: Array<MapData, PortMeta>,
     port_stats: PerCpuArray<MapData, PortStats>,
+    fdb: SlottedMap<SlotHash<FdbKey, FdbEntry>>,
+    neigh_v4: SlottedMap<SlotLpm<NeighV4Key, Neigh>>,
+    neigh_v6: SlottedMap<SlotLpm<NeighV6Key, Neigh>>,
+    group_members: SlottedMap<SlotHash<GroupMemberKey, GroupMember>>,
+    group_state: Array<MapData, GroupState>,
+    group_meta: Array<MapData, GroupMeta>,
+    tx_ports: DevMapHash<MapData>,
+    /// What TX_PORTS holds: port index -> ifindex.
+    tx_contents: BTreeMap<u32, u32>,
+    flood: HashOfMaps<MapData, FloodKey, DevMapHash<MapData>>,
+    to_vm_fd: ProgramFd,
     port_ix: Indexes,
     network_ix: Indexes,
+    group_ix: Indexes,
     links: BTreeMap<u32, XdpLinkId>,
 }
 
@@ -147,6 +162,12 @@ impl Datapath {
             .context("program from_vm missing")?
             .try_into()?;
         prog.load().context("the verifier rejected from_vm")?;
+        let to_vm: &mut Xdp = ebpf
+            .program_mut(PROG_TO_VM)
+            .context("program to_vm missing")?
+            .try_into()?;
+        to_vm.load().context("the verifier rejected to_vm")?;
+        let to_vm_fd = to_vm.fd()?.try_clone()?;
 
         let config: Array<MapData, DpConfig> = take(&mut ebpf, "CONFIG")?;
         let current = config.get(&0, 0)?;
@@ -176,6 +197,31 @@ impl Datapath {
         )?;
         let port_meta: Array<MapData, PortMeta> = take(&mut ebpf, "PORT_META")?;
         let port_stats: PerCpuArray<MapData, PortStats> = take(&mut ebpf, "PORT_STATS")?;
+        let fdb = SlottedMap::open("FDB", SlotHash(take(&mut ebpf, "FDB")?), cap("FDB"))?;
+        let neigh_v4 = SlottedMap::open(
+            "NEIGH_V4",
+            SlotLpm(take(&mut ebpf, "NEIGH_V4")?),
+            cap("NEIGH_V4"),
+        )?;
+        let neigh_v6 = SlottedMap::open(
+            "NEIGH_V6",
+            SlotLpm(take(&mut ebpf, "NEIGH_V6")?),
+            cap("NEIGH_V6"),
+        )?;
+        let group_members = SlottedMap::open(
+            "GROUP_MEMBERS",
+            SlotHash(take(&mut ebpf, "GROUP_MEMBERS")?),
+            cap("GROUP_MEMBERS"),
+        )?;
+        let group_state: Array<MapData, GroupState> = take(&mut ebpf, "GROUP_STATE")?;
+        let group_meta: Array<MapData, GroupMeta> = take(&mut ebpf, "GROUP_META")?;
+        let tx_ports: DevMapHash<MapData> = take(&mut ebpf, "TX_PORTS")?;
+        let mut tx_contents = BTreeMap::new();
+        for entry in tx_ports.iter() {
+            let (index, value) = entry?;
+            tx_contents.insert(index, value.if_index);
+        }
+        let flood: HashOfMaps<MapData, FloodKey, DevMapHash<MapData>> = take(&mut ebpf, "FLOOD")?;
 
         // Adopt the indexes of the ports a previous run left live.
         let mut port_ix = Indexes::new(opts.max_ports);
@@ -212,6 +258,17 @@ impl Datapath {
             addrs_v6,
             port_meta,
             port_stats,
+            fdb,
+            neigh_v4,
+            neigh_v6,
+            group_members,
+            group_state,
+            group_meta,
+            tx_ports,
+            tx_contents,
+            flood,
+            to_vm_fd,
+            group_ix: Indexes::new(common::MAX_GROUPS - 1),
             links: BTreeMap::new(),
         })
     }
@@ -251,7 +308,7 @@ impl Datapath {
             topology.networks.iter().map(|n| n.id.as_str()),
             &BTreeSet::new(),
         )?;
-        let desired = compile::compile(topology, &port_ix, &network_ix, ifindexes);
+        let desired = compile::compile(topology, &port_ix, &network_ix, &self.group_ix, ifindexes)?;
         self.check_capacity(&desired)?;
 
         let since = self.last_switch.elapsed();
@@ -272,6 +329,25 @@ impl Datapath {
         entries += self.port_macs.sync(target, &desired.port_macs)?;
         entries += self.addrs_v4.sync(target, &desired.addrs_v4)?;
         entries += self.addrs_v6.sync(target, &desired.addrs_v6)?;
+        entries += self.fdb.sync(target, &desired.fdb)?;
+        entries += self.neigh_v4.sync(target, &desired.neigh_v4)?;
+        entries += self.neigh_v6.sync(target, &desired.neigh_v6)?;
+        entries += self.group_members.sync(target, &desired.group_members)?;
+        // Groups new to the live configuration start with no active member.
+        for (name, &g) in &desired.groups.by_id {
+            if !self.group_ix.by_id.contains_key(name) {
+                self.group_state.set(g, GroupState::default(), 0)?;
+                self.group_meta.set(
+                    g,
+                    GroupMeta {
+                        name: compile::copy_str(name),
+                    },
+                    0,
+                )?;
+            }
+        }
+        self.sync_tx_ports(&desired)?;
+        self.sync_flood(target, &desired)?;
 
         let mut attached = Vec::new();
         for &ifindex in desired.ports.keys() {
@@ -293,6 +369,7 @@ impl Datapath {
         self.last_switch = Instant::now();
         self.port_ix = port_ix;
         self.network_ix = network_ix;
+        self.group_ix = desired.groups.clone();
 
         let mut detached = Vec::new();
         let stale: Vec<u32> = self
@@ -308,6 +385,21 @@ impl Datapath {
         for index in live {
             if !desired.port_meta.contains_key(&index) {
                 self.port_meta.set(index, PortMeta::default(), 0)?;
+            }
+        }
+        // Ports that left: their device-map entries go once no packet of the
+        // old slot can use them.
+        let gone: Vec<u32> = self
+            .tx_contents
+            .keys()
+            .filter(|i| !desired.port_meta.contains_key(*i))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            std::thread::sleep(SLOT_GRACE);
+            for index in gone {
+                let _ = self.tx_ports.remove(index);
+                self.tx_contents.remove(&index);
             }
         }
 
@@ -338,6 +430,68 @@ impl Datapath {
         check(&self.port_macs, d.port_macs.len())?;
         check(&self.addrs_v4, d.addrs_v4.len())?;
         check(&self.addrs_v6, d.addrs_v6.len())?;
+        check(&self.fdb, d.fdb.len())?;
+        check(&self.neigh_v4, d.neigh_v4.len())?;
+        check(&self.neigh_v6, d.neigh_v6.len())?;
+        check(&self.group_members, d.group_members.len())?;
+        if let Some((&domain, members)) = d
+            .flood
+            .iter()
+            .find(|(_, m)| m.len() > MAX_FLOOD_MEMBERS as usize)
+        {
+            bail!(
+                "flood domain {domain:#x} has {} ports; a network or group holds at most {MAX_FLOOD_MEMBERS} on one host",
+                members.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Port index -> tap, with `to_vm` on each entry. Not slotted: indexes
+    /// are stable, so entries are only added or repointed here.
+    fn sync_tx_ports(&mut self, d: &Desired) -> Result<()> {
+        for info in d.ports.values() {
+            if self.tx_contents.get(&info.index) != Some(&info.ifindex) {
+                self.tx_ports
+                    .insert(info.index, info.ifindex, Some(&self.to_vm_fd), 0)
+                    .with_context(|| format!("TX_PORTS entry of port {}", info.index))?;
+                self.tx_contents.insert(info.index, info.ifindex);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the flood sets of `slot`: one device map per network and per
+    /// group, holding its ports with `to_vm` on each entry.
+    fn sync_flood(&mut self, slot: u32, d: &Desired) -> Result<()> {
+        let stale: Vec<FloodKey> = self
+            .flood
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.slot == slot)
+            .collect();
+        for key in stale {
+            self.flood.remove(&key)?;
+        }
+        for (&domain, members) in &d.flood {
+            let obj = aya_obj::Map::new_from_params(
+                aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
+                4,
+                8,
+                MAX_FLOOD_MEMBERS,
+                0,
+            );
+            let mut set = DevMapHash::try_from(Map::DevMapHash(
+                MapData::create(obj, "flood_set", None).context("creating a flood set")?,
+            ))?;
+            for &port in members {
+                let ifindex = self.tx_contents[&port];
+                set.insert(port, ifindex, Some(&self.to_vm_fd), 0)?;
+            }
+            self.flood
+                .insert(FloodKey { slot, domain }, &set, 0)
+                .with_context(|| format!("FLOOD entry of domain {domain:#x}"))?;
+        }
         Ok(())
     }
 

@@ -8,8 +8,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
 use common::{
-    DpConfig, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
-    PortMeta, PortStats,
+    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
+    MAX_FLOOD_DOMAINS, MAX_GROUPS, Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key,
+    PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
 };
 
 use super::Options;
@@ -58,6 +59,15 @@ pub fn map_specs(opts: &Options) -> Vec<MapSpec> {
         // Index 0 collects drops not tied to a port.
         spec::<u32, PortStats>("PORT_STATS", ports + 1),
         spec::<u32, PortMeta>("PORT_META", ports + 1),
+        spec::<FdbKey, FdbEntry>("FDB", slotted_addrs),
+        spec::<([u8; 4], NeighV4Key), Neigh>("NEIGH_V4", slotted_addrs),
+        spec::<([u8; 4], NeighV6Key), Neigh>("NEIGH_V6", slotted_addrs),
+        spec::<GroupMemberKey, GroupMember>("GROUP_MEMBERS", slotted_addrs),
+        spec::<u32, GroupState>("GROUP_STATE", MAX_GROUPS),
+        spec::<u32, GroupMeta>("GROUP_META", MAX_GROUPS),
+        // Device map values: ifindex and the fd of the program run per entry.
+        spec::<u32, [u32; 2]>("TX_PORTS", ports + 1),
+        spec::<FloodKey, u32>("FLOOD", MAX_FLOOD_DOMAINS),
     ]
 }
 

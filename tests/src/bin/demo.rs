@@ -65,7 +65,7 @@ fn main() -> Result<()> {
     }
 
     step(&format!("Topology from {}", config.display()))?;
-    let mut lab = Lab::new(true)?;
+    let mut lab = Lab::new(false)?;
     for port in &topology.ports {
         let i = lab.add_vm_for_port(&port.name, &port.mac.to_string(), &port.id, &port.tap)?;
         let vm = &lab.vms[i];
@@ -92,7 +92,7 @@ fn main() -> Result<()> {
             pairs.join(", ")
         );
     }
-    println!("   the taps sit on a Linux bridge; the datapath filters what each VM sends (XDP)");
+    println!("   no bridge: the datapath (XDP) checks what each VM sends and forwards it");
 
     step("Starting the datapath: dataplane run --config demo/demo.toml")?;
     lab.start_file(&config, topology.ports.len())?;

@@ -1,0 +1,84 @@
+//! L2 forwarding: deliver by destination MAC within the sender's network,
+//! through device maps whose entries run `to_vm` for each destination.
+//! Broadcast, multicast and unknown unicast are flooded to the network's
+//! other ports only (one device map per network and slot, sent with
+//! BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS).
+
+use aya_ebpf::bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS};
+use common::{
+    DropReason, FLOOD_DOMAIN_GROUP_BASE, FdbKey, FloodKey, PortInfo, TARGET_GROUP, TARGET_PORT,
+};
+
+use crate::{
+    groups,
+    maps::{FDB, FLOOD, TX_PORTS},
+    parse::is_multicast,
+    stats,
+};
+
+/// Where a frame for `dst` goes from `port`; returns the XDP action.
+#[inline(always)]
+pub fn l2(slot: u32, port: &PortInfo, dst: &[u8; 6]) -> Result<u32, DropReason> {
+    if is_multicast(dst) {
+        return flood_network(slot, port);
+    }
+    let key = FdbKey {
+        slot,
+        network: port.network,
+        mac: *dst,
+        _pad: [0; 2],
+    };
+    // SAFETY: copied out at once.
+    let Some(entry) = (unsafe { FDB.get(key) }).copied() else {
+        return flood_network(slot, port);
+    };
+    match entry.kind {
+        TARGET_PORT => to_port(port, entry.target),
+        TARGET_GROUP => to_group(slot, port, entry.target),
+        // Router interfaces are in the table so that nothing floods frames
+        // addressed to them; routing is not implemented yet.
+        _ => Err(DropReason::NoRoute),
+    }
+}
+
+/// Unicast to one port.
+#[inline(always)]
+pub fn to_port(port: &PortInfo, target: u32) -> Result<u32, DropReason> {
+    if target == port.index {
+        return Err(DropReason::Hairpin);
+    }
+    let action = TX_PORTS
+        .redirect(target, 0)
+        .map_err(|_| DropReason::RedirectFailed)?;
+    stats::update(port.index, |s| s.forwarded += 1);
+    Ok(action)
+}
+
+/// To the active member of a group, or to every member while none is known.
+#[inline(always)]
+pub fn to_group(slot: u32, port: &PortInfo, group: u32) -> Result<u32, DropReason> {
+    if let Some(active) = groups::active_member(slot, group) {
+        if active != port.index {
+            return to_port(port, active);
+        }
+    }
+    let action = flood(slot, FLOOD_DOMAIN_GROUP_BASE + group)?;
+    stats::update(port.index, |s| s.group_flooded += 1);
+    Ok(action)
+}
+
+#[inline(always)]
+fn flood_network(slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
+    let action = flood(slot, port.network)?;
+    stats::update(port.index, |s| s.flooded += 1);
+    Ok(action)
+}
+
+#[inline(always)]
+fn flood(slot: u32, domain: u32) -> Result<u32, DropReason> {
+    let key = FloodKey { slot, domain };
+    // SAFETY: only the map's address is used, by the redirect helper.
+    let set = unsafe { FLOOD.get(&key) }.ok_or(DropReason::RedirectFailed)?;
+    set.redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
+        .map_err(|_| DropReason::RedirectFailed)
+}
