@@ -341,47 +341,6 @@ pub struct FloodKey {
     pub domain: u32,
 }
 
-/// Routes of a router: its connected subnets.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteV4Key {
-    pub slot: u32,
-    pub router: u32,
-    pub addr: [u8; 4],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteV6Key {
-    pub slot: u32,
-    pub router: u32,
-    pub addr: [u8; 16],
-}
-
-/// Bits of a route key before the address.
-pub const ROUTE_PREFIX_BITS: u32 = 8 * 8;
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Route {
-    /// The network the subnet is on.
-    pub network: u32,
-    pub _pad: u16,
-    /// The router interface's MAC on that network (the routed frame's source).
-    pub mac: [u8; 6],
-}
-
-/// Metadata that `from_vm` puts in front of a frame it sends to a group's
-/// flood set after routing, so that `to_vm` writes each member's own MAC.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TxMeta {
-    pub magic: u32,
-    pub group: u32,
-}
-
-pub const TX_META_MAGIC: u32 = 0x4141_5031;
-
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -411,8 +370,5 @@ mod pod {
         GroupState,
         GroupMeta,
         FloodKey,
-        RouteV4Key,
-        RouteV6Key,
-        Route,
     );
 }

@@ -85,8 +85,13 @@ impl Indexes {
 
 /// Key of a (MAC, prefix) entry of a port: (port index, MAC, network
 /// address, prefix length).
-pub type AddrV4 = (u32, [u8; 6], [u8; 4], u8);
-pub type AddrV6 = (u32, [u8; 6], [u8; 16], u8);
+pub type Addr<const N: usize> = (u32, [u8; 6], [u8; N], u8);
+pub type AddrV4 = Addr<4>;
+pub type AddrV6 = Addr<16>;
+
+/// Key of a network's address entry: (network index, network address,
+/// prefix length).
+pub type NetAddr<const N: usize> = (u32, [u8; N], u8);
 
 /// Everything the configuration maps should hold, independent of slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,8 +107,8 @@ pub struct Desired {
     /// (network, MAC) -> port or group.
     pub fdb: BTreeMap<(u32, [u8; 6]), FdbEntry>,
     /// (network, address, prefix length) -> owner.
-    pub neigh_v4: BTreeMap<(u32, [u8; 4], u8), Neigh>,
-    pub neigh_v6: BTreeMap<(u32, [u8; 16], u8), Neigh>,
+    pub neigh_v4: BTreeMap<NetAddr<4>, Neigh>,
+    pub neigh_v6: BTreeMap<NetAddr<16>, Neigh>,
     /// (group, port) -> the MAC the member uses for the shared address.
     pub group_members: BTreeMap<(u32, u32), GroupMember>,
     /// Flood domain (network index, or FLOOD_DOMAIN_GROUP_BASE + group) ->
@@ -214,6 +219,79 @@ pub fn compile(
     Ok(d)
 }
 
+/// Owners of each (network, address, prefix) in a port address table. When a
+/// port binds an address to several MACs, the lowest MAC is kept.
+fn address_owners<const N: usize>(
+    addrs: &BTreeMap<Addr<N>, PortAddr>,
+    network_of: &BTreeMap<u32, u32>,
+) -> BTreeMap<NetAddr<N>, Owners> {
+    let mut owners: BTreeMap<NetAddr<N>, Owners> = BTreeMap::new();
+    for &(port, mac, addr, plen) in addrs.keys() {
+        owners
+            .entry((network_of[&port], addr, plen))
+            .or_default()
+            .entry(port)
+            .or_insert(mac);
+    }
+    owners
+}
+
+/// An address as text: IPv4 for 4 bytes, IPv6 for 16.
+fn address_text<const N: usize>(addr: [u8; N]) -> String {
+    match <[u8; 4]>::try_from(&addr[..]) {
+        Ok(v4) => std::net::Ipv4Addr::from(v4).to_string(),
+        Err(_) => <[u8; 16]>::try_from(&addr[..])
+            .map(|v6| std::net::Ipv6Addr::from(v6).to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The neighbour table of one address family: one owner gives a port
+/// entry, several a group whose members' address entries are marked shared
+/// (so that the datapath records their claims). Only single addresses are
+/// marked NEIGH_F_HOST, the ones the ARP/ND responder may answer.
+fn neighbour_table<const N: usize>(
+    owners: &BTreeMap<NetAddr<N>, Owners>,
+    addrs: &mut BTreeMap<Addr<N>, PortAddr>,
+    group_of: &BTreeMap<NetAddr<N>, u32>,
+) -> BTreeMap<NetAddr<N>, Neigh> {
+    let full_len = (N * 8) as u8;
+    let mut table = BTreeMap::new();
+    for (&(net, addr, plen), of_address) in owners {
+        let flags = if plen == full_len { NEIGH_F_HOST } else { 0 };
+        let n = match group_of.get(&(net, addr, plen)) {
+            None => {
+                let (&port, &mac) = of_address.iter().next().expect("an owner");
+                Neigh {
+                    kind: TARGET_PORT,
+                    target: port,
+                    mac,
+                    flags,
+                }
+            }
+            Some(&g) => {
+                for &port in of_address.keys() {
+                    let entries =
+                        addrs.range_mut((port, [0; 6], addr, plen)..=(port, [0xff; 6], addr, plen));
+                    for (&(_, _, a, p), entry) in entries {
+                        if a == addr && p == plen {
+                            entry.flags |= ADDR_F_SHARED;
+                        }
+                    }
+                }
+                Neigh {
+                    kind: TARGET_GROUP,
+                    target: g,
+                    mac: [0; 6],
+                    flags,
+                }
+            }
+        };
+        table.insert((net, addr, plen), n);
+    }
+    table
+}
+
 /// Builds the L2 and L3 tables and the groups from the ports' MACs and
 /// addresses (fixed, pairs, link-local) already in `d`.
 fn forwarding_tables(
@@ -223,69 +301,58 @@ fn forwarding_tables(
     groups_ix: &Indexes,
     d: &mut Desired,
 ) -> Result<()> {
-    // Port index -> (network index, network id).
-    let mut net_of: BTreeMap<u32, (u32, &str)> = BTreeMap::new();
+    let mut network_of: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut network_id: BTreeMap<u32, &str> = BTreeMap::new();
     for port in &topology.ports {
         let id = topology.networks[port.network].id.as_str();
-        net_of.insert(ports_ix.get(&port.id), (networks_ix.get(id), id));
+        network_of.insert(ports_ix.get(&port.id), networks_ix.get(id));
+        network_id.insert(networks_ix.get(id), id);
     }
     let mut macs: BTreeMap<(u32, [u8; 6]), Owners> = BTreeMap::new();
     for &(port, mac) in d.port_macs.keys() {
-        macs.entry((net_of[&port].0, mac))
+        macs.entry((network_of[&port], mac))
             .or_default()
             .insert(port, mac);
     }
-    let mut v4: BTreeMap<(u32, [u8; 4], u8), Owners> = BTreeMap::new();
-    for &(port, mac, addr, plen) in d.addrs_v4.keys() {
-        // A fixed IP and a pair with its own MAC on the same address: the
-        // fixed binding (the port's MAC) is what the port answers with.
-        v4.entry((net_of[&port].0, addr, plen))
-            .or_default()
-            .entry(port)
-            .or_insert(mac);
-    }
-    let mut v6: BTreeMap<(u32, [u8; 16], u8), Owners> = BTreeMap::new();
-    for &(port, mac, addr, plen) in d.addrs_v6.keys() {
-        v6.entry((net_of[&port].0, addr, plen))
-            .or_default()
-            .entry(port)
-            .or_insert(mac);
-    }
-    let net_id: BTreeMap<u32, &str> = net_of.values().map(|&(i, id)| (i, id)).collect();
+    let v4 = address_owners(&d.addrs_v4, &network_of);
+    let v6 = address_owners(&d.addrs_v6, &network_of);
 
-    // Group names first, so that indexes can be assigned in one go.
-    let mut names: Vec<String> = Vec::new();
-    for ((net, mac), owners) in &macs {
-        if owners.len() > 1 {
-            names.push(format!("{} {}", net_id[net], MacAddr(*mac)));
-        }
+    // Everything owned by more than one port is a group, named
+    // "<network id> <MAC or address/prefix>" so that it keeps its index.
+    let shared_macs: Vec<((u32, [u8; 6]), String)> = macs
+        .iter()
+        .filter(|(_, o)| o.len() > 1)
+        .map(|(&(net, mac), _)| ((net, mac), format!("{} {}", network_id[&net], MacAddr(mac))))
+        .collect();
+    fn shared<const N: usize>(
+        owners: &BTreeMap<NetAddr<N>, Owners>,
+        network_id: &BTreeMap<u32, &str>,
+    ) -> Vec<(NetAddr<N>, String)> {
+        owners
+            .iter()
+            .filter(|(_, o)| o.len() > 1)
+            .map(|(&(net, addr, plen), _)| {
+                let name = format!("{} {}/{plen}", network_id[&net], address_text(addr));
+                ((net, addr, plen), name)
+            })
+            .collect()
     }
-    for ((net, addr, plen), owners) in &v4 {
-        if owners.len() > 1 {
-            names.push(format!(
-                "{} {}/{plen}",
-                net_id[net],
-                std::net::Ipv4Addr::from(*addr)
-            ));
-        }
-    }
-    for ((net, addr, plen), owners) in &v6 {
-        if owners.len() > 1 {
-            names.push(format!(
-                "{} {}/{plen}",
-                net_id[net],
-                std::net::Ipv6Addr::from(*addr)
-            ));
-        }
-    }
+    let shared_v4 = shared(&v4, &network_id);
+    let shared_v6 = shared(&v6, &network_id);
+    let names = shared_macs
+        .iter()
+        .map(|(_, n)| n)
+        .chain(shared_v4.iter().map(|(_, n)| n))
+        .chain(shared_v6.iter().map(|(_, n)| n));
     let groups = groups_ix.assign(
         "address groups",
-        names.iter().map(String::as_str),
+        names.map(String::as_str),
         &BTreeSet::new(),
     )?;
 
-    let add_group = |d: &mut Desired, name: String, owners: &Owners| -> u32 {
-        let g = groups.get(&name);
+    // Members and flood sets of every group.
+    let mut add_members = |name: &str, owners: &Owners| -> u32 {
+        let g = groups.get(name);
         for (&port, &mac) in owners {
             d.group_members
                 .insert((g, port), GroupMember { mac, _pad: [0; 2] });
@@ -296,81 +363,41 @@ fn forwarding_tables(
         }
         g
     };
-    for ((net, mac), owners) in &macs {
-        let entry = if owners.len() == 1 {
-            let (&port, _) = owners.iter().next().unwrap();
-            FdbEntry {
+    let mac_groups: BTreeMap<(u32, [u8; 6]), u32> = shared_macs
+        .iter()
+        .map(|(key, name)| (*key, add_members(name, &macs[key])))
+        .collect();
+    let v4_groups: BTreeMap<NetAddr<4>, u32> = shared_v4
+        .iter()
+        .map(|(key, name)| (*key, add_members(name, &v4[key])))
+        .collect();
+    let v6_groups: BTreeMap<NetAddr<16>, u32> = shared_v6
+        .iter()
+        .map(|(key, name)| (*key, add_members(name, &v6[key])))
+        .collect();
+
+    for (&(net, mac), owners) in &macs {
+        let entry = match mac_groups.get(&(net, mac)) {
+            None => FdbEntry {
                 kind: TARGET_PORT,
-                target: port,
-            }
-        } else {
-            let g = add_group(d, format!("{} {}", net_id[net], MacAddr(*mac)), owners);
-            for &port in owners.keys() {
-                if let Some(m) = d.port_macs.get_mut(&(port, *mac)) {
-                    m.flags |= ADDR_F_SHARED;
+                target: *owners.keys().next().expect("an owner"),
+            },
+            Some(&g) => {
+                for &port in owners.keys() {
+                    if let Some(m) = d.port_macs.get_mut(&(port, mac)) {
+                        m.flags |= ADDR_F_SHARED;
+                    }
+                }
+                FdbEntry {
+                    kind: TARGET_GROUP,
+                    target: g,
                 }
             }
-            FdbEntry {
-                kind: TARGET_GROUP,
-                target: g,
-            }
         };
-        d.fdb.insert((*net, *mac), entry);
+        d.fdb.insert((net, mac), entry);
     }
-    for ((net, addr, plen), owners) in &v4 {
-        let host = if *plen == 32 { NEIGH_F_HOST } else { 0 };
-        let n = if owners.len() == 1 {
-            let (&port, &mac) = owners.iter().next().unwrap();
-            Neigh {
-                kind: TARGET_PORT,
-                target: port,
-                mac,
-                flags: host,
-            }
-        } else {
-            let name = format!("{} {}/{plen}", net_id[net], std::net::Ipv4Addr::from(*addr));
-            let g = add_group(d, name, owners);
-            for (&(port, _, a, p), entry) in d.addrs_v4.iter_mut() {
-                if owners.contains_key(&port) && a == *addr && p == *plen {
-                    entry.flags |= ADDR_F_SHARED;
-                }
-            }
-            Neigh {
-                kind: TARGET_GROUP,
-                target: g,
-                mac: [0; 6],
-                flags: host,
-            }
-        };
-        d.neigh_v4.insert((*net, *addr, *plen), n);
-    }
-    for ((net, addr, plen), owners) in &v6 {
-        let host = if *plen == 128 { NEIGH_F_HOST } else { 0 };
-        let n = if owners.len() == 1 {
-            let (&port, &mac) = owners.iter().next().unwrap();
-            Neigh {
-                kind: TARGET_PORT,
-                target: port,
-                mac,
-                flags: host,
-            }
-        } else {
-            let name = format!("{} {}/{plen}", net_id[net], std::net::Ipv6Addr::from(*addr));
-            let g = add_group(d, name, owners);
-            for (&(port, _, a, p), entry) in d.addrs_v6.iter_mut() {
-                if owners.contains_key(&port) && a == *addr && p == *plen {
-                    entry.flags |= ADDR_F_SHARED;
-                }
-            }
-            Neigh {
-                kind: TARGET_GROUP,
-                target: g,
-                mac: [0; 6],
-                flags: host,
-            }
-        };
-        d.neigh_v6.insert((*net, *addr, *plen), n);
-    }
+    d.neigh_v4 = neighbour_table(&v4, &mut d.addrs_v4, &v4_groups);
+    d.neigh_v6 = neighbour_table(&v6, &mut d.addrs_v6, &v6_groups);
     d.groups = groups;
     Ok(())
 }
@@ -515,5 +542,71 @@ port_security_enabled = false
                 .assign("ports", ["a", "b", "c"], &empty)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn shared_addresses_and_macs_form_groups() {
+        let t = topology(
+            r#"
+[[ports]]
+id = "p1"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
+allowed_address_pairs = [
+  { ip_address = "10.0.0.100" },
+  { ip_address = "10.0.0.200", mac_address = "00:00:5e:00:01:07" },
+]
+[[ports]]
+id = "p2"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:02"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.6" }]
+allowed_address_pairs = [
+  { ip_address = "10.0.0.100" },
+  { ip_address = "10.0.0.200", mac_address = "00:00:5e:00:01:07" },
+]
+"#,
+        );
+        let d = compile_all(&t);
+        let mac2 = [0xfa, 0x16, 0x3e, 0, 0, 2];
+        let vmac = [0, 0, 0x5e, 0, 1, 7];
+        // A unique fixed IP: owned by its port, answerable.
+        let n = d.neigh_v4[&(1, [10, 0, 0, 5], 32)];
+        assert_eq!(
+            (n.kind, n.target, n.mac, n.flags),
+            (TARGET_PORT, 1, MAC, NEIGH_F_HOST)
+        );
+        // The shared VIP: a group of both ports, each with its own MAC.
+        let n = d.neigh_v4[&(1, [10, 0, 0, 100], 32)];
+        assert_eq!(n.kind, TARGET_GROUP);
+        let g = n.target;
+        assert_eq!(d.group_members[&(g, 1)].mac, MAC);
+        assert_eq!(d.group_members[&(g, 2)].mac, mac2);
+        assert_eq!(
+            d.flood[&(common::FLOOD_DOMAIN_GROUP_BASE + g)],
+            BTreeSet::from([1, 2])
+        );
+        assert_ne!(
+            d.addrs_v4[&(1, MAC, [10, 0, 0, 100], 32)].flags & ADDR_F_SHARED,
+            0
+        );
+        assert_ne!(
+            d.addrs_v4[&(2, mac2, [10, 0, 0, 100], 32)].flags & ADDR_F_SHARED,
+            0
+        );
+        assert_eq!(
+            d.addrs_v4[&(1, MAC, [10, 0, 0, 5], 32)].flags & ADDR_F_SHARED,
+            0
+        );
+        // The shared virtual MAC: its own group, and the MAC marked shared.
+        let e = d.fdb[&(1, vmac)];
+        assert_eq!(e.kind, TARGET_GROUP);
+        assert_ne!(e.target, g);
+        assert_ne!(d.port_macs[&(1, vmac)].flags & ADDR_F_SHARED, 0);
+        assert_eq!(d.fdb[&(1, MAC)].kind, TARGET_PORT);
+        assert_eq!(d.groups.by_id.len(), 4, "{:?}", d.groups.by_id);
+        assert!(d.groups.by_id.contains_key("net1 10.0.0.100/32"));
+        assert!(d.groups.by_id.contains_key("net1 00:00:5e:00:01:07"));
     }
 }
