@@ -46,8 +46,6 @@ fn three_vms() -> Lab {
 }
 
 #[test]
-#[ignore = "flaky: IPv6 ping through the datapath fails in about one run of three \
-            (IPv4 and TCP pass); under investigation, see issue 3"]
 fn ping_and_tcp_between_vms_without_a_bridge() {
     require_root!();
     let lab = three_vms();
