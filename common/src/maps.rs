@@ -156,8 +156,7 @@ pub struct PortStats {
     /// Frames delivered to the VM.
     pub tx_packets: u64,
     pub tx_bytes: u64,
-    /// Frames from the VM handed to the kernel (`XDP_PASS`).
-    /// Unicast frames redirected to one port of the same network.
+    /// Unicast frames redirected to one port (switched or routed).
     pub forwarded: u64,
     /// Broadcast, multicast and unknown-unicast frames flooded to the network.
     pub flooded: u64,
@@ -332,6 +331,70 @@ impl Default for GroupMeta {
     }
 }
 
+/// Routes of a router: `ROUTES_V4` / `ROUTES_V6` (LPM tries keyed by
+/// router and destination prefix) give the subnet a destination is on, as
+/// the network to deliver in and the router's own MAC there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteV4Key {
+    pub slot: u32,
+    pub router: u32,
+    pub addr: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteV6Key {
+    pub slot: u32,
+    pub router: u32,
+    pub addr: [u8; 16],
+}
+
+/// Subnets attached to routers, on this host (per slot).
+pub const MAX_ROUTER_INTERFACES: u32 = 4096;
+
+/// Bits of a route key before the address.
+pub const ROUTE_PREFIX_BITS: u32 = 8 * 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Network of the router interface the destination is behind.
+    pub network: u32,
+    /// The router interface's MAC: the source of routed frames.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `JUMP` (program array) slots: the routing programs `from_vm` tail-calls
+/// into, so that each starts with a stack and a verifier budget of its own.
+pub const JUMP_ROUTE_V4: u32 = 0;
+pub const JUMP_ROUTE_V6: u32 = 1;
+pub const JUMP_SLOTS: u32 = 2;
+
+/// What `from_vm` hands a routing program (`HOP`, per CPU, one entry): a
+/// tail call keeps the packet but not the caller's variables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hop {
+    pub slot: u32,
+    pub router: u32,
+    /// The sending port.
+    pub port: PortInfo,
+}
+
+/// Metadata a routed frame for a group carries to `to_vm` (in the XDP
+/// metadata area) while the group has no active member: each member gets
+/// the frame addressed to the MAC it binds the address to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoutedToGroup {
+    pub magic: u32,
+    pub group: u32,
+}
+
+pub const ROUTED_TO_GROUP_MAGIC: u32 = 0x6161_7072;
+
 /// Key of the flood maps (outer map of per-domain device maps).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -370,5 +433,9 @@ mod pod {
         GroupState,
         GroupMeta,
         FloodKey,
+        RouteV4Key,
+        RouteV6Key,
+        Route,
+        Hop,
     );
 }

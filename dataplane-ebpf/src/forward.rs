@@ -6,7 +6,8 @@
 
 use aya_ebpf::bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS};
 use common::{
-    DropReason, FLOOD_DOMAIN_GROUP_BASE, FdbKey, FloodKey, PortInfo, TARGET_GROUP, TARGET_PORT,
+    DropReason, FLOOD_DOMAIN_GROUP_BASE, FdbEntry, FdbKey, FloodKey, PortInfo, TARGET_GROUP,
+    TARGET_PORT, TARGET_ROUTER,
 };
 
 use crate::{
@@ -16,11 +17,15 @@ use crate::{
     stats,
 };
 
-/// Where a frame for `dst` goes from `port`; returns the XDP action.
+/// The L2 table's entry for a unicast `dst` in the port's network; kind 0
+/// for multicast and unknown destinations. A plain value rather than an
+/// Option: LLVM spilled the payload of a None (uninitialised registers),
+/// which the verifier refuses to read.
 #[inline(always)]
-pub fn l2(slot: u32, port: &PortInfo, dst: &[u8; 6]) -> Result<u32, DropReason> {
+pub fn lookup(slot: u32, port: &PortInfo, dst: &[u8; 6]) -> FdbEntry {
+    const NONE: FdbEntry = FdbEntry { kind: 0, target: 0 };
     if is_multicast(dst) {
-        return flood_network(slot, port);
+        return NONE;
     }
     let key = FdbKey {
         slot,
@@ -29,15 +34,20 @@ pub fn l2(slot: u32, port: &PortInfo, dst: &[u8; 6]) -> Result<u32, DropReason> 
         _pad: [0; 2],
     };
     // SAFETY: copied out at once.
-    let Some(entry) = (unsafe { FDB.get(key) }).copied() else {
-        return flood_network(slot, port);
-    };
+    unsafe { FDB.get(key) }.copied().unwrap_or(NONE)
+}
+
+/// Where a frame goes from `port` given its destination's L2 entry;
+/// returns the XDP action.
+#[inline(always)]
+pub fn l2(slot: u32, port: &PortInfo, entry: FdbEntry) -> Result<u32, DropReason> {
     match entry.kind {
         TARGET_PORT => to_port(port, entry.target),
         TARGET_GROUP => to_group(slot, port, entry.target),
-        // Router interfaces are in the table so that nothing floods frames
-        // addressed to them; routing is not implemented yet.
-        _ => Err(DropReason::NoRoute),
+        // Frames for a router interface that are not IP (the router
+        // answers ARP/ND in the responder and routes IP before this).
+        TARGET_ROUTER => Err(DropReason::NoRoute),
+        _ => flood_network(slot, port),
     }
 }
 
@@ -62,6 +72,12 @@ pub fn to_group(slot: u32, port: &PortInfo, group: u32) -> Result<u32, DropReaso
             return to_port(port, active);
         }
     }
+    flood_group(slot, port, group)
+}
+
+/// To every member of a group.
+#[inline(always)]
+pub fn flood_group(slot: u32, port: &PortInfo, group: u32) -> Result<u32, DropReason> {
     let action = flood(slot, FLOOD_DOMAIN_GROUP_BASE + group)?;
     stats::update(port.index, |s| s.group_flooded += 1);
     Ok(action)

@@ -1,16 +1,19 @@
 //! The pipeline for frames a VM sends: port lookup, parsing, port security,
-//! group claims, the ARP/ND responder, then L2 forwarding.
+//! group claims, the ARP/ND responder, then routing or L2 forwarding.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_log_ebpf::debug;
-use common::{ADDR_F_SHARED, DropReason, PORT_F_SECURITY, PortInfo};
+use common::{
+    ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, PORT_F_SECURITY, PortInfo,
+    TARGET_ROUTER,
+};
 
 use crate::{
     config, forward, groups,
     packet::Packet,
     parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
     portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
-    responder, stats,
+    responder, route, stats,
 };
 
 #[inline(always)]
@@ -26,7 +29,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         s.rx_packets += 1;
         s.rx_bytes += pkt.len() as u64;
     });
-    match pipeline(&pkt, slot, &port) {
+    match pipeline(ctx, &pkt, slot, &port) {
         Ok(action) => action,
         Err(reason) => {
             stats::count_drop(port.index, reason);
@@ -41,8 +44,14 @@ pub fn run(ctx: &XdpContext) -> u32 {
 /// offsets into registers shared between variants, whose bounds the
 /// verifier then lost.
 #[inline(always)]
-fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
+fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
     let eth = parse::eth(pkt)?;
+    let dest = forward::lookup(slot, port, &eth.dst);
+    let router = if dest.kind == TARGET_ROUTER {
+        dest.target
+    } else {
+        0
+    };
     let secure = port.flags & PORT_F_SECURITY != 0;
     if secure {
         let mac_flags = portsec::mac_flags(slot, port.index, eth.src).ok_or(DropReason::SrcMac)?;
@@ -74,6 +83,9 @@ fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason>
                     groups::claim_v4(slot, port, ip.src);
                 }
             }
+            if router != 0 {
+                return Err(route::enter(ctx, slot, port, router, JUMP_ROUTE_V4));
+            }
         }
         ETH_P_IPV6 => {
             let ip = parse::ipv6(pkt)?;
@@ -100,6 +112,9 @@ fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason>
                     }
                 }
             }
+            if router != 0 {
+                return Err(route::enter(ctx, slot, port, router, JUMP_ROUTE_V6));
+            }
         }
         _ => {
             if secure {
@@ -107,5 +122,5 @@ fn pipeline(pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason>
             }
         }
     }
-    forward::l2(slot, port, &eth.dst)
+    forward::l2(slot, port, dest)
 }

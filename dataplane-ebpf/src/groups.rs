@@ -108,3 +108,10 @@ pub fn claim_mac(slot: u32, port: &PortInfo, mac: [u8; 6]) {
         }
     }
 }
+
+/// The MAC a member binds the group's address to.
+#[inline(always)]
+pub fn member_mac(slot: u32, group: u32, port: u32) -> Option<[u8; 6]> {
+    // SAFETY: copied out at once.
+    unsafe { GROUP_MEMBERS.get(GroupMemberKey { slot, group, port }) }.map(|m| m.mac)
+}

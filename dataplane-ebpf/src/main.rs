@@ -16,6 +16,7 @@ mod packet;
 mod parse;
 mod portsec;
 mod responder;
+mod route;
 mod stats;
 mod to_vm;
 
@@ -24,6 +25,18 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 #[xdp]
 pub fn from_vm(ctx: XdpContext) -> u32 {
     from_vm::run(&ctx)
+}
+
+/// Tail-called by `from_vm` for IPv4 packets to a router interface.
+#[xdp]
+pub fn route_v4(ctx: XdpContext) -> u32 {
+    route::ipv4(&ctx)
+}
+
+/// Tail-called by `from_vm` for IPv6 packets to a router interface.
+#[xdp]
+pub fn route_v6(ctx: XdpContext) -> u32 {
+    route::ipv6(&ctx)
 }
 
 #[xdp(map = "devmap")]

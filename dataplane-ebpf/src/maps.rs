@@ -4,14 +4,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, DevMapHash, HashMap, HashOfMaps, LpmTrie, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, HashOfMaps, LpmTrie, PerCpuArray, ProgramArray},
     macros::btf_map,
 };
 use common::{
-    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
-    MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_PORTS, Neigh, NeighV4Key, NeighV6Key,
-    PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta,
-    PortStats,
+    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop,
+    JUMP_SLOTS, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_PORTS, MAX_ROUTER_INTERFACES,
+    Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey,
+    PortMac, PortMacKey, PortMeta, PortStats, Route, RouteV4Key, RouteV6Key,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -19,6 +19,8 @@ const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
 const PORT_SLOTS: usize = 2 * MAX_PORTS as usize;
 /// Room for a port's own addresses plus Neutron's default of 10 pairs, per slot.
 const ADDR_SLOTS: usize = PORT_SLOTS * 16;
+/// Router interfaces (subnets attached to routers), per slot.
+const ROUTE_SLOTS: usize = 2 * MAX_ROUTER_INTERFACES as usize;
 
 #[btf_map]
 pub static CONFIG: Array<DpConfig, 1> = Array::new();
@@ -76,3 +78,19 @@ pub static TX_PORTS: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
 #[btf_map]
 pub static FLOOD: HashOfMaps<FloodKey, DevMapHash<FLOOD_SET_SIZE>, { MAX_FLOOD_DOMAINS as usize }> =
     HashOfMaps::new();
+
+/// Each router's connected subnets, per slot.
+#[btf_map]
+pub static ROUTES_V4: LpmTrie<RouteV4Key, Route, ROUTE_SLOTS> = LpmTrie::new();
+
+#[btf_map]
+pub static ROUTES_V6: LpmTrie<RouteV6Key, Route, ROUTE_SLOTS> = LpmTrie::new();
+
+/// Programs `from_vm` tail-calls into (`JUMP_*` slots).
+#[btf_map]
+pub static JUMP: ProgramArray<{ JUMP_SLOTS as usize }> = ProgramArray::new();
+
+/// The hand-over from `from_vm` to the program it tail-calls (per CPU: a
+/// packet is processed start to end on one CPU).
+#[btf_map]
+pub static HOP: PerCpuArray<Hop, 1> = PerCpuArray::new();

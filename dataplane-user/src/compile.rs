@@ -10,8 +10,8 @@ use std::{
 use anyhow::{Result, bail};
 use common::{
     ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, FdbEntry, GroupMember,
-    NEIGH_F_HOST, Neigh, PORT_F_SECURITY, PortAddr, PortInfo, PortMac, PortMeta, TARGET_GROUP,
-    TARGET_PORT,
+    NEIGH_F_HOST, Neigh, PORT_F_SECURITY, PortAddr, PortInfo, PortMac, PortMeta, Route,
+    TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
 };
 use ipnet::IpNet;
 
@@ -119,6 +119,18 @@ pub struct Desired {
     pub groups: Indexes,
     /// Port index -> port id, to name group members.
     pub port_ids: BTreeMap<u32, String>,
+    /// (router, subnet address, prefix length) -> where the subnet is.
+    pub routes_v4: BTreeMap<(u32, [u8; 4], u8), Route>,
+    pub routes_v6: BTreeMap<(u32, [u8; 16], u8), Route>,
+}
+
+/// The stable indexes a compilation uses.
+pub struct AllIndexes<'a> {
+    pub ports: &'a Indexes,
+    pub networks: &'a Indexes,
+    /// Groups of the live configuration (kept by name).
+    pub groups: &'a Indexes,
+    pub routers: &'a Indexes,
 }
 
 /// Who owns one address (or MAC) of a network: port index -> the MAC it
@@ -149,13 +161,8 @@ fn add_addr(desired: &mut Desired, port: u32, mac: MacAddr, net: IpNet, flags: u
 
 /// Compiles `topology` with the given port and network indexes and the
 /// ifindex of each port's tap (in `topology.ports` order).
-pub fn compile(
-    topology: &Topology,
-    ports_ix: &Indexes,
-    networks_ix: &Indexes,
-    groups_ix: &Indexes,
-    ifindexes: &[u32],
-) -> Result<Desired> {
+pub fn compile(topology: &Topology, ix: &AllIndexes, ifindexes: &[u32]) -> Result<Desired> {
+    let (ports_ix, networks_ix) = (ix.ports, ix.networks);
     let mut d = Desired::default();
     for (port, &ifindex) in topology.ports.iter().zip(ifindexes) {
         let index = ports_ix.get(&port.id);
@@ -215,23 +222,76 @@ pub fn compile(
         d.port_ids.insert(index, port.id.clone());
         d.flood.entry(network).or_default().insert(index);
     }
-    forwarding_tables(topology, ports_ix, networks_ix, groups_ix, &mut d)?;
+    forwarding_tables(topology, ports_ix, networks_ix, ix.groups, &mut d)?;
+    router_tables(topology, networks_ix, ix.routers, &mut d);
     Ok(d)
 }
 
+/// Router interfaces: their MACs and addresses in the L2 and L3 tables (an
+/// interface address overrides a VM's pair on the same address: the
+/// network's gateway is the router's), and each router's connected subnets.
+fn router_tables(
+    topology: &Topology,
+    networks_ix: &Indexes,
+    routers_ix: &Indexes,
+    d: &mut Desired,
+) {
+    for router in &topology.routers {
+        let r = routers_ix.get(&router.id);
+        for itf in &router.interfaces {
+            let net = networks_ix.get(&topology.networks[itf.network].id);
+            let mac = itf.mac.octets();
+            d.fdb.insert(
+                (net, mac),
+                FdbEntry {
+                    kind: TARGET_ROUTER,
+                    target: r,
+                },
+            );
+            let neigh = Neigh {
+                kind: TARGET_ROUTER,
+                target: r,
+                mac,
+                flags: NEIGH_F_HOST,
+            };
+            let route = Route {
+                network: net,
+                mac,
+                _pad: [0; 2],
+            };
+            match (itf.ip, topology.subnets[itf.subnet].cidr) {
+                (IpAddr::V4(ip), IpNet::V4(cidr)) => {
+                    d.neigh_v4.insert((net, ip.octets(), 32), neigh);
+                    d.routes_v4
+                        .insert((r, cidr.network().octets(), cidr.prefix_len()), route);
+                }
+                (IpAddr::V6(ip), IpNet::V6(cidr)) => {
+                    d.neigh_v6.insert((net, ip.octets(), 128), neigh);
+                    d.routes_v6
+                        .insert((r, cidr.network().octets(), cidr.prefix_len()), route);
+                }
+                // Validation keeps every address inside its subnet.
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Owners of each (network, address, prefix) in a port address table. When a
-/// port binds an address to several MACs, the lowest MAC is kept.
+/// port binds an address to several MACs (its fixed IP also listed as a
+/// pair with another MAC), the fixed binding wins, else the lowest MAC.
 fn address_owners<const N: usize>(
     addrs: &BTreeMap<Addr<N>, PortAddr>,
     network_of: &BTreeMap<u32, u32>,
 ) -> BTreeMap<NetAddr<N>, Owners> {
     let mut owners: BTreeMap<NetAddr<N>, Owners> = BTreeMap::new();
-    for &(port, mac, addr, plen) in addrs.keys() {
-        owners
-            .entry((network_of[&port], addr, plen))
-            .or_default()
-            .entry(port)
-            .or_insert(mac);
+    for (&(port, mac, addr, plen), entry) in addrs {
+        let of_address = owners.entry((network_of[&port], addr, plen)).or_default();
+        if entry.flags & ADDR_F_FIXED != 0 {
+            of_address.insert(port, mac);
+        } else {
+            of_address.entry(port).or_insert(mac);
+        }
     }
     owners
 }
@@ -442,8 +502,21 @@ ip_version = 6
                 &BTreeSet::new(),
             )
             .unwrap();
+        let routers = Indexes::new(100)
+            .assign(
+                "routers",
+                t.routers.iter().map(|r| r.id.as_str()),
+                &BTreeSet::new(),
+            )
+            .unwrap();
         let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 100 + i).collect();
-        compile(t, &ports, &nets, &Indexes::new(1000), &ifindexes).unwrap()
+        let ix = AllIndexes {
+            ports: &ports,
+            networks: &nets,
+            groups: &Indexes::new(1000),
+            routers: &routers,
+        };
+        compile(t, &ix, &ifindexes).unwrap()
     }
 
     const MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 1];
@@ -608,5 +681,98 @@ allowed_address_pairs = [
         assert_eq!(d.groups.by_id.len(), 4, "{:?}", d.groups.by_id);
         assert!(d.groups.by_id.contains_key("net1 10.0.0.100/32"));
         assert!(d.groups.by_id.contains_key("net1 00:00:5e:00:01:07"));
+    }
+
+    #[test]
+    fn the_fixed_binding_answers_for_an_address_also_paired_with_another_mac() {
+        // Neutron accepts a pair equal to the port's own fixed IP; with
+        // another MAC it must not change which MAC ARP answers with.
+        let t = topology(
+            r#"
+[[ports]]
+id = "p1"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
+allowed_address_pairs = [{ ip_address = "10.0.0.5", mac_address = "00:00:5e:00:01:07" }]
+"#,
+        );
+        let d = compile_all(&t);
+        let n = d.neigh_v4[&(1, [10, 0, 0, 5], 32)];
+        assert_eq!((n.kind, n.target, n.mac), (TARGET_PORT, 1, MAC));
+    }
+
+    #[test]
+    fn router_interfaces_route_their_subnets_and_own_the_gateways() {
+        let t = topology(
+            r#"
+[[networks]]
+id = "net2"
+[[subnets]]
+id = "sub2"
+network_id = "net2"
+cidr = "10.0.2.0/24"
+gateway_ip = "10.0.2.1"
+[[routers]]
+id = "r1"
+[[ports]]
+id = "ri1"
+network_id = "net1"
+device_owner = "network:router_interface"
+device_id = "r1"
+mac_address = "fa:16:3e:00:01:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.1" }, { subnet_id = "sub6", ip_address = "fd00::1" }]
+[[ports]]
+id = "ri2"
+network_id = "net2"
+device_owner = "network:router_interface"
+device_id = "r1"
+mac_address = "fa:16:3e:00:01:02"
+fixed_ips = [{ subnet_id = "sub2", ip_address = "10.0.2.1" }]
+[[ports]]
+id = "p1"
+network_id = "net1"
+mac_address = "fa:16:3e:00:00:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
+"#,
+        );
+        assert_eq!(t.ports.len(), 1, "router interfaces are not VM ports");
+        assert_eq!(t.routers[0].interfaces.len(), 3);
+        let d = compile_all(&t);
+        let r1_mac1 = [0xfa, 0x16, 0x3e, 0, 1, 1];
+        let r1_mac2 = [0xfa, 0x16, 0x3e, 0, 1, 2];
+        let net2 = 2;
+        assert_eq!(
+            d.fdb[&(1, r1_mac1)],
+            FdbEntry {
+                kind: TARGET_ROUTER,
+                target: 1
+            }
+        );
+        assert_eq!(d.fdb[&(net2, r1_mac2)].kind, TARGET_ROUTER);
+        let gw = d.neigh_v4[&(1, [10, 0, 0, 1], 32)];
+        assert_eq!(
+            (gw.kind, gw.mac, gw.flags),
+            (TARGET_ROUTER, r1_mac1, NEIGH_F_HOST)
+        );
+        assert_eq!(
+            d.neigh_v6[&(
+                1,
+                "fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                128
+            )]
+                .kind,
+            TARGET_ROUTER
+        );
+        assert_eq!(
+            d.routes_v4[&(1, [10, 0, 2, 0], 24)],
+            Route {
+                network: net2,
+                mac: r1_mac2,
+                _pad: [0; 2]
+            }
+        );
+        assert_eq!(d.routes_v4[&(1, [10, 0, 0, 0], 24)].mac, r1_mac1);
+        assert_eq!(d.routes_v6.len(), 1);
     }
 }

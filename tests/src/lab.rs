@@ -214,7 +214,19 @@ impl Lab {
     /// Starts the agent on `config` and waits until every port is live.
     pub fn start(&mut self, config: &Value) -> Result<()> {
         let path = self.write_config("config.json", config)?;
-        let expected = config["ports"].as_array().map(|a| a.len()).unwrap_or(0);
+        // Router interfaces are ports in the config but have no tap.
+        let expected = config["ports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|p| {
+                        !p["device_owner"]
+                            .as_str()
+                            .is_some_and(|o| o.starts_with("network:router"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
         self.start_file(&path, expected)
     }
 

@@ -45,3 +45,29 @@ pub fn pair(ip: &str, mac: Option<&str>) -> Value {
 pub fn config(networks: Vec<Value>, subnets: Vec<Value>, ports: Vec<Value>) -> Value {
     json!({ "networks": networks, "subnets": subnets, "ports": ports })
 }
+
+/// A router interface: (network, MAC, fixed IPs as (subnet, address)).
+pub type RouterInterface<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// A router and its interface ports: one per (network, MAC, fixed IPs as
+/// (subnet, address)).
+pub fn router(id: &str, interfaces: &[RouterInterface]) -> (Value, Vec<Value>) {
+    let ports = interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, (network, mac, fixed_ips))| {
+            json!({
+                "id": format!("{id}-if{i}"),
+                "network_id": network,
+                "device_owner": "network:router_interface",
+                "device_id": id,
+                "mac_address": mac,
+                "fixed_ips": fixed_ips
+                    .iter()
+                    .map(|(s, ip)| json!({ "subnet_id": s, "ip_address": ip }))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    (json!({ "id": id, "name": id }), ports)
+}

@@ -385,3 +385,90 @@ allowed_address_pairs = [{ ip_address = "10.0.0.100" }]
         "10.0.0.100/32"
     );
 }
+
+/// The base document plus router r1 with an interface on sub1 (the gateway)
+/// and one on sub2.
+fn with_router() -> Value {
+    let mut doc = base();
+    doc["routers"] = json!([{ "id": "r1", "name": "edge", "routes": [] }]);
+    let ports = doc["ports"].as_array_mut().unwrap();
+    for (i, (net, sub, ip)) in [("net1", "sub1", "10.0.0.1"), ("net2", "sub2", "10.1.0.1")]
+        .iter()
+        .enumerate()
+    {
+        ports.push(json!({
+            "id": format!("r1-if{i}"), "network_id": net, "mac_address": format!("fa:16:3e:00:01:0{i}"),
+            "device_owner": "network:router_interface", "device_id": "r1",
+            "fixed_ips": [{ "subnet_id": sub, "ip_address": ip }],
+        }));
+    }
+    doc
+}
+
+/// Expects one error on `object`'s `field` saying `needle`.
+fn rejects_doc(doc: &Value, object: &str, field: &str, needle: &str) {
+    let errors = check(doc).expect_err("must be rejected");
+    assert!(
+        errors
+            .0
+            .iter()
+            .any(|e| e.field == field && e.object.contains(object) && e.message.contains(needle)),
+        "expected an error on {object} {field} saying {needle:?}, got:\n{errors}"
+    );
+}
+
+#[test]
+fn routers_and_their_interfaces() {
+    let t = check(&with_router()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.ports.len(), 1, "router interfaces are not VM ports");
+    assert_eq!(t.routers[0].interfaces.len(), 2);
+
+    let mut doc = with_router();
+    doc["ports"][1]["device_id"] = json!("r9");
+    rejects_doc(&doc, "r1-if0", "device_id", "unknown router \"r9\"");
+
+    let mut doc = with_router();
+    doc["ports"][1]["device_id"] = Value::Null;
+    rejects_doc(&doc, "r1-if0", "device_id", "missing");
+
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([{ "destination": "0.0.0.0/0", "nexthop": "10.0.0.9" }]);
+    rejects_doc(&doc, "r1", "routes", "not supported");
+
+    let mut doc = with_router();
+    doc["routers"][0]["external_gateway_info"] = json!({ "network_id": "ext" });
+    rejects_doc(&doc, "r1", "external_gateway_info", "not supported");
+
+    // A second interface of r1 on sub1.
+    let mut doc = with_router();
+    doc["ports"].as_array_mut().unwrap().push(json!({
+        "id": "r1-if9", "network_id": "net1", "mac_address": "fa:16:3e:00:01:09",
+        "device_owner": "network:router_interface", "device_id": "r1",
+        "fixed_ips": [{ "subnet_id": "sub1", "ip_address": "10.0.0.2" }],
+    }));
+    rejects_doc(&doc, "r1-if9", "fixed_ips[0]", "already has an interface");
+
+    let mut doc = with_router();
+    doc["ports"][1]["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.99" }]);
+    rejects_doc(&doc, "r1-if0", "allowed_address_pairs", "router interface");
+
+    let mut doc = with_router();
+    doc["ports"][1]["tap_name"] = json!("tapr1");
+    rejects_doc(&doc, "r1-if0", "tap_name", "no tap");
+
+    // The interface takes the gateway address; a VM port may not.
+    rejects(
+        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"),
+        "fixed_ips[0].ip_address",
+        "gateway_ip",
+    );
+
+    let mut doc = with_router();
+    doc["ports"][1]["device_owner"] = json!("network:router_gateway");
+    rejects_doc(&doc, "r1-if0", "device_owner", "not supported");
+
+    let mut doc = with_router();
+    doc["routers"][0]["ha"] = json!(true);
+    doc["routers"][0]["colour"] = json!("red");
+    rejects_doc(&doc, "r1", "colour", "unknown field");
+}

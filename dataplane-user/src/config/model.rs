@@ -16,7 +16,36 @@ pub struct Topology {
     pub networks: Vec<Network>,
     pub subnets: Vec<Subnet>,
     pub ports: Vec<Port>,
+    pub routers: Vec<Router>,
 }
+
+/// A router and its interfaces (one per attached subnet).
+#[derive(Debug, Clone)]
+pub struct Router {
+    pub id: String,
+    pub name: String,
+    pub interfaces: Vec<RouterInterface>,
+}
+
+/// One address of a router interface port on one subnet.
+#[derive(Debug, Clone)]
+pub struct RouterInterface {
+    /// The Neutron port id of the interface.
+    pub port_id: String,
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    /// Index into [`Topology::subnets`].
+    pub subnet: usize,
+    pub mac: MacAddr,
+    pub ip: IpAddr,
+}
+
+/// `device_owner` values of router interface ports.
+pub const ROUTER_INTERFACE_OWNERS: &[&str] = &[
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+];
 
 #[derive(Debug, Clone)]
 pub struct Network {

@@ -40,9 +40,12 @@ pub const IGNORED_FIELDS: &[&str] = &[
     "segment_id",
     "service_types",
     "dns_publish_fixed_ip",
+    // routers
+    "distributed",
+    "ha",
+    "flavor_id",
+    "enable_ndp_proxy",
     // ports
-    "device_id",
-    "device_owner",
     "binding:host_id",
     "binding:vif_type",
     "binding:vnic_type",
@@ -67,6 +70,25 @@ pub struct RawConfig {
     pub subnets: Vec<RawSubnet>,
     #[serde(default)]
     pub ports: Vec<RawPort>,
+    #[serde(default)]
+    pub routers: Vec<RawRouter>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A Neutron router. Its interfaces are ports whose `device_owner` is a
+/// router interface and whose `device_id` is the router's id, as Neutron
+/// lists them.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouter {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Static routes (`[{destination, nexthop}]`): not supported yet, so a
+    /// non-empty list is refused rather than ignored.
+    #[serde(default)]
+    pub routes: Vec<IgnoredAny>,
+    /// External gateway (SNAT, floating IPs): not supported, refused.
+    pub external_gateway_info: Option<IgnoredAny>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -118,6 +140,11 @@ pub struct RawPort {
     /// The host interface of the port; defaults to Neutron's
     /// "tap" + the first 11 characters of the port id.
     pub tap_name: Option<String>,
+    /// `network:router_interface` (and the distributed and HA variants)
+    /// make the port a router interface; any other value is a VM's port.
+    pub device_owner: Option<String>,
+    /// For a router interface: the router's id.
+    pub device_id: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

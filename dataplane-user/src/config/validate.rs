@@ -13,10 +13,11 @@ use ipnet::IpNet;
 use super::{
     mac::MacAddr,
     model::{
-        AddressPair, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, FixedIp, Network, Port, Subnet, Topology,
-        default_tap_name, label,
+        AddressPair, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, FixedIp, Network, Port,
+        ROUTER_INTERFACE_OWNERS, Router, RouterInterface, Subnet, Topology, default_tap_name,
+        label,
     },
-    raw::{Extra, IGNORED_FIELDS, RawConfig, RawNetwork, RawPort, RawSubnet},
+    raw::{Extra, IGNORED_FIELDS, RawConfig, RawNetwork, RawPort, RawRouter, RawSubnet},
 };
 
 /// One problem in a configuration.
@@ -126,7 +127,7 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
         errors.push(
             "configuration",
             key.clone(),
-            "unknown section (expected dataplane, networks, subnets, ports)",
+            "unknown section (expected dataplane, networks, subnets, ports, routers)",
         );
     }
 
@@ -153,7 +154,7 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
     let subnets = validate_subnets(&mut errors, &raw.subnets, &network_index);
-    let ports = validate_ports(
+    let (ports, router_ports) = validate_ports(
         &mut errors,
         &raw.ports,
         &network_index,
@@ -161,6 +162,7 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
         &subnets,
         max_pairs,
     );
+    let routers = validate_routers(&mut errors, &raw.routers, router_ports, &subnets);
 
     if errors.0.is_empty() {
         Ok(Topology {
@@ -168,6 +170,7 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
             networks,
             subnets,
             ports,
+            routers,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -325,6 +328,13 @@ fn is_valid_ifname(name: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
 }
 
+/// A router interface port, before its router is known to exist.
+struct RouterPort {
+    label: String,
+    device_id: String,
+    port: Port,
+}
+
 fn validate_ports(
     errors: &mut Errors,
     raw: &[RawPort],
@@ -332,13 +342,14 @@ fn validate_ports(
     network_security: &[bool],
     subnets: &[Subnet],
     max_pairs: usize,
-) -> Vec<Port> {
+) -> (Vec<Port>, Vec<RouterPort>) {
     let subnet_index: HashMap<&str, usize> = subnets
         .iter()
         .enumerate()
         .map(|(i, s)| (s.id.as_str(), i))
         .collect();
     let mut ports = Vec::new();
+    let mut router_ports = Vec::new();
     let mut seen_ids = HashMap::new();
     let mut seen_taps: HashMap<String, String> = HashMap::new();
     // (network, MAC) -> port label; (network, IP) -> port label.
@@ -349,6 +360,21 @@ fn validate_ports(
         let object = object_label("port", "ports", i, &p.id, &p.name);
         errors.unknown_fields(&object, "", &p.extra);
         let before = errors.0.len();
+
+        let owner = p.device_owner.as_deref().map(str::trim).unwrap_or("");
+        let router_iface = ROUTER_INTERFACE_OWNERS.contains(&owner);
+        if owner == "network:router_gateway" {
+            errors.push(
+                &object,
+                "device_owner",
+                "router gateway ports (external networks, SNAT) are not supported",
+            );
+        }
+        let device_id = if router_iface {
+            required(errors, &object, "device_id", &p.device_id)
+        } else {
+            None
+        };
 
         let id = required(errors, &object, "id", &p.id);
         if let Some(id) = id {
@@ -474,7 +500,7 @@ fn validate_ports(
                 );
                 continue;
             }
-            if s.gateway_ip == Some(ip) {
+            if s.gateway_ip == Some(ip) && !router_iface {
                 errors.push(
                     &object,
                     format!("{field}.ip_address"),
@@ -590,6 +616,30 @@ fn validate_ports(
             pairs.push(pair);
         }
 
+        if router_iface {
+            if !p.allowed_address_pairs.is_empty() {
+                errors.push(
+                    &object,
+                    "allowed_address_pairs",
+                    "a router interface has no allowed address pairs",
+                );
+            }
+            if p.fixed_ips.is_empty() {
+                errors.push(
+                    &object,
+                    "fixed_ips",
+                    "a router interface needs an address on the subnet it attaches to",
+                );
+            }
+            if p.tap_name.is_some() {
+                errors.push(
+                    &object,
+                    "tap_name",
+                    "a router interface has no tap: the datapath implements it",
+                );
+            }
+        }
+
         if !p.security_groups.is_empty() && !port_security_enabled {
             errors.push(
                 &object,
@@ -602,7 +652,9 @@ fn validate_ports(
             Some(t) if !t.is_empty() => t.to_string(),
             _ => id.map(default_tap_name).unwrap_or_default(),
         };
-        if id.is_some() && !is_valid_ifname(&tap) {
+        if router_iface {
+            // No interface: the datapath is the router.
+        } else if id.is_some() && !is_valid_ifname(&tap) {
             errors.push(
                 &object,
                 "tap_name",
@@ -662,8 +714,97 @@ fn validate_ports(
         for f in &port.fixed_ips {
             ips.insert((network, f.ip), label.clone());
         }
+        if let Some(device_id) = device_id {
+            router_ports.push(RouterPort {
+                label,
+                device_id: device_id.to_string(),
+                port,
+            });
+            continue;
+        }
         seen_taps.insert(port.tap.clone(), label);
         ports.push(port);
     }
-    ports
+    (ports, router_ports)
+}
+
+fn validate_routers(
+    errors: &mut Errors,
+    raw: &[RawRouter],
+    router_ports: Vec<RouterPort>,
+    subnets: &[Subnet],
+) -> Vec<Router> {
+    let mut routers: Vec<Router> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        let object = object_label("router", "routers", i, &r.id, &r.name);
+        errors.unknown_fields(&object, "", &r.extra);
+        if !r.routes.is_empty() {
+            errors.push(
+                &object,
+                "routes",
+                "static routes are not supported yet (only connected subnets are routed)",
+            );
+        }
+        if r.external_gateway_info.is_some() {
+            errors.push(
+                &object,
+                "external_gateway_info",
+                "external gateways (SNAT, floating IPs) are not supported",
+            );
+        }
+        let Some(id) = required(errors, &object, "id", &r.id) else {
+            continue;
+        };
+        if index.contains_key(id) {
+            errors.push(&object, "id", "duplicate router id");
+            continue;
+        }
+        index.insert(id.to_string(), routers.len());
+        routers.push(Router {
+            id: id.to_string(),
+            name: r.name.clone().unwrap_or_default(),
+            interfaces: Vec::new(),
+        });
+    }
+    for rp in router_ports {
+        let Some(&r) = index.get(&rp.device_id) else {
+            errors.push(
+                &rp.label,
+                "device_id",
+                format!("unknown router {:?} (not in routers)", rp.device_id),
+            );
+            continue;
+        };
+        for (j, f) in rp.port.fixed_ips.iter().enumerate() {
+            let cidr = subnets[f.subnet].cidr;
+            // Neutron refuses a second interface on a subnet, and subnets
+            // whose ranges overlap on one router: routes would be ambiguous.
+            let clash = routers[r].interfaces.iter().find(|o| {
+                let other = subnets[o.subnet].cidr;
+                o.subnet == f.subnet
+                    || other.contains(&cidr.network())
+                    || cidr.contains(&other.network())
+            });
+            if let Some(o) = clash {
+                errors.push(
+                    &rp.label,
+                    format!("fixed_ips[{j}]"),
+                    format!(
+                        "router {} already has an interface ({}) on {} which overlaps {cidr}",
+                        routers[r].id, o.port_id, subnets[o.subnet].cidr
+                    ),
+                );
+                continue;
+            }
+            routers[r].interfaces.push(RouterInterface {
+                port_id: rp.port.id.clone(),
+                network: rp.port.network,
+                subnet: f.subnet,
+                mac: rp.port.mac,
+                ip: f.ip,
+            });
+        }
+    }
+    routers
 }

@@ -4,7 +4,7 @@
 use aya::maps::lpm_trie::Key;
 use common::{
     FdbKey, GroupMemberKey, NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key, PORT_ADDR_PREFIX_BITS,
-    PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey,
+    PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey, ROUTE_PREFIX_BITS, RouteV4Key, RouteV6Key,
 };
 
 use super::slots::{SlotKey, SlotLpmKey};
@@ -140,5 +140,35 @@ impl SlotLpmKey for NeighV6Key {
         let d = key.data();
         let plen = key.prefix_len().saturating_sub(NEIGH_PREFIX_BITS) as u8;
         (d.slot, (d.network, d.addr, plen))
+    }
+}
+
+impl SlotLpmKey for RouteV4Key {
+    type Bare = (u32, [u8; 4], u8);
+    fn with_slot(slot: u32, &(router, addr, plen): &(u32, [u8; 4], u8)) -> Key<Self> {
+        Key::new(
+            ROUTE_PREFIX_BITS + u32::from(plen),
+            RouteV4Key { slot, router, addr },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, (u32, [u8; 4], u8)) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(ROUTE_PREFIX_BITS) as u8;
+        (d.slot, (d.router, d.addr, plen))
+    }
+}
+
+impl SlotLpmKey for RouteV6Key {
+    type Bare = (u32, [u8; 16], u8);
+    fn with_slot(slot: u32, &(router, addr, plen): &(u32, [u8; 16], u8)) -> Key<Self> {
+        Key::new(
+            ROUTE_PREFIX_BITS + u32::from(plen),
+            RouteV6Key { slot, router, addr },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, (u32, [u8; 16], u8)) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(ROUTE_PREFIX_BITS) as u8;
+        (d.slot, (d.router, d.addr, plen))
     }
 }

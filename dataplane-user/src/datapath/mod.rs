@@ -20,14 +20,15 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashOfMaps, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashOfMaps, Map, MapData, PerCpuArray, PerCpuValues, ProgramArray},
     programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
     util::nr_cpus,
 };
 use common::{
     DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
-    MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key, PortAddrV6Key,
-    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
+    JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PortAddr,
+    PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
+    Route, RouteV4Key, RouteV6Key,
 };
 use tracing::{debug, info};
 
@@ -100,6 +101,8 @@ pub struct Datapath {
     fdb: SlottedMap<SlotHash<FdbKey, FdbEntry>>,
     neigh_v4: SlottedMap<SlotLpm<NeighV4Key, Neigh>>,
     neigh_v6: SlottedMap<SlotLpm<NeighV6Key, Neigh>>,
+    routes_v4: SlottedMap<SlotLpm<RouteV4Key, Route>>,
+    routes_v6: SlottedMap<SlotLpm<RouteV6Key, Route>>,
     group_members: SlottedMap<SlotHash<GroupMemberKey, GroupMember>>,
     group_state: Array<MapData, GroupState>,
     group_meta: Array<MapData, GroupMeta>,
@@ -111,6 +114,7 @@ pub struct Datapath {
     port_ix: Indexes,
     network_ix: Indexes,
     group_ix: Indexes,
+    router_ix: Indexes,
     links: BTreeMap<u32, XdpLinkId>,
 }
 
@@ -168,6 +172,18 @@ impl Datapath {
             .try_into()?;
         to_vm.load().context("the verifier rejected to_vm")?;
         let to_vm_fd = to_vm.fd()?.try_clone()?;
+        // The routing programs from_vm tail-calls into.
+        let mut jump: ProgramArray<MapData> = take(&mut ebpf, "JUMP")?;
+        for (name, slot) in [("route_v4", JUMP_ROUTE_V4), ("route_v6", JUMP_ROUTE_V6)] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the verifier rejected {name}"))?;
+            jump.set(slot, prog.fd()?, 0)
+                .with_context(|| format!("installing {name} in JUMP"))?;
+        }
 
         let config: Array<MapData, DpConfig> = take(&mut ebpf, "CONFIG")?;
         let current = config.get(&0, 0)?;
@@ -207,6 +223,16 @@ impl Datapath {
             "NEIGH_V6",
             SlotLpm(take(&mut ebpf, "NEIGH_V6")?),
             cap("NEIGH_V6"),
+        )?;
+        let routes_v4 = SlottedMap::open(
+            "ROUTES_V4",
+            SlotLpm(take(&mut ebpf, "ROUTES_V4")?),
+            cap("ROUTES_V4"),
+        )?;
+        let routes_v6 = SlottedMap::open(
+            "ROUTES_V6",
+            SlotLpm(take(&mut ebpf, "ROUTES_V6")?),
+            cap("ROUTES_V6"),
         )?;
         let group_members = SlottedMap::open(
             "GROUP_MEMBERS",
@@ -261,6 +287,8 @@ impl Datapath {
             fdb,
             neigh_v4,
             neigh_v6,
+            routes_v4,
+            routes_v6,
             group_members,
             group_state,
             group_meta,
@@ -269,6 +297,7 @@ impl Datapath {
             flood,
             to_vm_fd,
             group_ix: Indexes::new(common::MAX_GROUPS - 1),
+            router_ix: Indexes::new(common::MAX_ROUTER_INTERFACES),
             links: BTreeMap::new(),
         })
     }
@@ -308,7 +337,21 @@ impl Datapath {
             topology.networks.iter().map(|n| n.id.as_str()),
             &BTreeSet::new(),
         )?;
-        let desired = compile::compile(topology, &port_ix, &network_ix, &self.group_ix, ifindexes)?;
+        let router_ix = self.router_ix.assign(
+            "routers",
+            topology.routers.iter().map(|r| r.id.as_str()),
+            &BTreeSet::new(),
+        )?;
+        let desired = compile::compile(
+            topology,
+            &compile::AllIndexes {
+                ports: &port_ix,
+                networks: &network_ix,
+                groups: &self.group_ix,
+                routers: &router_ix,
+            },
+            ifindexes,
+        )?;
         self.check_capacity(&desired)?;
 
         let since = self.last_switch.elapsed();
@@ -332,6 +375,8 @@ impl Datapath {
         entries += self.fdb.sync(target, &desired.fdb)?;
         entries += self.neigh_v4.sync(target, &desired.neigh_v4)?;
         entries += self.neigh_v6.sync(target, &desired.neigh_v6)?;
+        entries += self.routes_v4.sync(target, &desired.routes_v4)?;
+        entries += self.routes_v6.sync(target, &desired.routes_v6)?;
         entries += self.group_members.sync(target, &desired.group_members)?;
         // Groups new to the live configuration start with no active member.
         for (name, &g) in &desired.groups.by_id {
@@ -369,6 +414,7 @@ impl Datapath {
         self.last_switch = Instant::now();
         self.port_ix = port_ix;
         self.network_ix = network_ix;
+        self.router_ix = router_ix;
         self.group_ix = desired.groups.clone();
 
         let mut detached = Vec::new();
@@ -433,6 +479,8 @@ impl Datapath {
         check(&self.fdb, d.fdb.len())?;
         check(&self.neigh_v4, d.neigh_v4.len())?;
         check(&self.neigh_v6, d.neigh_v6.len())?;
+        check(&self.routes_v4, d.routes_v4.len())?;
+        check(&self.routes_v6, d.routes_v6.len())?;
         check(&self.group_members, d.group_members.len())?;
         if let Some((&domain, members)) = d
             .flood

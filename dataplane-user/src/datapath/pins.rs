@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
 use common::{
     DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
-    MAX_FLOOD_DOMAINS, MAX_GROUPS, Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key,
-    PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
+    JUMP_SLOTS, MAX_FLOOD_DOMAINS, MAX_GROUPS, MAX_ROUTER_INTERFACES, Neigh, NeighV4Key,
+    NeighV6Key, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
+    PortMeta, PortStats, Route, RouteV4Key, RouteV6Key,
 };
 
 use super::Options;
@@ -63,11 +64,15 @@ pub fn map_specs(opts: &Options) -> Vec<MapSpec> {
         spec::<([u8; 4], NeighV4Key), Neigh>("NEIGH_V4", slotted_addrs),
         spec::<([u8; 4], NeighV6Key), Neigh>("NEIGH_V6", slotted_addrs),
         spec::<GroupMemberKey, GroupMember>("GROUP_MEMBERS", slotted_addrs),
+        spec::<([u8; 4], RouteV4Key), Route>("ROUTES_V4", 2 * MAX_ROUTER_INTERFACES),
+        spec::<([u8; 4], RouteV6Key), Route>("ROUTES_V6", 2 * MAX_ROUTER_INTERFACES),
         spec::<u32, GroupState>("GROUP_STATE", MAX_GROUPS),
         spec::<u32, GroupMeta>("GROUP_META", MAX_GROUPS),
         // Device map values: ifindex and the fd of the program run per entry.
         spec::<u32, [u32; 2]>("TX_PORTS", ports + 1),
         spec::<FloodKey, u32>("FLOOD", MAX_FLOOD_DOMAINS),
+        // Program fds of the tail-called routing programs.
+        spec::<u32, u32>("JUMP", JUMP_SLOTS),
     ]
 }
 
