@@ -69,7 +69,12 @@ pub fn to_port(port: &PortInfo, target: u32) -> Result<u32, DropReason> {
 pub fn to_group(slot: u32, port: &PortInfo, group: u32) -> Result<u32, DropReason> {
     if let Some(active) = groups::active_member(slot, group) {
         if active != port.index {
-            return to_port(port, active);
+            match to_port(port, active) {
+                // The member's tap is gone (the kernel removed it from the
+                // device map): it is no longer active; every member gets it.
+                Err(DropReason::RedirectFailed) => groups::deactivate(group, active),
+                done => return done,
+            }
         }
     }
     flood_group(slot, port, group)

@@ -57,6 +57,22 @@ fn claim(slot: u32, port: &PortInfo, group: u32) {
     }
 }
 
+/// Forgets `port` as the group's active member (its tap went away).
+#[inline(always)]
+pub fn deactivate(group: u32, port: u32) {
+    let Some(state) = GROUP_STATE.get_ptr_mut(group) else {
+        return;
+    };
+    // SAFETY: a valid array element; see `claim` for races.
+    unsafe {
+        if (*state).active == port {
+            (*state).active = 0;
+            (*state).changed_ns = bpf_ktime_get_ns();
+            (*state).changes += 1;
+        }
+    }
+}
+
 /// A claim for an IPv4 address of the port's network.
 #[inline(always)]
 pub fn claim_v4(slot: u32, port: &PortInfo, addr: [u8; 4]) {

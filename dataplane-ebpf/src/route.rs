@@ -228,7 +228,10 @@ fn deliver(
                 if !pkt.write(0, mac) {
                     return Err(DropReason::Malformed);
                 }
-                return forward::to_port(port, active);
+                match forward::to_port(port, active) {
+                    Err(DropReason::RedirectFailed) => groups::deactivate(group, active),
+                    done => return done,
+                }
             }
             // Every member, each addressed by `to_vm` with its own MAC for
             // the address (members may bind the address to different MACs).

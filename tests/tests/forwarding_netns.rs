@@ -1,7 +1,10 @@
 //! Forwarding by the datapath itself (no bridge anywhere): L2 delivery by
 //! MAC through device maps, the ARP/ND responder, TCP across it.
 
+use std::time::Duration;
+
 use lab::{
+    capture::frame,
     lab::Lab,
     require_root,
     topo::{config, network, pair, port, subnet},
@@ -73,4 +76,169 @@ fn ping_and_tcp_between_vms_without_a_bridge() {
     assert_eq!(got.trim(), "hello-over-xdp");
     let port_a = lab.port(a).unwrap();
     assert!(port_a["stats"]["tx_packets"].as_u64().unwrap() > 0);
+}
+
+/// ARP frames with this target seen by `cap` within `window`.
+fn arp_requests_for(cap: &lab::capture::Capture, tpa: [u8; 4], window: Duration) -> usize {
+    cap.count(window, |f| {
+        frame::arp(f).is_some_and(|frame::ArpFields(op, _, _, t)| op == 1 && t == tpa)
+    })
+}
+
+#[test]
+fn arp_for_a_unique_address_is_answered_and_for_a_shared_one_flooded() {
+    require_root!();
+    let lab = three_vms();
+    let (a, b, c) = (lab.vm("a"), lab.vm("b"), lab.vm("c"));
+    let (cap_a, cap_b) = (a.capture().unwrap(), b.capture().unwrap());
+    cap_a.drain();
+    cap_b.drain();
+    // a's fixed IP: the datapath answers with a's MAC; nobody sees the request.
+    let out = c.sh("arping -c 2 -w 2 -I eth0 10.1.0.10; true").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains(MAC_A), "arping got a's MAC: {text}");
+    assert_eq!(
+        arp_requests_for(&cap_a, [10, 1, 0, 10], Duration::from_millis(300)),
+        0
+    );
+    assert_eq!(
+        arp_requests_for(&cap_b, [10, 1, 0, 10], Duration::from_millis(300)),
+        0
+    );
+    let answered = lab.port(c).unwrap()["stats"]["arp_replies"]
+        .as_u64()
+        .unwrap();
+    assert!(answered >= 2, "arp_replies of c: {answered}");
+
+    // The shared VIP: both members see the request, so the real owner answers.
+    c.sh("arping -c 1 -w 1 -I eth0 10.1.0.100; true").unwrap();
+    assert_eq!(
+        arp_requests_for(&cap_a, [10, 1, 0, 100], Duration::from_millis(500)),
+        1
+    );
+    assert_eq!(
+        arp_requests_for(&cap_b, [10, 1, 0, 100], Duration::from_millis(500)),
+        1
+    );
+}
+
+#[test]
+fn networks_are_isolated_even_with_the_same_addresses_and_macs() {
+    require_root!();
+    let mut lab = Lab::new(false).unwrap();
+    // x and y on net1, and their twins with the same MACs and IPs on net2.
+    for (name, mac) in [("x1", MAC_A), ("y1", MAC_B), ("x2", MAC_A), ("y2", MAC_B)] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    let ports = lab
+        .vms
+        .iter()
+        .map(|vm| {
+            let net = if vm.name.ends_with('1') {
+                "net1"
+            } else {
+                "net2"
+            };
+            let sub = if net == "net1" { "s1" } else { "s2" };
+            let ip = if vm.name.starts_with('x') {
+                "10.5.0.10"
+            } else {
+                "10.5.0.11"
+            };
+            vm.sh(&format!("ip addr add {ip}/24 dev eth0")).unwrap();
+            port(vm, net, &[(sub, ip)])
+        })
+        .collect();
+    let cfg = config(
+        vec![network("net1"), network("net2")],
+        vec![
+            subnet("s1", "net1", "10.5.0.0/24", None),
+            subnet("s2", "net2", "10.5.0.0/24", None),
+        ],
+        ports,
+    );
+    lab.start(&cfg).unwrap();
+    let (x1, y1, x2, y2) = (lab.vm("x1"), lab.vm("y1"), lab.vm("x2"), lab.vm("y2"));
+    let (cap_x1, cap_x2, cap_y2) = (
+        x1.capture().unwrap(),
+        x2.capture().unwrap(),
+        y2.capture().unwrap(),
+    );
+    for cap in [&cap_x1, &cap_x2, &cap_y2] {
+        cap.drain();
+    }
+    // Tagged pings within net1, and a flooded ARP request for nobody.
+    let marker = b"\x6e\x65\x74\x31"; // "net1"
+    assert!(
+        y1.sh("ping -n -c 3 -i 0.2 -W 1 -p 6e657431 10.5.0.10 >/dev/null")
+            .is_ok()
+    );
+    y1.sh("arping -c 1 -w 1 -I eth0 10.5.0.99; true").unwrap();
+    assert!(cap_x1.count(Duration::from_millis(300), |f| frame::contains(f, marker)) >= 3);
+    for (name, cap) in [("x2", &cap_x2), ("y2", &cap_y2)] {
+        let leaked = cap.count(Duration::from_millis(300), |f| {
+            frame::contains(f, marker)
+                || frame::arp(f).is_some_and(|frame::ArpFields(_, _, _, t)| t == [10, 5, 0, 99])
+        });
+        assert_eq!(leaked, 0, "net1 traffic reached {name}");
+    }
+    // The same addresses work in net2, on their own.
+    assert!(y2.ping("10.5.0.10", 3));
+}
+
+#[test]
+fn a_member_whose_tap_goes_away_stops_being_active() {
+    require_root!();
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac) in [("m1", MAC_A), ("m2", MAC_B), ("c", MAC_C)] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    let vmac = "00:00:5e:00:01:07";
+    let (m1, m2, c) = (&lab.vms[0], &lab.vms[1], &lab.vms[2]);
+    let mut p1 = port(m1, "net", &[("v4", "10.1.0.10")]);
+    p1["allowed_address_pairs"] = serde_json::json!([pair("10.1.0.100", Some(vmac))]);
+    let mut p2 = port(m2, "net", &[("v4", "10.1.0.11")]);
+    p2["allowed_address_pairs"] = serde_json::json!([pair("10.1.0.100", Some(vmac))]);
+    let pc = port(c, "net", &[("v4", "10.1.0.12")]);
+    let cfg = config(
+        vec![network("net")],
+        vec![subnet("v4", "net", "10.1.0.0/24", None)],
+        vec![p1, p2, pc],
+    );
+    lab.start(&cfg).unwrap();
+    let (m1, m2, c) = (lab.vm("m1"), lab.vm("m2"), lab.vm("c"));
+    // m1 announces the VIP from the shared MAC: it is active.
+    m1.scapy(&format!(
+        "sendp(Ether(src='{vmac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{vmac}', psrc='10.1.0.100', pdst='10.1.0.100'), iface=IFACE)"
+    ))
+    .unwrap();
+    let active = |lab: &Lab| -> Option<String> {
+        let out = lab::netns::run(&mut lab.dataplane(&["show", "groups", "--json"])).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()?
+            .iter()
+            .find(|g| g["name"].as_str().is_some_and(|n| n.contains(vmac)))?["active"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(active(&lab).as_deref(), Some(m1.port_id.as_str()));
+
+    // m1's VM goes away with its tap. Frames for the shared MAC now reach
+    // the remaining member, and m1 is no longer active.
+    lab.hv.ip(&["link", "del", &m1.tap]).unwrap();
+    let cap = m2.capture().unwrap();
+    cap.drain();
+    c.scapy(&format!(
+        "sendp(Ether(src=MAC, dst='{vmac}')/IP(src='10.1.0.12', dst='10.1.0.100')/UDP(sport=9, dport=9)/Raw(b'after-m1-left'), iface=IFACE)"
+    ))
+    .unwrap();
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::contains(
+            f,
+            b"after-m1-left"
+        ))
+        .is_some(),
+        "the remaining member did not get the shared MAC's traffic"
+    );
+    assert_eq!(active(&lab), None, "the gone member is still active");
 }
