@@ -242,3 +242,32 @@ fn a_member_whose_tap_goes_away_stops_being_active() {
     );
     assert_eq!(active(&lab), None, "the gone member is still active");
 }
+
+#[test]
+fn unknown_unicast_is_flooded_but_a_vm_receives_only_its_own_macs() {
+    require_root!();
+    let lab = three_vms();
+    let (a, b, c) = (lab.vm("a"), lab.vm("b"), lab.vm("c"));
+    let (cap_a, cap_b) = (a.capture().unwrap(), b.capture().unwrap());
+    cap_a.drain();
+    cap_b.drain();
+    let before = (lab.drops(a, "ingress_mac"), lab.drops(b, "ingress_mac"));
+    c.scapy(
+        "sendp(Ether(src=MAC, dst='fa:16:3e:99:99:99')/IP(src='10.1.0.12', dst='10.1.0.99')\
+         /UDP(sport=9, dport=9)/Raw(b'not-for-you'), iface=IFACE)",
+    )
+    .unwrap();
+    for cap in [&cap_a, &cap_b] {
+        assert_eq!(
+            cap.count(Duration::from_millis(500), |f| frame::contains(
+                f,
+                b"not-for-you"
+            )),
+            0,
+            "a VM received a frame for another MAC"
+        );
+    }
+    // It was flooded to both, and each port's own view refused it.
+    assert_eq!(lab.drops(a, "ingress_mac"), before.0 + 1);
+    assert_eq!(lab.drops(b, "ingress_mac"), before.1 + 1);
+}
