@@ -73,6 +73,11 @@ pub struct PortInfo {
     pub mac: [u8; 6],
     /// `PORT_F_*` flags.
     pub flags: u16,
+    /// The port's identity as a remote: its set of security groups (the
+    /// same number as `policy`), so that rules naming a remote group match
+    /// whatever source port security let this port use (fixed IPs and
+    /// pairs, bound to their MACs) and nothing else.
+    pub identity: u32,
 }
 
 /// Port security is enabled: source checks, ingress MAC filter, security groups.
@@ -331,6 +336,122 @@ impl Default for GroupMeta {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Security groups
+
+/// `POLICY` (LPM trie): one entry per allowed (policy, remote identity,
+/// direction and IP version, protocol, port prefix). Any entry that matches
+/// allows, so the longest-prefix lookup answers "is anything allowing this"
+/// in one step however many rules there are; a port range is a handful of
+/// prefixes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    pub slot: u32,
+    pub policy: u32,
+    /// A port's identity, a CIDR identity (`IDENTITY_CIDR` set), or 0 for
+    /// rules without a remote.
+    pub identity: u32,
+    /// `POLICY_DIR_*` | `POLICY_V6`.
+    pub dir: u8,
+    /// IP protocol (beyond the prefix when the rule is for any protocol).
+    pub proto: u8,
+    /// Destination port, or ICMP [type, code], big-endian (prefix-matched).
+    pub port: [u8; 2],
+}
+
+/// Bits of a policy key (slot included) up to and including `dir`; + 8
+/// with the protocol,
+/// + up to 16 more with the port.
+pub const POLICY_PREFIX_BITS: u32 = (4 + 4 + 4 + 1) * 8;
+pub const POLICY_DIR_INGRESS: u8 = 1;
+pub const POLICY_DIR_EGRESS: u8 = 2;
+pub const POLICY_V6: u8 = 4;
+/// Identities of remote prefixes have this bit set.
+pub const IDENTITY_CIDR: u32 = 1 << 31;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// Index of the rule's security group, for inspection.
+    pub group: u32,
+}
+
+/// `REMOTE_V4` / `REMOTE_V6` (LPM tries): every remote_ip_prefix of every
+/// rule, each with its CIDR identity. A longest match gives the most
+/// specific rule prefix holding an address; the rules of every wider prefix
+/// were compiled for it too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteV4Key {
+    pub slot: u32,
+    pub addr: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteV6Key {
+    pub slot: u32,
+    pub addr: [u8; 16],
+}
+
+pub const REMOTE_PREFIX_BITS: u32 = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoteIdentity {
+    pub identity: u32,
+}
+
+/// `CONNTRACK` (LRU hash): connections by the zone (port index) they belong
+/// to and their tuple in the direction of the first packet. IPv4 addresses
+/// take the first 4 bytes of the 16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub zone: u32,
+    pub proto: u8,
+    pub ipv6: u8,
+    /// Source and destination ports (ICMP echo: the identifier and 0).
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub _pad: [u8; 2],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// bpf_ktime_get_ns() after which the entry is dead.
+    pub expires_ns: u64,
+    /// `DpConfig::generation` of the rules that last allowed it.
+    pub generation: u64,
+    pub packets: u64,
+    /// `CT_*` state.
+    pub state: u8,
+    /// `POLICY_DIR_*`: whether the zone's port opened it (egress) or
+    /// accepted it (ingress).
+    pub dir: u8,
+    pub _pad: [u8; 6],
+}
+
+pub const CT_NEW: u8 = 0;
+/// TCP SYN seen, no reply yet; UDP/ICMP/other without a reply yet.
+pub const CT_OPENING: u8 = 1;
+/// A reply was seen.
+pub const CT_ESTABLISHED: u8 = 2;
+/// TCP FIN seen.
+pub const CT_CLOSING: u8 = 3;
+/// TCP RST seen.
+pub const CT_CLOSED: u8 = 4;
+
+pub const MAX_CONNTRACK: u32 = 131072;
+/// Compiled policy entries, both slots together.
+pub const MAX_POLICY_RULES: u32 = 2 * 262144;
+/// Distinct remote_ip_prefix values, both slots together.
+pub const MAX_REMOTE_PREFIXES: u32 = 2 * 16384;
+
 /// Routes of a router: `ROUTES_V4` / `ROUTES_V6` (LPM tries keyed by
 /// router and destination prefix) give the subnet a destination is on, as
 /// the network to deliver in and the router's own MAC there.
@@ -383,17 +504,26 @@ pub struct Hop {
     pub port: PortInfo,
 }
 
-/// Metadata a routed frame for a group carries to `to_vm` (in the XDP
-/// metadata area) while the group has no active member: each member gets
-/// the frame addressed to the MAC it binds the address to.
+/// What every frame `from_vm` or a routing program redirects carries to
+/// `to_vm` in the XDP metadata area: the sending port (for security groups)
+/// and, for a routed frame to a group without an active member, the group
+/// (each member gets the frame addressed to the MAC it binds the address to).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RoutedToGroup {
+pub struct TxMeta {
     pub magic: u32,
+    /// Port index of the sender.
+    pub sender: u32,
+    /// The sender's policy and identity (`PortInfo`).
+    pub policy: u32,
+    pub identity: u32,
+    /// The sender's `PORT_F_*` flags.
+    pub flags: u32,
+    /// A group to readdress for, or 0.
     pub group: u32,
 }
 
-pub const ROUTED_TO_GROUP_MAGIC: u32 = 0x6161_7072;
+pub const TX_META_MAGIC: u32 = 0x6161_7072;
 
 /// Key of the flood maps (outer map of per-domain device maps).
 #[repr(C)]
@@ -437,5 +567,12 @@ mod pod {
         RouteV6Key,
         Route,
         Hop,
+        PolicyKey,
+        PolicyEntry,
+        RemoteV4Key,
+        RemoteV6Key,
+        RemoteIdentity,
+        CtKey,
+        CtEntry,
     );
 }

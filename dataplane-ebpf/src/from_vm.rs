@@ -13,7 +13,7 @@ use crate::{
     packet::Packet,
     parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
     portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
-    responder, route, stats,
+    meta, responder, route, stats,
 };
 
 #[inline(always)]
@@ -122,5 +122,7 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             }
         }
     }
+    // The sender travels with the frame, for the receiver's security groups.
+    meta::tag(ctx, port, 0)?;
     forward::l2(slot, port, dest)
 }

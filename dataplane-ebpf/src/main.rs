@@ -12,11 +12,13 @@ mod forward;
 mod from_vm;
 mod groups;
 mod maps;
+mod meta;
 mod packet;
 mod parse;
 mod portsec;
 mod responder;
 mod route;
+mod sg;
 mod stats;
 mod to_vm;
 

@@ -4,10 +4,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, DevMapHash, HashMap, HashOfMaps, LpmTrie, PerCpuArray, ProgramArray},
+    btf_maps::{
+        Array, DevMapHash, HashMap, HashOfMaps, LpmTrie, LruHashMap, PerCpuArray, ProgramArray,
+    },
     macros::btf_map,
 };
 use common::{
+    CtEntry, CtKey, MAX_CONNTRACK, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, PolicyEntry, PolicyKey,
+    RemoteIdentity, RemoteV4Key, RemoteV6Key,
     DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop,
     JUMP_SLOTS, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_PORTS, MAX_ROUTER_INTERFACES,
     Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey,
@@ -94,3 +98,23 @@ pub static JUMP: ProgramArray<{ JUMP_SLOTS as usize }> = ProgramArray::new();
 /// packet is processed start to end on one CPU).
 #[btf_map]
 pub static HOP: PerCpuArray<Hop, 1> = PerCpuArray::new();
+
+// ---------------------------------------------------------------------------
+// Security groups
+
+#[btf_map]
+pub static POLICY: LpmTrie<PolicyKey, PolicyEntry, { MAX_POLICY_RULES as usize }> =
+    LpmTrie::new();
+
+#[btf_map]
+pub static REMOTE_V4: LpmTrie<RemoteV4Key, RemoteIdentity, { MAX_REMOTE_PREFIXES as usize }> =
+    LpmTrie::new();
+
+#[btf_map]
+pub static REMOTE_V6: LpmTrie<RemoteV6Key, RemoteIdentity, { MAX_REMOTE_PREFIXES as usize }> =
+    LpmTrie::new();
+
+/// Connections by zone (port) and tuple; the least recently used go first
+/// when it is full.
+#[btf_map]
+pub static CONNTRACK: LruHashMap<CtKey, CtEntry, { MAX_CONNTRACK as usize }> = LruHashMap::new();

@@ -10,16 +10,14 @@
 //! 512-byte stack and verifier budget, which the port-security pipeline
 //! and routing did not fit in together.
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_xdp_adjust_meta, maps::lpm_trie::Key, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key, programs::XdpContext};
 use common::{
     DropReason, Hop, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo, ROUTE_PREFIX_BITS,
-    ROUTED_TO_GROUP_MAGIC, Route, RouteV4Key, RouteV6Key, RoutedToGroup, TARGET_GROUP, TARGET_PORT,
+    Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT,
 };
 
 use crate::{
-    forward, groups,
+    forward, groups, meta,
     maps::{HOP, JUMP, NEIGH_V4, NEIGH_V6, ROUTES_V4, ROUTES_V6},
     packet::Packet,
     parse::ETH_HLEN,
@@ -219,6 +217,7 @@ fn deliver(
             if !pkt.write(0, neigh.mac) {
                 return Err(DropReason::Malformed);
             }
+            meta::tag(ctx, port, 0)?;
             forward::to_port(port, neigh.target)
         }
         TARGET_GROUP => {
@@ -228,44 +227,23 @@ fn deliver(
                 if !pkt.write(0, mac) {
                     return Err(DropReason::Malformed);
                 }
+                meta::tag(ctx, port, 0)?;
                 match forward::to_port(port, active) {
                     Err(DropReason::RedirectFailed) => groups::deactivate(group, active),
                     done => return done,
                 }
+                // The metadata is in place; only the group is missing.
+                if !meta::set_group(ctx, group) {
+                    return Err(DropReason::RedirectFailed);
+                }
+                return forward::flood_group(slot, port, group);
             }
             // Every member, each addressed by `to_vm` with its own MAC for
             // the address (members may bind the address to different MACs).
-            tag_for_group(ctx, group)?;
+            meta::tag(ctx, port, group)?;
             forward::flood_group(slot, port, group)
         }
         // A router's own address: nothing listens on it.
         _ => Err(DropReason::NoRoute),
     }
-}
-
-/// Puts the group into the frame's XDP metadata for `to_vm`. The packet's
-/// pointers are invalid afterwards (the helper may move data), so this is
-/// the last thing done to the frame before the redirect.
-#[inline(always)]
-fn tag_for_group(ctx: &XdpContext, group: u32) -> Result<(), DropReason> {
-    const LEN: usize = core::mem::size_of::<RoutedToGroup>();
-    // SAFETY: ctx.ctx is the program's xdp_md.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(LEN as i32)) } != 0 {
-        return Err(DropReason::RedirectFailed);
-    }
-    let (meta, data) = (ctx.metadata(), ctx.data());
-    if meta + LEN > data {
-        return Err(DropReason::RedirectFailed);
-    }
-    // SAFETY: the metadata area [meta, meta + LEN) was checked to lie before data.
-    unsafe {
-        core::ptr::write_unaligned(
-            meta as *mut RoutedToGroup,
-            RoutedToGroup {
-                magic: ROUTED_TO_GROUP_MAGIC,
-                group,
-            },
-        );
-    }
-    Ok(())
 }

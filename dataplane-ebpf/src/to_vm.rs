@@ -5,9 +5,9 @@
 //! security receives everything its network delivers.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use common::{DropReason, PORT_F_SECURITY, ROUTED_TO_GROUP_MAGIC, RoutedToGroup};
+use common::{DropReason, PORT_F_SECURITY};
 
-use crate::{config, groups, packet::Packet, parse::is_multicast, portsec, stats};
+use crate::{config, groups, meta, packet::Packet, parse::is_multicast, portsec, sg, stats};
 
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
@@ -19,7 +19,9 @@ pub fn run(ctx: &XdpContext) -> u32 {
         stats::count_drop(0, DropReason::UnknownPort);
         return xdp_action::XDP_DROP;
     };
-    if let Some(group) = routed_to_group(ctx) {
+    let tx = meta::read(ctx);
+    if tx.group != 0 {
+        let group = tx.group;
         // A routed frame for a group without an active member: address it
         // to the MAC this member binds the group's address to.
         match groups::member_mac(slot, group, port.index) {
@@ -41,21 +43,15 @@ pub fn run(ctx: &XdpContext) -> u32 {
         stats::count_drop(port.index, DropReason::IngressMac);
         return xdp_action::XDP_DROP;
     }
+    if (port.flags | tx.flags as u16) & PORT_F_SECURITY != 0 {
+        let verdict = sg::check(ctx, slot, &port, &tx);
+        if verdict != 0 {
+            return verdict;
+        }
+    }
     stats::update(port.index, |s| {
         s.tx_packets += 1;
         s.tx_bytes += pkt.len() as u64;
     });
     xdp_action::XDP_PASS
-}
-
-/// The group a routed frame was tagged with (see `route::tag_for_group`).
-#[inline(always)]
-fn routed_to_group(ctx: &XdpContext) -> Option<u32> {
-    let (meta, data) = (ctx.metadata(), ctx.data());
-    if meta + size_of::<RoutedToGroup>() > data {
-        return None;
-    }
-    // SAFETY: the metadata area holds a whole RoutedToGroup (checked above).
-    let tag = unsafe { core::ptr::read_unaligned(meta as *const RoutedToGroup) };
-    (tag.magic == ROUTED_TO_GROUP_MAGIC).then_some(tag.group)
 }

@@ -122,6 +122,10 @@ pub struct Desired {
     /// (router, subnet address, prefix length) -> where the subnet is.
     pub routes_v4: BTreeMap<(u32, [u8; 4], u8), Route>,
     pub routes_v6: BTreeMap<(u32, [u8; 16], u8), Route>,
+    /// Security groups (see `policy`).
+    pub policy: BTreeMap<crate::policy::PolicyRule, common::PolicyEntry>,
+    pub remote_v4: BTreeMap<([u8; 4], u8), common::RemoteIdentity>,
+    pub remote_v6: BTreeMap<([u8; 16], u8), common::RemoteIdentity>,
 }
 
 /// The stable indexes a compilation uses.
@@ -164,7 +168,13 @@ fn add_addr(desired: &mut Desired, port: u32, mac: MacAddr, net: IpNet, flags: u
 pub fn compile(topology: &Topology, ix: &AllIndexes, ifindexes: &[u32]) -> Result<Desired> {
     let (ports_ix, networks_ix) = (ix.ports, ix.networks);
     let mut d = Desired::default();
-    for (port, &ifindex) in topology.ports.iter().zip(ifindexes) {
+    let policies = crate::policy::compile(topology);
+    for ((port, &ifindex), &policy) in topology
+        .ports
+        .iter()
+        .zip(ifindexes)
+        .zip(&policies.port_policy)
+    {
         let index = ports_ix.get(&port.id);
         let network = networks_ix.get(&topology.networks[port.network].id);
         let flags = if port.port_security_enabled {
@@ -178,9 +188,10 @@ pub fn compile(topology: &Topology, ix: &AllIndexes, ifindexes: &[u32]) -> Resul
                 index,
                 network,
                 ifindex,
-                policy: 0,
+                policy,
                 mac: port.mac.octets(),
                 flags,
+                identity: policy,
             },
         );
         d.port_meta.insert(
@@ -224,6 +235,9 @@ pub fn compile(topology: &Topology, ix: &AllIndexes, ifindexes: &[u32]) -> Resul
     }
     forwarding_tables(topology, ports_ix, networks_ix, ix.groups, &mut d)?;
     router_tables(topology, networks_ix, ix.routers, &mut d);
+    d.policy = policies.rules;
+    d.remote_v4 = policies.remote_v4;
+    d.remote_v6 = policies.remote_v6;
     Ok(d)
 }
 

@@ -42,8 +42,37 @@ pub fn pair(ip: &str, mac: Option<&str>) -> Value {
     }
 }
 
-pub fn config(networks: Vec<Value>, subnets: Vec<Value>, ports: Vec<Value>) -> Value {
-    json!({ "networks": networks, "subnets": subnets, "ports": ports })
+/// A configuration. Ports with port security that name no security groups
+/// get the "open" group (everything in and out, IPv4 and IPv6), so that
+/// tests of other features are not filtered; security-group tests name
+/// their groups (or an explicit empty list).
+pub fn config(networks: Vec<Value>, subnets: Vec<Value>, mut ports: Vec<Value>) -> Value {
+    for p in &mut ports {
+        let secure = p["port_security_enabled"].as_bool() != Some(false);
+        let router = p["device_owner"].is_string();
+        if secure && !router && p.get("security_groups").is_none() {
+            p["security_groups"] = json!(["open"]);
+        }
+    }
+    json!({
+        "networks": networks,
+        "subnets": subnets,
+        "ports": ports,
+        "security_groups": [open_group()],
+    })
+}
+
+/// A group allowing everything in both directions.
+pub fn open_group() -> Value {
+    let rules: Vec<Value> = ["ingress", "egress"]
+        .iter()
+        .flat_map(|d| {
+            ["IPv4", "IPv6"]
+                .iter()
+                .map(move |e| json!({ "direction": d, "ethertype": e }))
+        })
+        .collect();
+    json!({ "id": "open", "name": "open", "security_group_rules": rules })
 }
 
 /// A router interface: (network, MAC, fixed IPs as (subnet, address)).

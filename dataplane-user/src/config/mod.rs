@@ -10,7 +10,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use mac::MacAddr;
-pub use model::{AddressPair, FixedIp, Network, Port, Router, RouterInterface, Subnet, Topology};
+pub use model::{
+    AddressPair, Direction, FixedIp, Network, Port, PortMatch, Remote, Router, RouterInterface,
+    Rule, SecurityGroup, Subnet, Topology,
+};
 pub use raw::RawConfig;
 pub use validate::{ConfigError, ConfigErrors, validate};
 

@@ -17,6 +17,49 @@ pub struct Topology {
     pub subnets: Vec<Subnet>,
     pub ports: Vec<Port>,
     pub routers: Vec<Router>,
+    pub security_groups: Vec<SecurityGroup>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub direction: Direction,
+    /// IPv6 (`ethertype = "IPv6"`) or IPv4.
+    pub ipv6: bool,
+    /// IP protocol number; None for any.
+    pub protocol: Option<u8>,
+    pub ports: PortMatch,
+    pub remote: Remote,
+}
+
+/// What a rule matches beyond the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMatch {
+    Any,
+    /// Destination port range (TCP, UDP, SCTP, UDP-Lite, DCCP), inclusive.
+    Range(u16, u16),
+    /// ICMP type, and code if given.
+    Icmp(u8, Option<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    Any,
+    Prefix(IpNet),
+    /// Index into [`Topology::security_groups`].
+    Group(usize),
 }
 
 /// A router and its interfaces (one per attached subnet).
@@ -73,7 +116,8 @@ pub struct Port {
     pub fixed_ips: Vec<FixedIp>,
     pub allowed_address_pairs: Vec<AddressPair>,
     pub port_security_enabled: bool,
-    pub security_groups: Vec<String>,
+    /// Indexes into [`Topology::security_groups`], sorted, no duplicates.
+    pub security_groups: Vec<usize>,
     /// Host interface carrying the port's traffic.
     pub tap: String,
 }

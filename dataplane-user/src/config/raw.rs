@@ -45,6 +45,11 @@ pub const IGNORED_FIELDS: &[&str] = &[
     "ha",
     "flavor_id",
     "enable_ndp_proxy",
+    // security groups and rules
+    "normalized_cidr",
+    "belongs_to_default_sg",
+    "shared",
+    "security_group_id",
     // ports
     "binding:host_id",
     "binding:vif_type",
@@ -72,8 +77,48 @@ pub struct RawConfig {
     pub ports: Vec<RawPort>,
     #[serde(default)]
     pub routers: Vec<RawRouter>,
+    #[serde(default)]
+    pub security_groups: Vec<RawSecurityGroup>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// A Neutron security group with its rules nested, as `openstack security
+/// group show` and the API's GET return them.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSecurityGroup {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Stateless groups are refused until they are supported.
+    pub stateful: Option<bool>,
+    #[serde(default)]
+    pub security_group_rules: Vec<RawRule>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRule {
+    pub id: Option<String>,
+    pub direction: Option<String>,
+    pub ethertype: Option<String>,
+    /// A name (tcp, udp, icmp, ipv6-icmp, any, ...) or a number.
+    pub protocol: Option<RawProtocol>,
+    pub port_range_min: Option<i64>,
+    pub port_range_max: Option<i64>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<String>,
+    /// Address groups are refused until they are supported.
+    pub remote_address_group_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawProtocol {
+    Number(i64),
+    Name(String),
 }
 
 /// A Neutron router. Its interfaces are ports whose `device_owner` is a

@@ -13,11 +13,14 @@ use ipnet::IpNet;
 use super::{
     mac::MacAddr,
     model::{
-        AddressPair, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, FixedIp, Network, Port,
-        ROUTER_INTERFACE_OWNERS, Router, RouterInterface, Subnet, Topology, default_tap_name,
-        label,
+        AddressPair, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, Direction, FixedIp, Network, Port,
+        PortMatch, ROUTER_INTERFACE_OWNERS, Remote, Router, RouterInterface, Rule, SecurityGroup,
+        Subnet, Topology, default_tap_name, label,
     },
-    raw::{Extra, IGNORED_FIELDS, RawConfig, RawNetwork, RawPort, RawRouter, RawSubnet},
+    raw::{
+        Extra, IGNORED_FIELDS, RawConfig, RawNetwork, RawPort, RawProtocol, RawRouter,
+        RawSecurityGroup, RawSubnet,
+    },
 };
 
 /// One problem in a configuration.
@@ -127,7 +130,7 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
         errors.push(
             "configuration",
             key.clone(),
-            "unknown section (expected dataplane, networks, subnets, ports, routers)",
+            "unknown section (expected dataplane, networks, subnets, ports, routers, security_groups)",
         );
     }
 
@@ -154,12 +157,21 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
     let subnets = validate_subnets(&mut errors, &raw.subnets, &network_index);
+    let security_groups = validate_security_groups(&mut errors, &raw.security_groups);
+    let sg_index: HashMap<&str, usize> = security_groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.id.as_str(), i))
+        .collect();
     let (ports, router_ports) = validate_ports(
         &mut errors,
         &raw.ports,
-        &network_index,
-        &network_security,
-        &subnets,
+        &Refs {
+            networks: &network_index,
+            network_security: &network_security,
+            subnets: &subnets,
+            security_groups: &sg_index,
+        },
         max_pairs,
     );
     let routers = validate_routers(&mut errors, &raw.routers, router_ports, &subnets);
@@ -171,6 +183,7 @@ pub fn validate(raw: &RawConfig) -> Result<Topology, ConfigErrors> {
             subnets,
             ports,
             routers,
+            security_groups,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -335,14 +348,22 @@ struct RouterPort {
     port: Port,
 }
 
+/// What ports may refer to.
+struct Refs<'a> {
+    networks: &'a HashMap<&'a str, usize>,
+    network_security: &'a [bool],
+    subnets: &'a [Subnet],
+    security_groups: &'a HashMap<&'a str, usize>,
+}
+
 fn validate_ports(
     errors: &mut Errors,
     raw: &[RawPort],
-    network_index: &HashMap<&str, usize>,
-    network_security: &[bool],
-    subnets: &[Subnet],
+    refs: &Refs,
     max_pairs: usize,
 ) -> (Vec<Port>, Vec<RouterPort>) {
+    let (network_index, network_security, subnets) =
+        (refs.networks, refs.network_security, refs.subnets);
     let subnet_index: HashMap<&str, usize> = subnets
         .iter()
         .enumerate()
@@ -640,6 +661,20 @@ fn validate_ports(
             }
         }
 
+        let mut security_groups = Vec::new();
+        for (j, g) in p.security_groups.iter().enumerate() {
+            match refs.security_groups.get(g.trim()) {
+                Some(&i) => security_groups.push(i),
+                None => errors.push(
+                    &object,
+                    format!("security_groups[{j}]"),
+                    format!("unknown security group {g:?} (not in security_groups)"),
+                ),
+            }
+        }
+        security_groups.sort_unstable();
+        security_groups.dedup();
+
         if !p.security_groups.is_empty() && !port_security_enabled {
             errors.push(
                 &object,
@@ -684,7 +719,7 @@ fn validate_ports(
             fixed_ips,
             allowed_address_pairs: pairs,
             port_security_enabled,
-            security_groups: p.security_groups.clone(),
+            security_groups,
             tap,
         };
         let label = port.label();
@@ -807,4 +842,289 @@ fn validate_routers(
         }
     }
     routers
+}
+
+/// IP protocol numbers of the names Neutron accepts.
+fn protocol_number(name: &str, ipv6: bool) -> Option<u8> {
+    Some(match name {
+        "icmp" if ipv6 => 58,
+        "icmp" => 1,
+        "igmp" => 2,
+        "ipip" => 4,
+        "tcp" => 6,
+        "egp" => 8,
+        "udp" => 17,
+        "dccp" => 33,
+        "ipv6-encap" => 41,
+        "ipv6-route" => 43,
+        "ipv6-frag" => 44,
+        "rsvp" => 46,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "ipv6-icmp" | "icmpv6" => 58,
+        "ipv6-nonxt" => 59,
+        "ipv6-opts" => 60,
+        "ospf" => 89,
+        "pim" => 103,
+        "vrrp" => 112,
+        "sctp" => 132,
+        "udplite" => 136,
+        _ => return None,
+    })
+}
+
+/// Protocols whose rules may name a destination port range.
+fn has_ports(protocol: u8) -> bool {
+    matches!(protocol, 6 | 17 | 33 | 132 | 136)
+}
+
+fn validate_security_groups(errors: &mut Errors, raw: &[RawSecurityGroup]) -> Vec<SecurityGroup> {
+    // Ids first: rules may refer to any group, including later ones.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<SecurityGroup> = Vec::new();
+    let mut objects = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        let object = object_label("security group", "security_groups", i, &g.id, &g.name);
+        errors.unknown_fields(&object, "", &g.extra);
+        if g.stateful == Some(false) {
+            errors.push(
+                &object,
+                "stateful",
+                "stateless security groups are not supported yet",
+            );
+        }
+        let Some(id) = required(errors, &object, "id", &g.id) else {
+            continue;
+        };
+        if index.insert(id, groups.len()).is_some() {
+            errors.push(&object, "id", "duplicate security group id");
+            continue;
+        }
+        groups.push(SecurityGroup {
+            id: id.to_string(),
+            name: g.name.clone().unwrap_or_default(),
+            rules: Vec::new(),
+        });
+        objects.push((object, g));
+    }
+    for (gi, (object, g)) in objects.into_iter().enumerate() {
+        for (j, r) in g.security_group_rules.iter().enumerate() {
+            let field = |f: &str| format!("security_group_rules[{j}].{f}");
+            let before = errors.0.len();
+            errors.unknown_fields(&object, &format!("security_group_rules[{j}]."), &r.extra);
+            let direction = match r.direction.as_deref().map(str::trim) {
+                Some("ingress") => Some(Direction::Ingress),
+                Some("egress") => Some(Direction::Egress),
+                Some(d) => {
+                    errors.push(
+                        &object,
+                        field("direction"),
+                        format!("{d:?} is neither ingress nor egress"),
+                    );
+                    None
+                }
+                None => {
+                    errors.push(&object, field("direction"), "missing (required)");
+                    None
+                }
+            };
+            let ipv6 = match r.ethertype.as_deref().map(str::trim) {
+                None | Some("IPv4") => false,
+                Some("IPv6") => true,
+                Some(e) => {
+                    errors.push(
+                        &object,
+                        field("ethertype"),
+                        format!("{e:?} is neither IPv4 nor IPv6"),
+                    );
+                    false
+                }
+            };
+            let protocol = match &r.protocol {
+                None => None,
+                Some(RawProtocol::Name(n)) if matches!(n.trim(), "" | "any") => None,
+                Some(RawProtocol::Name(n)) => match n.trim().parse::<i64>() {
+                    Ok(v) if (0..=255).contains(&v) => Some(v as u8),
+                    Ok(v) => {
+                        errors.push(
+                            &object,
+                            field("protocol"),
+                            format!("{v} is not an IP protocol number (0-255)"),
+                        );
+                        None
+                    }
+                    Err(_) => match protocol_number(&n.trim().to_ascii_lowercase(), ipv6) {
+                        Some(p) => Some(p),
+                        None => {
+                            errors.push(
+                                &object,
+                                field("protocol"),
+                                format!("unknown protocol {n:?}"),
+                            );
+                            None
+                        }
+                    },
+                },
+                Some(RawProtocol::Number(v)) if (0..=255).contains(v) => Some(*v as u8),
+                Some(RawProtocol::Number(v)) => {
+                    errors.push(
+                        &object,
+                        field("protocol"),
+                        format!("{v} is not an IP protocol number (0-255)"),
+                    );
+                    None
+                }
+            };
+            if protocol == Some(1) && ipv6 || protocol == Some(58) && !ipv6 {
+                errors.push(
+                    &object,
+                    field("protocol"),
+                    "ICMP version does not match the ethertype",
+                );
+            }
+            let (min, max) = (r.port_range_min, r.port_range_max);
+            let ports = match (protocol, min, max) {
+                (_, None, None) => PortMatch::Any,
+                (None, _, _) => {
+                    errors.push(
+                        &object,
+                        field("port_range_min"),
+                        "a port range needs a protocol",
+                    );
+                    PortMatch::Any
+                }
+                (Some(1 | 58), Some(t), code) => {
+                    if !(0..=255).contains(&t) {
+                        errors.push(
+                            &object,
+                            field("port_range_min"),
+                            format!("ICMP type {t} is not 0-255"),
+                        );
+                    }
+                    if let Some(c) = code {
+                        if !(0..=255).contains(&c) {
+                            errors.push(
+                                &object,
+                                field("port_range_max"),
+                                format!("ICMP code {c} is not 0-255"),
+                            );
+                        }
+                    }
+                    PortMatch::Icmp(t as u8, code.map(|c| c as u8))
+                }
+                (Some(1 | 58), None, Some(_)) => {
+                    errors.push(
+                        &object,
+                        field("port_range_max"),
+                        "an ICMP code needs an ICMP type (port_range_min)",
+                    );
+                    PortMatch::Any
+                }
+                (Some(p), lo, hi) if has_ports(p) => {
+                    let lo = lo.or(hi).unwrap_or(1);
+                    let hi = hi.or(Some(lo)).unwrap_or(lo);
+                    if !(1..=65535).contains(&lo) || !(1..=65535).contains(&hi) {
+                        errors.push(
+                            &object,
+                            field("port_range_min"),
+                            format!("ports {lo}-{hi} are not within 1-65535"),
+                        );
+                    } else if lo > hi {
+                        errors.push(
+                            &object,
+                            field("port_range_max"),
+                            format!("{hi} is below port_range_min {lo}"),
+                        );
+                    }
+                    PortMatch::Range(lo as u16, hi as u16)
+                }
+                (Some(p), _, _) => {
+                    errors.push(
+                        &object,
+                        field("port_range_min"),
+                        format!("protocol {p} has no ports"),
+                    );
+                    PortMatch::Any
+                }
+            };
+            if r.remote_address_group_id
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
+            {
+                errors.push(
+                    &object,
+                    field("remote_address_group_id"),
+                    "address groups are not supported yet",
+                );
+            }
+            let prefix = r
+                .remote_ip_prefix
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty());
+            let group = r
+                .remote_group_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty());
+            let remote = match (prefix, group) {
+                (Some(_), Some(_)) => {
+                    errors.push(
+                        &object,
+                        field("remote_group_id"),
+                        "give remote_ip_prefix or remote_group_id, not both",
+                    );
+                    Remote::Any
+                }
+                (Some(p), None) => match parse_pair_ip(p) {
+                    Some(net) if net.addr().is_ipv6() != ipv6 => {
+                        errors.push(
+                            &object,
+                            field("remote_ip_prefix"),
+                            format!(
+                                "{p} does not match ethertype {}",
+                                if ipv6 { "IPv6" } else { "IPv4" }
+                            ),
+                        );
+                        Remote::Any
+                    }
+                    // Neutron normalises host bits away; so do we.
+                    Some(net) => Remote::Prefix(net.trunc()),
+                    None => {
+                        errors.push(
+                            &object,
+                            field("remote_ip_prefix"),
+                            format!("{p:?} is not an IP address or CIDR"),
+                        );
+                        Remote::Any
+                    }
+                },
+                (None, Some(g)) => match index.get(g) {
+                    Some(&i) => Remote::Group(i),
+                    None => {
+                        errors.push(
+                            &object,
+                            field("remote_group_id"),
+                            format!("unknown security group {g:?}"),
+                        );
+                        Remote::Any
+                    }
+                },
+                (None, None) => Remote::Any,
+            };
+            let Some(direction) = direction else { continue };
+            if errors.0.len() != before {
+                continue;
+            }
+            groups[gi].rules.push(Rule {
+                direction,
+                ipv6,
+                protocol,
+                ports,
+                remote,
+            });
+        }
+    }
+    groups
 }

@@ -4,7 +4,8 @@
 use aya::maps::lpm_trie::Key;
 use common::{
     FdbKey, GroupMemberKey, NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key, PORT_ADDR_PREFIX_BITS,
-    PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey, ROUTE_PREFIX_BITS, RouteV4Key, RouteV6Key,
+    PolicyKey, PortAddrV4Key, PortAddrV6Key, PortKey, PortMacKey, REMOTE_PREFIX_BITS,
+    ROUTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, RouteV4Key, RouteV6Key,
 };
 
 use super::slots::{SlotKey, SlotLpmKey};
@@ -170,5 +171,60 @@ impl SlotLpmKey for RouteV6Key {
         let d = key.data();
         let plen = key.prefix_len().saturating_sub(ROUTE_PREFIX_BITS) as u8;
         (d.slot, (d.router, d.addr, plen))
+    }
+}
+
+impl SlotLpmKey for PolicyKey {
+    type Bare = crate::policy::PolicyRule;
+    fn with_slot(
+        slot: u32,
+        &(policy, identity, dir, proto, port, bits): &crate::policy::PolicyRule,
+    ) -> Key<Self> {
+        Key::new(
+            bits,
+            PolicyKey {
+                slot,
+                policy,
+                identity,
+                dir,
+                proto,
+                port,
+            },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, crate::policy::PolicyRule) {
+        let d = key.data();
+        let bits = key.prefix_len();
+        (d.slot, (d.policy, d.identity, d.dir, d.proto, d.port, bits))
+    }
+}
+
+impl SlotLpmKey for RemoteV4Key {
+    type Bare = ([u8; 4], u8);
+    fn with_slot(slot: u32, &(addr, plen): &([u8; 4], u8)) -> Key<Self> {
+        Key::new(
+            REMOTE_PREFIX_BITS + u32::from(plen),
+            RemoteV4Key { slot, addr },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, ([u8; 4], u8)) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(REMOTE_PREFIX_BITS) as u8;
+        (d.slot, (d.addr, plen))
+    }
+}
+
+impl SlotLpmKey for RemoteV6Key {
+    type Bare = ([u8; 16], u8);
+    fn with_slot(slot: u32, &(addr, plen): &([u8; 16], u8)) -> Key<Self> {
+        Key::new(
+            REMOTE_PREFIX_BITS + u32::from(plen),
+            RemoteV6Key { slot, addr },
+        )
+    }
+    fn split(key: &Key<Self>) -> (u32, ([u8; 16], u8)) {
+        let d = key.data();
+        let plen = key.prefix_len().saturating_sub(REMOTE_PREFIX_BITS) as u8;
+        (d.slot, (d.addr, plen))
     }
 }

@@ -26,9 +26,9 @@ use aya::{
 };
 use common::{
     DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
-    JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PortAddr,
-    PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
-    Route, RouteV4Key, RouteV6Key,
+    JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PolicyEntry,
+    PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
+    PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key,
 };
 use tracing::{debug, info};
 
@@ -103,6 +103,9 @@ pub struct Datapath {
     neigh_v6: SlottedMap<SlotLpm<NeighV6Key, Neigh>>,
     routes_v4: SlottedMap<SlotLpm<RouteV4Key, Route>>,
     routes_v6: SlottedMap<SlotLpm<RouteV6Key, Route>>,
+    policy: SlottedMap<SlotLpm<PolicyKey, PolicyEntry>>,
+    remote_v4: SlottedMap<SlotLpm<RemoteV4Key, RemoteIdentity>>,
+    remote_v6: SlottedMap<SlotLpm<RemoteV6Key, RemoteIdentity>>,
     group_members: SlottedMap<SlotHash<GroupMemberKey, GroupMember>>,
     group_state: Array<MapData, GroupState>,
     group_meta: Array<MapData, GroupMeta>,
@@ -234,6 +237,18 @@ impl Datapath {
             SlotLpm(take(&mut ebpf, "ROUTES_V6")?),
             cap("ROUTES_V6"),
         )?;
+        let policy =
+            SlottedMap::open("POLICY", SlotLpm(take(&mut ebpf, "POLICY")?), cap("POLICY"))?;
+        let remote_v4 = SlottedMap::open(
+            "REMOTE_V4",
+            SlotLpm(take(&mut ebpf, "REMOTE_V4")?),
+            cap("REMOTE_V4"),
+        )?;
+        let remote_v6 = SlottedMap::open(
+            "REMOTE_V6",
+            SlotLpm(take(&mut ebpf, "REMOTE_V6")?),
+            cap("REMOTE_V6"),
+        )?;
         let group_members = SlottedMap::open(
             "GROUP_MEMBERS",
             SlotHash(take(&mut ebpf, "GROUP_MEMBERS")?),
@@ -289,6 +304,9 @@ impl Datapath {
             neigh_v6,
             routes_v4,
             routes_v6,
+            policy,
+            remote_v4,
+            remote_v6,
             group_members,
             group_state,
             group_meta,
@@ -377,6 +395,9 @@ impl Datapath {
         entries += self.neigh_v6.sync(target, &desired.neigh_v6)?;
         entries += self.routes_v4.sync(target, &desired.routes_v4)?;
         entries += self.routes_v6.sync(target, &desired.routes_v6)?;
+        entries += self.policy.sync(target, &desired.policy)?;
+        entries += self.remote_v4.sync(target, &desired.remote_v4)?;
+        entries += self.remote_v6.sync(target, &desired.remote_v6)?;
         entries += self.group_members.sync(target, &desired.group_members)?;
         // Groups new to the live configuration start with no active member.
         for (name, &g) in &desired.groups.by_id {
@@ -481,6 +502,9 @@ impl Datapath {
         check(&self.neigh_v6, d.neigh_v6.len())?;
         check(&self.routes_v4, d.routes_v4.len())?;
         check(&self.routes_v6, d.routes_v6.len())?;
+        check(&self.policy, d.policy.len())?;
+        check(&self.remote_v4, d.remote_v4.len())?;
+        check(&self.remote_v6, d.remote_v6.len())?;
         check(&self.group_members, d.group_members.len())?;
         if let Some((&domain, members)) = d
             .flood

@@ -1,0 +1,65 @@
+//! The metadata a redirected frame carries from `from_vm` (or a routing
+//! program) to `to_vm`: see [`TxMeta`].
+
+use aya_ebpf::{helpers::bpf_xdp_adjust_meta, programs::XdpContext};
+use common::{DropReason, PortInfo, TX_META_MAGIC, TxMeta};
+
+const LEN: usize = core::mem::size_of::<TxMeta>();
+
+/// Attaches the sender (and a group to readdress for, or 0). The packet's
+/// pointers are invalid afterwards (the helper may move data), so this is
+/// the last thing done to a frame before its redirect.
+#[inline(always)]
+pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropReason> {
+    // SAFETY: ctx.ctx is the program's xdp_md.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(LEN as i32)) } != 0 {
+        return Err(DropReason::RedirectFailed);
+    }
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + LEN > data {
+        return Err(DropReason::RedirectFailed);
+    }
+    // SAFETY: [meta, meta + LEN) was checked to lie before data.
+    unsafe {
+        core::ptr::write_unaligned(
+            meta as *mut TxMeta,
+            TxMeta {
+                magic: TX_META_MAGIC,
+                sender: sender.index,
+                policy: sender.policy,
+                identity: sender.identity,
+                flags: u32::from(sender.flags),
+                group,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The frame's metadata; all zero (no sender known) if it has none.
+#[inline(always)]
+pub fn read(ctx: &XdpContext) -> TxMeta {
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + LEN > data {
+        return TxMeta::default();
+    }
+    // SAFETY: the metadata area holds a whole TxMeta (checked above).
+    let m = unsafe { core::ptr::read_unaligned(meta as *const TxMeta) };
+    if m.magic == TX_META_MAGIC {
+        m
+    } else {
+        TxMeta::default()
+    }
+}
+
+/// Sets the group of metadata already attached by [`tag`].
+#[inline(always)]
+pub fn set_group(ctx: &XdpContext, group: u32) -> bool {
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + LEN > data {
+        return false;
+    }
+    // SAFETY: [meta, meta + LEN) lies before data (checked above).
+    unsafe { (*(meta as *mut TxMeta)).group = group };
+    true
+}

@@ -1,0 +1,370 @@
+//! Stateful security groups, enforced in `to_vm` where both ends of a
+//! packet are known: the sending port (from the metadata `from_vm` and the
+//! routing programs attach) and the receiving port. The sender's egress
+//! rules see the receiver as remote, the receiver's ingress rules see the
+//! sender; each port keeps its own connections (its index is the
+//! connection-tracking zone), so removing one holder of a shared address
+//! leaves the other's connections alone.
+//!
+//! A packet of a tracked connection (either direction) passes; otherwise
+//! the policy decides and, if it allows, a connection is tracked. Entries
+//! allowed under an older configuration are checked again against the
+//! current rules on their next packet: removing a rule also ends the
+//! connections it allowed.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::XdpContext};
+use common::{
+    CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CtEntry, CtKey, DropReason,
+    POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey, PortInfo,
+    REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TxMeta,
+};
+
+use crate::{
+    maps::{CONFIG, CONNTRACK, POLICY, REMOTE_V4, REMOTE_V6},
+    packet::Packet,
+    parse::{self, ETH_P_IP, ETH_P_IPV6, Frag},
+    stats,
+};
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+const SEC: u64 = 1_000_000_000;
+
+/// What the policy and conntrack need of a packet.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Flow {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Transport ports; ICMP echo: the identifier as source (request) or
+    /// destination (reply) port, so that a reply reverses its request.
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    /// What the policy matches: the destination port, or ICMP [type, code].
+    pub policy_port: [u8; 2],
+    pub proto: u8,
+    pub ipv6: u8,
+    pub tcp_flags: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Applies the sender's egress and the receiver's ingress rules; returns 0
+/// to deliver, or the XDP action to drop (the drop is counted). A BPF
+/// subprogram so that its stack does not add to `to_vm`'s.
+#[inline(never)]
+pub fn check(ctx: &XdpContext, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let flow = match flow(&pkt) {
+        Ok(Some(f)) => f,
+        // Not IP: nothing for security groups.
+        Ok(None) => return 0,
+        Err(reason) => {
+            stats::count_drop(rx.index, reason);
+            return aya_ebpf::bindings::xdp_action::XDP_DROP;
+        }
+    };
+    if base_allowed(&flow) {
+        return 0;
+    }
+    let generation = CONFIG.get(0).map(|c| c.generation).unwrap_or(0);
+    if tx.sender != 0 && tx.flags & u32::from(PORT_F_SECURITY) != 0 {
+        let zone = Zone {
+            slot,
+            port: tx.sender,
+            policy: tx.policy,
+            dir: POLICY_DIR_EGRESS,
+            remote: rx.identity,
+            generation,
+        };
+        if let Err(reason) = track(&flow, &zone) {
+            stats::count_drop(tx.sender, reason);
+            return aya_ebpf::bindings::xdp_action::XDP_DROP;
+        }
+    }
+    if rx.flags & PORT_F_SECURITY != 0 {
+        let zone = Zone {
+            slot,
+            port: rx.index,
+            policy: rx.policy,
+            dir: POLICY_DIR_INGRESS,
+            remote: tx.identity,
+            generation,
+        };
+        if let Err(reason) = track(&flow, &zone) {
+            stats::count_drop(rx.index, reason);
+            return aya_ebpf::bindings::xdp_action::XDP_DROP;
+        }
+    }
+    0
+}
+
+/// One port's side of a packet.
+struct Zone {
+    slot: u32,
+    port: u32,
+    policy: u32,
+    /// Whether the packet leaves (egress) or reaches (ingress) this port.
+    dir: u8,
+    /// Identity of the port at the other end (0: unknown).
+    remote: u32,
+    generation: u64,
+}
+
+#[inline(always)]
+fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
+    let eth = parse::eth(pkt)?;
+    let mut f = Flow {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: [0; 2],
+        dport: [0; 2],
+        policy_port: [0; 2],
+        proto: 0,
+        ipv6: 0,
+        tcp_flags: 0,
+        _pad: [0; 3],
+    };
+    let (l4, later) = if eth.proto == ETH_P_IP {
+        let ip = parse::ipv4(pkt)?;
+        f.src[..4].copy_from_slice(&ip.src);
+        f.dst[..4].copy_from_slice(&ip.dst);
+        f.proto = ip.proto;
+        (ip.l4_off, ip.frag == Frag::Later)
+    } else if eth.proto == ETH_P_IPV6 {
+        let ip = parse::ipv6(pkt)?;
+        f.src = ip.src;
+        f.dst = ip.dst;
+        f.proto = ip.proto;
+        f.ipv6 = 1;
+        (ip.l4_off, ip.frag == Frag::Later)
+    } else {
+        return Ok(None);
+    };
+    // A later fragment has no transport header: it is matched by protocol
+    // only (port 0), so rules with ports do not let it through.
+    if later {
+        return Ok(Some(f));
+    }
+    match f.proto {
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let [ty, code] = pkt.read::<[u8; 2]>(l4).ok_or(DropReason::Malformed)?;
+            f.policy_port = [ty, code];
+            let (request, reply) = if f.proto == IPPROTO_ICMP { (8, 0) } else { (128, 129) };
+            if ty == request || ty == reply {
+                let id = pkt.read::<[u8; 2]>(l4 + 4).ok_or(DropReason::Malformed)?;
+                if ty == request {
+                    f.sport = id;
+                } else {
+                    f.dport = id;
+                }
+            } else {
+                // Other ICMP messages are matched by type and code only.
+                f.sport = [ty, code];
+            }
+        }
+        _ => {
+            if let Some([s0, s1, d0, d1]) = pkt.read::<[u8; 4]>(l4) {
+                f.sport = [s0, s1];
+                f.dport = [d0, d1];
+                f.policy_port = [d0, d1];
+            }
+            if f.proto == IPPROTO_TCP {
+                let [_, flags] = pkt.read::<[u8; 2]>(l4 + 12).ok_or(DropReason::Malformed)?;
+                f.tcp_flags = flags;
+            }
+        }
+    }
+    Ok(Some(f))
+}
+
+/// What Neutron's firewall allows before any security group: DHCP and
+/// DHCPv6 between client and server ports, and neighbour discovery and
+/// MLD (port security already dropped what a VM may not send of these).
+#[inline(always)]
+fn base_allowed(f: &Flow) -> bool {
+    let (s, d) = (u16::from_be_bytes(f.sport), u16::from_be_bytes(f.dport));
+    match f.proto {
+        IPPROTO_UDP => {
+            (f.ipv6 == 0 && ((s == 68 && d == 67) || (s == 67 && d == 68)))
+                || (f.ipv6 == 1 && ((s == 546 && d == 547) || (s == 547 && d == 546)))
+        }
+        IPPROTO_ICMPV6 => matches!(f.policy_port[0], 130..=136 | 143),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn ct_key(zone: u32, f: &Flow, reversed: bool) -> CtKey {
+    let (src, dst, sport, dport) = if reversed {
+        (f.dst, f.src, f.dport, f.sport)
+    } else {
+        (f.src, f.dst, f.sport, f.dport)
+    };
+    CtKey {
+        zone,
+        proto: f.proto,
+        ipv6: f.ipv6,
+        sport,
+        dport,
+        _pad: [0; 2],
+        src,
+        dst,
+    }
+}
+
+#[inline(always)]
+fn timeout(proto: u8, state: u8) -> u64 {
+    match (proto, state) {
+        (IPPROTO_TCP, CT_ESTABLISHED) => 3600 * SEC,
+        (IPPROTO_TCP, CT_CLOSING) => 30 * SEC,
+        (IPPROTO_TCP, CT_CLOSED) => 10 * SEC,
+        (IPPROTO_TCP, _) => 30 * SEC,
+        (IPPROTO_UDP, CT_ESTABLISHED) => 180 * SEC,
+        (IPPROTO_ICMP | IPPROTO_ICMPV6, _) => 30 * SEC,
+        (_, CT_ESTABLISHED) => 180 * SEC,
+        _ => 60 * SEC,
+    }
+}
+
+/// The state after a packet of a tracked connection.
+#[inline(always)]
+fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
+    if f.proto == IPPROTO_TCP {
+        if f.tcp_flags & TCP_RST != 0 {
+            return CT_CLOSED;
+        }
+        if f.tcp_flags & TCP_FIN != 0 && state != CT_CLOSED {
+            return CT_CLOSING;
+        }
+    }
+    if reply && state == CT_OPENING {
+        CT_ESTABLISHED
+    } else {
+        state
+    }
+}
+
+/// Tracks the packet in `z`'s zone: a packet of a live connection passes
+/// (after a re-check if the rules changed since), a new one needs the
+/// policy's consent.
+#[inline(always)]
+fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let reason = if z.dir == POLICY_DIR_EGRESS {
+        DropReason::SgEgress
+    } else {
+        DropReason::SgIngress
+    };
+    let new_syn = f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    for reversed in [false, true] {
+        let key = ct_key(z.port, f, reversed);
+        let Some(e) = CONNTRACK.get_ptr_mut(&key) else {
+            continue;
+        };
+        // SAFETY: a value of the map, used before any other map update.
+        let e = unsafe { &mut *e };
+        if e.expires_ns < now || (e.state == CT_CLOSED && new_syn) {
+            continue;
+        }
+        if e.generation != z.generation {
+            // The rules changed: is the connection still allowed, from its
+            // opener's point of view?
+            let (remote_ip, port) = if e.dir == POLICY_DIR_EGRESS {
+                (if reversed { f.src } else { f.dst }, orig_policy_port(f, reversed))
+            } else {
+                (if reversed { f.dst } else { f.src }, orig_policy_port(f, reversed))
+            };
+            if !allowed(z, e.dir, f, remote_ip, port) {
+                let _ = CONNTRACK.remove(&key);
+                return Err(reason);
+            }
+            e.generation = z.generation;
+        }
+        e.state = next_state(e.state, f, reversed);
+        e.expires_ns = now + timeout(f.proto, e.state);
+        e.packets += 1;
+        return Ok(());
+    }
+    if f.proto == IPPROTO_TCP && !new_syn {
+        return Err(DropReason::CtInvalid);
+    }
+    let remote_ip = if z.dir == POLICY_DIR_EGRESS { f.dst } else { f.src };
+    if !allowed(z, z.dir, f, remote_ip, f.policy_port) {
+        return Err(reason);
+    }
+    let state = CT_OPENING;
+    let entry = CtEntry {
+        expires_ns: now + timeout(f.proto, state),
+        generation: z.generation,
+        packets: 1,
+        state,
+        dir: z.dir,
+        _pad: [0; 6],
+    };
+    // A full table evicts its least recently used connection (LRU).
+    let _ = CONNTRACK.insert(&ct_key(z.port, f, false), &entry, 0);
+    Ok(())
+}
+
+/// The policy port of the connection's first packet, seen from a packet
+/// of it (reply packets carry the ports swapped).
+#[inline(always)]
+fn orig_policy_port(f: &Flow, reversed: bool) -> [u8; 2] {
+    match f.proto {
+        IPPROTO_ICMP => [8, 0],
+        IPPROTO_ICMPV6 => [128, 0],
+        _ if reversed => f.sport,
+        _ => f.policy_port,
+    }
+}
+
+/// Whether a rule of the zone's policy allows a connection in `dir` to or
+/// from `remote_ip`: the remote port's identity, the remote address's
+/// CIDR identity, or a rule without remote.
+#[inline(always)]
+fn allowed(z: &Zone, dir: u8, f: &Flow, remote_ip: [u8; 16], port: [u8; 2]) -> bool {
+    let dir = if f.ipv6 != 0 { dir | POLICY_V6 } else { dir };
+    let cidr = cidr_identity(z.slot, f.ipv6 != 0, remote_ip);
+    for identity in [z.remote, cidr, 0] {
+        let key = Key::new(
+            common::POLICY_PREFIX_BITS + 24,
+            PolicyKey {
+                slot: z.slot,
+                policy: z.policy,
+                identity,
+                dir,
+                proto: f.proto,
+                port,
+            },
+        );
+        if POLICY.get(&key).is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+#[inline(always)]
+fn cidr_identity(slot: u32, ipv6: bool, addr: [u8; 16]) -> u32 {
+    if ipv6 {
+        let key = Key::new(REMOTE_PREFIX_BITS + 128, RemoteV6Key { slot, addr });
+        REMOTE_V6.get(&key).map(|r| r.identity).unwrap_or(0)
+    } else {
+        let key = Key::new(
+            REMOTE_PREFIX_BITS + 32,
+            RemoteV4Key {
+                slot,
+                addr: [addr[0], addr[1], addr[2], addr[3]],
+            },
+        );
+        REMOTE_V4.get(&key).map(|r| r.identity).unwrap_or(0)
+    }
+}
