@@ -9,11 +9,11 @@ use common::{
 };
 
 use crate::{
-    config, forward, groups,
+    config, forward, groups, meta,
     packet::Packet,
     parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
     portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
-    meta, responder, route, stats,
+    responder, route, stats,
 };
 
 #[inline(always)]

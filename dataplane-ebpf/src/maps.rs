@@ -10,12 +10,12 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use common::{
-    CtEntry, CtKey, MAX_CONNTRACK, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, PolicyEntry, PolicyKey,
-    RemoteIdentity, RemoteV4Key, RemoteV6Key,
-    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop,
-    JUMP_SLOTS, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_PORTS, MAX_ROUTER_INTERFACES,
-    Neigh, NeighV4Key, NeighV6Key, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey,
-    PortMac, PortMacKey, PortMeta, PortStats, Route, RouteV4Key, RouteV6Key,
+    CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
+    GroupState, Hop, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS,
+    MAX_POLICY_RULES, MAX_PORTS, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, Neigh, NeighV4Key,
+    NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey,
+    PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route,
+    RouteV4Key, RouteV6Key,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -103,8 +103,7 @@ pub static HOP: PerCpuArray<Hop, 1> = PerCpuArray::new();
 // Security groups
 
 #[btf_map]
-pub static POLICY: LpmTrie<PolicyKey, PolicyEntry, { MAX_POLICY_RULES as usize }> =
-    LpmTrie::new();
+pub static POLICY: LpmTrie<PolicyKey, PolicyEntry, { MAX_POLICY_RULES as usize }> = LpmTrie::new();
 
 #[btf_map]
 pub static REMOTE_V4: LpmTrie<RemoteV4Key, RemoteIdentity, { MAX_REMOTE_PREFIXES as usize }> =

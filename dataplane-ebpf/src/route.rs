@@ -17,8 +17,9 @@ use common::{
 };
 
 use crate::{
-    forward, groups, meta,
+    forward, groups,
     maps::{HOP, JUMP, NEIGH_V4, NEIGH_V6, ROUTES_V4, ROUTES_V6},
+    meta,
     packet::Packet,
     parse::ETH_HLEN,
     stats,

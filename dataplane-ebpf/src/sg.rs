@@ -157,7 +157,11 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let [ty, code] = pkt.read::<[u8; 2]>(l4).ok_or(DropReason::Malformed)?;
             f.policy_port = [ty, code];
-            let (request, reply) = if f.proto == IPPROTO_ICMP { (8, 0) } else { (128, 129) };
+            let (request, reply) = if f.proto == IPPROTO_ICMP {
+                (8, 0)
+            } else {
+                (128, 129)
+            };
             if ty == request || ty == reply {
                 let id = pkt.read::<[u8; 2]>(l4 + 4).ok_or(DropReason::Malformed)?;
                 if ty == request {
@@ -266,7 +270,7 @@ fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     let new_syn = f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     for reversed in [false, true] {
         let key = ct_key(z.port, f, reversed);
-        let Some(e) = CONNTRACK.get_ptr_mut(&key) else {
+        let Some(e) = CONNTRACK.get_ptr_mut(key) else {
             continue;
         };
         // SAFETY: a value of the map, used before any other map update.
@@ -278,12 +282,18 @@ fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
             // The rules changed: is the connection still allowed, from its
             // opener's point of view?
             let (remote_ip, port) = if e.dir == POLICY_DIR_EGRESS {
-                (if reversed { f.src } else { f.dst }, orig_policy_port(f, reversed))
+                (
+                    if reversed { f.src } else { f.dst },
+                    orig_policy_port(f, reversed),
+                )
             } else {
-                (if reversed { f.dst } else { f.src }, orig_policy_port(f, reversed))
+                (
+                    if reversed { f.dst } else { f.src },
+                    orig_policy_port(f, reversed),
+                )
             };
             if !allowed(z, e.dir, f, remote_ip, port) {
-                let _ = CONNTRACK.remove(&key);
+                let _ = CONNTRACK.remove(key);
                 return Err(reason);
             }
             e.generation = z.generation;
@@ -296,7 +306,11 @@ fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     if f.proto == IPPROTO_TCP && !new_syn {
         return Err(DropReason::CtInvalid);
     }
-    let remote_ip = if z.dir == POLICY_DIR_EGRESS { f.dst } else { f.src };
+    let remote_ip = if z.dir == POLICY_DIR_EGRESS {
+        f.dst
+    } else {
+        f.src
+    };
     if !allowed(z, z.dir, f, remote_ip, f.policy_port) {
         return Err(reason);
     }
@@ -310,7 +324,7 @@ fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
         _pad: [0; 6],
     };
     // A full table evicts its least recently used connection (LRU).
-    let _ = CONNTRACK.insert(&ct_key(z.port, f, false), &entry, 0);
+    let _ = CONNTRACK.insert(ct_key(z.port, f, false), entry, 0);
     Ok(())
 }
 

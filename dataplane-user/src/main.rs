@@ -10,7 +10,7 @@ use dataplane::{
     interfaces, show,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,11 @@ enum ShowWhat {
     /// Ports with their MACs, addresses, pairs and counters.
     Ports {
         /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tracked connections, by the port they belong to.
+    Conntrack {
         #[arg(long)]
         json: bool,
     },
@@ -135,6 +140,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                         print!("{}", show::render_ports(&view));
                     }
                 }
+                ShowWhat::Conntrack { json } => {
+                    let view = show::conntrack(&dir)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&view)?);
+                    } else {
+                        print!("{}", show::render_conntrack(&view));
+                    }
+                }
                 ShowWhat::Groups { json } => {
                     let view = show::groups(&dir)?;
                     if json {
@@ -181,13 +194,43 @@ async fn run(instance: String, config_path: PathBuf, max_ports: u32) -> Result<(
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = sigint.recv() => info!("SIGINT: detaching"),
-        _ = sigterm.recv() => info!("SIGTERM: detaching"),
+    let mut sighup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => { info!("SIGINT: detaching"); break }
+            _ = sigterm.recv() => { info!("SIGTERM: detaching"); break }
+            _ = sighup.recv() => reload(&mut dp, &config_path),
+        }
     }
     dp.shutdown(true)?;
     info!("detached and unpinned");
     Ok(())
+}
+
+/// SIGHUP: applies the configuration file again. A file that does not
+/// validate, or names a tap that does not exist, changes nothing: the last
+/// good configuration stays live.
+fn reload(dp: &mut Datapath, config_path: &std::path::Path) {
+    let result = config::load(config_path)
+        .and_then(|t| {
+            let ifindexes = interfaces::resolve_taps(&t)?;
+            Ok((t, ifindexes))
+        })
+        .and_then(|(t, ifindexes)| dp.apply(&t, &ifindexes).map(|s| (t, s)));
+    match result {
+        Ok((t, summary)) => info!(
+            ports = t.ports.len(),
+            generation = summary.generation,
+            "SIGHUP: configuration applied"
+        ),
+        Err(e) => {
+            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
+                error!("SIGHUP: {errors}; keeping the running configuration");
+            } else {
+                error!("SIGHUP: {e:#}; keeping the running configuration");
+            }
+        }
+    }
 }
 
 /// Forwards aya-log records from the programs to this process's log.

@@ -207,3 +207,86 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod compile_tests {
+    use super::*;
+    use crate::config::{self, Format};
+
+    #[test]
+    fn groups_expand_to_identities_and_prefixes_to_nested_cidr_identities() {
+        let raw = config::parse(
+            r#"
+[[networks]]
+id = "n"
+[[subnets]]
+id = "s"
+network_id = "n"
+cidr = "10.0.0.0/24"
+[[security_groups]]
+id = "web"
+security_group_rules = [
+  { direction = "ingress", protocol = "tcp", port_range_min = 80, port_range_max = 80, remote_group_id = "clients" },
+  { direction = "ingress", protocol = "icmp", port_range_min = 8, remote_ip_prefix = "10.0.0.0/8" },
+]
+[[security_groups]]
+id = "clients"
+security_group_rules = [{ direction = "egress" }]
+[[security_groups]]
+id = "narrow"
+security_group_rules = [{ direction = "ingress", remote_ip_prefix = "10.1.0.0/16" }]
+[[ports]]
+id = "w"
+network_id = "n"
+mac_address = "fa:16:3e:00:00:01"
+security_groups = ["web"]
+[[ports]]
+id = "c1"
+network_id = "n"
+mac_address = "fa:16:3e:00:00:02"
+security_groups = ["clients"]
+[[ports]]
+id = "c2"
+network_id = "n"
+mac_address = "fa:16:3e:00:00:03"
+security_groups = ["clients", "narrow"]
+"#,
+            Format::Toml,
+        )
+        .unwrap();
+        let topology = config::validate(&raw).unwrap();
+        let t = compile(&topology);
+        // Sets: [] , [web], [clients], [clients, narrow] -> 4 policies.
+        let (web, c1, c2) = (t.port_policy[0], t.port_policy[1], t.port_policy[2]);
+        assert_ne!(c1, c2);
+        let tcp80 = |identity| {
+            t.rules.contains_key(&(
+                web,
+                identity,
+                POLICY_DIR_INGRESS,
+                6,
+                80u16.to_be_bytes(),
+                POLICY_PREFIX_BITS + 24,
+            ))
+        };
+        // Both identities holding "clients" match the remote-group rule.
+        assert!(tcp80(c1) && tcp80(c2));
+        assert!(!tcp80(web));
+        // 10.0.0.0/8 and 10.1.0.0/16 are rule prefixes; the /8 rule is
+        // compiled for both CIDR identities (the /16 lies inside it).
+        assert_eq!(t.remote_v4.len(), 2);
+        let icmp_ids: BTreeSet<u32> = t
+            .rules
+            .keys()
+            .filter(|k| k.0 == web && k.3 == 1)
+            .map(|k| k.1)
+            .collect();
+        assert_eq!(icmp_ids, t.remote_v4.values().map(|r| r.identity).collect());
+        // ICMP type 8 without code: a 16-bit prefix of [type, code].
+        assert!(
+            t.rules
+                .keys()
+                .any(|k| k.0 == web && k.3 == 1 && k.4 == [8, 0] && k.5 == POLICY_PREFIX_BITS + 16)
+        );
+    }
+}

@@ -376,3 +376,92 @@ pub fn render_groups(groups: &[GroupView]) -> String {
     }
     s
 }
+
+/// One tracked connection, as its zone's port sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnView {
+    /// The port the connection belongs to (its zone).
+    pub port: String,
+    /// "egress" if the port opened it, "ingress" if it accepted it.
+    pub direction: String,
+    pub protocol: u8,
+    pub src: String,
+    pub dst: String,
+    pub sport: u16,
+    pub dport: u16,
+    pub state: String,
+    pub expires_in_secs: f64,
+    pub packets: u64,
+}
+
+/// Every live entry of the connection-tracking table.
+pub fn conntrack(dir: &Path) -> Result<Vec<ConnView>> {
+    let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
+    let ct: HashMap<MapData, common::CtKey, common::CtEntry> =
+        open(dir, "CONNTRACK")?.try_into()?;
+    let now = monotonic_ns();
+    let mut out = Vec::new();
+    for item in ct.iter() {
+        let (k, e) = item?;
+        if e.expires_ns < now {
+            continue;
+        }
+        let port = meta
+            .get(&k.zone, 0)
+            .map(|m| c_str(&m.id))
+            .unwrap_or_else(|_| format!("#{}", k.zone));
+        let addr = |a: [u8; 16]| {
+            if k.ipv6 != 0 {
+                Ipv6Addr::from(a).to_string()
+            } else {
+                Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+            }
+        };
+        out.push(ConnView {
+            port,
+            direction: if e.dir == common::POLICY_DIR_EGRESS {
+                "egress".into()
+            } else {
+                "ingress".into()
+            },
+            protocol: k.proto,
+            src: addr(k.src),
+            dst: addr(k.dst),
+            sport: u16::from_be_bytes(k.sport),
+            dport: u16::from_be_bytes(k.dport),
+            state: match e.state {
+                common::CT_OPENING => "opening",
+                common::CT_ESTABLISHED => "established",
+                common::CT_CLOSING => "closing",
+                common::CT_CLOSED => "closed",
+                _ => "new",
+            }
+            .into(),
+            expires_in_secs: (e.expires_ns - now) as f64 / 1e9,
+            packets: e.packets,
+        });
+    }
+    out.sort_by(|a, b| (&a.port, &a.src, &a.dst).cmp(&(&b.port, &b.src, &b.dst)));
+    Ok(out)
+}
+
+pub fn render_conntrack(view: &[ConnView]) -> String {
+    let mut s = format!("{} connection(s)\n", view.len());
+    for c in view {
+        let _ = writeln!(
+            s,
+            "  {} {:<7} proto {:<3} {}:{} -> {}:{} {} ({} packets, expires in {:.0} s)",
+            c.port,
+            c.direction,
+            c.protocol,
+            c.src,
+            c.sport,
+            c.dst,
+            c.dport,
+            c.state,
+            c.packets,
+            c.expires_in_secs
+        );
+    }
+    s
+}

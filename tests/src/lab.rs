@@ -307,6 +307,28 @@ impl Lab {
             .unwrap_or(0)
     }
 
+    /// Rewrites the agent's configuration file with `config` and sends it
+    /// SIGHUP; returns once the new generation is live, or fails with the
+    /// agent's log if it did not become live within 10 s.
+    pub fn reload(&self, config: &Value) -> Result<()> {
+        let before = self.show_ports()?["generation"].as_u64().unwrap_or(0);
+        self.write_config("config.json", config)?;
+        let agent = self.agent.as_ref().context("no agent running")?;
+        // SAFETY: signalling a child we own.
+        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.show_ports()?["generation"].as_u64().unwrap_or(0) > before {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "configuration not applied after SIGHUP:\n{}",
+            self.agent_log()
+        )
+    }
+
     /// Stops the agent with SIGINT and waits for it.
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut agent) = self.agent.take() {

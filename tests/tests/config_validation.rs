@@ -472,3 +472,101 @@ fn routers_and_their_interfaces() {
     doc["routers"][0]["colour"] = json!("red");
     rejects_doc(&doc, "r1", "colour", "unknown field");
 }
+
+#[test]
+fn security_groups_and_rules() {
+    let with_rules = |rules: Value| {
+        let mut doc = base();
+        doc["security_groups"] =
+            json!([{ "id": "sg1", "name": "web", "security_group_rules": rules }]);
+        doc["ports"][0]["security_groups"] = json!(["sg1"]);
+        doc
+    };
+    let ok = with_rules(json!([
+        { "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 443, "remote_group_id": "sg1" },
+        { "direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp", "port_range_min": 128 },
+        { "direction": "egress", "protocol": 17, "remote_ip_prefix": "10.9.0.7/16" },
+        { "direction": "egress", "protocol": "any" },
+    ]));
+    let t = check(&ok).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.ports[0].security_groups, vec![0]);
+    assert_eq!(t.security_groups[0].rules.len(), 4);
+
+    let bad = |rule: Value, field: &str, needle: &str| {
+        rejects_doc(
+            &with_rules(json!([rule])),
+            "sg1",
+            &format!("security_group_rules[0].{field}"),
+            needle,
+        )
+    };
+    bad(
+        json!({ "direction": "sideways" }),
+        "direction",
+        "neither ingress nor egress",
+    );
+    bad(json!({}), "direction", "missing");
+    bad(
+        json!({ "direction": "ingress", "ethertype": "IPX" }),
+        "ethertype",
+        "neither IPv4 nor IPv6",
+    );
+    bad(
+        json!({ "direction": "ingress", "protocol": "tcpp" }),
+        "protocol",
+        "unknown protocol",
+    );
+    bad(
+        json!({ "direction": "ingress", "protocol": 300 }),
+        "protocol",
+        "0-255",
+    );
+    bad(
+        json!({ "direction": "ingress", "port_range_min": 22 }),
+        "port_range_min",
+        "needs a protocol",
+    );
+    bad(
+        json!({ "direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80 }),
+        "port_range_max",
+        "below port_range_min",
+    );
+    bad(
+        json!({ "direction": "ingress", "protocol": "tcp", "port_range_min": 0, "port_range_max": 70000 }),
+        "port_range_min",
+        "1-65535",
+    );
+    bad(
+        json!({ "direction": "ingress", "protocol": "icmp", "port_range_max": 0 }),
+        "port_range_max",
+        "needs an ICMP type",
+    );
+    bad(
+        json!({ "direction": "ingress", "protocol": "gre", "port_range_min": 1 }),
+        "port_range_min",
+        "has no ports",
+    );
+    bad(
+        json!({ "direction": "ingress", "remote_ip_prefix": "fd00::/8" }),
+        "remote_ip_prefix",
+        "does not match ethertype",
+    );
+    bad(
+        json!({ "direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": "sg1" }),
+        "remote_group_id",
+        "not both",
+    );
+    bad(
+        json!({ "direction": "ingress", "remote_group_id": "nope" }),
+        "remote_group_id",
+        "unknown security group",
+    );
+
+    let mut doc = base();
+    doc["ports"][0]["security_groups"] = json!(["missing"]);
+    rejects_doc(&doc, PORT, "security_groups[0]", "unknown security group");
+
+    let mut doc = with_rules(json!([]));
+    doc["security_groups"][0]["stateful"] = json!(false);
+    rejects_doc(&doc, "sg1", "stateful", "not supported");
+}

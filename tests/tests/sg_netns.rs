@@ -1,0 +1,320 @@
+//! Stateful security groups with real traffic (nc, ping) between VM
+//! namespaces, through the datapath alone.
+//!
+//! - `web` (10.6.0.10, fd06::10) in group "web": TCP 80 in from group
+//!   "clients" (IPv4 and IPv6), ICMP in from 10.6.0.0/28, everything out.
+//! - `client` (10.6.0.20, fd06::20) in "clients": everything out, nothing in;
+//!   pairs: the VIP 10.6.0.100 and the prefix 10.6.1.0/28.
+//! - `other` (10.6.0.5, inside 10.6.0.0/28) in "others": everything out.
+
+use std::time::Duration;
+
+use lab::{
+    lab::{Lab, Vm},
+    require_root,
+    topo::{config, network, pair, port, subnet},
+};
+use serde_json::{Value, json};
+
+const MAC_WEB: &str = "fa:16:3e:60:00:10";
+const MAC_CLIENT: &str = "fa:16:3e:60:00:20";
+const MAC_OTHER: &str = "fa:16:3e:60:00:05";
+
+fn rule(direction: &str, ethertype: &str, extra: Value) -> Value {
+    let mut r = json!({ "direction": direction, "ethertype": ethertype });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+fn groups(extra_web_rules: Vec<Value>) -> Value {
+    let egress_any = || {
+        vec![
+            rule("egress", "IPv4", json!({})),
+            rule("egress", "IPv6", json!({})),
+        ]
+    };
+    let mut web = egress_any();
+    web.extend([
+        rule(
+            "ingress",
+            "IPv4",
+            json!({ "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "remote_group_id": "clients" }),
+        ),
+        rule(
+            "ingress",
+            "IPv6",
+            json!({ "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "remote_group_id": "clients" }),
+        ),
+        rule(
+            "ingress",
+            "IPv4",
+            json!({ "protocol": "icmp", "remote_ip_prefix": "10.6.0.0/28" }),
+        ),
+    ]);
+    web.extend(extra_web_rules);
+    json!([
+        { "id": "web", "security_group_rules": web },
+        { "id": "clients", "security_group_rules": egress_any() },
+        { "id": "others", "security_group_rules": egress_any() },
+    ])
+}
+
+fn topology(lab: &Lab, groups: Value, other_groups: &[&str]) -> Value {
+    let (web, client, other) = (lab.vm("web"), lab.vm("client"), lab.vm("other"));
+    let mut pw = port(web, "net", &[("v4", "10.6.0.10"), ("v6", "fd06::10")]);
+    pw["security_groups"] = json!(["web"]);
+    let mut pc = port(client, "net", &[("v4", "10.6.0.20"), ("v6", "fd06::20")]);
+    pc["security_groups"] = json!(["clients"]);
+    pc["allowed_address_pairs"] = json!([pair("10.6.0.100", None), pair("10.6.1.0/28", None)]);
+    let mut po = port(other, "net", &[("v4", "10.6.0.5")]);
+    po["security_groups"] = json!(other_groups);
+    let mut cfg = config(
+        vec![network("net")],
+        vec![
+            subnet("v4", "net", "10.6.0.0/24", None),
+            subnet("v6", "net", "fd06::/64", None),
+        ],
+        vec![pw, pc, po],
+    );
+    cfg["security_groups"] = groups;
+    cfg
+}
+
+fn lab(extra_web_rules: Vec<Value>) -> (Lab, Value) {
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac) in [
+        ("web", MAC_WEB),
+        ("client", MAC_CLIENT),
+        ("other", MAC_OTHER),
+    ] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    for (name, setup) in [
+        (
+            "web",
+            "ip addr add 10.6.0.10/24 dev eth0 && ip -6 addr add fd06::10/64 dev eth0 nodad \
+             && ip route add 10.6.1.0/24 dev eth0",
+        ),
+        (
+            "client",
+            "ip addr add 10.6.0.20/24 dev eth0 && ip -6 addr add fd06::20/64 dev eth0 nodad \
+             && ip addr add 10.6.0.100/32 dev eth0 && ip addr add 10.6.1.5/32 dev eth0",
+        ),
+        ("other", "ip addr add 10.6.0.5/24 dev eth0"),
+    ] {
+        lab.vm(name).sh(setup).unwrap();
+    }
+    let cfg = topology(&lab, groups(extra_web_rules), &["others"]);
+    lab.start(&cfg).unwrap();
+    // A TCP server on web, ports 80 and 81, answering each connection.
+    let web = lab.vm("web");
+    for (port, bind) in [(80, ""), (81, ""), (80, "-6 -s fd06::10")] {
+        web.sh(&format!(
+            "(while true; do echo hello-{port} | timeout 3 nc {bind} -l -N -p {port}; done) >/dev/null 2>&1 & true"
+        ))
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    (lab, cfg)
+}
+
+/// Connects from `vm` (optionally from `src`) to `dst`:`port`; true if
+/// the server's greeting came back.
+fn connect(vm: &Vm, dst: &str, port: u16, src: Option<&str>) -> bool {
+    let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
+    let out = vm
+        .ns
+        .try_exec(&[
+            "sh",
+            "-c",
+            &format!("timeout 3 nc -w 2 {src} {dst} {port} </dev/null"),
+        ])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!("hello-{port}"))
+}
+
+#[test]
+fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
+    require_root!();
+    let (lab, _) = lab(vec![]);
+    let (web, client, other) = (lab.vm("web"), lab.vm("client"), lab.vm("other"));
+    assert!(connect(client, "10.6.0.10", 80, None), "client's fixed IP");
+    assert!(
+        connect(client, "10.6.0.10", 80, Some("10.6.0.100")),
+        "client's VIP (an allowed address pair)"
+    );
+    assert!(
+        connect(client, "10.6.0.10", 80, Some("10.6.1.5")),
+        "an address of client's pair prefix"
+    );
+    assert!(connect(client, "fd06::10", 80, None), "IPv6");
+    // Not a member of "clients"; and port 81 is allowed to nobody.
+    let before = lab.drops(web, "sg_ingress");
+    assert!(
+        !connect(other, "10.6.0.10", 80, None),
+        "other reached port 80"
+    );
+    assert!(
+        !connect(client, "10.6.0.10", 81, None),
+        "client reached port 81"
+    );
+    assert!(lab.drops(web, "sg_ingress") >= before + 2);
+
+    // Each side's zone holds the connections it took part in.
+    let out = lab::netns::run(&mut lab.dataplane(&["show", "conntrack", "--json"])).unwrap();
+    let conns: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let has = |port: &str, dir: &str, src: &str| {
+        conns.as_array().unwrap().iter().any(|c| {
+            c["port"] == port && c["direction"] == dir && c["src"] == src && c["dport"] == 80
+        })
+    };
+    assert!(has(&web.port_id, "ingress", "10.6.0.100"), "{conns:#}");
+    assert!(has(&client.port_id, "egress", "10.6.1.5"), "{conns:#}");
+}
+
+#[test]
+fn replies_pass_and_unsolicited_reverse_traffic_does_not() {
+    require_root!();
+    let (lab, _) = lab(vec![]);
+    let (web, client, other) = (lab.vm("web"), lab.vm("client"), lab.vm("other"));
+    // client has no ingress rule at all: the replies of its connection
+    // came in only because the connection is tracked.
+    assert!(connect(client, "10.6.0.10", 80, None));
+    // ICMP from 10.6.0.0/28 (other) is allowed, and its replies return;
+    // client is outside the prefix.
+    assert!(other.ping("10.6.0.10", 2), "ping from inside the prefix");
+    assert!(!client.ping("10.6.0.10", 2), "ping from outside the prefix");
+    // web may send anything, but client accepts nothing it did not ask for.
+    let before = lab.drops(client, "sg_ingress");
+    client
+        .sh("(timeout 3 nc -l -p 9000 >/dev/null 2>&1 &) ; true")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!connect(web, "10.6.0.20", 9000, None));
+    assert!(!web.ping("10.6.0.20", 2));
+    assert!(lab.drops(client, "sg_ingress") > before);
+    // A TCP packet that opens nothing (no SYN) is invalid, in the
+    // sender's zone already.
+    let before = lab.drops(client, "ct_invalid");
+    client
+        .scapy(&format!(
+            "sendp(Ether(src=MAC, dst='{MAC_WEB}')/IP(src='10.6.0.20', dst='10.6.0.10')\
+             /TCP(sport=4444, dport=80, flags='A', seq=1, ack=1), iface=IFACE)"
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(lab.drops(client, "ct_invalid"), before + 1);
+}
+
+#[test]
+fn a_port_without_groups_sends_and_receives_no_ip() {
+    require_root!();
+    let (lab, cfg) = lab(vec![]);
+    let mut cfg = cfg;
+    cfg["ports"][2]["security_groups"] = json!([]);
+    lab.reload(&cfg).unwrap();
+    let (web, other) = (lab.vm("web"), lab.vm("other"));
+    let before = lab.drops(other, "sg_egress");
+    assert!(!other.ping("10.6.0.10", 2));
+    assert!(lab.drops(other, "sg_egress") >= 2);
+    assert!(lab.drops(other, "sg_egress") > before);
+    // ARP is not IP: it still works.
+    let out = other
+        .sh("arping -c 1 -w 2 -I eth0 10.6.0.10; true")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .to_lowercase()
+            .contains(MAC_WEB)
+    );
+    let _ = web;
+}
+
+#[test]
+fn membership_and_rule_changes_take_effect_live() {
+    require_root!();
+    let (lab, cfg) = lab(vec![]);
+    let (client, other) = (lab.vm("client"), lab.vm("other"));
+    assert!(!connect(other, "10.6.0.10", 80, None));
+    // other joins "clients": port 80 opens for it.
+    let mut joined = cfg.clone();
+    joined["ports"][2]["security_groups"] = json!(["others", "clients"]);
+    lab.reload(&joined).unwrap();
+    assert!(
+        connect(other, "10.6.0.10", 80, None),
+        "after joining clients"
+    );
+
+    // A long-lived connection from client, then the rule goes away: new
+    // connections fail, and the open one is cut at its next packet.
+    client
+        .sh("((for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 0.4; done | timeout 5 nc 10.6.0.10 80) >/dev/null 2>&1 &) ; true")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let web = lab.vm("web");
+    let before = lab.drops(web, "sg_ingress");
+    let mut no_web = cfg.clone();
+    no_web["security_groups"][0]["security_group_rules"] = json!([
+        rule("egress", "IPv4", json!({})),
+        rule("egress", "IPv6", json!({})),
+    ]);
+    lab.reload(&no_web).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        lab.drops(web, "sg_ingress") > before,
+        "the established connection kept flowing after its rule was removed"
+    );
+    assert!(
+        !connect(client, "10.6.0.10", 80, None),
+        "after the rule was removed"
+    );
+}
+
+#[test]
+fn thousands_of_rules_still_enforce_exactly() {
+    require_root!();
+    // 3000 single-port rules from unrelated prefixes, and ranges.
+    let mut extra: Vec<Value> = (0..3000u32)
+        .map(|i| {
+            rule(
+                "ingress",
+                "IPv4",
+                json!({
+                    "protocol": "tcp",
+                    "port_range_min": 10000 + i, "port_range_max": 10000 + i,
+                    "remote_ip_prefix": format!("192.0.{}.{}/32", i / 250, i % 250),
+                }),
+            )
+        })
+        .collect();
+    extra.push(rule(
+        "ingress",
+        "IPv4",
+        json!({ "protocol": "tcp", "port_range_min": 20000, "port_range_max": 29999, "remote_group_id": "clients" }),
+    ));
+    let (lab, _) = lab(extra);
+    let (web, client) = (lab.vm("web"), lab.vm("client"));
+    web.sh("(timeout 8 nc -l -N -p 25000 </dev/null >/dev/null 2>&1 &); (timeout 8 nc -l -N -p 10005 </dev/null >/dev/null 2>&1 &); true")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        connect(client, "10.6.0.10", 80, None),
+        "port 80 from clients"
+    );
+    let ok = |port: u16| {
+        client
+            .ns
+            .try_exec(&[
+                "sh",
+                "-c",
+                &format!("timeout 3 nc -z -w 2 10.6.0.10 {port}"),
+            ])
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(ok(25000), "inside the range from clients");
+    assert!(!ok(10005), "a port only 192.0.0.5 may reach");
+}
