@@ -117,3 +117,8 @@ pub static REMOTE_V6: LpmTrie<RemoteV6Key, RemoteIdentity, { MAX_REMOTE_PREFIXES
 /// when it is full.
 #[btf_map]
 pub static CONNTRACK: LruHashMap<CtKey, CtEntry, { MAX_CONNTRACK as usize }> = LruHashMap::new();
+
+/// Scratch space for the packet's flow while security groups are applied
+/// (per CPU: a packet is processed start to end on one CPU).
+#[btf_map]
+pub static FLOW: PerCpuArray<crate::sg::Flow, 1> = PerCpuArray::new();

@@ -12,7 +12,7 @@
 //! current rules on their next packet: removing a rule also ends the
 //! connections it allowed.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use common::{
     CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CtEntry, CtKey, DropReason,
     POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey, PortInfo,
@@ -20,7 +20,7 @@ use common::{
 };
 
 use crate::{
-    maps::{CONFIG, CONNTRACK, POLICY, REMOTE_V4, REMOTE_V6},
+    maps::{CONFIG, CONNTRACK, FLOW, POLICY, REMOTE_V4, REMOTE_V6},
     packet::Packet,
     parse::{self, ETH_P_IP, ETH_P_IPV6, Frag},
     stats,
@@ -53,6 +53,21 @@ pub struct Flow {
     pub proto: u8,
     pub ipv6: u8,
     pub tcp_flags: u8,
+    /// An ICMP error about a packet of `inner`.
+    pub related: u8,
+    pub _pad: [u8; 2],
+    /// The packet an ICMP error refers to (as it was sent).
+    pub inner: Inner,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Inner {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
     pub _pad: [u8; 3],
 }
 
@@ -60,18 +75,26 @@ pub struct Flow {
 /// to deliver, or the XDP action to drop (the drop is counted). A BPF
 /// subprogram so that its stack does not add to `to_vm`'s.
 #[inline(never)]
-pub fn check(ctx: &XdpContext, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let flow = match flow(&pkt) {
-        Ok(Some(f)) => f,
+pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
+    // The flow lives in per-CPU scratch space, not on the stack: this
+    // subprogram, the parser and the conntrack lookups must fit 512 bytes
+    // together with `to_vm`.
+    let Some(flow) = FLOW.get_ptr_mut(0) else {
+        return aya_ebpf::bindings::xdp_action::XDP_DROP;
+    };
+    // SAFETY: this CPU's scratch entry; nothing else uses it meanwhile.
+    let flow = unsafe { &mut *flow };
+    match parse_flow(pkt, flow) {
+        PARSED_IP => {}
         // Not IP: nothing for security groups.
-        Ok(None) => return 0,
-        Err(reason) => {
-            stats::count_drop(rx.index, reason);
+        PARSED_OTHER => return 0,
+        _ => {
+            stats::count_drop(rx.index, DropReason::Malformed);
             return aya_ebpf::bindings::xdp_action::XDP_DROP;
         }
-    };
-    if base_allowed(&flow) {
+    }
+    let flow = &*flow;
+    if base_allowed(flow) {
         return 0;
     }
     let generation = CONFIG.get(0).map(|c| c.generation).unwrap_or(0);
@@ -84,8 +107,7 @@ pub fn check(ctx: &XdpContext, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
             remote: rx.identity,
             generation,
         };
-        if let Err(reason) = track(&flow, &zone) {
-            stats::count_drop(tx.sender, reason);
+        if track(flow, &zone) != 0 {
             return aya_ebpf::bindings::xdp_action::XDP_DROP;
         }
     }
@@ -98,8 +120,7 @@ pub fn check(ctx: &XdpContext, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
             remote: tx.identity,
             generation,
         };
-        if let Err(reason) = track(&flow, &zone) {
-            stats::count_drop(rx.index, reason);
+        if track(flow, &zone) != 0 {
             return aya_ebpf::bindings::xdp_action::XDP_DROP;
         }
     }
@@ -118,6 +139,23 @@ struct Zone {
     generation: u64,
 }
 
+const PARSED_IP: u32 = 1;
+const PARSED_OTHER: u32 = 2;
+
+/// Fills `out` from the packet: PARSED_IP, PARSED_OTHER (not IP), or 0
+/// for a malformed packet. A subprogram for the stack's sake.
+#[inline(never)]
+fn parse_flow(pkt: &Packet, out: &mut Flow) -> u32 {
+    match flow(pkt) {
+        Ok(Some(f)) => {
+            *out = f;
+            PARSED_IP
+        }
+        Ok(None) => PARSED_OTHER,
+        Err(_) => 0,
+    }
+}
+
 #[inline(always)]
 fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
     let eth = parse::eth(pkt)?;
@@ -130,7 +168,16 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         proto: 0,
         ipv6: 0,
         tcp_flags: 0,
-        _pad: [0; 3],
+        related: 0,
+        _pad: [0; 2],
+        inner: Inner {
+            src: [0; 16],
+            dst: [0; 16],
+            sport: [0; 2],
+            dport: [0; 2],
+            proto: 0,
+            _pad: [0; 3],
+        },
     };
     let (l4, later) = if eth.proto == ETH_P_IP {
         let ip = parse::ipv4(pkt)?;
@@ -170,8 +217,17 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
                     f.dport = id;
                 }
             } else {
-                // Other ICMP messages are matched by type and code only.
+                // Other ICMP messages are matched by type and code only;
+                // errors also by the connection of the packet they quote.
                 f.sport = [ty, code];
+                let error = if f.ipv6 == 0 {
+                    matches!(ty, 3 | 11 | 12)
+                } else {
+                    matches!(ty, 1..=4)
+                };
+                if error && quoted(pkt, l4 + 8, f.ipv6 != 0, &mut f.inner).is_some() {
+                    f.related = 1;
+                }
             }
         }
         _ => {
@@ -187,6 +243,38 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         }
     }
     Ok(Some(f))
+}
+
+/// The header of the packet an ICMP error quotes, from `off`; no IPv6
+/// extension headers are followed (the error then counts as unrelated).
+#[inline(always)]
+fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Inner) -> Option<()> {
+    if ipv6 {
+        let [_, _, _, _, _, _, next, _] = pkt.read::<[u8; 8]>(off)?;
+        inner.proto = next;
+        inner.src = pkt.read::<[u8; 16]>(off + 8)?;
+        inner.dst = pkt.read::<[u8; 16]>(off + 24)?;
+        let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(off + 40)?;
+        inner.sport = [s0, s1];
+        inner.dport = [d0, d1];
+    } else {
+        let [vihl, _] = pkt.read::<[u8; 2]>(off)?;
+        let [_, proto] = pkt.read::<[u8; 2]>(off + 8)?;
+        inner.proto = proto;
+        let [a, b, c, d, e, g, h, i] = pkt.read::<[u8; 8]>(off + 12)?;
+        inner.src[..4].copy_from_slice(&[a, b, c, d]);
+        inner.dst[..4].copy_from_slice(&[e, g, h, i]);
+        // IHL is 5 to 15 words; read the ports at each possible offset
+        // with a constant bound, which the verifier can follow.
+        let ihl = (vihl & 0x0f) as usize;
+        if ihl < 5 {
+            return None;
+        }
+        let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(off + (ihl & 0x0f) * 4)?;
+        inner.sport = [s0, s1];
+        inner.dport = [d0, d1];
+    }
+    Some(())
 }
 
 /// What Neutron's firewall allows before any security group: DHCP and
@@ -256,11 +344,24 @@ fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
     }
 }
 
-/// Tracks the packet in `z`'s zone: a packet of a live connection passes
-/// (after a re-check if the rules changed since), a new one needs the
-/// policy's consent.
+/// Tracks the packet in `z`'s zone; returns 0 if it may pass, else
+/// counts the drop on the zone's port and returns 1. A BPF subprogram: the
+/// two zones' lookups would not fit one stack frame with the caller's.
+#[inline(never)]
+fn track(f: &Flow, z: &Zone) -> u32 {
+    match track_zone(f, z) {
+        Ok(()) => 0,
+        Err(reason) => {
+            stats::count_drop(z.port, reason);
+            1
+        }
+    }
+}
+
+/// A packet of a live connection passes (after a re-check if the rules
+/// changed since); a new one needs the policy's consent.
 #[inline(always)]
-fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
+fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     let now = unsafe { bpf_ktime_get_ns() };
     let reason = if z.dir == POLICY_DIR_EGRESS {
         DropReason::SgEgress
@@ -268,6 +369,9 @@ fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
         DropReason::SgIngress
     };
     let new_syn = f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if f.related != 0 && related_to_tracked(f, z.port, now) {
+        return Ok(());
+    }
     for reversed in [false, true] {
         let key = ct_key(z.port, f, reversed);
         let Some(e) = CONNTRACK.get_ptr_mut(key) else {
@@ -326,6 +430,37 @@ fn track(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     // A full table evicts its least recently used connection (LRU).
     let _ = CONNTRACK.insert(ct_key(z.port, f, false), entry, 0);
     Ok(())
+}
+
+/// Whether an ICMP error quotes a packet of a live connection of the zone
+/// (in either direction).
+#[inline(always)]
+fn related_to_tracked(f: &Flow, zone: u32, now: u64) -> bool {
+    let i = &f.inner;
+    for reversed in [false, true] {
+        let (src, dst, sport, dport) = if reversed {
+            (i.dst, i.src, i.dport, i.sport)
+        } else {
+            (i.src, i.dst, i.sport, i.dport)
+        };
+        let key = CtKey {
+            zone,
+            proto: i.proto,
+            ipv6: f.ipv6,
+            sport,
+            dport,
+            _pad: [0; 2],
+            src,
+            dst,
+        };
+        if let Some(e) = CONNTRACK.get_ptr(key) {
+            // SAFETY: read at once.
+            if unsafe { (*e).expires_ns } >= now {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The policy port of the connection's first packet, seen from a packet

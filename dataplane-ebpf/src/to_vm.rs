@@ -44,7 +44,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     if (port.flags | tx.flags as u16) & PORT_F_SECURITY != 0 {
-        let verdict = sg::check(ctx, slot, &port, &tx);
+        let verdict = sg::check(&pkt, slot, &port, &tx);
         if verdict != 0 {
             return verdict;
         }

@@ -318,3 +318,40 @@ fn thousands_of_rules_still_enforce_exactly() {
     assert!(ok(25000), "inside the range from clients");
     assert!(!ok(10005), "a port only 192.0.0.5 may reach");
 }
+
+#[test]
+fn icmp_errors_of_tracked_connections_pass_and_others_do_not() {
+    require_root!();
+    let udp = rule(
+        "ingress",
+        "IPv4",
+        json!({ "protocol": "udp", "port_range_min": 5000, "port_range_max": 6000, "remote_group_id": "clients" }),
+    );
+    let (lab, _) = lab(vec![udp]);
+    let (web, client) = (lab.vm("web"), lab.vm("client"));
+    // Nothing listens on web's UDP 5555: its kernel answers with an ICMP
+    // port unreachable, which client (no ingress rules) must receive as
+    // part of its own connection.
+    let probe = "import socket\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.connect(('10.6.0.10', 5555))\n\
+                 s.settimeout(2)\n\
+                 s.send(b'x')\n\
+                 try:\n    s.recv(10); print('data')\n\
+                 except ConnectionRefusedError:\n    print('refused')\n\
+                 except socket.timeout:\n    print('timeout')\n";
+    let out = client
+        .ns
+        .try_exec(&["/usr/bin/python3", "-c", probe])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
+    // An ICMP error about a connection client never had is dropped.
+    let before = lab.drops(client, "sg_ingress");
+    web.scapy(&format!(
+        "sendp(Ether(src=MAC, dst='{MAC_CLIENT}')/IP(src='10.6.0.10', dst='10.6.0.20')\
+         /ICMP(type=3, code=3)/IP(src='10.6.0.20', dst='10.6.0.10')/UDP(sport=1234, dport=4321), iface=IFACE)"
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(lab.drops(client, "sg_ingress"), before + 1);
+}
