@@ -355,3 +355,117 @@ fn icmp_errors_of_tracked_connections_pass_and_others_do_not() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(lab.drops(client, "sg_ingress"), before + 1);
 }
+
+#[test]
+fn a_zero_prefix_pair_does_not_open_a_remote_group_rule() {
+    require_root!();
+    let (lab, cfg) = lab(vec![]);
+    let (client, other) = (lab.vm("client"), lab.vm("other"));
+    // client may now send from any address (with its own MAC), as Neutron
+    // allows with a 0.0.0.0/0 pair; that must not make every source a
+    // member of "clients".
+    let mut any = cfg.clone();
+    any["ports"][1]["allowed_address_pairs"] = json!([pair("0.0.0.0/0", None)]);
+    lab.reload(&any).unwrap();
+    client.sh("ip addr add 10.6.0.77/32 dev eth0").unwrap();
+    other.sh("ip addr add 10.6.0.78/32 dev eth0").unwrap();
+    assert!(
+        connect(client, "10.6.0.10", 80, Some("10.6.0.77")),
+        "client from an address its /0 pair allows"
+    );
+    assert!(
+        !connect(other, "10.6.0.10", 80, None),
+        "other, not a member"
+    );
+    assert!(
+        !connect(other, "10.6.0.10", 80, Some("10.6.0.78")),
+        "other, from an address inside client's /0 pair"
+    );
+}
+
+#[test]
+fn egress_rules_and_routed_traffic() {
+    require_root!();
+    use lab::topo::router;
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac) in [("c1", "fa:16:3e:61:00:01"), ("web", MAC_WEB)] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    let (c1, web) = (&lab.vms[0], &lab.vms[1]);
+    let mut p1 = port(c1, "net1", &[("s1", "10.7.1.10"), ("s1v6", "fd07:1::10")]);
+    p1["security_groups"] = json!(["narrow-out"]);
+    let mut pw = port(web, "net2", &[("s2", "10.7.2.10"), ("s2v6", "fd07:2::10")]);
+    pw["security_groups"] = json!(["web"]);
+    let (r1, r1_ports) = router(
+        "r1",
+        &[
+            (
+                "net1",
+                "fa:16:3e:61:01:01",
+                &[("s1", "10.7.1.1"), ("s1v6", "fd07:1::1")],
+            ),
+            (
+                "net2",
+                "fa:16:3e:61:01:02",
+                &[("s2", "10.7.2.1"), ("s2v6", "fd07:2::1")],
+            ),
+        ],
+    );
+    let mut ports = vec![p1, pw];
+    ports.extend(r1_ports);
+    let mut cfg = config(
+        vec![network("net1"), network("net2")],
+        vec![
+            subnet("s1", "net1", "10.7.1.0/24", Some("10.7.1.1")),
+            subnet("s1v6", "net1", "fd07:1::/64", Some("fd07:1::1")),
+            subnet("s2", "net2", "10.7.2.0/24", Some("10.7.2.1")),
+            subnet("s2v6", "net2", "fd07:2::/64", Some("fd07:2::1")),
+        ],
+        ports,
+    );
+    cfg["routers"] = json!([r1]);
+    cfg["security_groups"] = json!([
+        { "id": "narrow-out", "security_group_rules": [
+            rule("egress", "IPv4", json!({ "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "remote_group_id": "web" })),
+            rule("egress", "IPv6", json!({ "protocol": "ipv6-icmp" })),
+        ]},
+        { "id": "web", "security_group_rules": [
+            rule("ingress", "IPv4", json!({ "protocol": "tcp", "port_range_min": 80, "port_range_max": 81 })),
+            rule("ingress", "IPv6", json!({ "protocol": 58, "remote_ip_prefix": "fd07:1::/64" })),
+            rule("egress", "IPv4", json!({})),
+            rule("egress", "IPv6", json!({})),
+        ]},
+    ]);
+    c1.sh(
+        "ip addr add 10.7.1.10/24 dev eth0 && ip route add default via 10.7.1.1 \
+           && ip -6 addr add fd07:1::10/64 dev eth0 nodad && ip -6 route add default via fd07:1::1",
+    )
+    .unwrap();
+    web.sh("ip addr add 10.7.2.10/24 dev eth0 && ip route add default via 10.7.2.1 \
+            && ip -6 addr add fd07:2::10/64 dev eth0 nodad && ip -6 route add default via fd07:2::1")
+        .unwrap();
+    lab.start(&cfg).unwrap();
+    let (c1, web) = (lab.vm("c1"), lab.vm("web"));
+    for port in [80, 81] {
+        web.sh(&format!(
+            "(while true; do echo hello-{port} | timeout 3 nc -l -N -p {port}; done) >/dev/null 2>&1 & true"
+        ))
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        connect(c1, "10.7.2.10", 80, None),
+        "routed, allowed both ways"
+    );
+    let before = lab.drops(c1, "sg_egress");
+    assert!(
+        !connect(c1, "10.7.2.10", 81, None),
+        "web accepts 81, c1 may not send it"
+    );
+    assert!(!c1.ping("10.7.2.10", 2), "no IPv4 ICMP egress rule");
+    assert!(lab.drops(c1, "sg_egress") >= before + 3);
+    assert!(
+        c1.ping("fd07:2::10", 3),
+        "ICMPv6 by protocol number and remote prefix"
+    );
+}
