@@ -373,8 +373,34 @@ pub const IDENTITY_CIDR: u32 = 1 << 31;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PolicyEntry {
-    /// Index of the rule's security group, for inspection.
+    /// Stable index of the rule's security group: its `SG_STATS` counters.
     pub group: u32,
+}
+
+/// Security groups on this host (stable indexes, 0 unused).
+pub const MAX_SECURITY_GROUPS: u32 = 16384;
+
+/// `SG_STATS` (per CPU, by security-group index): connections a group's
+/// rules let open. (Drops are counted per port and reason: a denied
+/// connection is one that no group allowed.)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SgStats {
+    pub ingress_allowed: u64,
+    pub egress_allowed: u64,
+}
+
+/// `SG_META` (by security-group index): the group's id, for `show`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgMeta {
+    pub id: [u8; 64],
+}
+
+impl Default for SgMeta {
+    fn default() -> Self {
+        SgMeta { id: [0; 64] }
+    }
 }
 
 /// `REMOTE_V4` / `REMOTE_V6` (LPM tries): every remote_ip_prefix of every
@@ -574,5 +600,7 @@ mod pod {
         RemoteIdentity,
         CtKey,
         CtEntry,
+        SgStats,
+        SgMeta,
     );
 }

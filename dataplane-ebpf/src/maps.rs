@@ -12,10 +12,10 @@ use aya_ebpf::{
 use common::{
     CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
     GroupState, Hop, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS,
-    MAX_POLICY_RULES, MAX_PORTS, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, Neigh, NeighV4Key,
-    NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey,
-    PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route,
-    RouteV4Key, RouteV6Key,
+    MAX_POLICY_RULES, MAX_PORTS, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS,
+    Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
+    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
+    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -122,3 +122,10 @@ pub static CONNTRACK: LruHashMap<CtKey, CtEntry, { MAX_CONNTRACK as usize }> = L
 /// (per CPU: a packet is processed start to end on one CPU).
 #[btf_map]
 pub static FLOW: PerCpuArray<crate::sg::Flow, 1> = PerCpuArray::new();
+
+#[btf_map]
+pub static SG_STATS: PerCpuArray<SgStats, { MAX_SECURITY_GROUPS as usize }> = PerCpuArray::new();
+
+/// Security-group ids by index, for inspection only.
+#[btf_map]
+pub static SG_META: Array<SgMeta, { MAX_SECURITY_GROUPS as usize }> = Array::new();

@@ -20,7 +20,7 @@ use common::{
 };
 
 use crate::{
-    maps::{CONFIG, CONNTRACK, FLOW, POLICY, REMOTE_V4, REMOTE_V6},
+    maps::{CONFIG, CONNTRACK, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
     parse::{self, ETH_P_IP, ETH_P_IPV6, Frag},
     stats,
@@ -396,7 +396,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
                     orig_policy_port(f, reversed),
                 )
             };
-            if !allowed(z, e.dir, f, remote_ip, port) {
+            if allowing_group(z, e.dir, f, remote_ip, port).is_none() {
                 let _ = CONNTRACK.remove(key);
                 return Err(reason);
             }
@@ -415,8 +415,18 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     } else {
         f.src
     };
-    if !allowed(z, z.dir, f, remote_ip, f.policy_port) {
+    let Some(group) = allowing_group(z, z.dir, f, remote_ip, f.policy_port) else {
         return Err(reason);
+    };
+    if let Some(s) = SG_STATS.get_ptr_mut(group) {
+        // SAFETY: this CPU's counters.
+        unsafe {
+            if z.dir == POLICY_DIR_EGRESS {
+                (*s).egress_allowed += 1;
+            } else {
+                (*s).ingress_allowed += 1;
+            }
+        }
     }
     let state = CT_OPENING;
     let entry = CtEntry {
@@ -475,11 +485,11 @@ fn orig_policy_port(f: &Flow, reversed: bool) -> [u8; 2] {
     }
 }
 
-/// Whether a rule of the zone's policy allows a connection in `dir` to or
-/// from `remote_ip`: the remote port's identity, the remote address's
-/// CIDR identity, or a rule without remote.
+/// The security group of a rule of the zone's policy that allows a
+/// connection in `dir` to or from `remote_ip` (matching the remote port's
+/// identity, the remote address's CIDR identity, or no remote), if any.
 #[inline(always)]
-fn allowed(z: &Zone, dir: u8, f: &Flow, remote_ip: [u8; 16], port: [u8; 2]) -> bool {
+fn allowing_group(z: &Zone, dir: u8, f: &Flow, remote_ip: [u8; 16], port: [u8; 2]) -> Option<u32> {
     let dir = if f.ipv6 != 0 { dir | POLICY_V6 } else { dir };
     let cidr = cidr_identity(z.slot, f.ipv6 != 0, remote_ip);
     for identity in [z.remote, cidr, 0] {
@@ -494,11 +504,11 @@ fn allowed(z: &Zone, dir: u8, f: &Flow, remote_ip: [u8; 16], port: [u8; 2]) -> b
                 port,
             },
         );
-        if POLICY.get(&key).is_some() {
-            return true;
+        if let Some(e) = POLICY.get(&key) {
+            return Some(e.group);
         }
     }
-    false
+    None
 }
 
 #[inline(always)]

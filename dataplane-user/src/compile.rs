@@ -135,6 +135,7 @@ pub struct AllIndexes<'a> {
     /// Groups of the live configuration (kept by name).
     pub groups: &'a Indexes,
     pub routers: &'a Indexes,
+    pub security_groups: &'a Indexes,
 }
 
 /// Who owns one address (or MAC) of a network: port index -> the MAC it
@@ -168,7 +169,7 @@ fn add_addr(desired: &mut Desired, port: u32, mac: MacAddr, net: IpNet, flags: u
 pub fn compile(topology: &Topology, ix: &AllIndexes, ifindexes: &[u32]) -> Result<Desired> {
     let (ports_ix, networks_ix) = (ix.ports, ix.networks);
     let mut d = Desired::default();
-    let policies = crate::policy::compile(topology);
+    let policies = crate::policy::compile(topology, ix.security_groups);
     for ((port, &ifindex), &policy) in topology
         .ports
         .iter()
@@ -529,6 +530,13 @@ ip_version = 6
             networks: &nets,
             groups: &Indexes::new(1000),
             routers: &routers,
+            security_groups: &Indexes::new(1000)
+                .assign(
+                    "security groups",
+                    t.security_groups.iter().map(|g| g.id.as_str()),
+                    &BTreeSet::new(),
+                )
+                .unwrap(),
         };
         compile(t, &ix, &ifindexes).unwrap()
     }

@@ -76,6 +76,11 @@ enum ShowWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Security groups with the connections their rules allowed.
+    SecurityGroups {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_tracing() {
@@ -138,6 +143,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                         println!("{}", serde_json::to_string_pretty(&view)?);
                     } else {
                         print!("{}", show::render_ports(&view));
+                    }
+                }
+                ShowWhat::SecurityGroups { json } => {
+                    let view = show::security_groups(&dir)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&view)?);
+                    } else {
+                        print!("{}", show::render_security_groups(&view));
                     }
                 }
                 ShowWhat::Conntrack { json } => {

@@ -26,7 +26,10 @@ use common::{
 };
 use ipnet::IpNet;
 
-use crate::config::{Direction, PortMatch, Remote, Topology};
+use crate::{
+    compile::Indexes,
+    config::{Direction, PortMatch, Remote, Topology},
+};
 
 /// (policy, identity, direction | version, protocol, port bytes, prefix
 /// length in bits of the whole key, slot included).
@@ -62,7 +65,9 @@ pub fn port_prefixes(lo: u16, hi: u16) -> Vec<(u16, u8)> {
     out
 }
 
-pub fn compile(topology: &Topology) -> PolicyTables {
+/// Compiles the topology's groups; `sg_ix` gives each group (by id) its
+/// stable index, under which its counters are kept.
+pub fn compile(topology: &Topology, sg_ix: &Indexes) -> PolicyTables {
     let mut t = PolicyTables::default();
 
     // Policies: the distinct group sets, the empty one included (ports
@@ -163,7 +168,9 @@ pub fn compile(topology: &Topology) -> PolicyTables {
                     for &(proto, port, bits) in &matches {
                         t.rules.insert(
                             (policy, identity, dir, proto, port, bits),
-                            PolicyEntry { group: g as u32 },
+                            PolicyEntry {
+                                group: sg_ix.get(&topology.security_groups[g].id),
+                            },
                         );
                     }
                 }
@@ -255,7 +262,14 @@ security_groups = ["clients", "narrow"]
         )
         .unwrap();
         let topology = config::validate(&raw).unwrap();
-        let t = compile(&topology);
+        let sg_ix = Indexes::new(100)
+            .assign(
+                "security groups",
+                topology.security_groups.iter().map(|g| g.id.as_str()),
+                &BTreeSet::new(),
+            )
+            .unwrap();
+        let t = compile(&topology, &sg_ix);
         // Sets: [] , [web], [clients], [clients, narrow] -> 4 policies.
         let (web, c1, c2) = (t.port_policy[0], t.port_policy[1], t.port_policy[2]);
         assert_ne!(c1, c2);

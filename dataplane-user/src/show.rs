@@ -465,3 +465,48 @@ pub fn render_conntrack(view: &[ConnView]) -> String {
     }
     s
 }
+
+/// A security group's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityGroupView {
+    pub id: String,
+    /// Connections its rules let in and out.
+    pub ingress_allowed: u64,
+    pub egress_allowed: u64,
+}
+
+/// Every security group of the live configuration with its counters.
+pub fn security_groups(dir: &Path) -> Result<Vec<SecurityGroupView>> {
+    let meta: Array<MapData, common::SgMeta> = open(dir, "SG_META")?.try_into()?;
+    let stats: PerCpuArray<MapData, common::SgStats> = open(dir, "SG_STATS")?.try_into()?;
+    let mut out = Vec::new();
+    for i in 1..meta.len() {
+        let id = c_str(&meta.get(&i, 0)?.id);
+        if id.is_empty() {
+            continue;
+        }
+        let (mut ingress, mut egress) = (0, 0);
+        for s in stats.get(&i, 0)?.iter() {
+            ingress += s.ingress_allowed;
+            egress += s.egress_allowed;
+        }
+        out.push(SecurityGroupView {
+            id,
+            ingress_allowed: ingress,
+            egress_allowed: egress,
+        });
+    }
+    Ok(out)
+}
+
+pub fn render_security_groups(view: &[SecurityGroupView]) -> String {
+    let mut s = format!("{} security group(s)\n", view.len());
+    for g in view {
+        let _ = writeln!(
+            s,
+            "  {}: connections allowed in {}, out {}",
+            g.id, g.ingress_allowed, g.egress_allowed
+        );
+    }
+    s
+}

@@ -172,6 +172,23 @@ fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
     };
     assert!(has(&web.port_id, "ingress", "10.6.0.100"), "{conns:#}");
     assert!(has(&client.port_id, "egress", "10.6.1.5"), "{conns:#}");
+
+    // Per-group counters: the four accepted connections were let in by
+    // "web"; "clients" let those and the one to port 81 out (which web
+    // refused).
+    let out = lab::netns::run(&mut lab.dataplane(&["show", "security-groups", "--json"])).unwrap();
+    let groups: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |id: &str, field: &str| {
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == id)
+            .and_then(|g| g[field].as_u64())
+            .unwrap_or_else(|| panic!("no {id} in {groups:#}"))
+    };
+    assert_eq!(count("web", "ingress_allowed"), 4, "{groups:#}");
+    assert_eq!(count("clients", "egress_allowed"), 5, "{groups:#}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use common::{
     JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PolicyEntry,
     PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
     PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key,
+    SgMeta, SgStats,
 };
 use tracing::{debug, info};
 
@@ -118,6 +119,9 @@ pub struct Datapath {
     network_ix: Indexes,
     group_ix: Indexes,
     router_ix: Indexes,
+    sg_ix: Indexes,
+    sg_stats: PerCpuArray<MapData, SgStats>,
+    sg_meta: Array<MapData, SgMeta>,
     links: BTreeMap<u32, XdpLinkId>,
 }
 
@@ -249,6 +253,8 @@ impl Datapath {
             SlotLpm(take(&mut ebpf, "REMOTE_V6")?),
             cap("REMOTE_V6"),
         )?;
+        let sg_stats: PerCpuArray<MapData, SgStats> = take(&mut ebpf, "SG_STATS")?;
+        let sg_meta: Array<MapData, SgMeta> = take(&mut ebpf, "SG_META")?;
         let group_members = SlottedMap::open(
             "GROUP_MEMBERS",
             SlotHash(take(&mut ebpf, "GROUP_MEMBERS")?),
@@ -316,6 +322,9 @@ impl Datapath {
             to_vm_fd,
             group_ix: Indexes::new(common::MAX_GROUPS - 1),
             router_ix: Indexes::new(common::MAX_ROUTER_INTERFACES),
+            sg_ix: Indexes::new(common::MAX_SECURITY_GROUPS - 1),
+            sg_stats,
+            sg_meta,
             links: BTreeMap::new(),
         })
     }
@@ -360,6 +369,11 @@ impl Datapath {
             topology.routers.iter().map(|r| r.id.as_str()),
             &BTreeSet::new(),
         )?;
+        let sg_ix = self.sg_ix.assign(
+            "security groups",
+            topology.security_groups.iter().map(|g| g.id.as_str()),
+            &BTreeSet::new(),
+        )?;
         let desired = compile::compile(
             topology,
             &compile::AllIndexes {
@@ -367,6 +381,7 @@ impl Datapath {
                 networks: &network_ix,
                 groups: &self.group_ix,
                 routers: &router_ix,
+                security_groups: &sg_ix,
             },
             ifindexes,
         )?;
@@ -412,6 +427,24 @@ impl Datapath {
                 )?;
             }
         }
+        // Groups new here start with clean counters; every group's id is
+        // written for inspection.
+        for (id, &i) in &sg_ix.by_id {
+            if !self.sg_ix.by_id.contains_key(id) {
+                let zeros = PerCpuValues::try_from(vec![
+                    SgStats::default();
+                    nr_cpus().map_err(|(_, e)| e)?
+                ])?;
+                self.sg_stats.set(i, zeros, 0)?;
+            }
+            self.sg_meta.set(
+                i,
+                SgMeta {
+                    id: compile::copy_str(id),
+                },
+                0,
+            )?;
+        }
         self.sync_tx_ports(&desired)?;
         self.sync_flood(target, &desired)?;
 
@@ -436,6 +469,12 @@ impl Datapath {
         self.port_ix = port_ix;
         self.network_ix = network_ix;
         self.router_ix = router_ix;
+        for (id, &i) in &self.sg_ix.by_id {
+            if !sg_ix.by_id.contains_key(id) {
+                self.sg_meta.set(i, SgMeta::default(), 0)?;
+            }
+        }
+        self.sg_ix = sg_ix;
         self.group_ix = desired.groups.clone();
 
         let mut detached = Vec::new();

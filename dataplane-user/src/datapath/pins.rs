@@ -10,9 +10,10 @@ use aya::maps::MapData;
 use common::{
     CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
     GroupState, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS, MAX_GROUPS, MAX_POLICY_RULES,
-    MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, Neigh, NeighV4Key, NeighV6Key, PolicyEntry,
-    PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
-    PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key,
+    MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key,
+    PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
+    PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
+    RouteV6Key, SgMeta, SgStats,
 };
 
 use super::Options;
@@ -78,6 +79,8 @@ pub fn map_specs(opts: &Options) -> Vec<MapSpec> {
         spec::<([u8; 4], RemoteV4Key), RemoteIdentity>("REMOTE_V4", MAX_REMOTE_PREFIXES),
         spec::<([u8; 4], RemoteV6Key), RemoteIdentity>("REMOTE_V6", MAX_REMOTE_PREFIXES),
         spec::<CtKey, CtEntry>("CONNTRACK", MAX_CONNTRACK),
+        spec::<u32, SgStats>("SG_STATS", MAX_SECURITY_GROUPS),
+        spec::<u32, SgMeta>("SG_META", MAX_SECURITY_GROUPS),
     ]
 }
 
