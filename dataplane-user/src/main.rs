@@ -40,6 +40,11 @@ enum Command {
         /// Ports the datapath is sized for.
         #[arg(long, default_value_t = Options::default().max_ports)]
         max_ports: u32,
+        /// On SIGINT/SIGTERM, detach and remove everything (by default the
+        /// datapath keeps running on its pinned links and maps, and the
+        /// next `run` adopts it; `dataplane stop` removes it).
+        #[arg(long)]
+        cleanup: bool,
     },
     /// Validate a configuration without changing anything.
     Check {
@@ -111,12 +116,16 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { config, max_ports } => {
+        Command::Run {
+            config,
+            max_ports,
+            cleanup,
+        } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(run(cli.instance, config, max_ports))
+            rt.block_on(run(cli.instance, config, max_ports, cleanup))
         }
         Command::Check {
             config,
@@ -181,7 +190,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-async fn run(instance: String, config_path: PathBuf, max_ports: u32) -> Result<()> {
+async fn run(instance: String, config_path: PathBuf, max_ports: u32, cleanup: bool) -> Result<()> {
     let topology = config::load(&config_path)?;
     let ifindexes = interfaces::resolve_taps(&topology)?;
 
@@ -192,6 +201,13 @@ async fn run(instance: String, config_path: PathBuf, max_ports: u32) -> Result<(
         attach: true,
     })?;
     forward_ebpf_logs(&mut dp);
+    let adopted = dp.adopt_links()?;
+    if adopted > 0 {
+        info!(
+            links = adopted,
+            "took over the XDP links of the previous run"
+        );
+    }
 
     if let Err(e) = dp.apply(&topology, &ifindexes) {
         // Leave nothing behind that this run created.
@@ -210,13 +226,19 @@ async fn run(instance: String, config_path: PathBuf, max_ports: u32) -> Result<(
     let mut sighup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT: detaching"); break }
-            _ = sigterm.recv() => { info!("SIGTERM: detaching"); break }
+            _ = sigint.recv() => { info!("SIGINT"); break }
+            _ = sigterm.recv() => { info!("SIGTERM"); break }
             _ = sighup.recv() => reload(&mut dp, &config_path),
         }
     }
-    dp.shutdown(true)?;
-    info!("detached and unpinned");
+    dp.shutdown(cleanup)?;
+    if cleanup {
+        info!("detached and unpinned");
+    } else {
+        info!(
+            "exiting; the datapath keeps running on its pinned links and maps (`dataplane stop` removes it)"
+        );
+    }
     Ok(())
 }
 

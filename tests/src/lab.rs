@@ -230,8 +230,15 @@ impl Lab {
         self.start_file(&path, expected)
     }
 
-    /// Starts the agent on a config file holding `expected` ports.
+    /// Starts the agent on a config file holding `expected` ports, and waits
+    /// until it applied its configuration (a new generation is live: after
+    /// a restart the previous run's state is visible at once).
     pub fn start_file(&mut self, path: &std::path::Path, expected: usize) -> Result<()> {
+        let before = self
+            .show_ports()
+            .ok()
+            .and_then(|v| v["generation"].as_u64())
+            .unwrap_or(0);
         let log = self.dir.path().join("agent.log");
         let child = self
             .dataplane(&[
@@ -243,8 +250,8 @@ impl Lab {
             ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(File::create(&log)?)
-            .stderr(File::create(self.dir.path().join("agent.err"))?)
+            .stdout(append(&log)?)
+            .stderr(append(&self.dir.path().join("agent.err"))?)
             .spawn()
             .context("spawning the agent")?;
         self.agent = Some(Agent { child, log });
@@ -256,7 +263,7 @@ impl Lab {
                 }
             }
             if let Ok(v) = self.show_ports() {
-                if v["generation"].as_u64().unwrap_or(0) >= 1
+                if v["generation"].as_u64().unwrap_or(0) > before
                     && v["ports"].as_array().map(|a| a.len()) == Some(expected)
                 {
                     return Ok(());
@@ -312,10 +319,7 @@ impl Lab {
     /// agent's log if it did not become live within 10 s.
     pub fn reload(&self, config: &Value) -> Result<()> {
         let before = self.show_ports()?["generation"].as_u64().unwrap_or(0);
-        self.write_config("config.json", config)?;
-        let agent = self.agent.as_ref().context("no agent running")?;
-        // SAFETY: signalling a child we own.
-        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+        self.sighup(config)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.show_ports()?["generation"].as_u64().unwrap_or(0) > before {
@@ -329,6 +333,25 @@ impl Lab {
         )
     }
 
+    /// Rewrites the agent's configuration file and sends it SIGHUP, without
+    /// waiting for the outcome.
+    pub fn sighup(&self, config: &Value) -> Result<()> {
+        self.write_config("config.json", config)?;
+        let agent = self.agent.as_ref().context("no agent running")?;
+        // SAFETY: signalling a child we own.
+        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+        Ok(())
+    }
+
+    /// Kills the agent with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill_agent(&mut self) -> Result<()> {
+        if let Some(mut agent) = self.agent.take() {
+            agent.child.kill()?;
+            agent.child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Stops the agent with SIGINT and waits for it.
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut agent) = self.agent.take() {
@@ -336,6 +359,14 @@ impl Lab {
         }
         Ok(())
     }
+}
+
+/// Opens a log for appending: restarted agents add to it.
+fn append(path: &std::path::Path) -> Result<File> {
+    Ok(std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?)
 }
 
 fn stop_agent(agent: &mut Agent) -> Result<()> {

@@ -21,7 +21,11 @@ use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashOfMaps, Map, MapData, PerCpuArray, PerCpuValues, ProgramArray},
-    programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramFd, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
     util::nr_cpus,
 };
 use common::{
@@ -122,7 +126,17 @@ pub struct Datapath {
     sg_ix: Indexes,
     sg_stats: PerCpuArray<MapData, SgStats>,
     sg_meta: Array<MapData, SgMeta>,
-    links: BTreeMap<u32, XdpLinkId>,
+    /// XDP attachments by ifindex.
+    links: BTreeMap<u32, Attachment>,
+}
+
+/// How `from_vm` is attached to a tap.
+enum Attachment {
+    /// A BPF link pinned under `links/<ifindex>`: it outlives this process,
+    /// so the datapath keeps running while the agent restarts.
+    Pinned { link: FdLink, pin: PathBuf },
+    /// A netlink attachment (kernels without XDP links): ends with us.
+    Owned(XdpLinkId),
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -265,8 +279,10 @@ impl Datapath {
         let tx_ports: DevMapHash<MapData> = take(&mut ebpf, "TX_PORTS")?;
         let mut tx_contents = BTreeMap::new();
         for entry in tx_ports.iter() {
-            let (index, value) = entry?;
-            tx_contents.insert(index, value.if_index);
+            let (index, _) = entry?;
+            // Interface 0 never matches: every entry is rewritten with this
+            // run's to_vm on the first apply.
+            tx_contents.insert(index, 0);
         }
         let flood: HashOfMaps<MapData, FloodKey, DevMapHash<MapData>> = take(&mut ebpf, "FLOOD")?;
 
@@ -277,6 +293,16 @@ impl Datapath {
                 let id = pins::c_str(&meta.id);
                 if !id.is_empty() {
                     port_ix.by_id.insert(id, info.index);
+                }
+            }
+        }
+        // And the groups' (their active members stay known).
+        let mut group_ix = Indexes::new(common::MAX_GROUPS - 1);
+        for (group, _) in group_members.contents(current.active_slot).keys() {
+            if let Ok(meta) = group_meta.get(group, 0) {
+                let name = pins::c_str(&meta.name);
+                if !name.is_empty() {
+                    group_ix.by_id.insert(name, *group);
                 }
             }
         }
@@ -320,7 +346,7 @@ impl Datapath {
             tx_contents,
             flood,
             to_vm_fd,
-            group_ix: Indexes::new(common::MAX_GROUPS - 1),
+            group_ix,
             router_ix: Indexes::new(common::MAX_ROUTER_INTERFACES),
             sg_ix: Indexes::new(common::MAX_SECURITY_GROUPS - 1),
             sg_stats,
@@ -621,35 +647,115 @@ impl Datapath {
             .try_into()?)
     }
 
+    fn link_pin(&self, ifindex: u32) -> PathBuf {
+        self.dir.join("links").join(ifindex.to_string())
+    }
+
     fn attach(&mut self, ifindex: u32) -> Result<()> {
-        let link = self
-            .xdp()?
+        let pin = self.link_pin(ifindex);
+        let xdp = self.xdp()?;
+        let id = xdp
             .attach_to_if_index(ifindex, XdpMode::default())
             .with_context(|| format!("attaching XDP to interface {ifindex}"))?;
-        self.links.insert(ifindex, link);
+        let link = xdp.take_link(id)?;
+        let attachment = match FdLink::try_from(link) {
+            Ok(fd_link) => {
+                std::fs::create_dir_all(pin.parent().expect("links dir"))?;
+                let pinned = fd_link
+                    .pin(&pin)
+                    .with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
+                Attachment::Pinned {
+                    link: FdLink::from(pinned),
+                    pin,
+                }
+            }
+            Err(e) => {
+                // A netlink attachment (the conversion dropped it): attach
+                // again, owned by this process.
+                debug!(ifindex, error = %e, "no XDP link; attaching through netlink");
+                let id = self
+                    .xdp()?
+                    .attach_to_if_index(ifindex, XdpMode::default())
+                    .with_context(|| format!("attaching XDP to interface {ifindex}"))?;
+                Attachment::Owned(id)
+            }
+        };
+        self.links.insert(ifindex, attachment);
         Ok(())
+    }
+
+    /// Takes over the links a previous run pinned: each gets this run's
+    /// `from_vm` atomically (no packet meets a detached tap). Links of
+    /// interfaces that are gone are removed.
+    pub fn adopt_links(&mut self) -> Result<usize> {
+        let dir = self.dir.join("links");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut adopted = 0;
+        for entry in entries {
+            let pin = entry?.path();
+            let Some(ifindex) = pin
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let replaced = PinnedLink::from_pin(&pin)
+                .map_err(anyhow::Error::from)
+                .and_then(|pinned| {
+                    let link = XdpLink::try_from(FdLink::from(pinned))?;
+                    let xdp = self.xdp()?;
+                    let id = xdp.attach_to_link(link)?;
+                    Ok(FdLink::try_from(xdp.take_link(id)?)?)
+                });
+            match replaced {
+                Ok(link) => {
+                    self.links.insert(ifindex, Attachment::Pinned { link, pin });
+                    adopted += 1;
+                }
+                Err(e) => {
+                    info!(ifindex, error = %e, "dropping a pinned XDP link that cannot be adopted");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        Ok(adopted)
     }
 
     fn detach(&mut self, ifindex: u32) -> Result<()> {
-        if let Some(link) = self.links.remove(&ifindex) {
-            // The interface may already be gone, and its XDP with it.
-            if let Err(e) = self.xdp()?.detach(link) {
-                debug!(ifindex, error = %e, "detach");
+        match self.links.remove(&ifindex) {
+            // Removing the pin and closing our fd ends the link.
+            Some(Attachment::Pinned { link, pin }) => {
+                let _ = std::fs::remove_file(&pin);
+                drop(link);
             }
+            Some(Attachment::Owned(id)) => {
+                // The interface may already be gone, and its XDP with it.
+                if let Err(e) = self.xdp()?.detach(id) {
+                    debug!(ifindex, error = %e, "detach");
+                }
+            }
+            None => {}
         }
         Ok(())
     }
 
-    /// Detaches from every interface and, with `unpin`, removes the pinned
-    /// maps so nothing of this instance stays in the kernel.
-    pub fn shutdown(mut self, unpin: bool) -> Result<()> {
-        let ifindexes: Vec<u32> = self.links.keys().copied().collect();
-        for ifindex in ifindexes {
-            self.detach(ifindex)?;
+    /// With `remove`, detaches from every interface and removes the pinned
+    /// maps and links so nothing of this instance stays in the kernel;
+    /// without, leaves the datapath running on its pinned links and maps
+    /// for the next run to adopt.
+    pub fn shutdown(mut self, remove: bool) -> Result<()> {
+        if remove {
+            let ifindexes: Vec<u32> = self.links.keys().copied().collect();
+            for ifindex in ifindexes {
+                self.detach(ifindex)?;
+            }
         }
         let dir = self.dir.clone();
         drop(self);
-        if unpin {
+        if remove {
             pins::remove(&dir)?;
         }
         Ok(())

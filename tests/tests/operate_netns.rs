@@ -1,0 +1,173 @@
+//! Operating the datapath under traffic: the agent stops, is killed and
+//! restarts, and the configuration changes live, while a VM pings another;
+//! not one ping may be lost.
+
+use std::time::Duration;
+
+use lab::{
+    lab::{Lab, Vm},
+    require_root,
+    topo::{config, network, pair, port, subnet},
+};
+use serde_json::{Value, json};
+
+const MAC_A: &str = "fa:16:3e:70:00:0a";
+const MAC_B: &str = "fa:16:3e:70:00:0b";
+const MAC_C: &str = "fa:16:3e:70:00:0c";
+
+fn topology(lab: &Lab, with_c: bool) -> Value {
+    let mut ports = vec![
+        port(lab.vm("a"), "net", &[("v4", "10.8.0.10")]),
+        port(lab.vm("b"), "net", &[("v4", "10.8.0.11")]),
+    ];
+    if with_c {
+        let mut pc = port(lab.vm("c"), "net", &[("v4", "10.8.0.12")]);
+        pc["allowed_address_pairs"] = json!([pair("10.8.0.100", None)]);
+        ports.push(pc);
+    }
+    config(
+        vec![network("net")],
+        vec![subnet("v4", "net", "10.8.0.0/24", None)],
+        ports,
+    )
+}
+
+fn lab() -> Lab {
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac, ip) in [
+        ("a", MAC_A, "10.8.0.10"),
+        ("b", MAC_B, "10.8.0.11"),
+        ("c", MAC_C, "10.8.0.12"),
+    ] {
+        lab.add_vm(name, mac).unwrap();
+        lab.vm(name)
+            .sh(&format!("ip addr add {ip}/24 dev eth0"))
+            .unwrap();
+    }
+    let cfg = topology(&lab, false);
+    lab.start(&cfg).unwrap();
+    lab
+}
+
+/// Starts `count` pings from `vm` to `dst` every 20 ms in the background;
+/// returns the file their summary goes to.
+fn ping_in_background(lab: &Lab, vm: &Vm, dst: &str, count: u32) -> std::path::PathBuf {
+    let out = lab.dir.path().join(format!("ping-{}.out", vm.name));
+    vm.sh(&format!(
+        "ping -n -i 0.02 -c {count} -W 1 {dst} > {} 2>&1 &",
+        out.display()
+    ))
+    .unwrap();
+    out
+}
+
+/// (sent, received) once the background ping has finished.
+fn ping_result(out: &std::path::Path) -> (u32, u32) {
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(out) {
+            if let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) {
+                let n: Vec<u32> = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                return (n[0], n[1]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("ping did not finish");
+}
+
+#[test]
+fn stopping_killing_and_restarting_the_agent_loses_no_packet() {
+    require_root!();
+    let mut lab = lab();
+    let (a, b) = (lab.vm("a"), lab.vm("b"));
+    assert!(a.ping("10.8.0.11", 2));
+    let rx_before = lab.port(b).unwrap()["stats"]["rx_packets"]
+        .as_u64()
+        .unwrap();
+    let out = ping_in_background(&lab, a, "10.8.0.11", 250);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The agent exits: the datapath keeps forwarding on its pinned links.
+    lab.stop().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // A new agent adopts the pinned state and replaces the programs.
+    let cfg = topology(&lab, false);
+    lab.start(&cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Killed without any chance to clean up, then started again.
+    lab.kill_agent().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    lab.start(&cfg).unwrap();
+
+    let (sent, received) = ping_result(&out);
+    assert_eq!(
+        (sent, received),
+        (250, 250),
+        "pings lost across the restarts\n{}",
+        lab.agent_log()
+    );
+    // Counters and indexes were adopted, not reset.
+    let b = lab.vm("b");
+    let rx_after = lab.port(b).unwrap()["stats"]["rx_packets"]
+        .as_u64()
+        .unwrap();
+    assert!(rx_after >= rx_before + 250, "rx {rx_before} -> {rx_after}");
+    assert!(lab.agent_log().contains("took over the XDP links"));
+}
+
+#[test]
+fn live_changes_and_a_rejected_config_lose_no_packet() {
+    require_root!();
+    let lab = lab();
+    let (a, c) = (lab.vm("a"), lab.vm("c"));
+    assert!(!c.ping("10.8.0.10", 1), "c is not a port yet");
+    let out = ping_in_background(&lab, a, "10.8.0.11", 200);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A port is added (with a pair) live.
+    let with_c = topology(&lab, true);
+    lab.reload(&with_c).unwrap();
+    assert!(c.ping("10.8.0.10", 2), "the new port forwards");
+
+    // A broken file changes nothing.
+    let generation = lab.show_ports().unwrap()["generation"].as_u64().unwrap();
+    let mut bad = with_c.clone();
+    bad["ports"][2]["mac_address"] = json!("not-a-mac");
+    lab.sighup(&bad).unwrap();
+    for _ in 0..100 {
+        if lab
+            .agent_log()
+            .contains("keeping the running configuration")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        lab.show_ports().unwrap()["generation"].as_u64().unwrap(),
+        generation,
+        "a rejected config was applied"
+    );
+    assert!(
+        lab.agent_log()
+            .contains("keeping the running configuration")
+    );
+    assert!(
+        c.ping("10.8.0.10", 2),
+        "the running configuration still forwards"
+    );
+
+    // And removed again.
+    lab.reload(&topology(&lab, false)).unwrap();
+    assert!(!c.ping("10.8.0.10", 2), "the removed port still forwards");
+
+    let (sent, received) = ping_result(&out);
+    assert_eq!(
+        (sent, received),
+        (200, 200),
+        "pings lost during live changes"
+    );
+}
