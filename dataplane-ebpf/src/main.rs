@@ -41,6 +41,13 @@ pub fn route_v6(ctx: XdpContext) -> u32 {
     route::ipv6(&ctx)
 }
 
+/// The benchmark's floor: an empty program (never attached; `cargo xtask
+/// bench` measures everything else against it in the same run).
+#[xdp]
+pub fn bench_floor(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_DROP
+}
+
 #[xdp(map = "devmap")]
 pub fn to_vm(ctx: XdpContext) -> u32 {
     to_vm::run(&ctx)

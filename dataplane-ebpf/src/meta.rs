@@ -11,9 +11,14 @@ const LEN: usize = core::mem::size_of::<TxMeta>();
 /// the last thing done to a frame before its redirect.
 #[inline(always)]
 pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropReason> {
-    // SAFETY: ctx.ctx is the program's xdp_md.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(LEN as i32)) } != 0 {
-        return Err(DropReason::RedirectFailed);
+    // Make the area exactly LEN bytes, whatever was there (a frame run
+    // again, as BPF_PROG_TEST_RUN's repeat does, already has one).
+    let have = ctx.data() as i64 - ctx.metadata() as i64;
+    if have != LEN as i64 {
+        // SAFETY: ctx.ctx is the program's xdp_md.
+        if unsafe { bpf_xdp_adjust_meta(ctx.ctx, (have - LEN as i64) as i32) } != 0 {
+            return Err(DropReason::RedirectFailed);
+        }
     }
     let (meta, data) = (ctx.metadata(), ctx.data());
     if meta + LEN > data {

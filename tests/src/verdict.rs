@@ -27,6 +27,9 @@ pub const XDP_REDIRECT: u32 = 4;
 pub struct Verdicts {
     dp: Option<Datapath>,
     pub topology: Topology,
+    /// How long the first apply of the configuration took.
+    pub first_apply: std::time::Duration,
+    ifindexes: Vec<u32>,
     /// Holds the dummy interfaces of the other ports; dropped after `dp`.
     _ns: Netns,
 }
@@ -35,6 +38,11 @@ impl Verdicts {
     /// Loads the datapath with `config`; frames appear to come from the
     /// port with id `source`.
     pub fn new(config: &Value, source: &str) -> Result<Verdicts> {
+        Self::sized(config, source, 64)
+    }
+
+    /// As [`Verdicts::new`], with the maps sized for `max_ports`.
+    pub fn sized(config: &Value, source: &str, max_ports: u32) -> Result<Verdicts> {
         let raw = config::parse(&config.to_string(), Format::Json)?;
         let topology = config::validate(&raw)?;
         let ns = Netns::new("dpx")?;
@@ -53,18 +61,22 @@ impl Verdicts {
         }
         anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
         let t = topology.clone();
-        let dp = ns.run_inside(move || {
+        let ifx = ifindexes.clone();
+        let (dp, first_apply) = ns.run_inside(move || {
             let mut dp = Datapath::open(Options {
                 instance: crate::netns::unique("dpv"),
-                max_ports: 64,
+                max_ports,
                 attach: false,
             })?;
-            dp.apply(&t, &ifindexes)?;
-            Ok(dp)
+            let started = std::time::Instant::now();
+            dp.apply(&t, &ifx)?;
+            Ok((dp, started.elapsed()))
         })?;
         Ok(Verdicts {
             dp: Some(dp),
             topology,
+            first_apply,
+            ifindexes,
             _ns: ns,
         })
     }
@@ -88,6 +100,48 @@ impl Verdicts {
             ..TestRunOptions::default()
         })?;
         Ok(r.return_value)
+    }
+
+    /// Average ns per run of `program` on `frame` over `repeat` runs on
+    /// one buffer (the kernel's own timing). Runs after the first see what
+    /// the previous one left: only meaningful for paths that do not
+    /// rewrite the frame, or with `repeat` 1.
+    pub fn time(&mut self, program: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+        let prog: &mut Xdp = self
+            .dp()
+            .ebpf_mut()
+            .program_mut(program)
+            .with_context(|| format!("program {program}"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()?;
+        }
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        Ok(r.duration.as_nanos() as f64)
+    }
+
+    /// Applies a changed `config` with the same ports; returns how long it
+    /// took.
+    pub fn reapply(&mut self, config: &Value) -> Result<std::time::Duration> {
+        let raw = config::parse(&config.to_string(), Format::Json)?;
+        let topology = config::validate(&raw)?;
+        let ifindexes = self.ifindexes.clone();
+        let mut dp = self.dp.take().context("datapath")?;
+        // Device maps resolve ifindexes in the caller's namespace: apply
+        // where the ports' interfaces are.
+        let (dp, elapsed) = self._ns.run_inside(move || {
+            let started = std::time::Instant::now();
+            dp.apply(&topology, &ifindexes)?;
+            Ok((dp, started.elapsed()))
+        })?;
+        self.dp = Some(dp);
+        Ok(elapsed)
     }
 
     /// The `show ports` view of a port, counters included.

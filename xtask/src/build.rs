@@ -84,3 +84,24 @@ pub fn demo(hold: bool) -> Result<()> {
         )
     })
 }
+
+/// The benchmark binary (release build: control-plane timings depend on it).
+pub fn bench() -> Result<()> {
+    let bin = dataplane_bin()?;
+    status(
+        Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "tests",
+                "--bin",
+                "bench",
+                "--",
+            ])
+            .arg(root().join("results"))
+            .current_dir(root())
+            .env("DATAPLANE_BIN", &bin),
+    )
+}

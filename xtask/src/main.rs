@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Project tasks: setup, build-ebpf, lint, test, run")]
+#[command(about = "Project tasks: setup, build-ebpf, lint, test, run, bench")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -40,6 +40,10 @@ enum Task {
         #[arg(long)]
         hold: bool,
     },
+    /// Per-packet cost of each path against the empty-program floor, its
+    /// scaling with ports, pairs and rules, and control-plane timings;
+    /// writes results/bench.md and results/bench.svg (needs root).
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -51,6 +55,11 @@ fn main() -> Result<()> {
             util::require_root("cargo xtask test")?;
             setup::run()?;
             build::test(&args)
+        }
+        Task::Bench => {
+            util::require_root("cargo xtask bench")?;
+            setup::run()?;
+            build::bench()
         }
         Task::Run { hold } => {
             util::require_root("cargo xtask run")?;
