@@ -50,7 +50,7 @@ fn groups(extra_web_rules: Vec<Value>) -> Value {
         rule(
             "ingress",
             "IPv4",
-            json!({ "protocol": "icmp", "remote_ip_prefix": "10.6.0.0/28" }),
+            json!({ "protocol": "icmp", "port_range_min": 8, "remote_ip_prefix": "10.6.0.0/28" }),
         ),
     ]);
     web.extend(extra_web_rules);
@@ -109,15 +109,42 @@ fn lab(extra_web_rules: Vec<Value>) -> (Lab, Value) {
     let cfg = topology(&lab, groups(extra_web_rules), &["others"]);
     lab.start(&cfg).unwrap();
     // A TCP server on web, ports 80 and 81, answering each connection.
-    let web = lab.vm("web");
-    for (port, bind) in [(80, ""), (81, ""), (80, "-6 -s fd06::10")] {
-        web.sh(&format!(
-            "(while true; do echo hello-{port} | timeout 3 nc {bind} -l -N -p {port}; done) >/dev/null 2>&1 & true"
-        ))
-        .unwrap();
-    }
+    serve(lab.vm("web"), &[80, 81]);
     std::thread::sleep(Duration::from_millis(300));
     (lab, cfg)
+}
+
+/// A TCP server on `vm` answering every connection to each of `ports`
+/// (IPv4 and IPv6) with "hello-<port>", in the background.
+fn serve(vm: &Vm, ports: &[u16]) {
+    let script = format!(
+        "import socket, threading\n\
+         def serve(family, port):\n\
+         \x20   s = socket.socket(family, socket.SOCK_STREAM)\n\
+         \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         \x20   if family == socket.AF_INET6:\n\
+         \x20       s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
+         \x20   s.bind(('', port))\n\
+         \x20   s.listen(64)\n\
+         \x20   while True:\n\
+         \x20       c, _ = s.accept()\n\
+         \x20       threading.Thread(target=talk, args=(c, port)).start()\n\
+         def talk(c, port):\n\
+         \x20   c.sendall(b'hello-%d\\n' % port)\n\
+         \x20   while c.recv(4096):\n\
+         \x20       pass\n\
+         \x20   c.close()\n\
+         ts = [threading.Thread(target=serve, args=(f, p)) for p in {ports:?} for f in (socket.AF_INET, socket.AF_INET6)]\n\
+         [t.start() for t in ts]\n"
+    );
+    let path = std::env::temp_dir().join(format!("serve-{}.py", vm.ns.name));
+    std::fs::write(&path, script).unwrap();
+    vm.sh(&format!(
+        "/usr/bin/python3 {} >/dev/null 2>&1 &",
+        path.display()
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
 }
 
 /// Connects from `vm` (optionally from `src`) to `dst`:`port`; true if
@@ -129,7 +156,7 @@ fn connect(vm: &Vm, dst: &str, port: u16, src: Option<&str>) -> bool {
         .try_exec(&[
             "sh",
             "-c",
-            &format!("timeout 3 nc -w 2 {src} {dst} {port} </dev/null"),
+            &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
         ])
         .unwrap();
     String::from_utf8_lossy(&out.stdout).contains(&format!("hello-{port}"))
@@ -463,12 +490,7 @@ fn egress_rules_and_routed_traffic() {
         .unwrap();
     lab.start(&cfg).unwrap();
     let (c1, web) = (lab.vm("c1"), lab.vm("web"));
-    for port in [80, 81] {
-        web.sh(&format!(
-            "(while true; do echo hello-{port} | timeout 3 nc -l -N -p {port}; done) >/dev/null 2>&1 & true"
-        ))
-        .unwrap();
-    }
+    serve(web, &[80, 81]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         connect(c1, "10.7.2.10", 80, None),
@@ -485,4 +507,36 @@ fn egress_rules_and_routed_traffic() {
         c1.ping("fd07:2::10", 3),
         "ICMPv6 by protocol number and remote prefix"
     );
+}
+
+#[test]
+fn a_removed_port_takes_its_connections_with_it() {
+    require_root!();
+    let (lab, cfg) = lab(vec![]);
+    let (web, other) = (lab.vm("web"), lab.vm("other"));
+    assert!(other.ping("10.6.0.10", 1));
+    let zones = |lab: &Lab| -> Vec<String> {
+        let out = lab::netns::run(&mut lab.dataplane(&["show", "conntrack", "--json"])).unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["port"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let before = zones(&lab);
+    assert!(
+        before.contains(&other.port_id) && before.contains(&web.port_id),
+        "{before:?}"
+    );
+    let mut without = cfg.clone();
+    without["ports"].as_array_mut().unwrap().remove(2);
+    lab.reload(&without).unwrap();
+    let after = zones(&lab);
+    assert!(
+        !after.iter().any(|z| z.contains(&other.port_id[..8])),
+        "{after:?}"
+    );
+    // The other side keeps its own record of the connection.
+    assert!(after.contains(&web.port_id), "{after:?}");
 }

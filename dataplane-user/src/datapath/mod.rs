@@ -29,11 +29,11 @@ use aya::{
     util::nr_cpus,
 };
 use common::{
-    DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState,
-    JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key, PolicyEntry,
-    PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey,
-    PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key,
-    SgMeta, SgStats,
+    CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
+    GroupState, JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key,
+    PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
+    PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
+    RouteV6Key, SgMeta, SgStats,
 };
 use tracing::{debug, info};
 
@@ -126,6 +126,7 @@ pub struct Datapath {
     sg_ix: Indexes,
     sg_stats: PerCpuArray<MapData, SgStats>,
     sg_meta: Array<MapData, SgMeta>,
+    conntrack: aya::maps::HashMap<MapData, CtKey, CtEntry>,
     /// XDP attachments by ifindex.
     links: BTreeMap<u32, Attachment>,
 }
@@ -269,6 +270,7 @@ impl Datapath {
         )?;
         let sg_stats: PerCpuArray<MapData, SgStats> = take(&mut ebpf, "SG_STATS")?;
         let sg_meta: Array<MapData, SgMeta> = take(&mut ebpf, "SG_META")?;
+        let conntrack: aya::maps::HashMap<MapData, CtKey, CtEntry> = take(&mut ebpf, "CONNTRACK")?;
         let group_members = SlottedMap::open(
             "GROUP_MEMBERS",
             SlotHash(take(&mut ebpf, "GROUP_MEMBERS")?),
@@ -351,6 +353,7 @@ impl Datapath {
             sg_ix: Indexes::new(common::MAX_SECURITY_GROUPS - 1),
             sg_stats,
             sg_meta,
+            conntrack,
             links: BTreeMap::new(),
         })
     }
@@ -514,9 +517,24 @@ impl Datapath {
             self.detach(ifindex)?;
             detached.push(ifindex);
         }
-        for index in live {
-            if !desired.port_meta.contains_key(&index) {
-                self.port_meta.set(index, PortMeta::default(), 0)?;
+        let left: BTreeSet<u32> = live
+            .into_iter()
+            .filter(|index| !desired.port_meta.contains_key(index))
+            .collect();
+        for &index in &left {
+            self.port_meta.set(index, PortMeta::default(), 0)?;
+        }
+        // Their connections go too: a port that later reuses the index
+        // must not inherit them.
+        if !left.is_empty() {
+            let stale: Vec<CtKey> = self
+                .conntrack
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| left.contains(&k.zone))
+                .collect();
+            for key in &stale {
+                let _ = self.conntrack.remove(key);
             }
         }
         // Ports that left: their device-map entries go once no packet of the
