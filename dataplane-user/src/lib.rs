@@ -5,5 +5,6 @@ pub mod compile;
 pub mod config;
 pub mod datapath;
 pub mod interfaces;
+pub mod metrics;
 pub mod policy;
 pub mod show;

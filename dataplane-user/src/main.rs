@@ -45,6 +45,10 @@ enum Command {
         /// next `run` adopts it; `dataplane stop` removes it).
         #[arg(long)]
         cleanup: bool,
+        /// Serve per-port, per-reason counters in the Prometheus text
+        /// format at http://ADDR/metrics (for example 127.0.0.1:9477).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Validate a configuration without changing anything.
     Check {
@@ -120,12 +124,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             config,
             max_ports,
             cleanup,
+            metrics,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(run(cli.instance, config, max_ports, cleanup))
+            rt.block_on(run(cli.instance, config, max_ports, cleanup, metrics))
         }
         Command::Check {
             config,
@@ -190,7 +195,13 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-async fn run(instance: String, config_path: PathBuf, max_ports: u32, cleanup: bool) -> Result<()> {
+async fn run(
+    instance: String,
+    config_path: PathBuf,
+    max_ports: u32,
+    cleanup: bool,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let topology = config::load(&config_path)?;
     let ifindexes = interfaces::resolve_taps(&topology)?;
 
@@ -221,14 +232,26 @@ async fn run(instance: String, config_path: PathBuf, max_ports: u32, cleanup: bo
         "datapath ready"
     );
 
+    if let Some(addr) = metrics {
+        dataplane::metrics::serve(addr, dp.dir().clone()).await?;
+    }
+
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let (_watcher, mut changed) = watch(&config_path)?;
     loop {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT"); break }
             _ = sigterm.recv() => { info!("SIGTERM"); break }
             _ = sighup.recv() => reload(&mut dp, &config_path),
+            Some(()) = changed.recv() => {
+                // Editors write in several steps: let them finish.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
+                info!("configuration file changed");
+                reload(&mut dp, &config_path);
+            }
         }
     }
     dp.shutdown(cleanup)?;
@@ -242,7 +265,42 @@ async fn run(instance: String, config_path: PathBuf, max_ports: u32, cleanup: bo
     Ok(())
 }
 
-/// SIGHUP: applies the configuration file again. A file that does not
+/// Watches the configuration file's directory (editors and config
+/// management replace files rather than write them in place) and reports
+/// changes to the file itself.
+fn watch(
+    path: &std::path::Path,
+) -> Result<(
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+)> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let path = std::fs::canonicalize(path)?;
+    let name = path.file_name().map(|n| n.to_os_string());
+    let dir = path
+        .parent()
+        .context("configuration file without a directory")?
+        .to_path_buf();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        let writes = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        );
+        if ours && writes {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
+
+/// SIGHUP or a change of the file: applies the configuration file again. A file that does not
 /// validate, or names a tap that does not exist, changes nothing: the last
 /// good configuration stays live.
 fn reload(dp: &mut Datapath, config_path: &std::path::Path) {

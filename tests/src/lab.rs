@@ -113,6 +113,8 @@ pub struct Lab {
     pub vms: Vec<Vm>,
     bridge: Option<String>,
     pub dir: tempfile::TempDir,
+    /// More arguments for `dataplane run`.
+    pub run_args: Vec<String>,
 }
 
 impl Lab {
@@ -134,6 +136,7 @@ impl Lab {
             vms: Vec::new(),
             bridge,
             dir: tempfile::tempdir()?,
+            run_args: Vec::new(),
         })
     }
 
@@ -197,10 +200,14 @@ impl Lab {
             .expect("no such VM")
     }
 
-    /// Writes `config` (JSON) and returns its path.
+    /// Writes `config` (JSON) and returns its path. The file is replaced
+    /// in one step (written aside, then renamed), as config management
+    /// does: the agent watching it never reads half a file.
     pub fn write_config(&self, name: &str, config: &Value) -> Result<PathBuf> {
         let path = self.dir.path().join(name);
-        std::fs::write(&path, serde_json::to_string_pretty(config)?)?;
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(config)?)?;
+        std::fs::rename(&tmp, &path)?;
         Ok(path)
     }
 
@@ -248,6 +255,7 @@ impl Lab {
                 "--max-ports",
                 "64",
             ])
+            .args(&self.run_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(append(&log)?)

@@ -171,3 +171,86 @@ fn live_changes_and_a_rejected_config_lose_no_packet() {
         "pings lost during live changes"
     );
 }
+
+#[test]
+fn an_edited_config_file_applies_without_a_signal() {
+    require_root!();
+    let lab = lab();
+    let c = lab.vm("c");
+    let before = lab.show_ports().unwrap()["generation"].as_u64().unwrap();
+    // Only the file changes: no SIGHUP, no command.
+    lab.write_config("config.json", &topology(&lab, true))
+        .unwrap();
+    let mut applied = false;
+    for _ in 0..100 {
+        if lab.show_ports().unwrap()["generation"].as_u64().unwrap() > before {
+            applied = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(applied, "the edit was not applied:\n{}", lab.agent_log());
+    assert!(
+        c.ping("10.8.0.10", 2),
+        "the port added by the edit forwards"
+    );
+}
+
+#[test]
+fn metrics_expose_per_port_per_reason_counters() {
+    require_root!();
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac, ip) in [
+        ("a", MAC_A, "10.8.0.10"),
+        ("b", MAC_B, "10.8.0.11"),
+        ("c", MAC_C, "10.8.0.12"),
+    ] {
+        lab.add_vm(name, mac).unwrap();
+        lab.vm(name)
+            .sh(&format!("ip addr add {ip}/24 dev eth0"))
+            .unwrap();
+    }
+    lab.run_args = vec!["--metrics".into(), "127.0.0.1:9477".into()];
+    let cfg = topology(&lab, false);
+    lab.start(&cfg).unwrap();
+    let a = lab.vm("a");
+    assert!(a.ping("10.8.0.11", 2));
+    // A spoofed source, for a drop counter.
+    a.sh("ip addr add 10.8.0.99/32 dev eth0 && ip neigh replace 10.8.0.11 lladdr fa:16:3e:70:00:0b dev eth0 nud permanent")
+        .unwrap();
+    assert!(!a.ping_from("10.8.0.11", Some("10.8.0.99"), 2));
+    let get = |path: &'static str| {
+        lab.hv
+            .run_inside(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect("127.0.0.1:9477")?;
+                write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })
+            .unwrap()
+    };
+    let text = get("/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let drops = value(&format!(
+        "dataplane_port_drops_total{{port=\"{}\",reason=\"ipv4_src\"}}",
+        a.port_id
+    ));
+    assert_eq!(drops, lab.drops(a, "ipv4_src"));
+    assert!(drops >= 2);
+    let rx = value(&format!(
+        "dataplane_port_rx_packets_total{{port=\"{}\"",
+        a.port_id
+    ));
+    assert!(rx >= 2);
+    assert!(text.contains("# TYPE dataplane_port_drops_total counter"));
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+}

@@ -1,0 +1,163 @@
+//! `dataplane run --metrics ADDR`: the counters of the pinned maps in the
+//! Prometheus text format, at `http://ADDR/metrics`. Each scrape reads the
+//! maps afresh (what `show` reads), so a restarted agent serves counters
+//! that continue where they were.
+
+use std::{fmt::Write as _, net::SocketAddr, path::PathBuf};
+
+use anyhow::Result;
+use common::DropReason;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+use tracing::{info, warn};
+
+use crate::show;
+
+/// (metric name, help, how to read it from a port's counters).
+type Counter = (&'static str, &'static str, fn(&show::StatsView) -> u64);
+
+/// Prometheus label values escape backslash, quote and newline.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The exposition text for the instance in `dir`.
+pub fn render(dir: &std::path::Path) -> Result<String> {
+    let ports = show::ports(dir)?;
+    let mut out = String::new();
+    let counters: [Counter; 11] = [
+        ("rx_packets", "Frames the VM sent", |s| s.rx_packets),
+        ("rx_bytes", "Bytes the VM sent", |s| s.rx_bytes),
+        ("tx_packets", "Frames delivered to the VM", |s| s.tx_packets),
+        ("tx_bytes", "Bytes delivered to the VM", |s| s.tx_bytes),
+        ("forwarded", "Frames redirected to one port", |s| {
+            s.forwarded
+        }),
+        ("flooded", "Frames flooded to the network", |s| s.flooded),
+        (
+            "group_flooded",
+            "Frames sent to every member of a shared address",
+            |s| s.group_flooded,
+        ),
+        ("routed", "Packets routed to another subnet", |s| s.routed),
+        (
+            "arp_replies",
+            "ARP requests answered by the datapath",
+            |s| s.arp_replies,
+        ),
+        (
+            "nd_replies",
+            "Neighbour solicitations answered by the datapath",
+            |s| s.nd_replies,
+        ),
+        (
+            "claims",
+            "Times the port became a shared address's active member",
+            |s| s.claims,
+        ),
+    ];
+    for (name, help, get) in counters {
+        writeln!(out, "# HELP dataplane_port_{name}_total {help}.")?;
+        writeln!(out, "# TYPE dataplane_port_{name}_total counter")?;
+        for p in &ports.ports {
+            writeln!(
+                out,
+                "dataplane_port_{name}_total{{port=\"{}\",tap=\"{}\"}} {}",
+                label(&p.id),
+                label(&p.tap),
+                get(&p.stats)
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "# HELP dataplane_port_drops_total Frames dropped, by port and reason."
+    )?;
+    writeln!(out, "# TYPE dataplane_port_drops_total counter")?;
+    for p in &ports.ports {
+        // Every reason, zeros included: a series that appears only once it
+        // is non-zero breaks rate() on its first increment.
+        for reason in DropReason::ALL {
+            let n = p.stats.drops.get(reason.name()).copied().unwrap_or(0);
+            writeln!(
+                out,
+                "dataplane_port_drops_total{{port=\"{}\",reason=\"{}\"}} {n}",
+                label(&p.id),
+                reason.name()
+            )?;
+        }
+    }
+    for (reason, n) in &ports.unattributed.drops {
+        writeln!(
+            out,
+            "dataplane_port_drops_total{{port=\"\",reason=\"{reason}\"}} {n}"
+        )?;
+    }
+    writeln!(
+        out,
+        "# HELP dataplane_security_group_connections_total Connections a security group's rules allowed."
+    )?;
+    writeln!(
+        out,
+        "# TYPE dataplane_security_group_connections_total counter"
+    )?;
+    for g in show::security_groups(dir)? {
+        for (direction, n) in [("ingress", g.ingress_allowed), ("egress", g.egress_allowed)] {
+            writeln!(
+                out,
+                "dataplane_security_group_connections_total{{group=\"{}\",direction=\"{direction}\"}} {n}",
+                label(&g.id)
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "# HELP dataplane_config_generation Configurations applied."
+    )?;
+    writeln!(out, "# TYPE dataplane_config_generation gauge")?;
+    writeln!(out, "dataplane_config_generation {}", ports.generation)?;
+    Ok(out)
+}
+
+/// Serves `/metrics` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, dir: PathBuf) -> Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    info!(%addr, "serving metrics at /metrics");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                // The request line is all that matters; read what came.
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("");
+                let (status, body) = if path == "/metrics" {
+                    match tokio::task::spawn_blocking(move || render(&dir)).await {
+                        Ok(Ok(body)) => ("200 OK", body),
+                        Ok(Err(e)) => ("500 Internal Server Error", format!("{e:#}\n")),
+                        Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+                    }
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if let Err(e) = conn.write_all(response.as_bytes()).await {
+                    warn!(error = %e, "metrics client");
+                }
+            });
+        }
+    });
+    Ok(())
+}
