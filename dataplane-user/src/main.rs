@@ -50,6 +50,12 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
     },
+    /// Have the running agent apply FILE (validated here first, with the
+    /// same errors as `check`); the agent watches FILE from then on.
+    Apply {
+        /// Configuration file.
+        file: PathBuf,
+    },
     /// Validate a configuration without changing anything.
     Check {
         #[arg(long, short)]
@@ -186,6 +192,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Apply { file } => apply_command(&cli.instance, &file),
         Command::Stop => {
             let dir = datapath::instance_dir(&cli.instance);
             datapath::pins::remove(&dir)?;
@@ -239,7 +246,9 @@ async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let (_watcher, mut changed) = watch(&config_path)?;
+    let (mut watcher, mut changed) = watch(&config_path)?;
+    let mut config_path = config_path;
+    let mut control = listen_control(&instance)?;
     loop {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT"); break }
@@ -252,8 +261,28 @@ async fn run(
                 info!("configuration file changed");
                 reload(&mut dp, &config_path);
             }
+            Some((path, reply)) = control.recv() => {
+                let answer = match apply_file(&mut dp, &path, "apply") {
+                    Ok(generation) => {
+                        // FILE is the configuration from now on.
+                        match watch(&path) {
+                            Ok((w, c)) => {
+                                watcher = w;
+                                changed = c;
+                            }
+                            Err(e) => warn!("cannot watch {}: {e:#}", path.display()),
+                        }
+                        config_path = path;
+                        format!("ok {generation}")
+                    }
+                    Err(e) => format!("error {e:#}"),
+                };
+                let _ = reply.send(answer);
+            }
         }
     }
+    drop(watcher);
+    let _ = std::fs::remove_file(control_socket(&instance));
     dp.shutdown(cleanup)?;
     if cleanup {
         info!("detached and unpinned");
@@ -304,25 +333,106 @@ fn watch(
 /// validate, or names a tap that does not exist, changes nothing: the last
 /// good configuration stays live.
 fn reload(dp: &mut Datapath, config_path: &std::path::Path) {
-    let result = config::load(config_path)
+    let _ = apply_file(dp, config_path, "reload");
+}
+
+/// Applies `path`; logs and returns the outcome. A file that does not
+/// validate, or names a tap that does not exist, changes nothing: the last
+/// good configuration stays live.
+fn apply_file(dp: &mut Datapath, path: &std::path::Path, why: &str) -> Result<u64> {
+    let result = config::load(path)
         .and_then(|t| {
             let ifindexes = interfaces::resolve_taps(&t)?;
             Ok((t, ifindexes))
         })
         .and_then(|(t, ifindexes)| dp.apply(&t, &ifindexes).map(|s| (t, s)));
     match result {
-        Ok((t, summary)) => info!(
-            ports = t.ports.len(),
-            generation = summary.generation,
-            "SIGHUP: configuration applied"
-        ),
+        Ok((t, summary)) => {
+            info!(
+                ports = t.ports.len(),
+                generation = summary.generation,
+                "{why}: configuration applied"
+            );
+            Ok(summary.generation)
+        }
         Err(e) => {
             if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
-                error!("SIGHUP: {errors}; keeping the running configuration");
+                error!("{why}: {errors}; keeping the running configuration");
             } else {
-                error!("SIGHUP: {e:#}; keeping the running configuration");
+                error!("{why}: {e:#}; keeping the running configuration");
             }
+            Err(e)
         }
+    }
+}
+
+/// The control socket of a running agent.
+fn control_socket(instance: &str) -> PathBuf {
+    PathBuf::from(format!("/run/dataplane/{instance}.sock"))
+}
+
+/// Listens on the control socket: each connection sends the path of a
+/// configuration file; the reply is "ok <generation>" or "config-error" /
+/// "error" followed by the message.
+fn listen_control(
+    instance: &str,
+) -> Result<tokio::sync::mpsc::Receiver<(PathBuf, tokio::sync::oneshot::Sender<String>)>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = control_socket(instance);
+    std::fs::create_dir_all(path.parent().expect("/run/dataplane"))?;
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("control socket {}", path.display()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut request = String::new();
+                if conn.read_to_string(&mut request).await.is_err() {
+                    return;
+                }
+                let (reply_tx, reply_rx) = tokio::sync::oneshot::channel::<String>();
+                if tx
+                    .send((PathBuf::from(request.trim()), reply_tx))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if let Ok(reply) = reply_rx.await {
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                }
+            });
+        }
+    });
+    Ok(rx)
+}
+
+/// `dataplane apply FILE`: validates FILE here (same errors as `check`),
+/// then has the running agent apply it and watch it from then on.
+fn apply_command(instance: &str, file: &std::path::Path) -> Result<()> {
+    use std::io::{Read, Write};
+    let topology = config::load(file)?;
+    interfaces::resolve_taps(&topology)?;
+    let path = std::fs::canonicalize(file)?;
+    let socket = control_socket(instance);
+    let mut conn = std::os::unix::net::UnixStream::connect(&socket).with_context(|| {
+        format!(
+            "no running agent for instance {instance} ({} missing)",
+            socket.display()
+        )
+    })?;
+    conn.write_all(path.to_string_lossy().as_bytes())?;
+    conn.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)?;
+    match reply.split_once(' ') {
+        Some(("ok", generation)) => {
+            println!("applied {} as generation {generation}", path.display());
+            Ok(())
+        }
+        _ => anyhow::bail!("the agent refused {}: {reply}", path.display()),
     }
 }
 

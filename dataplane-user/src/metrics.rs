@@ -134,9 +134,17 @@ pub async fn serve(addr: SocketAddr, dir: PathBuf) -> Result<()> {
             };
             let dir = dir.clone();
             tokio::spawn(async move {
-                // The request line is all that matters; read what came.
-                let mut buf = [0u8; 4096];
-                let n = conn.read(&mut buf).await.unwrap_or(0);
+                // Read the request head (up to an empty line, 4 KiB, or
+                // 2 s); only its request line matters.
+                let mut buf = vec![0u8; 4096];
+                let mut n = 0;
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout_at(deadline, conn.read(&mut buf[n..])).await {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(m)) => n += m,
+                    }
+                }
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path = request.split_whitespace().nth(1).unwrap_or("");
                 let (status, body) = if path == "/metrics" {

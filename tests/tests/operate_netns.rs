@@ -224,7 +224,7 @@ fn metrics_expose_per_port_per_reason_counters() {
             .run_inside(move || {
                 use std::io::{Read, Write};
                 let mut s = std::net::TcpStream::connect("127.0.0.1:9477")?;
-                write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())?;
                 let mut out = String::new();
                 s.read_to_string(&mut out)?;
                 Ok(out)
@@ -253,4 +253,43 @@ fn metrics_expose_per_port_per_reason_counters() {
     assert!(rx >= 2);
     assert!(text.contains("# TYPE dataplane_port_drops_total counter"));
     assert!(get("/other").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn dataplane_apply_talks_to_the_running_agent() {
+    require_root!();
+    let lab = lab();
+    let c = lab.vm("c");
+    let good = lab
+        .write_config("with-c.json", &topology(&lab, true))
+        .unwrap();
+    let out = lab
+        .dataplane(&["apply", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied"));
+    assert!(c.ping("10.8.0.10", 2), "the applied port forwards");
+
+    // A bad file is refused before the agent sees it, naming the field.
+    let generation = lab.show_ports().unwrap()["generation"].as_u64().unwrap();
+    let mut bad = topology(&lab, true);
+    bad["ports"][2]["allowed_address_pairs"] = json!([{ "ip_address": "224.0.0.5" }]);
+    let bad = lab.write_config("bad.json", &bad).unwrap();
+    let out = lab
+        .dataplane(&["apply", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allowed_address_pairs[0].ip_address"));
+    assert_eq!(
+        lab.show_ports().unwrap()["generation"].as_u64().unwrap(),
+        generation
+    );
+    assert!(c.ping("10.8.0.10", 1));
 }
