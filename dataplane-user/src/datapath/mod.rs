@@ -127,6 +127,9 @@ pub struct Datapath {
     sg_stats: PerCpuArray<MapData, SgStats>,
     sg_meta: Array<MapData, SgMeta>,
     conntrack: aya::maps::HashMap<MapData, CtKey, CtEntry>,
+    /// What this run wrote into each slot's flood sets (domain -> (port,
+    /// ifindex)): unchanged sets are left alone on the next apply.
+    flood_contents: [BTreeMap<u32, BTreeSet<(u32, u32)>>; 2],
     /// XDP attachments by ifindex.
     links: BTreeMap<u32, Attachment>,
 }
@@ -354,6 +357,7 @@ impl Datapath {
             sg_stats,
             sg_meta,
             conntrack,
+            flood_contents: Default::default(),
             links: BTreeMap::new(),
         })
     }
@@ -619,16 +623,39 @@ impl Datapath {
     /// Rebuilds the flood sets of `slot`: one device map per network and per
     /// group, holding its ports with `to_vm` on each entry.
     fn sync_flood(&mut self, slot: u32, d: &Desired) -> Result<()> {
+        // What each flood set of the slot should hold: (port, ifindex).
+        let want: BTreeMap<u32, BTreeSet<(u32, u32)>> = d
+            .flood
+            .iter()
+            .map(|(&domain, members)| {
+                let set = members
+                    .iter()
+                    .map(|&port| (port, self.tx_contents[&port]))
+                    .collect();
+                (domain, set)
+            })
+            .collect();
+        let known = &mut self.flood_contents[slot as usize];
+        // Sets this run has not written (all of them after a restart: their
+        // entries carry the previous run's to_vm) count as different.
         let stale: Vec<FloodKey> = self
             .flood
             .keys()
             .filter_map(|k| k.ok())
-            .filter(|k| k.slot == slot)
+            .filter(|k| {
+                k.slot == slot
+                    && (!want.contains_key(&k.domain)
+                        || want.get(&k.domain) != known.get(&k.domain))
+            })
             .collect();
         for key in stale {
             self.flood.remove(&key)?;
+            known.remove(&key.domain);
         }
-        for (&domain, members) in &d.flood {
+        for (&domain, members) in &want {
+            if known.get(&domain) == Some(members) {
+                continue;
+            }
             let obj = aya_obj::Map::new_from_params(
                 aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
                 4,
@@ -639,13 +666,13 @@ impl Datapath {
             let mut set = DevMapHash::try_from(Map::DevMapHash(
                 MapData::create(obj, "flood_set", None).context("creating a flood set")?,
             ))?;
-            for &port in members {
-                let ifindex = self.tx_contents[&port];
+            for &(port, ifindex) in members {
                 set.insert(port, ifindex, Some(&self.to_vm_fd), 0)?;
             }
             self.flood
                 .insert(FloodKey { slot, domain }, &set, 0)
                 .with_context(|| format!("FLOOD entry of domain {domain:#x}"))?;
+            known.insert(domain, members.clone());
         }
         Ok(())
     }
