@@ -513,6 +513,43 @@ pub struct Route {
     pub _pad: [u8; 2],
 }
 
+/// `EVENTS` (ring buffer): one record per dropped frame a VM sent, at most
+/// `EVENTS_PER_SECOND` per CPU (a flood of spoofed frames cannot flood the
+/// agent); `dataplane monitor` streams them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    /// bpf_ktime_get_ns() of the drop.
+    pub ns: u64,
+    /// Port index of the sender.
+    pub port: u32,
+    /// A `DropReason`.
+    pub reason: u32,
+    pub ethertype: u16,
+    /// IP protocol (0 for ARP and others).
+    pub proto: u8,
+    pub _pad: u8,
+    pub src_mac: [u8; 6],
+    /// Source and destination (IPv4 in the first 4 bytes; ARP: sender and
+    /// target IP).
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub _pad2: [u8; 4],
+}
+
+pub const EVENTS_PER_SECOND: u32 = 1000;
+/// Bytes of the ring buffer (a power of two, a multiple of the page size).
+pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
+
+/// Per-CPU state of the event rate limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBudget {
+    pub window_ns: u64,
+    pub sent: u32,
+    pub suppressed: u32,
+}
+
 /// `JUMP` (program array) slots: the routing programs `from_vm` tail-calls
 /// into, so that each starts with a stack and a verifier budget of its own.
 pub const JUMP_ROUTE_V4: u32 = 0;
@@ -593,6 +630,8 @@ mod pod {
         RouteV6Key,
         Route,
         Hop,
+        DropEvent,
+        EventBudget,
         PolicyKey,
         PolicyEntry,
         RemoteV4Key,

@@ -2,14 +2,13 @@
 //! group claims, the ARP/ND responder, then routing or L2 forwarding.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use aya_log_ebpf::debug;
 use common::{
     ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, PORT_F_SECURITY, PortInfo,
     TARGET_ROUTER,
 };
 
 use crate::{
-    config, forward, groups, meta,
+    config, events, forward, groups, meta,
     packet::Packet,
     parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
     portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
@@ -33,7 +32,10 @@ pub fn run(ctx: &XdpContext) -> u32 {
         Ok(action) => action,
         Err(reason) => {
             stats::count_drop(port.index, reason);
-            debug!(ctx, "port {} drop {}", port.index, reason as u32);
+            // Fresh packet bounds: the pipeline may have moved the data
+            // (metadata), which voids the pointers taken before.
+            let fresh = Packet::new(ctx.data(), ctx.data_end());
+            events::dropped(&fresh, port.index, reason as u32);
             xdp_action::XDP_DROP
         }
     }

@@ -6,16 +6,18 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     btf_maps::{
         Array, DevMapHash, HashMap, HashOfMaps, LpmTrie, LruHashMap, PerCpuArray, ProgramArray,
+        RingBuf,
     },
     macros::btf_map,
 };
 use common::{
-    CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
-    GroupState, Hop, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS,
-    MAX_POLICY_RULES, MAX_PORTS, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS,
-    Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
-    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
-    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
+    CtEntry, CtKey, DpConfig, DropEvent, EVENTS_RING_BYTES, EventBudget, FdbEntry, FdbKey,
+    FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop, JUMP_SLOTS, MAX_CONNTRACK,
+    MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_POLICY_RULES, MAX_PORTS,
+    MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key,
+    PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
+    PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
+    RouteV6Key, SgMeta, SgStats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -129,3 +131,10 @@ pub static SG_STATS: PerCpuArray<SgStats, { MAX_SECURITY_GROUPS as usize }> = Pe
 /// Security-group ids by index, for inspection only.
 #[btf_map]
 pub static SG_META: Array<SgMeta, { MAX_SECURITY_GROUPS as usize }> = Array::new();
+
+/// Drop events for `dataplane monitor` (see `events`).
+#[btf_map]
+pub static EVENTS: RingBuf<DropEvent, { EVENTS_RING_BYTES as usize }> = RingBuf::new();
+
+#[btf_map]
+pub static EVENT_BUDGET: PerCpuArray<EventBudget, 1> = PerCpuArray::new();

@@ -6,5 +6,6 @@ pub mod config;
 pub mod datapath;
 pub mod interfaces;
 pub mod metrics;
+pub mod monitor;
 pub mod policy;
 pub mod show;

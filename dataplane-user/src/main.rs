@@ -50,6 +50,15 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
     },
+    /// Stream drop events (port, reason, addresses) as they happen.
+    Monitor {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Have the running agent apply FILE (validated here first, with the
     /// same errors as `check`); the agent watches FILE from then on.
     Apply {
@@ -193,6 +202,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Apply { file } => apply_command(&cli.instance, &file),
+        Command::Monitor { json, count } => {
+            dataplane::monitor::run(&datapath::instance_dir(&cli.instance), json, count)
+        }
         Command::Stop => {
             let dir = datapath::instance_dir(&cli.instance);
             datapath::pins::remove(&dir)?;

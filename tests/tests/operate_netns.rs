@@ -293,3 +293,41 @@ fn dataplane_apply_talks_to_the_running_agent() {
     );
     assert!(c.ping("10.8.0.10", 1));
 }
+
+#[test]
+fn monitor_streams_drops_with_port_reason_and_addresses() {
+    require_root!();
+    let lab = lab();
+    let a = lab.vm("a");
+    let out = lab.dir.path().join("monitor.out");
+    let child = lab
+        .dataplane(&["monitor", "--json", "--count", "2"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    a.sh("ip addr add 10.8.0.99/32 dev eth0 && ip neigh replace 10.8.0.11 lladdr fa:16:3e:70:00:0b dev eth0 nud permanent")
+        .unwrap();
+    assert!(!a.ping_from("10.8.0.11", Some("10.8.0.99"), 3));
+    let mut child = child;
+    for _ in 0..50 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    for e in &events {
+        assert_eq!(e["port"], a.port_id.as_str());
+        assert_eq!(e["reason"], "ipv4_src");
+        assert_eq!(e["src"], "10.8.0.99");
+        assert_eq!(e["dst"], "10.8.0.11");
+        assert_eq!(e["src_mac"], MAC_A);
+    }
+}

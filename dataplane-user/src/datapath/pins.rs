@@ -8,12 +8,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
 use common::{
-    CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
-    GroupState, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS, MAX_GROUPS, MAX_POLICY_RULES,
-    MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key,
-    PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
-    PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
-    RouteV6Key, SgMeta, SgStats,
+    CtEntry, CtKey, DpConfig, EVENTS_RING_BYTES, FdbEntry, FdbKey, FloodKey, GroupMember,
+    GroupMemberKey, GroupMeta, GroupState, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS,
+    MAX_GROUPS, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS,
+    Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
+    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
+    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
 };
 
 use super::Options;
@@ -75,6 +75,8 @@ pub fn map_specs(opts: &Options) -> Vec<MapSpec> {
         spec::<FloodKey, u32>("FLOOD", MAX_FLOOD_DOMAINS),
         // Program fds of the tail-called routing programs.
         spec::<u32, u32>("JUMP", JUMP_SLOTS),
+        // A ring buffer: no key or value size, its size in bytes.
+        spec::<(), ()>("EVENTS", EVENTS_RING_BYTES),
         spec::<([u8; 4], PolicyKey), PolicyEntry>("POLICY", MAX_POLICY_RULES),
         spec::<([u8; 4], RemoteV4Key), RemoteIdentity>("REMOTE_V4", MAX_REMOTE_PREFIXES),
         spec::<([u8; 4], RemoteV6Key), RemoteIdentity>("REMOTE_V6", MAX_REMOTE_PREFIXES),

@@ -1,0 +1,102 @@
+//! `dataplane monitor`: streams the datapath's drop events (port, reason,
+//! addresses) from the pinned ring buffer as they happen. The datapath
+//! sends at most `EVENTS_PER_SECOND` per CPU; the per-reason counters of
+//! `show ports` count every drop.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, Map, MapData, RingBuf};
+use common::{DropEvent, DropReason, PortMeta};
+use serde::Serialize;
+
+use crate::{config::MacAddr, datapath::pins::c_str};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    /// Monotonic clock of the drop, in seconds.
+    pub time: f64,
+    pub port: String,
+    pub reason: String,
+    pub ethertype: String,
+    pub protocol: u8,
+    pub src_mac: String,
+    pub src: String,
+    pub dst: String,
+}
+
+fn view(e: &DropEvent, meta: &Array<MapData, PortMeta>) -> EventView {
+    let port = meta
+        .get(&e.port, 0)
+        .map(|m| c_str(&m.id))
+        .ok()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| format!("#{}", e.port));
+    let (ethertype, v6) = match e.ethertype {
+        0x0800 => ("ipv4".to_string(), false),
+        0x86dd => ("ipv6".to_string(), true),
+        0x0806 => ("arp".to_string(), false),
+        t => (format!("{t:#06x}"), false),
+    };
+    let addr = |a: [u8; 16]| {
+        if v6 {
+            Ipv6Addr::from(a).to_string()
+        } else {
+            Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+        }
+    };
+    EventView {
+        time: e.ns as f64 / 1e9,
+        port,
+        reason: DropReason::from_u32(e.reason)
+            .map(|r| r.name().to_string())
+            .unwrap_or_else(|| e.reason.to_string()),
+        ethertype,
+        protocol: e.proto,
+        src_mac: MacAddr(e.src_mac).to_string(),
+        src: addr(e.src),
+        dst: addr(e.dst),
+    }
+}
+
+/// Prints events until `count` were printed (or forever).
+pub fn run(dir: &Path, json: bool, count: Option<usize>) -> Result<()> {
+    let path = dir.join("maps").join("EVENTS");
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!(
+            "cannot open {} (is `dataplane run` running for this instance?)",
+            path.display()
+        )
+    })?;
+    let mut ring = RingBuf::try_from(Map::RingBuf(data))?;
+    let meta: Array<MapData, PortMeta> =
+        Map::from_map_data(MapData::from_pin(dir.join("maps").join("PORT_META"))?)?.try_into()?;
+    let mut printed = 0;
+    loop {
+        while let Some(item) = ring.next() {
+            if item.len() < size_of::<DropEvent>() {
+                continue;
+            }
+            // SAFETY: the datapath writes whole DropEvents; read unaligned.
+            let e = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const DropEvent) };
+            let v = view(&e, &meta);
+            if json {
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                println!(
+                    "{:>12.6} {} {} {} proto {} {} -> {} (from {})",
+                    v.time, v.port, v.reason, v.ethertype, v.protocol, v.src, v.dst, v.src_mac
+                );
+            }
+            printed += 1;
+            if count.is_some_and(|c| printed >= c) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
