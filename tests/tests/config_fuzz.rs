@@ -1,0 +1,302 @@
+//! Configuration fuzzing: tens of thousands of random mutations of a rich,
+//! valid configuration go through the parser, the validator and the
+//! compiler. None may panic; every rejection must name an object and say
+//! what is wrong; every accepted configuration must compile.
+//!
+//! The generator is a seeded xorshift PRNG written here (no fuzzing crate
+//! is available offline on these machines); a failure prints the seed and
+//! iteration, which replay it exactly.
+
+use std::{
+    collections::BTreeSet,
+    panic::{AssertUnwindSafe, catch_unwind},
+};
+
+use dataplane::{
+    compile::{AllIndexes, Indexes, compile},
+    config::{self, Format},
+};
+use serde_json::{Value, json};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn base() -> Value {
+    json!({
+        "dataplane": { "max_allowed_address_pair": 10 },
+        "networks": [{ "id": "n1", "name": "one" }, { "id": "n2" }],
+        "subnets": [
+            { "id": "s1", "network_id": "n1", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4 },
+            { "id": "s6", "network_id": "n1", "cidr": "fd00::/64", "ip_version": 6 },
+            { "id": "s2", "network_id": "n2", "cidr": "10.1.0.0/24", "gateway_ip": "10.1.0.1", "ip_version": 4 },
+        ],
+        "routers": [{ "id": "r1", "routes": [] }],
+        "security_groups": [
+            { "id": "g1", "security_group_rules": [
+                { "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 90, "remote_group_id": "g1" },
+                { "direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp", "port_range_min": 128 },
+                { "direction": "egress", "remote_ip_prefix": "0.0.0.0/0" },
+            ]},
+        ],
+        "ports": [
+            { "id": "p1", "network_id": "n1", "mac_address": "fa:16:3e:00:00:01",
+              "fixed_ips": [{ "subnet_id": "s1", "ip_address": "10.0.0.5" }, { "subnet_id": "s6", "ip_address": "fd00::5" }],
+              "allowed_address_pairs": [{ "ip_address": "10.0.0.100" }, { "ip_address": "10.9.0.0/16", "mac_address": "00:00:5e:00:01:01" }],
+              "security_groups": ["g1"], "tap_name": "tapfuzz1" },
+            { "id": "p2", "network_id": "n1", "mac_address": "fa:16:3e:00:00:02",
+              "fixed_ips": [{ "subnet_id": "s1", "ip_address": "10.0.0.6" }],
+              "allowed_address_pairs": [{ "ip_address": "10.0.0.100" }],
+              "security_groups": ["g1"], "tap_name": "tapfuzz2" },
+            { "id": "p3", "network_id": "n2", "mac_address": "fa:16:3e:00:00:03",
+              "fixed_ips": [{ "subnet_id": "s2", "ip_address": "10.1.0.7" }],
+              "port_security_enabled": false, "tap_name": "tapfuzz3" },
+            { "id": "r1-a", "network_id": "n1", "mac_address": "fa:16:3e:00:01:01",
+              "device_owner": "network:router_interface", "device_id": "r1",
+              "fixed_ips": [{ "subnet_id": "s1", "ip_address": "10.0.0.1" }] },
+            { "id": "r1-b", "network_id": "n2", "mac_address": "fa:16:3e:00:01:02",
+              "device_owner": "network:router_interface", "device_id": "r1",
+              "fixed_ips": [{ "subnet_id": "s2", "ip_address": "10.1.0.1" }] },
+        ],
+    })
+}
+
+/// Every path to a value in `v` (object keys and array indexes).
+fn paths(v: &Value, prefix: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
+    out.push(prefix.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                prefix.push(json!(k));
+                paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                prefix.push(json!(i));
+                paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn at<'a>(v: &'a mut Value, path: &[Value]) -> &'a mut Value {
+    path.iter().fold(v, |v, k| match k {
+        Value::String(s) => &mut v[s.as_str()],
+        Value::Number(n) => &mut v[n.as_u64().unwrap() as usize],
+        _ => unreachable!(),
+    })
+}
+
+const STRINGS: &[&str] = &[
+    "",
+    " ",
+    "n1",
+    "n2",
+    "s1",
+    "s6",
+    "g1",
+    "r1",
+    "p1",
+    "any",
+    "tcp",
+    "ingress",
+    "egress",
+    "IPv4",
+    "IPv6",
+    "10.0.0.5",
+    "10.0.0.1",
+    "10.0.0.0/33",
+    "10.0.0.0/0",
+    "0.0.0.0/0",
+    "::/0",
+    "::/129",
+    "fd00::5",
+    "fe80::1",
+    "224.0.0.5",
+    "255.255.255.255",
+    "ff:ff:ff:ff:ff:ff",
+    "01:00:5e:00:00:01",
+    "00:00:00:00:00:00",
+    "fa:16:3e:00:00:01",
+    "FA-16-3E-00-00-09",
+    "fa:16:3e:00:00",
+    "tap/../../x",
+    "tapaaaaaaaaaaaaaaaaaaaaa",
+    "network:router_interface",
+    "network:router_gateway",
+    "\u{0}",
+    "\u{1F600}",
+    "-1",
+    "65536",
+    "999999999999999999999",
+];
+
+fn random_value(r: &mut Rng) -> Value {
+    match r.below(9) {
+        0 => Value::Null,
+        1 => json!(r.below(2) == 0),
+        2 => json!([0i64, -1, 1, 4, 6, 17, 58, 255, 256, 65535, 65536, i64::MAX][r.below(12)]),
+        3 => json!([]),
+        4 => json!({}),
+        5 => json!(1.5),
+        _ => json!(STRINGS[r.below(STRINGS.len())]),
+    }
+}
+
+fn mutate(r: &mut Rng, doc: &mut Value) {
+    let mut all = Vec::new();
+    paths(doc, &mut Vec::new(), &mut all);
+    let path = all[r.below(all.len())].clone();
+    match r.below(4) {
+        // Replace the value.
+        0 | 1 => *at(doc, &path) = random_value(r),
+        // Remove it from its object or array.
+        2 => {
+            if let Some((last, parent)) = path.split_last() {
+                match (at(doc, parent), last) {
+                    (Value::Object(m), Value::String(k)) => {
+                        m.remove(k);
+                    }
+                    (Value::Array(a), Value::Number(i)) => {
+                        a.remove(i.as_u64().unwrap() as usize);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Duplicate an array element, or add a stray field.
+        _ => match at(doc, &path) {
+            Value::Array(a) if !a.is_empty() => {
+                let i = r.below(a.len());
+                let copy = a[i].clone();
+                a.push(copy);
+            }
+            Value::Object(m) => {
+                m.insert(STRINGS[r.below(STRINGS.len())].to_string(), random_value(r));
+            }
+            _ => {}
+        },
+    }
+}
+
+fn check_one(seed: u64, iteration: usize, doc: &Value) -> Result<bool, String> {
+    let text = doc.to_string();
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<bool, String> {
+        let Ok(raw) = config::parse(&text, Format::Json) else {
+            return Ok(false);
+        };
+        match config::validate(&raw) {
+            Err(errors) => {
+                if errors.0.is_empty() {
+                    return Err("rejected without an error".into());
+                }
+                for e in &errors.0 {
+                    if e.object.trim().is_empty() || e.message.trim().is_empty() {
+                        return Err(format!("an error without object or message: {e:?}"));
+                    }
+                }
+                Ok(false)
+            }
+            Ok(t) => {
+                let ix = |what: &str, ids: Vec<&str>| {
+                    Indexes::new(100_000)
+                        .assign(what, ids, &BTreeSet::new())
+                        .unwrap()
+                };
+                let ports = ix("ports", t.ports.iter().map(|p| p.id.as_str()).collect());
+                let networks = ix(
+                    "networks",
+                    t.networks.iter().map(|n| n.id.as_str()).collect(),
+                );
+                let routers = ix("routers", t.routers.iter().map(|r| r.id.as_str()).collect());
+                let sgs = ix(
+                    "security groups",
+                    t.security_groups.iter().map(|g| g.id.as_str()).collect(),
+                );
+                let groups = Indexes::new(100_000);
+                let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 10 + i).collect();
+                compile(
+                    &t,
+                    &AllIndexes {
+                        ports: &ports,
+                        networks: &networks,
+                        groups: &groups,
+                        routers: &routers,
+                        security_groups: &sgs,
+                    },
+                    &ifindexes,
+                )
+                .map_err(|e| format!("an accepted configuration failed to compile: {e:#}"))?;
+                Ok(true)
+            }
+        }
+    }));
+    match outcome {
+        Ok(r) => r,
+        Err(_) => Err(format!("panic (seed {seed}, iteration {iteration})")),
+    }
+    .map_err(|e| {
+        format!(
+            "seed {seed}, iteration {iteration}: {e}\n{}",
+            serde_json::to_string_pretty(doc).unwrap()
+        )
+    })
+}
+
+#[test]
+fn random_mutations_never_panic_and_are_explained() {
+    let seeds: Vec<u64> = match std::env::var("CONFIG_FUZZ_SEED") {
+        Ok(s) => vec![s.parse().expect("a number")],
+        Err(_) => vec![0x9e37_79b9_7f4a_7c15, 0xdead_beef_cafe_f00d, 42],
+    };
+    let iterations = 8000;
+    assert!(
+        check_one(0, 0, &base()).unwrap(),
+        "the base configuration is valid"
+    );
+    let (mut accepted, mut rejected) = (0, 0);
+    // Panics are caught and reported with their seed; keep their output
+    // out of the log.
+    std::panic::set_hook(Box::new(|_| {}));
+    for &seed in &seeds {
+        let mut r = Rng(seed);
+        for i in 0..iterations {
+            let mut doc = base();
+            for _ in 0..1 + r.below(4) {
+                mutate(&mut r, &mut doc);
+            }
+            match check_one(seed, i, &doc) {
+                Ok(true) => accepted += 1,
+                Ok(false) => rejected += 1,
+                Err(e) => {
+                    let _ = std::panic::take_hook();
+                    panic!("{e}");
+                }
+            }
+        }
+    }
+    let _ = std::panic::take_hook();
+    eprintln!("config fuzz: {accepted} accepted, {rejected} rejected");
+    // Both outcomes must be well represented, or the mutations are too
+    // tame or too wild to test anything.
+    assert!(
+        accepted > 500 && rejected > 5000,
+        "accepted {accepted}, rejected {rejected}"
+    );
+}
