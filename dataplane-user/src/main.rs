@@ -239,11 +239,14 @@ async fn run(
         );
     }
 
-    if let Err(e) = dp.apply(&topology, &ifindexes) {
-        // Leave nothing behind that this run created.
-        dp.shutdown(fresh).ok();
-        return Err(e).context("applying the configuration");
-    }
+    let summary = match dp.apply(&topology, &ifindexes) {
+        Ok(s) => s,
+        Err(e) => {
+            // Leave nothing behind that this run created.
+            dp.shutdown(fresh).ok();
+            return Err(e).context("applying the configuration");
+        }
+    };
     info!(
         instance,
         ports = topology.ports.len(),
@@ -261,21 +264,30 @@ async fn run(
     let (mut watcher, mut changed) = watch(&config_path)?;
     let mut config_path = config_path;
     let mut control = listen_control(&instance)?;
+    let mut live = Live {
+        topology,
+        ifindexes,
+        generation: summary.generation,
+    };
+    let mut taps = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT"); break }
             _ = sigterm.recv() => { info!("SIGTERM"); break }
-            _ = sighup.recv() => reload(&mut dp, &config_path),
+            _ = sighup.recv() => reload(&mut dp, &config_path, &mut live),
+            _ = taps.tick() => follow_taps(&mut dp, &mut live),
             Some(()) = changed.recv() => {
                 // Editors write in several steps: let them finish.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 while changed.try_recv().is_ok() {}
                 info!("configuration file changed");
-                reload(&mut dp, &config_path);
+                reload(&mut dp, &config_path, &mut live);
             }
             Some((path, reply)) = control.recv() => {
                 let answer = match apply_file(&mut dp, &path, "apply") {
-                    Ok(generation) => {
+                    Ok(applied) => {
+                        let generation = applied.generation;
+                        live = applied;
                         // FILE is the configuration from now on.
                         match watch(&path) {
                             Ok((w, c)) => {
@@ -344,28 +356,67 @@ fn watch(
 /// SIGHUP or a change of the file: applies the configuration file again. A file that does not
 /// validate, or names a tap that does not exist, changes nothing: the last
 /// good configuration stays live.
-fn reload(dp: &mut Datapath, config_path: &std::path::Path) {
-    let _ = apply_file(dp, config_path, "reload");
+fn reload(dp: &mut Datapath, config_path: &std::path::Path, live: &mut Live) {
+    if let Ok(applied) = apply_file(dp, config_path, "reload") {
+        *live = applied;
+    }
+}
+
+/// The configuration in force and the interfaces its taps resolved to.
+struct Live {
+    topology: config::Topology,
+    ifindexes: Vec<u32>,
+    generation: u64,
+}
+
+/// A VM that reboots gets a new tap (same name, new ifindex): once it is
+/// back, apply the configuration again so that the port is re-attached.
+/// A tap that is missing meanwhile just leaves its port idle.
+fn follow_taps(dp: &mut Datapath, live: &mut Live) {
+    let Ok(now) = interfaces::resolve_taps(&live.topology) else {
+        return;
+    };
+    if now == live.ifindexes {
+        return;
+    }
+    match dp.apply(&live.topology, &now) {
+        Ok(summary) => {
+            info!(
+                generation = summary.generation,
+                "a tap was re-created: its port is attached again"
+            );
+            live.ifindexes = now;
+            live.generation = summary.generation;
+        }
+        Err(e) => warn!("re-attaching re-created taps: {e:#}"),
+    }
 }
 
 /// Applies `path`; logs and returns the outcome. A file that does not
 /// validate, or names a tap that does not exist, changes nothing: the last
 /// good configuration stays live.
-fn apply_file(dp: &mut Datapath, path: &std::path::Path, why: &str) -> Result<u64> {
+fn apply_file(dp: &mut Datapath, path: &std::path::Path, why: &str) -> Result<Live> {
     let result = config::load(path)
         .and_then(|t| {
             let ifindexes = interfaces::resolve_taps(&t)?;
             Ok((t, ifindexes))
         })
-        .and_then(|(t, ifindexes)| dp.apply(&t, &ifindexes).map(|s| (t, s)));
+        .and_then(|(t, ifindexes)| {
+            let summary = dp.apply(&t, &ifindexes)?;
+            Ok(Live {
+                topology: t,
+                ifindexes,
+                generation: summary.generation,
+            })
+        });
     match result {
-        Ok((t, summary)) => {
+        Ok(live) => {
             info!(
-                ports = t.ports.len(),
-                generation = summary.generation,
+                ports = live.topology.ports.len(),
+                generation = live.generation,
                 "{why}: configuration applied"
             );
-            Ok(summary.generation)
+            Ok(live)
         }
         Err(e) => {
             if let Some(errors) = e.downcast_ref::<ConfigErrors>() {

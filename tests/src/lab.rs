@@ -164,13 +164,26 @@ impl Lab {
     ) -> Result<usize> {
         let (port_id, tap) = (port_id.to_string(), tap.to_string());
         let ns = Netns::new("dpv")?;
+        self.plug(&ns, &tap, mac)?;
+        self.vms.push(Vm {
+            name: name.to_string(),
+            ns,
+            port_id,
+            tap,
+            mac: mac.to_string(),
+        });
+        Ok(self.vms.len() - 1)
+    }
+
+    /// Creates the VM's tap (the host end of a veth) and its eth0 in `ns`.
+    fn plug(&self, ns: &Netns, tap: &str, mac: &str) -> Result<()> {
         self.hv.ip(&[
-            "link", "add", &tap, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+            "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ])?;
         if let Some(br) = &self.bridge {
-            self.hv.ip(&["link", "set", &tap, "master", br])?;
+            self.hv.ip(&["link", "set", tap, "master", br])?;
         }
-        self.hv.ip(&["link", "set", &tap, "up"])?;
+        self.hv.ip(&["link", "set", tap, "up"])?;
         ns.ip(&["link", "set", "eth0", "address", mac])?;
         // No duplicate address detection delay.
         ns.sh(
@@ -183,14 +196,17 @@ impl Lab {
         // are computed by the sender: a frame redirected by XDP loses the
         // skb's note that its checksum is still to be filled in.
         ns.sh("ethtool -K eth0 gro off && ethtool -K eth0 gro on && ethtool -K eth0 tx off >/dev/null")?;
-        self.vms.push(Vm {
-            name: name.to_string(),
-            ns,
-            port_id,
-            tap,
-            mac: mac.to_string(),
-        });
-        Ok(self.vms.len() - 1)
+        Ok(())
+    }
+
+    /// A VM reboot as the host sees it: the tap disappears and a new one
+    /// with the same name (and a new ifindex) comes back. The VM's eth0 is
+    /// new too: its addresses must be set again.
+    pub fn replug(&self, name: &str) -> Result<()> {
+        let vm = self.vm(name);
+        self.hv.ip(&["link", "del", &vm.tap])?;
+        std::thread::sleep(Duration::from_millis(300));
+        self.plug(&vm.ns, &vm.tap, &vm.mac)
     }
 
     pub fn vm(&self, name: &str) -> &Vm {

@@ -331,3 +331,35 @@ fn monitor_streams_drops_with_port_reason_and_addresses() {
         assert_eq!(e["src_mac"], MAC_A);
     }
 }
+
+#[test]
+fn a_rebooted_vm_gets_its_port_back() {
+    require_root!();
+    let lab = lab();
+    let (a, b) = (lab.vm("a"), lab.vm("b"));
+    assert!(a.ping("10.8.0.11", 2));
+    let before = lab.port(b).unwrap()["ifindex"].as_u64().unwrap();
+    // b's tap goes away and comes back with a new ifindex.
+    lab.replug("b").unwrap();
+    b.sh("ip addr add 10.8.0.11/24 dev eth0").unwrap();
+    let mut reattached = false;
+    for _ in 0..50 {
+        if lab.port(b).unwrap()["ifindex"].as_u64().unwrap() != before {
+            reattached = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        reattached,
+        "the port kept the old tap:\n{}",
+        lab.agent_log()
+    );
+    assert!(a.ping("10.8.0.11", 3), "traffic did not resume");
+    // Its port security holds on the new tap too.
+    let dropped = lab.drops(b, "ipv4_src");
+    b.sh("ip addr add 10.8.0.98/32 dev eth0 && ip neigh replace 10.8.0.10 lladdr fa:16:3e:70:00:0a dev eth0 nud permanent")
+        .unwrap();
+    assert!(!b.ping_from("10.8.0.10", Some("10.8.0.98"), 2));
+    assert!(lab.drops(b, "ipv4_src") > dropped);
+}
