@@ -2,6 +2,7 @@
 //! group claims, the ARP/ND responder, then routing or L2 forwarding.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_log_ebpf::warn;
 use common::{
     ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, PORT_F_SECURITY, PortInfo,
     TARGET_ROUTER,
@@ -22,6 +23,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
     let Some(port) = config::port_by_ifindex(slot, ctx.ingress_ifindex() as u32) else {
         // Not a port (yet, or any more): fail closed.
         stats::count_drop(0, DropReason::UnknownPort);
+        warn!(
+            ctx,
+            "dropped a frame from ifindex {}, which is not a port",
+            ctx.ingress_ifindex() as u32
+        );
         return xdp_action::XDP_DROP;
     };
     stats::update(port.index, |s| {

@@ -264,13 +264,13 @@ impl Lab {
             .unwrap_or(0);
         let log = self.dir.path().join("agent.log");
         let child = self
-            .dataplane(&[
-                "run",
-                "--config",
-                path.to_str().unwrap(),
-                "--max-ports",
-                "64",
-            ])
+            .dataplane(&["run", "--config", path.to_str().unwrap()])
+            .args(
+                (!self.run_args.iter().any(|a| a == "--max-ports"))
+                    .then_some(["--max-ports", "64"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.run_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -363,3 +363,65 @@ fn a_rebooted_vm_gets_its_port_back() {
     assert!(!b.ping_from("10.8.0.10", Some("10.8.0.98"), 2));
     assert!(lab.drops(b, "ipv4_src") > dropped);
 }
+
+#[test]
+fn a_config_larger_than_the_maps_changes_nothing() {
+    require_root!();
+    let mut lab = lab();
+    // The agent sized for 2 ports: a third one does not fit.
+    lab.stop().unwrap();
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/{}", lab.instance));
+    let cfg = topology(&lab, true);
+    let path = lab.write_config("big.json", &cfg).unwrap();
+    let out = lab
+        .dataplane(&[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-ports",
+            "2",
+            "--cleanup",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("too many ports") && err.contains("--max-ports"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/bpf/{}", lab.instance)).exists(),
+        "a rejected start left state behind"
+    );
+    let link = lab
+        .hv
+        .ip(&["-d", "link", "show", "dev", &lab.vm("a").tap])
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+
+    // Running with room for 2, a live change to 3 is refused and the two
+    // ports keep forwarding.
+    lab.run_args = vec!["--max-ports".into(), "2".into()];
+    let small = topology(&lab, false);
+    let path = lab.write_config("config.json", &small).unwrap();
+    lab.start_file(&path, 2).unwrap();
+    let generation = lab.show_ports().unwrap()["generation"].as_u64().unwrap();
+    lab.sighup(&cfg).unwrap();
+    for _ in 0..100 {
+        if lab.agent_log().contains("too many ports") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lab.agent_log().contains("too many ports"),
+        "{}",
+        lab.agent_log()
+    );
+    assert_eq!(
+        lab.show_ports().unwrap()["generation"].as_u64().unwrap(),
+        generation
+    );
+    assert!(lab.vm("a").ping("10.8.0.11", 2));
+}
