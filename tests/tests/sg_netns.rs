@@ -540,3 +540,49 @@ fn a_removed_port_takes_its_connections_with_it() {
     // The other side keeps its own record of the connection.
     assert!(after.contains(&web.port_id), "{after:?}");
 }
+
+#[test]
+fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
+    require_root!();
+    let (lab, cfg) = lab(vec![]);
+    let (web, client) = (lab.vm("web"), lab.vm("client"));
+    // other holds the VIP too, in "clients".
+    let mut shared = cfg.clone();
+    shared["ports"][2]["allowed_address_pairs"] = json!([pair("10.6.0.100", None)]);
+    shared["ports"][2]["security_groups"] = json!(["clients"]);
+    lab.reload(&shared).unwrap();
+    // client talks from the VIP, a line every 0.3 s.
+    client
+        .sh("((for i in $(seq 1 15); do echo line-$i; sleep 0.3; done | timeout 8 nc -s 10.6.0.100 10.6.0.10 80) >/dev/null 2>&1 &) ; true")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let packets = |lab: &Lab| -> u64 {
+        let out = lab::netns::run(&mut lab.dataplane(&["show", "conntrack", "--json"])).unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                c["port"] == web.port_id.as_str() && c["src"] == "10.6.0.100" && c["dport"] == 80
+            })
+            .map(|c| c["packets"].as_u64().unwrap())
+            .sum()
+    };
+    let before = packets(&lab);
+    assert!(before > 0, "no connection from the VIP");
+    let denied = lab.drops(web, "sg_ingress");
+    // The other holder goes away.
+    let mut without = shared.clone();
+    without["ports"].as_array_mut().unwrap().remove(2);
+    lab.reload(&without).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        packets(&lab) > before,
+        "the connection stopped after the other holder left"
+    );
+    assert_eq!(
+        lab.drops(web, "sg_ingress"),
+        denied,
+        "packets of the connection were denied"
+    );
+}
