@@ -22,14 +22,11 @@ use common::{
 use crate::{
     maps::{CONFIG, CONNTRACK, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
-    parse::{self, ETH_P_IP, ETH_P_IPV6, Frag},
+    parse::{
+        self, ETH_P_IP, ETH_P_IPV6, Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    },
     stats,
 };
-
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -42,27 +39,25 @@ const SEC: u64 = 1_000_000_000;
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Flow {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    /// Transport ports; ICMP echo: the identifier as source (request) or
-    /// destination (reply) port, so that a reply reverses its request.
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
+    /// Addresses, ports and protocol. Ports of an ICMP echo: the
+    /// identifier as source (request) or destination (reply) port, so that
+    /// a reply reverses its request.
+    pub t: Tuple,
     /// What the policy matches: the destination port, or ICMP [type, code].
     pub policy_port: [u8; 2],
-    pub proto: u8,
     pub ipv6: u8,
     pub tcp_flags: u8,
     /// An ICMP error about a packet of `inner`.
     pub related: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 3],
     /// The packet an ICMP error refers to (as it was sent).
-    pub inner: Inner,
+    pub inner: Tuple,
 }
 
+/// A connection's addresses, ports and protocol, as one packet carries them.
 #[derive(Clone, Copy)]
 #[repr(C)]
-pub struct Inner {
+pub struct Tuple {
     pub src: [u8; 16],
     pub dst: [u8; 16],
     pub sport: [u8; 2],
@@ -159,37 +154,34 @@ fn parse_flow(pkt: &Packet, out: &mut Flow) -> u32 {
 #[inline(always)]
 fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
     let eth = parse::eth(pkt)?;
-    let mut f = Flow {
+    let empty = Tuple {
         src: [0; 16],
         dst: [0; 16],
         sport: [0; 2],
         dport: [0; 2],
-        policy_port: [0; 2],
         proto: 0,
+        _pad: [0; 3],
+    };
+    let mut f = Flow {
+        t: empty,
+        policy_port: [0; 2],
         ipv6: 0,
         tcp_flags: 0,
         related: 0,
-        _pad: [0; 2],
-        inner: Inner {
-            src: [0; 16],
-            dst: [0; 16],
-            sport: [0; 2],
-            dport: [0; 2],
-            proto: 0,
-            _pad: [0; 3],
-        },
+        _pad: [0; 3],
+        inner: empty,
     };
     let (l4, later) = if eth.proto == ETH_P_IP {
         let ip = parse::ipv4(pkt)?;
-        f.src[..4].copy_from_slice(&ip.src);
-        f.dst[..4].copy_from_slice(&ip.dst);
-        f.proto = ip.proto;
+        f.t.src[..4].copy_from_slice(&ip.src);
+        f.t.dst[..4].copy_from_slice(&ip.dst);
+        f.t.proto = ip.proto;
         (ip.l4_off, ip.frag == Frag::Later)
     } else if eth.proto == ETH_P_IPV6 {
         let ip = parse::ipv6(pkt)?;
-        f.src = ip.src;
-        f.dst = ip.dst;
-        f.proto = ip.proto;
+        f.t.src = ip.src;
+        f.t.dst = ip.dst;
+        f.t.proto = ip.proto;
         f.ipv6 = 1;
         (ip.l4_off, ip.frag == Frag::Later)
     } else {
@@ -200,11 +192,11 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
     if later {
         return Ok(Some(f));
     }
-    match f.proto {
+    match f.t.proto {
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let [ty, code] = pkt.read::<[u8; 2]>(l4).ok_or(DropReason::Malformed)?;
             f.policy_port = [ty, code];
-            let (request, reply) = if f.proto == IPPROTO_ICMP {
+            let (request, reply) = if f.t.proto == IPPROTO_ICMP {
                 (8, 0)
             } else {
                 (128, 129)
@@ -212,14 +204,14 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
             if ty == request || ty == reply {
                 let id = pkt.read::<[u8; 2]>(l4 + 4).ok_or(DropReason::Malformed)?;
                 if ty == request {
-                    f.sport = id;
+                    f.t.sport = id;
                 } else {
-                    f.dport = id;
+                    f.t.dport = id;
                 }
             } else {
                 // Other ICMP messages are matched by type and code only;
                 // errors also by the connection of the packet they quote.
-                f.sport = [ty, code];
+                f.t.sport = [ty, code];
                 let error = if f.ipv6 == 0 {
                     matches!(ty, 3 | 11 | 12)
                 } else {
@@ -232,11 +224,11 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         }
         _ => {
             if let Some([s0, s1, d0, d1]) = pkt.read::<[u8; 4]>(l4) {
-                f.sport = [s0, s1];
-                f.dport = [d0, d1];
+                f.t.sport = [s0, s1];
+                f.t.dport = [d0, d1];
                 f.policy_port = [d0, d1];
             }
-            if f.proto == IPPROTO_TCP {
+            if f.t.proto == IPPROTO_TCP {
                 let [_, flags] = pkt.read::<[u8; 2]>(l4 + 12).ok_or(DropReason::Malformed)?;
                 f.tcp_flags = flags;
             }
@@ -248,7 +240,7 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
 /// The header of the packet an ICMP error quotes, from `off`; no IPv6
 /// extension headers are followed (the error then counts as unrelated).
 #[inline(always)]
-fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Inner) -> Option<()> {
+fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Tuple) -> Option<()> {
     if ipv6 {
         let [_, _, _, _, _, _, next, _] = pkt.read::<[u8; 8]>(off)?;
         inner.proto = next;
@@ -282,8 +274,8 @@ fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Inner) -> Option<()>
 /// MLD (port security already dropped what a VM may not send of these).
 #[inline(always)]
 fn base_allowed(f: &Flow) -> bool {
-    let (s, d) = (u16::from_be_bytes(f.sport), u16::from_be_bytes(f.dport));
-    match f.proto {
+    let (s, d) = (u16::from_be_bytes(f.t.sport), u16::from_be_bytes(f.t.dport));
+    match f.t.proto {
         IPPROTO_UDP => {
             (f.ipv6 == 0 && ((s == 68 && d == 67) || (s == 67 && d == 68)))
                 || (f.ipv6 == 1 && ((s == 546 && d == 547) || (s == 547 && d == 546)))
@@ -294,16 +286,16 @@ fn base_allowed(f: &Flow) -> bool {
 }
 
 #[inline(always)]
-fn ct_key(zone: u32, f: &Flow, reversed: bool) -> CtKey {
+fn ct_key(zone: u32, ipv6: u8, t: &Tuple, reversed: bool) -> CtKey {
     let (src, dst, sport, dport) = if reversed {
-        (f.dst, f.src, f.dport, f.sport)
+        (t.dst, t.src, t.dport, t.sport)
     } else {
-        (f.src, f.dst, f.sport, f.dport)
+        (t.src, t.dst, t.sport, t.dport)
     };
     CtKey {
         zone,
-        proto: f.proto,
-        ipv6: f.ipv6,
+        proto: t.proto,
+        ipv6,
         sport,
         dport,
         _pad: [0; 2],
@@ -329,7 +321,7 @@ fn timeout(proto: u8, state: u8) -> u64 {
 /// The state after a packet of a tracked connection.
 #[inline(always)]
 fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
-    if f.proto == IPPROTO_TCP {
+    if f.t.proto == IPPROTO_TCP {
         if f.tcp_flags & TCP_RST != 0 {
             return CT_CLOSED;
         }
@@ -368,12 +360,12 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     } else {
         DropReason::SgIngress
     };
-    let new_syn = f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let new_syn = f.t.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     if f.related != 0 && related_to_tracked(f, z.port, now) {
         return Ok(());
     }
     for reversed in [false, true] {
-        let key = ct_key(z.port, f, reversed);
+        let key = ct_key(z.port, f.ipv6, &f.t, reversed);
         let Some(e) = CONNTRACK.get_ptr_mut(key) else {
             continue;
         };
@@ -387,12 +379,12 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
             // opener's point of view?
             let (remote_ip, port) = if e.dir == POLICY_DIR_EGRESS {
                 (
-                    if reversed { f.src } else { f.dst },
+                    if reversed { f.t.src } else { f.t.dst },
                     orig_policy_port(f, reversed),
                 )
             } else {
                 (
-                    if reversed { f.dst } else { f.src },
+                    if reversed { f.t.dst } else { f.t.src },
                     orig_policy_port(f, reversed),
                 )
             };
@@ -403,17 +395,17 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
             e.generation = z.generation;
         }
         e.state = next_state(e.state, f, reversed);
-        e.expires_ns = now + timeout(f.proto, e.state);
+        e.expires_ns = now + timeout(f.t.proto, e.state);
         e.packets += 1;
         return Ok(());
     }
-    if f.proto == IPPROTO_TCP && !new_syn {
+    if f.t.proto == IPPROTO_TCP && !new_syn {
         return Err(DropReason::CtInvalid);
     }
     let remote_ip = if z.dir == POLICY_DIR_EGRESS {
-        f.dst
+        f.t.dst
     } else {
-        f.src
+        f.t.src
     };
     let Some(group) = allowing_group(z, z.dir, f, remote_ip, f.policy_port) else {
         return Err(reason);
@@ -430,7 +422,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     }
     let state = CT_OPENING;
     let entry = CtEntry {
-        expires_ns: now + timeout(f.proto, state),
+        expires_ns: now + timeout(f.t.proto, state),
         generation: z.generation,
         packets: 1,
         state,
@@ -438,7 +430,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
         _pad: [0; 6],
     };
     // A full table evicts its least recently used connection (LRU).
-    let _ = CONNTRACK.insert(ct_key(z.port, f, false), entry, 0);
+    let _ = CONNTRACK.insert(ct_key(z.port, f.ipv6, &f.t, false), entry, 0);
     Ok(())
 }
 
@@ -446,24 +438,8 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
 /// (in either direction).
 #[inline(always)]
 fn related_to_tracked(f: &Flow, zone: u32, now: u64) -> bool {
-    let i = &f.inner;
     for reversed in [false, true] {
-        let (src, dst, sport, dport) = if reversed {
-            (i.dst, i.src, i.dport, i.sport)
-        } else {
-            (i.src, i.dst, i.sport, i.dport)
-        };
-        let key = CtKey {
-            zone,
-            proto: i.proto,
-            ipv6: f.ipv6,
-            sport,
-            dport,
-            _pad: [0; 2],
-            src,
-            dst,
-        };
-        if let Some(e) = CONNTRACK.get_ptr(key) {
+        if let Some(e) = CONNTRACK.get_ptr(ct_key(zone, f.ipv6, &f.inner, reversed)) {
             // SAFETY: read at once.
             if unsafe { (*e).expires_ns } >= now {
                 return true;
@@ -477,10 +453,10 @@ fn related_to_tracked(f: &Flow, zone: u32, now: u64) -> bool {
 /// of it (reply packets carry the ports swapped).
 #[inline(always)]
 fn orig_policy_port(f: &Flow, reversed: bool) -> [u8; 2] {
-    match f.proto {
+    match f.t.proto {
         IPPROTO_ICMP => [8, 0],
         IPPROTO_ICMPV6 => [128, 0],
-        _ if reversed => f.sport,
+        _ if reversed => f.t.sport,
         _ => f.policy_port,
     }
 }
@@ -491,8 +467,7 @@ fn orig_policy_port(f: &Flow, reversed: bool) -> [u8; 2] {
 #[inline(always)]
 fn allowing_group(z: &Zone, dir: u8, f: &Flow, remote_ip: [u8; 16], port: [u8; 2]) -> Option<u32> {
     let dir = if f.ipv6 != 0 { dir | POLICY_V6 } else { dir };
-    let cidr = cidr_identity(z.slot, f.ipv6 != 0, remote_ip);
-    for identity in [z.remote, cidr, 0] {
+    let lookup = |identity: u32| {
         let key = Key::new(
             common::POLICY_PREFIX_BITS + 24,
             PolicyKey {
@@ -500,15 +475,26 @@ fn allowing_group(z: &Zone, dir: u8, f: &Flow, remote_ip: [u8; 16], port: [u8; 2
                 policy: z.policy,
                 identity,
                 dir,
-                proto: f.proto,
+                proto: f.t.proto,
                 port,
             },
         );
-        if let Some(e) = POLICY.get(&key) {
-            return Some(e.group);
+        POLICY.get(&key).map(|e| e.group)
+    };
+    // Each candidate once, the CIDR trie only if the port's identity did
+    // not already allow it; 0 (unknown sender, no rule prefix) means "any".
+    if z.remote != 0 {
+        if let Some(group) = lookup(z.remote) {
+            return Some(group);
         }
     }
-    None
+    let cidr = cidr_identity(z.slot, f.ipv6 != 0, remote_ip);
+    if cidr != 0 {
+        if let Some(group) = lookup(cidr) {
+            return Some(group);
+        }
+    }
+    lookup(0)
 }
 
 #[inline(always)]
