@@ -138,6 +138,56 @@ pub struct AllIndexes<'a> {
     pub security_groups: &'a Indexes,
 }
 
+/// Indexes for every object of a topology, assigned from nothing: for
+/// compiling a configuration outside a running datapath (tests, tools),
+/// where no index has to survive an earlier configuration.
+pub struct FreshIndexes {
+    pub ports: Indexes,
+    pub networks: Indexes,
+    pub groups: Indexes,
+    pub routers: Indexes,
+    pub security_groups: Indexes,
+}
+
+impl FreshIndexes {
+    pub fn new(t: &Topology, max: u32) -> Result<FreshIndexes> {
+        let none = BTreeSet::new();
+        Ok(FreshIndexes {
+            ports: Indexes::new(max).assign(
+                "ports",
+                t.ports.iter().map(|p| p.id.as_str()),
+                &none,
+            )?,
+            networks: Indexes::new(max).assign(
+                "networks",
+                t.networks.iter().map(|n| n.id.as_str()),
+                &none,
+            )?,
+            groups: Indexes::new(max),
+            routers: Indexes::new(max).assign(
+                "routers",
+                t.routers.iter().map(|r| r.id.as_str()),
+                &none,
+            )?,
+            security_groups: Indexes::new(max).assign(
+                "security groups",
+                t.security_groups.iter().map(|g| g.id.as_str()),
+                &none,
+            )?,
+        })
+    }
+
+    pub fn all(&self) -> AllIndexes<'_> {
+        AllIndexes {
+            ports: &self.ports,
+            networks: &self.networks,
+            groups: &self.groups,
+            routers: &self.routers,
+            security_groups: &self.security_groups,
+        }
+    }
+}
+
 /// Who owns one address (or MAC) of a network: port index -> the MAC it
 /// uses for it.
 type Owners = BTreeMap<u32, [u8; 6]>;
@@ -503,42 +553,9 @@ ip_version = 6
     }
 
     fn compile_all(t: &Topology) -> Desired {
-        let ports = Indexes::new(100)
-            .assign(
-                "ports",
-                t.ports.iter().map(|p| p.id.as_str()),
-                &BTreeSet::new(),
-            )
-            .unwrap();
-        let nets = Indexes::new(100)
-            .assign(
-                "networks",
-                t.networks.iter().map(|n| n.id.as_str()),
-                &BTreeSet::new(),
-            )
-            .unwrap();
-        let routers = Indexes::new(100)
-            .assign(
-                "routers",
-                t.routers.iter().map(|r| r.id.as_str()),
-                &BTreeSet::new(),
-            )
-            .unwrap();
         let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 100 + i).collect();
-        let ix = AllIndexes {
-            ports: &ports,
-            networks: &nets,
-            groups: &Indexes::new(1000),
-            routers: &routers,
-            security_groups: &Indexes::new(1000)
-                .assign(
-                    "security groups",
-                    t.security_groups.iter().map(|g| g.id.as_str()),
-                    &BTreeSet::new(),
-                )
-                .unwrap(),
-        };
-        compile(t, &ix, &ifindexes).unwrap()
+        let ix = FreshIndexes::new(t, 1000).unwrap();
+        compile(t, &ix.all(), &ifindexes).unwrap()
     }
 
     const MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 1];

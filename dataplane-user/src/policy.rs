@@ -262,14 +262,8 @@ security_groups = ["clients", "narrow"]
         )
         .unwrap();
         let topology = config::validate(&raw).unwrap();
-        let sg_ix = Indexes::new(100)
-            .assign(
-                "security groups",
-                topology.security_groups.iter().map(|g| g.id.as_str()),
-                &BTreeSet::new(),
-            )
-            .unwrap();
-        let t = compile(&topology, &sg_ix);
+        let ix = crate::compile::FreshIndexes::new(&topology, 100).unwrap();
+        let t = compile(&topology, &ix.security_groups);
         // Sets: [] , [web], [clients], [clients, narrow] -> 4 policies.
         let (web, c1, c2) = (t.port_policy[0], t.port_policy[1], t.port_policy[2]);
         assert_ne!(c1, c2);

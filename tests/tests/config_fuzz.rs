@@ -7,13 +7,10 @@
 //! is available offline on these machines); a failure prints the seed and
 //! iteration, which replay it exactly.
 
-use std::{
-    collections::BTreeSet,
-    panic::{AssertUnwindSafe, catch_unwind},
-};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use dataplane::{
-    compile::{AllIndexes, Indexes, compile},
+    compile::{FreshIndexes, compile},
     config::{self, Format},
 };
 use serde_json::{Value, json};
@@ -214,35 +211,11 @@ fn check_one(seed: u64, iteration: usize, doc: &Value) -> Result<bool, String> {
                 Ok(false)
             }
             Ok(t) => {
-                let ix = |what: &str, ids: Vec<&str>| {
-                    Indexes::new(100_000)
-                        .assign(what, ids, &BTreeSet::new())
-                        .unwrap()
-                };
-                let ports = ix("ports", t.ports.iter().map(|p| p.id.as_str()).collect());
-                let networks = ix(
-                    "networks",
-                    t.networks.iter().map(|n| n.id.as_str()).collect(),
-                );
-                let routers = ix("routers", t.routers.iter().map(|r| r.id.as_str()).collect());
-                let sgs = ix(
-                    "security groups",
-                    t.security_groups.iter().map(|g| g.id.as_str()).collect(),
-                );
-                let groups = Indexes::new(100_000);
+                let ix = FreshIndexes::new(&t, 100_000)
+                    .map_err(|e| format!("indexes of an accepted configuration: {e:#}"))?;
                 let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 10 + i).collect();
-                compile(
-                    &t,
-                    &AllIndexes {
-                        ports: &ports,
-                        networks: &networks,
-                        groups: &groups,
-                        routers: &routers,
-                        security_groups: &sgs,
-                    },
-                    &ifindexes,
-                )
-                .map_err(|e| format!("an accepted configuration failed to compile: {e:#}"))?;
+                compile(&t, &ix.all(), &ifindexes)
+                    .map_err(|e| format!("an accepted configuration failed to compile: {e:#}"))?;
                 Ok(true)
             }
         }
