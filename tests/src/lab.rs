@@ -311,9 +311,27 @@ impl Lab {
         s
     }
 
-    pub fn show_ports(&self) -> Result<Value> {
-        let out = run(&mut self.dataplane(&["show", "ports", "--json"]))?;
+    /// `dataplane show WHAT --json` (ports, groups, conntrack,
+    /// security-groups) for this lab's instance.
+    pub fn show(&self, what: &str) -> Result<Value> {
+        let out = run(&mut self.dataplane(&["show", what, "--json"]))?;
         Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    pub fn show_ports(&self) -> Result<Value> {
+        self.show("ports")
+    }
+
+    /// The port id of the active member of the group whose name contains
+    /// `name` (an address or MAC), if it has one.
+    pub fn active_member(&self, name: &str) -> Option<String> {
+        let groups = self.show("groups").ok()?;
+        groups
+            .as_array()?
+            .iter()
+            .find(|g| g["name"].as_str().is_some_and(|n| n.contains(name)))?["active"]
+            .as_str()
+            .map(str::to_string)
     }
 
     /// The port's view in `show ports`.

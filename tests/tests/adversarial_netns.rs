@@ -12,7 +12,7 @@ use lab::{
     require_root,
     topo::{config, network, pair, port, subnet},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MAC_M1: &str = "fa:16:3e:a0:00:01";
 const MAC_M2: &str = "fa:16:3e:a0:00:02";
@@ -45,18 +45,6 @@ fn lab() -> Lab {
     lab
 }
 
-fn active(lab: &Lab) -> Option<String> {
-    let out = lab::netns::run(&mut lab.dataplane(&["show", "groups", "--json"])).unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()?.iter().find(|g| {
-        g["name"]
-            .as_str()
-            .is_some_and(|n| n.contains("10.12.0.100"))
-    })?["active"]
-        .as_str()
-        .map(str::to_string)
-}
-
 #[test]
 fn a_non_member_cannot_take_a_shared_address() {
     require_root!();
@@ -64,7 +52,10 @@ fn a_non_member_cannot_take_a_shared_address() {
     let (m1, x) = (lab.vm("m1"), lab.vm("x"));
     m1.sh("arping -U -c 1 -w 1 -I eth0 -S 10.12.0.100 10.12.0.100; true")
         .unwrap();
-    assert_eq!(active(&lab).as_deref(), Some(m1.port_id.as_str()));
+    assert_eq!(
+        lab.active_member("10.12.0.100").as_deref(),
+        Some(m1.port_id.as_str())
+    );
     // x announces the VIP every way it can: gratuitous ARP, ARP reply,
     // traffic from it. None of it leaves x's port, and m1 stays active.
     let before = lab.drops(x, "arp_spa") + lab.drops(x, "ipv4_src");
@@ -79,7 +70,10 @@ fn a_non_member_cannot_take_a_shared_address() {
     std::thread::sleep(Duration::from_millis(200));
     let after = lab.drops(x, "arp_spa") + lab.drops(x, "ipv4_src");
     assert_eq!(after - before, 5, "every claim dropped and counted");
-    assert_eq!(active(&lab).as_deref(), Some(m1.port_id.as_str()));
+    assert_eq!(
+        lab.active_member("10.12.0.100").as_deref(),
+        Some(m1.port_id.as_str())
+    );
 }
 
 #[test]

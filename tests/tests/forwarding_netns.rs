@@ -212,16 +212,10 @@ fn a_member_whose_tap_goes_away_stops_being_active() {
         "sendp(Ether(src='{vmac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{vmac}', psrc='10.1.0.100', pdst='10.1.0.100'), iface=IFACE)"
     ))
     .unwrap();
-    let active = |lab: &Lab| -> Option<String> {
-        let out = lab::netns::run(&mut lab.dataplane(&["show", "groups", "--json"])).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v.as_array()?
-            .iter()
-            .find(|g| g["name"].as_str().is_some_and(|n| n.contains(vmac)))?["active"]
-            .as_str()
-            .map(str::to_string)
-    };
-    assert_eq!(active(&lab).as_deref(), Some(m1.port_id.as_str()));
+    assert_eq!(
+        lab.active_member(vmac).as_deref(),
+        Some(m1.port_id.as_str())
+    );
 
     // m1's VM goes away with its tap. Frames for the shared MAC now reach
     // the remaining member, and m1 is no longer active.
@@ -240,7 +234,11 @@ fn a_member_whose_tap_goes_away_stops_being_active() {
         .is_some(),
         "the remaining member did not get the shared MAC's traffic"
     );
-    assert_eq!(active(&lab), None, "the gone member is still active");
+    assert_eq!(
+        lab.active_member(vmac),
+        None,
+        "the gone member is still active"
+    );
 }
 
 #[test]

@@ -33,7 +33,13 @@ fn topology(lab: &Lab, with_c: bool) -> Value {
 }
 
 fn lab() -> Lab {
+    lab_with(&[])
+}
+
+/// The three VMs, the agent started with `run_args` on a and b's ports.
+fn lab_with(run_args: &[&str]) -> Lab {
     let mut lab = Lab::new(false).unwrap();
+    lab.run_args = run_args.iter().map(|a| a.to_string()).collect();
     for (name, mac, ip) in [
         ("a", MAC_A, "10.8.0.10"),
         ("b", MAC_B, "10.8.0.11"),
@@ -199,20 +205,7 @@ fn an_edited_config_file_applies_without_a_signal() {
 #[test]
 fn metrics_expose_per_port_per_reason_counters() {
     require_root!();
-    let mut lab = Lab::new(false).unwrap();
-    for (name, mac, ip) in [
-        ("a", MAC_A, "10.8.0.10"),
-        ("b", MAC_B, "10.8.0.11"),
-        ("c", MAC_C, "10.8.0.12"),
-    ] {
-        lab.add_vm(name, mac).unwrap();
-        lab.vm(name)
-            .sh(&format!("ip addr add {ip}/24 dev eth0"))
-            .unwrap();
-    }
-    lab.run_args = vec!["--metrics".into(), "127.0.0.1:9477".into()];
-    let cfg = topology(&lab, false);
-    lab.start(&cfg).unwrap();
+    let lab = lab_with(&["--metrics", "127.0.0.1:9477"]);
     let a = lab.vm("a");
     assert!(a.ping("10.8.0.11", 2));
     // A spoofed source, for a drop counter.

@@ -190,8 +190,7 @@ fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
     assert!(lab.drops(web, "sg_ingress") >= before + 2);
 
     // Each side's zone holds the connections it took part in.
-    let out = lab::netns::run(&mut lab.dataplane(&["show", "conntrack", "--json"])).unwrap();
-    let conns: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let conns = lab.show("conntrack").unwrap();
     let has = |port: &str, dir: &str, src: &str| {
         conns.as_array().unwrap().iter().any(|c| {
             c["port"] == port && c["direction"] == dir && c["src"] == src && c["dport"] == 80
@@ -203,8 +202,7 @@ fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
     // Per-group counters: the four accepted connections were let in by
     // "web"; "clients" let those and the one to port 81 out (which web
     // refused).
-    let out = lab::netns::run(&mut lab.dataplane(&["show", "security-groups", "--json"])).unwrap();
-    let groups: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups = lab.show("security-groups").unwrap();
     let count = |id: &str, field: &str| {
         groups
             .as_array()
@@ -516,8 +514,7 @@ fn a_removed_port_takes_its_connections_with_it() {
     let (web, other) = (lab.vm("web"), lab.vm("other"));
     assert!(other.ping("10.6.0.10", 1));
     let zones = |lab: &Lab| -> Vec<String> {
-        let out = lab::netns::run(&mut lab.dataplane(&["show", "conntrack", "--json"])).unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = lab.show("conntrack").unwrap();
         v.as_array()
             .unwrap()
             .iter()
@@ -557,8 +554,7 @@ fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let packets = |lab: &Lab| -> u64 {
-        let out = lab::netns::run(&mut lab.dataplane(&["show", "conntrack", "--json"])).unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = lab.show("conntrack").unwrap();
         v.as_array()
             .unwrap()
             .iter()
