@@ -93,6 +93,19 @@ fn stopping_killing_and_restarting_the_agent_loses_no_packet() {
     let rx_before = lab.port(b).unwrap()["stats"]["rx_packets"]
         .as_u64()
         .unwrap();
+    let opened = |lab: &Lab| -> u64 {
+        let groups = lab.show("security-groups").unwrap();
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == "open")
+            .unwrap()["egress_allowed"]
+            .as_u64()
+            .unwrap()
+    };
+    let opened_before = opened(&lab);
+    assert!(opened_before > 0);
     let out = ping_in_background(&lab, a, "10.8.0.11", 250);
     std::thread::sleep(Duration::from_millis(500));
 
@@ -121,6 +134,10 @@ fn stopping_killing_and_restarting_the_agent_loses_no_packet() {
         .as_u64()
         .unwrap();
     assert!(rx_after >= rx_before + 250, "rx {rx_before} -> {rx_after}");
+    assert!(
+        opened(&lab) >= opened_before,
+        "security-group counters were reset"
+    );
     assert!(lab.agent_log().contains("took over the XDP links"));
 }
 

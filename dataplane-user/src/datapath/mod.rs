@@ -301,6 +301,14 @@ impl Datapath {
                 }
             }
         }
+        // And the security groups' (their counters go on).
+        let mut sg_ix = Indexes::new(common::MAX_SECURITY_GROUPS - 1);
+        for i in 1..sg_meta.len() {
+            let id = pins::c_str(&sg_meta.get(&i, 0)?.id);
+            if !id.is_empty() {
+                sg_ix.by_id.insert(id, i);
+            }
+        }
         // And the groups' (their active members stay known).
         let mut group_ix = Indexes::new(common::MAX_GROUPS - 1);
         for (group, _) in group_members.contents(current.active_slot).keys() {
@@ -353,7 +361,7 @@ impl Datapath {
             to_vm_fd,
             group_ix,
             router_ix: Indexes::new(common::MAX_ROUTER_INTERFACES),
-            sg_ix: Indexes::new(common::MAX_SECURITY_GROUPS - 1),
+            sg_ix,
             sg_stats,
             sg_meta,
             conntrack,
@@ -460,8 +468,8 @@ impl Datapath {
                 )?;
             }
         }
-        // Groups new here start with clean counters; every group's id is
-        // written for inspection.
+        // Security groups new here start with clean counters and get their
+        // id written for inspection (an index keeps its id while it lives).
         for (id, &i) in &sg_ix.by_id {
             if !self.sg_ix.by_id.contains_key(id) {
                 let zeros = PerCpuValues::try_from(vec![
@@ -469,14 +477,14 @@ impl Datapath {
                     nr_cpus().map_err(|(_, e)| e)?
                 ])?;
                 self.sg_stats.set(i, zeros, 0)?;
+                self.sg_meta.set(
+                    i,
+                    SgMeta {
+                        id: compile::copy_str(id),
+                    },
+                    0,
+                )?;
             }
-            self.sg_meta.set(
-                i,
-                SgMeta {
-                    id: compile::copy_str(id),
-                },
-                0,
-            )?;
         }
         self.sync_tx_ports(&desired)?;
         self.sync_flood(target, &desired)?;
