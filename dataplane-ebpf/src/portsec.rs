@@ -15,11 +15,12 @@ use crate::{
     parse::{self, Arp, Eth, Frag, IPPROTO_ICMPV6, IPPROTO_UDP, IPV6_UNSPECIFIED, Ipv4, Ipv6},
 };
 
-const DHCP_SERVER_PORT: u16 = 67;
-const DHCP_CLIENT_PORT: u16 = 68;
-const DHCPV6_SERVER_PORT: u16 = 547;
+pub const DHCP_SERVER_PORT: u16 = 67;
+pub const DHCP_CLIENT_PORT: u16 = 68;
+pub const DHCPV6_CLIENT_PORT: u16 = 546;
+pub const DHCPV6_SERVER_PORT: u16 = 547;
 
-const ICMPV6_MLD_QUERY: u8 = 130;
+pub const ICMPV6_MLD_QUERY: u8 = 130;
 const ICMPV6_MLD_REPORT: u8 = 131;
 const ICMPV6_MLD_DONE: u8 = 132;
 const ICMPV6_ROUTER_SOLICIT: u8 = 133;
@@ -27,7 +28,7 @@ const ICMPV6_ROUTER_ADVERT: u8 = 134;
 pub const ICMPV6_NEIGH_SOLICIT: u8 = 135;
 pub const ICMPV6_NEIGH_ADVERT: u8 = 136;
 const ICMPV6_REDIRECT: u8 = 137;
-const ICMPV6_MLD2_REPORT: u8 = 143;
+pub const ICMPV6_MLD2_REPORT: u8 = 143;
 
 const ND_OPT_SOURCE_LLADDR: u8 = 1;
 const ND_OPT_TARGET_LLADDR: u8 = 2;

@@ -25,6 +25,10 @@ use crate::{
     parse::{
         self, ETH_P_IP, ETH_P_IPV6, Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
     },
+    portsec::{
+        DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT,
+        ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT,
+    },
     stats,
 };
 
@@ -277,10 +281,17 @@ fn base_allowed(f: &Flow) -> bool {
     let (s, d) = (u16::from_be_bytes(f.t.sport), u16::from_be_bytes(f.t.dport));
     match f.t.proto {
         IPPROTO_UDP => {
-            (f.ipv6 == 0 && ((s == 68 && d == 67) || (s == 67 && d == 68)))
-                || (f.ipv6 == 1 && ((s == 546 && d == 547) || (s == 547 && d == 546)))
+            let between = |client: u16, server: u16| {
+                (s == client && d == server) || (s == server && d == client)
+            };
+            (f.ipv6 == 0 && between(DHCP_CLIENT_PORT, DHCP_SERVER_PORT))
+                || (f.ipv6 == 1 && between(DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT))
         }
-        IPPROTO_ICMPV6 => matches!(f.policy_port[0], 130..=136 | 143),
+        // MLD, router and neighbour discovery (130-136) and MLDv2 reports.
+        IPPROTO_ICMPV6 => matches!(
+            f.policy_port[0],
+            ICMPV6_MLD_QUERY..=ICMPV6_NEIGH_ADVERT | ICMPV6_MLD2_REPORT
+        ),
         _ => false,
     }
 }
