@@ -584,9 +584,33 @@ pub struct TxMeta {
     pub flags: u32,
     /// A group to readdress for, or 0.
     pub group: u32,
+    /// What the program decided (`OUT_*`) and its detail: the port or
+    /// flood domain a frame was redirected to, or the drop reason. Written
+    /// for every redirect, and for drops of frames that carry metadata
+    /// (`dataplane trace`'s), so a trace reads the datapath's own decision.
+    pub out_kind: u32,
+    pub out: u32,
 }
 
+// The kernel allows at most 32 bytes of XDP metadata, in 4-byte units.
+const _: () = assert!(size_of::<TxMeta>() <= 32 && size_of::<TxMeta>().is_multiple_of(4));
+
 pub const TX_META_MAGIC: u32 = 0x6161_7072;
+/// `TxMeta::flags` bit of a frame run by `dataplane trace`: the programs
+/// decide as for any frame but change no state other packets depend on
+/// (no group claim, no connection tracked, no drop event).
+pub const TX_F_TRACE: u32 = 1 << 16;
+/// `TxMeta::out_kind` values.
+pub const OUT_NONE: u32 = 0;
+/// Dropped; `out` is the `DropReason`.
+pub const OUT_DROP: u32 = 1;
+/// Redirected to one port; `out` is its index.
+pub const OUT_PORT: u32 = 2;
+/// Flooded; `out` is the flood domain (a network, or a group from
+/// `FLOOD_DOMAIN_GROUP_BASE`).
+pub const OUT_FLOOD: u32 = 3;
+/// Answered (ARP/ND) and sent back to the sender; `out` is its index.
+pub const OUT_REPLY: u32 = 4;
 
 /// Key of the flood maps (outer map of per-domain device maps).
 #[repr(C)]

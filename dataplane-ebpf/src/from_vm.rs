@@ -4,8 +4,8 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_log_ebpf::warn;
 use common::{
-    ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, PORT_F_SECURITY, PortInfo,
-    TARGET_ROUTER,
+    ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, OUT_DROP, OUT_REPLY, PORT_F_SECURITY,
+    PortInfo, TARGET_ROUTER,
 };
 
 use crate::{
@@ -38,10 +38,13 @@ pub fn run(ctx: &XdpContext) -> u32 {
         Ok(action) => action,
         Err(reason) => {
             stats::count_drop(port.index, reason);
-            // Fresh packet bounds: the pipeline may have moved the data
-            // (metadata), which voids the pointers taken before.
-            let fresh = Packet::new(ctx.data(), ctx.data_end());
-            events::dropped(&fresh, port.index, reason as u32);
+            meta::record(ctx, OUT_DROP, reason as u32);
+            if !meta::tracing(ctx) {
+                // Fresh packet bounds: the pipeline may have moved the data
+                // (metadata), which voids the pointers taken before.
+                let fresh = Packet::new(ctx.data(), ctx.data_end());
+                events::dropped(&fresh, port.index, reason as u32);
+            }
             xdp_action::XDP_DROP
         }
     }
@@ -54,6 +57,9 @@ pub fn run(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
     let eth = parse::eth(pkt)?;
+    // A traced frame claims nothing: tracing must not move a group's
+    // active member.
+    let claims = !meta::tracing(ctx);
     let dest = forward::lookup(slot, port, &eth.dst);
     let router = if dest.kind == TARGET_ROUTER {
         dest.target
@@ -63,7 +69,7 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
     let secure = port.flags & PORT_F_SECURITY != 0;
     if secure {
         let mac_flags = portsec::mac_flags(slot, port.index, eth.src).ok_or(DropReason::SrcMac)?;
-        if mac_flags & ADDR_F_SHARED != 0 {
+        if mac_flags & ADDR_F_SHARED != 0 && claims {
             groups::claim_mac(slot, port, eth.src);
         }
     }
@@ -75,10 +81,13 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             }
             // Gratuitous ARP (sender = target) and replies prove ownership.
             if arp.oper == ARPOP_REPLY || (arp.spa == arp.tpa && arp.spa != [0; 4]) {
-                groups::claim_v4(slot, port, arp.spa);
+                if claims {
+                    groups::claim_v4(slot, port, arp.spa);
+                }
             } else if arp.oper == ARPOP_REQUEST {
                 let action = responder::arp(pkt, slot, port, &eth.src, &arp);
                 if action != 0 {
+                    meta::record(ctx, OUT_REPLY, port.index);
                     return Ok(action);
                 }
             }
@@ -87,7 +96,7 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             let ip = parse::ipv4(pkt)?;
             if secure {
                 let flags = portsec::check_ipv4(pkt, slot, port, &eth, &ip)?;
-                if flags & ADDR_F_SHARED != 0 {
+                if flags & ADDR_F_SHARED != 0 && claims {
                     groups::claim_v4(slot, port, ip.src);
                 }
             }
@@ -99,7 +108,7 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             let ip = parse::ipv6(pkt)?;
             if secure {
                 let flags = portsec::check_ipv6(pkt, slot, port, &eth, &ip)?;
-                if flags & ADDR_F_SHARED != 0 {
+                if flags & ADDR_F_SHARED != 0 && claims {
                     groups::claim_v6(slot, port, ip.src);
                 }
             }
@@ -112,10 +121,13 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
                     let target = pkt
                         .read::<[u8; 16]>(ip.l4_off + 8)
                         .ok_or(DropReason::Malformed)?;
-                    groups::claim_v6(slot, port, target);
+                    if claims {
+                        groups::claim_v6(slot, port, target);
+                    }
                 } else if icmp[0] == ICMPV6_NEIGH_SOLICIT {
                     let action = responder::nd(pkt, slot, port, &eth.src, &ip);
                     if action != 0 {
+                        meta::record(ctx, OUT_REPLY, port.index);
                         return Ok(action);
                     }
                 }
@@ -132,5 +144,5 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
     }
     // The sender travels with the frame, for the receiver's security groups.
     meta::tag(ctx, port, 0)?;
-    forward::l2(slot, port, dest)
+    forward::l2(ctx, slot, port, dest)
 }

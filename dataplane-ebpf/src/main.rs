@@ -51,7 +51,18 @@ pub fn bench_floor(_ctx: XdpContext) -> u32 {
 
 #[xdp(map = "devmap")]
 pub fn to_vm(ctx: XdpContext) -> u32 {
-    to_vm::run(&ctx)
+    // SAFETY: ctx.ctx is the program's xdp_md.
+    let ifindex = unsafe { (*ctx.ctx).egress_ifindex };
+    to_vm::run(&ctx, ifindex)
+}
+
+/// `to_vm` as a plain XDP program, never attached: BPF_PROG_TEST_RUN
+/// refuses device-map programs, so `dataplane trace` and the benchmark run
+/// this one, naming the receiving port's interface as the ingress one (a
+/// plain XDP program may not read the egress interface).
+#[xdp]
+pub fn to_vm_trace(ctx: XdpContext) -> u32 {
+    to_vm::run(&ctx, ctx.ingress_ifindex() as u32)
 }
 
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 //! program) to `to_vm`: see [`TxMeta`].
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_meta, programs::XdpContext};
-use common::{DropReason, PortInfo, TX_META_MAGIC, TxMeta};
+use common::{DropReason, OUT_NONE, PortInfo, TX_F_TRACE, TX_META_MAGIC, TxMeta};
 
 const LEN: usize = core::mem::size_of::<TxMeta>();
 
@@ -12,7 +12,9 @@ const LEN: usize = core::mem::size_of::<TxMeta>();
 #[inline(always)]
 pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropReason> {
     // Make the area exactly LEN bytes, whatever was there (a frame run
-    // again, as BPF_PROG_TEST_RUN's repeat does, already has one).
+    // again, as BPF_PROG_TEST_RUN's repeat does, already has one). A
+    // trace's mark survives.
+    let trace = read(ctx).flags & TX_F_TRACE;
     let have = ctx.data() as i64 - ctx.metadata() as i64;
     if have != LEN as i64 {
         // SAFETY: ctx.ctx is the program's xdp_md.
@@ -33,8 +35,10 @@ pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropRe
                 sender: sender.index,
                 policy: sender.policy,
                 identity: sender.identity,
-                flags: u32::from(sender.flags),
+                flags: u32::from(sender.flags) | trace,
                 group,
+                out_kind: OUT_NONE,
+                out: 0,
             },
         );
     }
@@ -67,4 +71,29 @@ pub fn set_group(ctx: &XdpContext, group: u32) -> bool {
     // SAFETY: [meta, meta + LEN) lies before data (checked above).
     unsafe { (*(meta as *mut TxMeta)).group = group };
     true
+}
+
+/// Whether the frame is one of `dataplane trace`'s (real frames come
+/// without metadata, so this is one comparison for them).
+#[inline(always)]
+pub fn tracing(ctx: &XdpContext) -> bool {
+    read(ctx).flags & TX_F_TRACE != 0
+}
+
+/// Records the program's decision in the metadata, if the frame has any
+/// (every redirected frame, and every traced one); see `TxMeta::out`.
+#[inline(always)]
+pub fn record(ctx: &XdpContext, kind: u32, value: u32) {
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + LEN > data {
+        return;
+    }
+    // SAFETY: [meta, meta + LEN) lies before data (checked above).
+    unsafe {
+        let m = meta as *mut TxMeta;
+        if (*m).magic == TX_META_MAGIC {
+            (*m).out_kind = kind;
+            (*m).out = value;
+        }
+    }
 }

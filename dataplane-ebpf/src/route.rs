@@ -12,12 +12,12 @@
 
 use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key, programs::XdpContext};
 use common::{
-    DropReason, Hop, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo, ROUTE_PREFIX_BITS,
-    Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT,
+    DropReason, Hop, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, OUT_DROP, PortInfo,
+    ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT,
 };
 
 use crate::{
-    forward, groups,
+    events, forward, groups,
     maps::{HOP, JUMP, NEIGH_V4, NEIGH_V6, ROUTES_V4, ROUTES_V6},
     meta,
     packet::Packet,
@@ -58,7 +58,7 @@ pub fn ipv4(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    finish(&h.port, ipv4_hop(ctx, &pkt, h.slot, &h.port, h.router))
+    finish(ctx, &h.port, ipv4_hop(ctx, &pkt, h.slot, &h.port, h.router))
 }
 
 /// Routes an IPv6 packet handed over by `from_vm`.
@@ -68,11 +68,11 @@ pub fn ipv6(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    finish(&h.port, ipv6_hop(ctx, &pkt, h.slot, &h.port, h.router))
+    finish(ctx, &h.port, ipv6_hop(ctx, &pkt, h.slot, &h.port, h.router))
 }
 
 #[inline(always)]
-fn finish(port: &PortInfo, r: Result<u32, DropReason>) -> u32 {
+fn finish(ctx: &XdpContext, port: &PortInfo, r: Result<u32, DropReason>) -> u32 {
     match r {
         Ok(action) => {
             stats::update(port.index, |s| s.routed += 1);
@@ -80,6 +80,11 @@ fn finish(port: &PortInfo, r: Result<u32, DropReason>) -> u32 {
         }
         Err(reason) => {
             stats::count_drop(port.index, reason);
+            meta::record(ctx, OUT_DROP, reason as u32);
+            if !meta::tracing(ctx) {
+                let pkt = Packet::new(ctx.data(), ctx.data_end());
+                events::dropped(&pkt, port.index, reason as u32);
+            }
             xdp_action::XDP_DROP
         }
     }
@@ -219,7 +224,7 @@ fn deliver(
                 return Err(DropReason::Malformed);
             }
             meta::tag(ctx, port, 0)?;
-            forward::to_port(port, neigh.target)
+            forward::to_port(ctx, port, neigh.target)
         }
         TARGET_GROUP => {
             let group = neigh.target;
@@ -229,7 +234,7 @@ fn deliver(
                     return Err(DropReason::Malformed);
                 }
                 meta::tag(ctx, port, 0)?;
-                match forward::to_port(port, active) {
+                match forward::to_port(ctx, port, active) {
                     Err(DropReason::RedirectFailed) => groups::deactivate(group, active),
                     done => return done,
                 }
@@ -237,12 +242,12 @@ fn deliver(
                 if !meta::set_group(ctx, group) {
                     return Err(DropReason::RedirectFailed);
                 }
-                return forward::flood_group(slot, port, group);
+                return forward::flood_group(ctx, slot, port, group);
             }
             // Every member, each addressed by `to_vm` with its own MAC for
             // the address (members may bind the address to different MACs).
             meta::tag(ctx, port, group)?;
-            forward::flood_group(slot, port, group)
+            forward::flood_group(ctx, slot, port, group)
         }
         // A router's own address: nothing listens on it.
         _ => Err(DropReason::NoRoute),

@@ -16,7 +16,7 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use common::{
     CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CtEntry, CtKey, DropReason,
     POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey, PortInfo,
-    REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TxMeta,
+    REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TX_F_TRACE, TxMeta,
 };
 
 use crate::{
@@ -70,44 +70,58 @@ pub struct Tuple {
     pub _pad: [u8; 3],
 }
 
-/// Applies the sender's egress and the receiver's ingress rules; returns 0
-/// to deliver, or the XDP action to drop (the drop is counted). A BPF
-/// subprogram so that its stack does not add to `to_vm`'s.
+/// [`check`]'s verdict for a packet that may be delivered.
+pub const PASS: u32 = u32::MAX;
+
+/// A drop as [`check`] returns it: the port whose rules refused the packet
+/// (the sender's for egress) and the reason, in one plain u32.
+#[inline(always)]
+const fn refused(port: u32, reason: DropReason) -> u32 {
+    (port << 8) | reason as u32
+}
+
+/// Applies the sender's egress and the receiver's ingress rules; returns
+/// [`PASS`] to deliver, or [`refused`]'s encoding of a drop (already
+/// counted). A BPF subprogram so that its stack does not add to `to_vm`'s.
 #[inline(never)]
 pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
     // The flow lives in per-CPU scratch space, not on the stack: this
     // subprogram, the parser and the conntrack lookups must fit 512 bytes
     // together with `to_vm`.
     let Some(flow) = FLOW.get_ptr_mut(0) else {
-        return aya_ebpf::bindings::xdp_action::XDP_DROP;
+        return refused(rx.index, DropReason::Malformed);
     };
     // SAFETY: this CPU's scratch entry; nothing else uses it meanwhile.
     let flow = unsafe { &mut *flow };
     match parse_flow(pkt, flow) {
         PARSED_IP => {}
         // Not IP: nothing for security groups.
-        PARSED_OTHER => return 0,
+        PARSED_OTHER => return PASS,
         _ => {
             stats::count_drop(rx.index, DropReason::Malformed);
-            return aya_ebpf::bindings::xdp_action::XDP_DROP;
+            return refused(rx.index, DropReason::Malformed);
         }
     }
     let flow = &*flow;
     if base_allowed(flow) {
-        return 0;
+        return PASS;
     }
     let generation = CONFIG.get(0).map(|c| c.generation).unwrap_or(0);
+    // A trace decides like any packet but leaves conntrack as it was.
+    let trace = (tx.flags & TX_F_TRACE != 0) as u8;
     if tx.sender != 0 && tx.flags & u32::from(PORT_F_SECURITY) != 0 {
         let zone = Zone {
             slot,
             port: tx.sender,
             policy: tx.policy,
             dir: POLICY_DIR_EGRESS,
+            trace,
             remote: rx.identity,
             generation,
         };
-        if track(flow, &zone) != 0 {
-            return aya_ebpf::bindings::xdp_action::XDP_DROP;
+        let verdict = track(flow, &zone);
+        if verdict != PASS {
+            return verdict;
         }
     }
     if rx.flags & PORT_F_SECURITY != 0 {
@@ -116,14 +130,16 @@ pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
             port: rx.index,
             policy: rx.policy,
             dir: POLICY_DIR_INGRESS,
+            trace,
             remote: tx.identity,
             generation,
         };
-        if track(flow, &zone) != 0 {
-            return aya_ebpf::bindings::xdp_action::XDP_DROP;
+        let verdict = track(flow, &zone);
+        if verdict != PASS {
+            return verdict;
         }
     }
-    0
+    PASS
 }
 
 /// One port's side of a packet.
@@ -133,6 +149,8 @@ struct Zone {
     policy: u32,
     /// Whether the packet leaves (egress) or reaches (ingress) this port.
     dir: u8,
+    /// Non-zero for a traced packet: decide, but write nothing.
+    trace: u8,
     /// Identity of the port at the other end (0: unknown).
     remote: u32,
     generation: u64,
@@ -347,16 +365,17 @@ fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
     }
 }
 
-/// Tracks the packet in `z`'s zone; returns 0 if it may pass, else
-/// counts the drop on the zone's port and returns 1. A BPF subprogram: the
-/// two zones' lookups would not fit one stack frame with the caller's.
+/// Tracks the packet in `z`'s zone; returns [`PASS`] if it may pass, else
+/// counts the drop on the zone's port and returns it ([`refused`]). A BPF
+/// subprogram: the two zones' lookups would not fit one stack frame with
+/// the caller's.
 #[inline(never)]
 fn track(f: &Flow, z: &Zone) -> u32 {
     match track_zone(f, z) {
-        Ok(()) => 0,
+        Ok(()) => PASS,
         Err(reason) => {
             stats::count_drop(z.port, reason);
-            1
+            refused(z.port, reason)
         }
     }
 }
@@ -400,10 +419,18 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
                 )
             };
             if allowing_group(z, e.dir, f, remote_ip, port).is_none() {
-                let _ = CONNTRACK.remove(key);
+                if z.trace == 0 {
+                    let _ = CONNTRACK.remove(key);
+                }
                 return Err(reason);
             }
+            if z.trace != 0 {
+                return Ok(());
+            }
             e.generation = z.generation;
+        }
+        if z.trace != 0 {
+            return Ok(());
         }
         e.state = next_state(e.state, f, reversed);
         e.expires_ns = now + timeout(f.t.proto, e.state);
@@ -421,6 +448,9 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     let Some(group) = allowing_group(z, z.dir, f, remote_ip, f.policy_port) else {
         return Err(reason);
     };
+    if z.trace != 0 {
+        return Ok(());
+    }
     if let Some(s) = SG_STATS.get_ptr_mut(group) {
         // SAFETY: this CPU's counters.
         unsafe {

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod monitor;
 pub mod policy;
 pub mod show;
+pub mod trace;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use dataplane::{
     config::{self, ConfigErrors},
     datapath::{self, Datapath, Options},
-    interfaces, show,
+    interfaces, show, trace,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -58,6 +58,47 @@ enum Command {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<usize>,
+    },
+    /// Run a packet through the running datapath's programs
+    /// (BPF_PROG_TEST_RUN, live maps) and print what they decide: the drop
+    /// reason, or each port it reaches and whether that port accepts it.
+    /// Changes no state (no group claim, no tracked connection); port
+    /// counters do count the packet.
+    Trace {
+        /// The sending port (its id or tap name).
+        port: String,
+        /// icmp, tcp, udp, arp (a request for --dst) or arp-reply.
+        #[arg(long, default_value = "icmp")]
+        proto: String,
+        /// Source address (default: the port's first fixed IP of --dst's family).
+        #[arg(long)]
+        src: Option<std::net::IpAddr>,
+        /// Destination address.
+        #[arg(long)]
+        dst: Option<std::net::IpAddr>,
+        /// Ethernet source (default: the port's MAC).
+        #[arg(long)]
+        src_mac: Option<config::MacAddr>,
+        /// Ethernet destination (default: the MAC the datapath's neighbour
+        /// table has for --via, or for --dst).
+        #[arg(long)]
+        dst_mac: Option<config::MacAddr>,
+        /// Next hop (the gateway) for a destination on another network.
+        #[arg(long)]
+        via: Option<std::net::IpAddr>,
+        #[arg(long, default_value_t = 40000)]
+        sport: u16,
+        #[arg(long, default_value_t = 0)]
+        dport: u16,
+        /// TCP flags as letters: S, A, F, R, P.
+        #[arg(long, default_value = "S")]
+        tcp_flags: String,
+        /// Trace every frame of a pcap file instead (Ethernet link type).
+        #[arg(long, conflicts_with_all = ["src", "dst", "src_mac", "dst_mac", "via"])]
+        pcap: Option<PathBuf>,
+        /// One JSON object per packet.
+        #[arg(long)]
+        json: bool,
     },
     /// Have the running agent apply FILE (validated here first, with the
     /// same errors as `check`); the agent watches FILE from then on.
@@ -202,6 +243,52 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Apply { file } => apply_command(&cli.instance, &file),
+        Command::Trace {
+            port,
+            proto,
+            src,
+            dst,
+            src_mac,
+            dst_mac,
+            via,
+            sport,
+            dport,
+            tcp_flags,
+            pcap,
+            json,
+        } => {
+            let dir = datapath::instance_dir(&cli.instance);
+            let probe = trace::Probe::open(&dir)?;
+            let ports = show::ports(&dir)?;
+            let source = trace::find_port(&ports, &port)?;
+            let frames = match pcap {
+                Some(path) => trace::read_pcap(&path)?,
+                None => vec![probe.build(
+                    &ports,
+                    source,
+                    &trace::Description {
+                        proto,
+                        src,
+                        dst,
+                        src_mac,
+                        dst_mac,
+                        via,
+                        sport,
+                        dport,
+                        tcp_flags,
+                    },
+                )?],
+            };
+            for frame in frames {
+                let t = probe.run(&ports, source, &frame)?;
+                if json {
+                    println!("{}", serde_json::to_string(&t)?);
+                } else {
+                    print!("{}", trace::render(&t));
+                }
+            }
+            Ok(())
+        }
         Command::Monitor { json, count } => {
             dataplane::monitor::run(&datapath::instance_dir(&cli.instance), json, count)
         }

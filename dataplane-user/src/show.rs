@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::{config::MacAddr, datapath::pins::c_str};
 
-fn open(dir: &Path, name: &str) -> Result<Map> {
+pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
     let path = dir.join("maps").join(name);
     let data = MapData::from_pin(&path).with_context(|| {
         format!(

@@ -53,6 +53,29 @@ pub const PROG_FROM_VM: &str = "from_vm";
 /// Name of the device-map program run for each port a frame is sent to.
 pub const PROG_TO_VM: &str = "to_vm";
 
+/// `to_vm` as a plain XDP program, for BPF_PROG_TEST_RUN (trace, bench).
+pub const PROG_TO_VM_TRACE: &str = "to_vm_trace";
+/// The programs `dataplane trace` runs, pinned under `programs/` so that
+/// it runs this run's very programs, with the maps and tail calls they use.
+pub const TRACED_PROGRAMS: [&str; 2] = [PROG_FROM_VM, PROG_TO_VM_TRACE];
+
+/// Pins the programs `dataplane trace` runs, replacing a previous run's.
+fn pin_programs(ebpf: &mut Ebpf, dir: &std::path::Path) -> Result<()> {
+    let programs = dir.join("programs");
+    std::fs::create_dir_all(&programs)?;
+    for name in TRACED_PROGRAMS {
+        let path = programs.join(name);
+        let _ = std::fs::remove_file(&path);
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        prog.pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// How long after a slot switch the old slot may still be read by packets
 /// that started before it. XDP programs run to completion within
 /// microseconds under RCU; this is a wide margin.
@@ -197,6 +220,14 @@ impl Datapath {
             .try_into()?;
         to_vm.load().context("the verifier rejected to_vm")?;
         let to_vm_fd = to_vm.fd()?.try_clone()?;
+        let to_vm_trace: &mut Xdp = ebpf
+            .program_mut(PROG_TO_VM_TRACE)
+            .context("program to_vm_trace missing")?
+            .try_into()?;
+        to_vm_trace
+            .load()
+            .context("the verifier rejected to_vm_trace")?;
+        pin_programs(&mut ebpf, &dir)?;
         // The routing programs from_vm tail-calls into.
         let mut jump: ProgramArray<MapData> = take(&mut ebpf, "JUMP")?;
         for (name, slot) in [("route_v4", JUMP_ROUTE_V4), ("route_v6", JUMP_ROUTE_V6)] {

@@ -1,0 +1,631 @@
+//! `dataplane trace`: runs a packet through the running datapath's own
+//! programs with BPF_PROG_TEST_RUN, against its live maps, and reports
+//! what they decided: the drop reason, or the ports the frame reaches and
+//! whether each one accepts it.
+//!
+//! `from_vm` runs the frame as if it came from the port's tap. Where it
+//! redirects the frame, it records the destination (a port, or a flood
+//! domain) in the frame's metadata, as it does for every redirected frame;
+//! each destination's receiving side then runs in `to_vm_trace` (`to_vm`'s
+//! code as a plain XDP program, which BPF_PROG_TEST_RUN accepts) on its
+//! own copy of the frame, as the device map would. The frame carries
+//! `TX_F_TRACE`, so nothing other packets depend on changes: no group
+//! claim, no tracked connection, no monitor event. Port counters do count
+//! traced frames.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    maps::{DevMapHash, HashOfMaps, LpmTrie, MapData, lpm_trie::Key},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use aya_obj::programs::XdpAttachType;
+use common::{
+    DropReason, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
+    NeighV6Key, OUT_DROP, OUT_FLOOD, OUT_PORT, OUT_REPLY, TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC,
+    TxMeta,
+};
+use etherparse::{
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, LinkSlice, NetSlice, PacketBuilder,
+    SlicedPacket, TransportSlice,
+};
+use serde::Serialize;
+
+use crate::{
+    config::MacAddr,
+    datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE},
+    show::{self, PortView, PortsView},
+};
+
+const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+const META_LEN: usize = size_of::<TxMeta>();
+
+/// A packet described in a few words; what is left out is filled in from
+/// the port (its MAC and first fixed address) and the datapath's neighbour
+/// table (the destination's MAC).
+#[derive(Clone, Debug, Default)]
+pub struct Description {
+    /// icmp, tcp, udp, arp (a request for `dst`) or arp-reply.
+    pub proto: String,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub src_mac: Option<MacAddr>,
+    pub dst_mac: Option<MacAddr>,
+    /// The next hop whose MAC the frame is sent to (a gateway), when the
+    /// destination is not on the port's network.
+    pub via: Option<IpAddr>,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags as letters: S, A, F, R, P (default S).
+    pub tcp_flags: String,
+}
+
+/// What one destination's receiving side decided.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub port: String,
+    /// "delivered" or "dropped".
+    pub verdict: String,
+    pub reason: Option<String>,
+    /// The Ethernet destination the VM sees (a routed frame to a group is
+    /// readdressed per member).
+    pub dst_mac: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Trace {
+    pub port: String,
+    pub packet: String,
+    /// from_vm's XDP action.
+    pub action: String,
+    /// "dropped", "delivered", "answered", "flooded", "passed to the host"...
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub reason_description: Option<String>,
+    /// For a flood, the flood domain ("network" or "group").
+    pub flood: Option<String>,
+    pub deliveries: Vec<Delivery>,
+    /// The answer of the ARP/ND responder, for an answered request.
+    pub reply: Option<String>,
+}
+
+impl Trace {
+    /// Whether some port receives the packet (or, for a request the
+    /// datapath answers, the sender receives the answer).
+    pub fn delivered_to(&self) -> Vec<&str> {
+        self.deliveries
+            .iter()
+            .filter(|d| d.verdict == "delivered")
+            .map(|d| d.port.as_str())
+            .collect()
+    }
+}
+
+/// A trace for people: the packet, the decision, then one line per port.
+pub fn render(t: &Trace) -> String {
+    let mut s = format!("{} sends {}\n", t.port, t.packet);
+    s += &format!("  from_vm: {} ({})", t.verdict, t.action);
+    if let (Some(r), Some(d)) = (&t.reason, &t.reason_description) {
+        s += &format!(": {r} ({d})");
+    }
+    if let Some(f) = &t.flood {
+        s += &format!(", flooded to the {f}");
+    }
+    s += "\n";
+    if let Some(r) = &t.reply {
+        s += &format!("  answer to {}: {r}\n", t.port);
+    }
+    for d in &t.deliveries {
+        s += &format!("  to_vm {} (dst {}): {}", d.port, d.dst_mac, d.verdict);
+        if let Some(r) = &d.reason {
+            s += &format!(": {r}");
+        }
+        s += "\n";
+    }
+    s
+}
+
+/// The running datapath's programs, opened from their pins.
+pub struct Probe {
+    dir: PathBuf,
+    from_vm: Xdp,
+    to_vm: Xdp,
+}
+
+impl Probe {
+    pub fn open(dir: &Path) -> Result<Probe> {
+        let open = |name: &str| {
+            let path = dir.join("programs").join(name);
+            Xdp::from_pin(&path, XdpAttachType::Interface).with_context(|| {
+                format!(
+                    "cannot open {} (is `dataplane run` running for this instance?)",
+                    path.display()
+                )
+            })
+        };
+        Ok(Probe {
+            dir: dir.to_path_buf(),
+            from_vm: open(PROG_FROM_VM)?,
+            to_vm: open(PROG_TO_VM_TRACE)?,
+        })
+    }
+
+    /// Builds the frame `d` describes, as the port `source` would send it.
+    pub fn build(&self, ports: &PortsView, source: &PortView, d: &Description) -> Result<Vec<u8>> {
+        build(&self.dir, ports, source, d)
+    }
+
+    /// Runs `frame` from `source` through the datapath.
+    pub fn run(&self, ports: &PortsView, source: &PortView, frame: &[u8]) -> Result<Trace> {
+        let mut input = meta_bytes(&TxMeta {
+            magic: TX_META_MAGIC,
+            flags: TX_F_TRACE,
+            ..TxMeta::default()
+        })
+        .to_vec();
+        input.extend_from_slice(frame);
+        let (action, out) = run_xdp(&self.from_vm, &input, META_LEN, source.ifindex)?;
+        let meta = out.meta.unwrap_or_default();
+        let mut trace = Trace {
+            port: source.id.clone(),
+            packet: summary(frame),
+            action: XDP_ACTIONS
+                .get(action as usize)
+                .unwrap_or(&"unknown")
+                .to_string(),
+            verdict: String::new(),
+            reason: None,
+            reason_description: None,
+            flood: None,
+            deliveries: Vec::new(),
+            reply: None,
+        };
+        match (action, meta.out_kind) {
+            (XDP_DROP, OUT_DROP) => {
+                let reason = DropReason::from_u32(meta.out).context("unknown drop reason")?;
+                trace.verdict = "dropped".into();
+                trace.reason = Some(reason.name().into());
+                trace.reason_description = Some(reason.description().into());
+            }
+            (XDP_REDIRECT, OUT_REPLY) => {
+                trace.verdict = "answered".into();
+                trace.reply = Some(summary(&out.frame));
+            }
+            (XDP_REDIRECT, OUT_PORT) => {
+                let dest = by_index(ports, meta.out)?;
+                trace.verdict = "forwarded".into();
+                trace
+                    .deliveries
+                    .push(self.receive(dest, &out.bytes, out.meta_len)?);
+            }
+            (XDP_REDIRECT, OUT_FLOOD) => {
+                trace.verdict = "flooded".into();
+                trace.flood = Some(if meta.out >= FLOOD_DOMAIN_GROUP_BASE {
+                    "group".into()
+                } else {
+                    "network".into()
+                });
+                for dest in self.flood_members(ports, meta.out, source.ifindex)? {
+                    trace
+                        .deliveries
+                        .push(self.receive(dest, &out.bytes, out.meta_len)?);
+                }
+            }
+            (XDP_PASS, _) => trace.verdict = "passed to the host".into(),
+            (a, kind) => bail!("from_vm returned {a} with decision {kind}: not understood"),
+        }
+        if trace.verdict == "forwarded" || trace.verdict == "flooded" {
+            if trace.deliveries.iter().all(|d| d.verdict == "dropped") {
+                trace.verdict = format!("{} but dropped by every receiver", trace.verdict);
+            } else {
+                trace.verdict = format!("{} and delivered", trace.verdict);
+            }
+        }
+        Ok(trace)
+    }
+
+    /// The receiving side for `dest` on a copy of the redirected frame.
+    fn receive(&self, dest: &PortView, bytes: &[u8], meta_len: usize) -> Result<Delivery> {
+        let (action, out) = run_xdp(&self.to_vm, bytes, meta_len, dest.ifindex)?;
+        let meta = out.meta.unwrap_or_default();
+        let dst_mac = out
+            .frame
+            .get(..6)
+            .map(|m| MacAddr(m.try_into().expect("6 bytes")).to_string())
+            .unwrap_or_default();
+        Ok(match action {
+            XDP_PASS => Delivery {
+                port: dest.id.clone(),
+                verdict: "delivered".into(),
+                reason: None,
+                dst_mac,
+            },
+            XDP_DROP => Delivery {
+                port: dest.id.clone(),
+                verdict: "dropped".into(),
+                reason: (meta.out_kind == OUT_DROP)
+                    .then(|| DropReason::from_u32(meta.out).map(|r| r.name().to_string()))
+                    .flatten(),
+                dst_mac,
+            },
+            a => bail!("to_vm returned {a} for {}: not understood", dest.id),
+        })
+    }
+
+    /// The ports a flood to `domain` reaches: the live flood set, less the
+    /// sender (the datapath floods with BPF_F_EXCLUDE_INGRESS).
+    fn flood_members<'a>(
+        &self,
+        ports: &'a PortsView,
+        domain: u32,
+        ingress: u32,
+    ) -> Result<Vec<&'a PortView>> {
+        let flood: HashOfMaps<MapData, FloodKey, DevMapHash<MapData>> =
+            show::open(&self.dir, "FLOOD")?.try_into()?;
+        let key = FloodKey {
+            slot: ports.active_slot,
+            domain,
+        };
+        let set = flood.get(&key, 0).context("the flood set is missing")?;
+        let mut out = Vec::new();
+        for item in set.iter() {
+            let (index, value) = item?;
+            if value.if_index != ingress {
+                out.push(by_index(ports, index)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn by_index(ports: &PortsView, index: u32) -> Result<&PortView> {
+    ports
+        .ports
+        .iter()
+        .find(|p| p.index == index)
+        .with_context(|| format!("port index {index} is not in the live configuration"))
+}
+
+/// Finds a port by id or tap name.
+pub fn find_port<'a>(ports: &'a PortsView, name: &str) -> Result<&'a PortView> {
+    ports
+        .ports
+        .iter()
+        .find(|p| p.id == name || p.tap == name)
+        .with_context(|| format!("no port with id or tap {name:?} in the live configuration"))
+}
+
+fn meta_bytes(m: &TxMeta) -> [u8; META_LEN] {
+    // SAFETY: TxMeta is repr(C), made of u32s only (no padding).
+    unsafe { core::mem::transmute_copy(m) }
+}
+
+struct Output {
+    /// Metadata and frame, as the next program gets them.
+    bytes: Vec<u8>,
+    meta_len: usize,
+    meta: Option<TxMeta>,
+    frame: Vec<u8>,
+}
+
+/// Runs `prog` once on `input` (`meta_len` bytes of metadata, then the
+/// frame) as received on `ifindex`.
+fn run_xdp(prog: &Xdp, input: &[u8], meta_len: usize, ifindex: u32) -> Result<(u32, Output)> {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex. With a context, `data` is the length
+    // of the metadata in front of the frame.
+    let ctx_words = [meta_len as u32, input.len() as u32, 0, ifindex, 0, 0];
+    let ctx_in: Vec<u8> = ctx_words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let mut ctx_out = vec![0u8; ctx_in.len()];
+    let mut data_out = vec![0u8; input.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut data_out),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    let word = |i: usize| u32::from_ne_bytes(ctx_out[i * 4..i * 4 + 4].try_into().expect("4"));
+    let (data, end) = (word(0) as usize, word(1) as usize);
+    let end = end.min(r.data_size_out as usize).min(data_out.len());
+    let bytes = data_out[..end].to_vec();
+    let meta = (data == META_LEN && end >= META_LEN).then(|| {
+        // SAFETY: META_LEN bytes of a repr(C) struct of u32s.
+        unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const TxMeta) }
+    });
+    let meta = meta.filter(|m| m.magic == TX_META_MAGIC);
+    let frame = bytes.get(data.min(end)..).unwrap_or_default().to_vec();
+    Ok((
+        r.return_value,
+        Output {
+            bytes,
+            meta_len: data,
+            meta,
+            frame,
+        },
+    ))
+}
+
+/// One line about a frame: addresses, protocol, ports.
+pub fn summary(frame: &[u8]) -> String {
+    let Ok(p) = SlicedPacket::from_ethernet(frame) else {
+        return format!("{} bytes, not parseable", frame.len());
+    };
+    let mut s = String::new();
+    if let Some(LinkSlice::Ethernet2(e)) = &p.link {
+        s = format!("{} > {}", MacAddr(e.source()), MacAddr(e.destination()));
+    }
+    if let Some(arp) = &p.net.as_ref().and_then(|n| match n {
+        NetSlice::Arp(a) => Some(a.clone()),
+        _ => None,
+    }) {
+        let ip = |b: &[u8]| {
+            <[u8; 4]>::try_from(b)
+                .map(|a| std::net::Ipv4Addr::from(a).to_string())
+                .unwrap_or_default()
+        };
+        let op = if arp.operation() == ArpOperation::REQUEST {
+            "request who-has"
+        } else {
+            "reply"
+        };
+        return format!(
+            "{s} ARP {op} {} tell {} ({})",
+            ip(arp.target_protocol_addr()),
+            ip(arp.sender_protocol_addr()),
+            <[u8; 6]>::try_from(arp.sender_hw_addr())
+                .map(|m| MacAddr(m).to_string())
+                .unwrap_or_default()
+        );
+    }
+    let (src, dst) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => (
+            IpAddr::from(ip.header().source_addr()),
+            IpAddr::from(ip.header().destination_addr()),
+        ),
+        Some(NetSlice::Ipv6(ip)) => (
+            IpAddr::from(ip.header().source_addr()),
+            IpAddr::from(ip.header().destination_addr()),
+        ),
+        _ => return s,
+    };
+    let l4 = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let flags: String = [
+                (t.syn(), 'S'),
+                (t.ack(), 'A'),
+                (t.fin(), 'F'),
+                (t.rst(), 'R'),
+                (t.psh(), 'P'),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, c)| *c)
+            .collect();
+            format!(
+                "TCP {src}:{} > {dst}:{} [{flags}]",
+                t.source_port(),
+                t.destination_port()
+            )
+        }
+        Some(TransportSlice::Udp(u)) => format!(
+            "UDP {src}:{} > {dst}:{}",
+            u.source_port(),
+            u.destination_port()
+        ),
+        Some(TransportSlice::Icmpv4(i)) => format!("ICMP {src} > {dst} type {}", i.type_u8()),
+        Some(TransportSlice::Icmpv6(i)) => format!("ICMPv6 {src} > {dst} type {}", i.type_u8()),
+        _ => format!("IP {src} > {dst}"),
+    };
+    format!("{s} {l4}")
+}
+
+/// The first fixed address of the port in `v6`'s family.
+fn fixed_address(port: &PortView, v6: bool) -> Option<IpAddr> {
+    port.addresses
+        .iter()
+        .filter(|a| a.kind.contains("fixed"))
+        .filter_map(|a| a.address.split('/').next()?.parse::<IpAddr>().ok())
+        .find(|a| a.is_ipv6() == v6)
+}
+
+/// The MAC a VM on `port`'s network reaches `addr` at, from the
+/// datapath's neighbour table (for a shared address: the active member's,
+/// else the first member's).
+fn neighbour_mac(dir: &Path, slot: u32, port: &PortView, addr: IpAddr) -> Result<MacAddr> {
+    let neigh: Option<Neigh> = match addr {
+        IpAddr::V4(a) => {
+            let t: LpmTrie<MapData, NeighV4Key, Neigh> = show::open(dir, "NEIGH_V4")?.try_into()?;
+            let key = NeighV4Key {
+                slot,
+                network: port.network,
+                addr: a.octets(),
+            };
+            t.get(&Key::new(NEIGH_PREFIX_BITS + 32, key), 0).ok()
+        }
+        IpAddr::V6(a) => {
+            let t: LpmTrie<MapData, NeighV6Key, Neigh> = show::open(dir, "NEIGH_V6")?.try_into()?;
+            let key = NeighV6Key {
+                slot,
+                network: port.network,
+                addr: a.octets(),
+            };
+            t.get(&Key::new(NEIGH_PREFIX_BITS + 128, key), 0).ok()
+        }
+    };
+    let n = neigh.with_context(|| {
+        format!(
+            "no port on {}'s network owns {addr}: give --dst-mac, or --via the gateway",
+            port.id
+        )
+    })?;
+    if n.kind != TARGET_GROUP {
+        return Ok(MacAddr(n.mac));
+    }
+    let group = show::groups(dir)?
+        .into_iter()
+        .find(|g| g.index == n.target)
+        .context("the group of the shared address is missing")?;
+    let member = group
+        .members
+        .iter()
+        .find(|m| Some(&m.port) == group.active.as_ref())
+        .or_else(|| group.members.first())
+        .context("the group has no member")?;
+    member.mac.parse().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn build(dir: &Path, ports: &PortsView, source: &PortView, d: &Description) -> Result<Vec<u8>> {
+    let dst = d.dst.context("a destination address (--dst) is needed")?;
+    let v6 = dst.is_ipv6();
+    let src = match d.src {
+        Some(s) => s,
+        None => fixed_address(source, v6).with_context(|| {
+            format!(
+                "port {} has no fixed IPv{} address: give --src",
+                source.id,
+                if v6 { 6 } else { 4 }
+            )
+        })?,
+    };
+    if src.is_ipv6() != v6 {
+        bail!("--src {src} and --dst {dst} are of different families");
+    }
+    let src_mac = match &d.src_mac {
+        Some(m) => m.octets(),
+        None => source
+            .mac
+            .parse::<MacAddr>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .octets(),
+    };
+    let proto = d.proto.to_ascii_lowercase();
+    if proto == "arp" || proto == "arp-reply" {
+        let (IpAddr::V4(spa), IpAddr::V4(tpa)) = (src, dst) else {
+            bail!("ARP needs IPv4 addresses");
+        };
+        let request = proto == "arp";
+        let eth_dst = match &d.dst_mac {
+            Some(m) => m.octets(),
+            None => [0xff; 6],
+        };
+        let (op, tha) = if request {
+            (ArpOperation::REQUEST, [0u8; 6])
+        } else {
+            (ArpOperation::REPLY, eth_dst)
+        };
+        let arp = ArpPacket::new(
+            ArpHardwareId::ETHERNET,
+            EtherType::IPV4,
+            op,
+            &src_mac,
+            &spa.octets(),
+            &tha,
+            &tpa.octets(),
+        )
+        .map_err(|e| anyhow::anyhow!("ARP packet: {e}"))?;
+        let b = PacketBuilder::ethernet2(src_mac, eth_dst).arp(arp);
+        let mut out = Vec::with_capacity(b.size());
+        b.write(&mut out)?;
+        return Ok(out);
+    }
+    let dst_mac = match &d.dst_mac {
+        Some(m) => m.octets(),
+        None => neighbour_mac(dir, ports.active_slot, source, d.via.unwrap_or(dst))?.octets(),
+    };
+    let eth = PacketBuilder::ethernet2(src_mac, dst_mac);
+    let ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(t)) => eth.ipv4(s.octets(), t.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(t)) => eth.ipv6(s.octets(), t.octets(), 64),
+        _ => unreachable!("families checked above"),
+    };
+    let payload: &[u8] = b"dataplane-trace";
+    let mut out = Vec::new();
+    match proto.as_str() {
+        "icmp" | "icmpv6" | "ping" => {
+            if v6 {
+                ip.icmpv6_echo_request(0x7472, 1).write(&mut out, payload)?;
+            } else {
+                ip.icmpv4_echo_request(0x7472, 1).write(&mut out, payload)?;
+            }
+        }
+        "udp" => ip.udp(d.sport, d.dport).write(&mut out, payload)?,
+        "tcp" => {
+            let mut b = ip.tcp(d.sport, d.dport, 1, 64240);
+            let flags = if d.tcp_flags.is_empty() {
+                "S"
+            } else {
+                &d.tcp_flags
+            };
+            for f in flags.chars() {
+                b = match f.to_ascii_uppercase() {
+                    'S' => b.syn(),
+                    'A' => b.ack(1),
+                    'F' => b.fin(),
+                    'R' => b.rst(),
+                    'P' => b.psh(),
+                    other => bail!("unknown TCP flag {other:?} (use S, A, F, R, P)"),
+                };
+            }
+            b.write(&mut out, &[])?;
+        }
+        other => bail!("unknown protocol {other:?} (use icmp, tcp, udp, arp, arp-reply)"),
+    }
+    Ok(out)
+}
+
+/// The Ethernet frames of a pcap file (the classic format, either byte
+/// order, micro- or nanosecond timestamps; link type Ethernet only).
+/// Written here because no pcap crate is among this build's dependencies;
+/// the format is 24 bytes of file header, then 16 bytes per record.
+pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if data.len() < 24 {
+        bail!("{}: too short for a pcap file", path.display());
+    }
+    let magic = u32::from_le_bytes(data[0..4].try_into().expect("4"));
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        _ => bail!(
+            "{}: not a pcap file (pcapng is not supported; convert with `tcpdump -r in -w out`)",
+            path.display()
+        ),
+    };
+    let word = |at: usize| {
+        let b: [u8; 4] = data[at..at + 4].try_into().expect("4");
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let linktype = word(20) & 0xffff;
+    if linktype != 1 {
+        bail!(
+            "{}: link type {linktype}, only Ethernet (1) frames can be traced",
+            path.display()
+        );
+    }
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = word(at + 8) as usize;
+        let start = at + 16;
+        let Some(frame) = data.get(start..start + len) else {
+            bail!("{}: record at byte {at} is truncated", path.display());
+        };
+        frames.push(frame.to_vec());
+        at = start + len;
+    }
+    Ok(frames)
+}
