@@ -8,10 +8,14 @@
 //! configuration is applied.
 
 use anyhow::{Context, Result};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::{
+    maps::{Map, MapData},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use common::{PortInfo, PortKey, TX_META_MAGIC, TxMeta};
 use dataplane::{
     config::{self, Format, Topology},
-    datapath::{Datapath, Options, PROG_FROM_VM},
+    datapath::{Datapath, Options, PROG_FROM_VM, PROG_TO_VM_TRACE},
     show,
 };
 use serde_json::Value;
@@ -142,6 +146,61 @@ impl Verdicts {
         })?;
         self.dp = Some(dp);
         Ok(elapsed)
+    }
+
+    /// The metadata `from_vm` attaches to what port `id` sends (read from
+    /// the live PORTS map), as `to_vm` receives it.
+    pub fn sender_meta(&mut self, id: &str) -> Result<TxMeta> {
+        let index = self.port(id)?.index;
+        let dir = self.dp().dir().clone();
+        let ports: aya::maps::HashMap<MapData, PortKey, PortInfo> =
+            Map::from_map_data(MapData::from_pin(dir.join("maps/PORTS"))?)?.try_into()?;
+        for item in ports.iter() {
+            let (_, info) = item?;
+            if info.index == index {
+                return Ok(TxMeta {
+                    magic: TX_META_MAGIC,
+                    sender: info.index,
+                    policy: info.policy,
+                    identity: info.identity,
+                    flags: u32::from(info.flags),
+                    ..TxMeta::default()
+                });
+            }
+        }
+        anyhow::bail!("port {id} not in PORTS")
+    }
+
+    /// Runs `to_vm`'s code (`to_vm_trace`) `repeat` times on `frame`
+    /// carrying `meta`, as delivered to the port bound to ifindex 1;
+    /// returns (XDP action, average ns per run).
+    pub fn to_vm(&mut self, meta: &TxMeta, frame: &[u8], repeat: u32) -> Result<(u32, f64)> {
+        let prog: &Xdp = self
+            .dp()
+            .ebpf_mut()
+            .program(PROG_TO_VM_TRACE)
+            .context("to_vm_trace")?
+            .try_into()?;
+        let len = size_of::<TxMeta>();
+        // SAFETY: TxMeta is repr(C), made of u32s only.
+        let bytes: [u8; size_of::<TxMeta>()] = unsafe { core::mem::transmute_copy(meta) };
+        let mut input = bytes.to_vec();
+        input.extend_from_slice(frame);
+        // struct xdp_md: data (the metadata's length), data_end,
+        // data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        let ctx: Vec<u8> = [len as u32, input.len() as u32, 0, 1, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; input.len() + 256];
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(&input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        Ok((r.return_value, r.duration.as_nanos() as f64))
     }
 
     /// The `show ports` view of a port, counters included.
