@@ -171,7 +171,8 @@ impl Probe {
         })
         .to_vec();
         input.extend_from_slice(frame);
-        let (action, out) = run_xdp(&self.from_vm, &input, META_LEN, source.ifindex)?;
+        let out = run_xdp(&self.from_vm, &input, META_LEN, source.ifindex, 1)?;
+        let action = out.action;
         let meta = out.meta.unwrap_or_default();
         let mut trace = Trace {
             port: source.id.clone(),
@@ -233,7 +234,8 @@ impl Probe {
 
     /// The receiving side for `dest` on a copy of the redirected frame.
     fn receive(&self, dest: &PortView, bytes: &[u8], meta_len: usize) -> Result<Delivery> {
-        let (action, out) = run_xdp(&self.to_vm, bytes, meta_len, dest.ifindex)?;
+        let out = run_xdp(&self.to_vm, bytes, meta_len, dest.ifindex, 1)?;
+        let action = out.action;
         let meta = out.meta.unwrap_or_default();
         let dst_mac = out
             .frame
@@ -302,22 +304,34 @@ pub fn find_port<'a>(ports: &'a PortsView, name: &str) -> Result<&'a PortView> {
         .with_context(|| format!("no port with id or tap {name:?} in the live configuration"))
 }
 
-fn meta_bytes(m: &TxMeta) -> [u8; META_LEN] {
+/// `m` as the bytes of the XDP metadata area.
+pub fn meta_bytes(m: &TxMeta) -> [u8; META_LEN] {
     // SAFETY: TxMeta is repr(C), made of u32s only (no padding).
     unsafe { core::mem::transmute_copy(m) }
 }
 
-struct Output {
+/// What a program did with a frame under BPF_PROG_TEST_RUN.
+pub struct Output {
+    /// The XDP action.
+    pub action: u32,
+    /// The kernel's average time per run.
+    pub ns_per_run: f64,
     /// Metadata and frame, as the next program gets them.
-    bytes: Vec<u8>,
-    meta_len: usize,
-    meta: Option<TxMeta>,
-    frame: Vec<u8>,
+    pub bytes: Vec<u8>,
+    pub meta_len: usize,
+    pub meta: Option<TxMeta>,
+    pub frame: Vec<u8>,
 }
 
-/// Runs `prog` once on `input` (`meta_len` bytes of metadata, then the
-/// frame) as received on `ifindex`.
-fn run_xdp(prog: &Xdp, input: &[u8], meta_len: usize, ifindex: u32) -> Result<(u32, Output)> {
+/// Runs `prog` `repeat` times on `input` (`meta_len` bytes of metadata,
+/// then the frame) as received on `ifindex`.
+pub fn run_xdp(
+    prog: &Xdp,
+    input: &[u8],
+    meta_len: usize,
+    ifindex: u32,
+    repeat: u32,
+) -> Result<Output> {
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
     // rx_queue_index, egress_ifindex. With a context, `data` is the length
     // of the metadata in front of the frame.
@@ -331,6 +345,7 @@ fn run_xdp(prog: &Xdp, input: &[u8], meta_len: usize, ifindex: u32) -> Result<(u
             data_out: Some(&mut data_out),
             ctx_in: Some(&ctx_in),
             ctx_out: Some(&mut ctx_out),
+            repeat,
             ..TestRunOptions::default()
         })
         .context("BPF_PROG_TEST_RUN")?;
@@ -344,15 +359,14 @@ fn run_xdp(prog: &Xdp, input: &[u8], meta_len: usize, ifindex: u32) -> Result<(u
     });
     let meta = meta.filter(|m| m.magic == TX_META_MAGIC);
     let frame = bytes.get(data.min(end)..).unwrap_or_default().to_vec();
-    Ok((
-        r.return_value,
-        Output {
-            bytes,
-            meta_len: data,
-            meta,
-            frame,
-        },
-    ))
+    Ok(Output {
+        action: r.return_value,
+        ns_per_run: r.duration.as_nanos() as f64,
+        bytes,
+        meta_len: data,
+        meta,
+        frame,
+    })
 }
 
 /// One line about a frame: addresses, protocol, ports.

@@ -16,7 +16,7 @@ use common::{PortInfo, PortKey, TX_META_MAGIC, TxMeta};
 use dataplane::{
     config::{self, Format, Topology},
     datapath::{Datapath, Options, PROG_FROM_VM, PROG_TO_VM_TRACE},
-    show,
+    show, trace,
 };
 use serde_json::Value;
 
@@ -181,26 +181,10 @@ impl Verdicts {
             .program(PROG_TO_VM_TRACE)
             .context("to_vm_trace")?
             .try_into()?;
-        let len = size_of::<TxMeta>();
-        // SAFETY: TxMeta is repr(C), made of u32s only.
-        let bytes: [u8; size_of::<TxMeta>()] = unsafe { core::mem::transmute_copy(meta) };
-        let mut input = bytes.to_vec();
+        let mut input = trace::meta_bytes(meta).to_vec();
         input.extend_from_slice(frame);
-        // struct xdp_md: data (the metadata's length), data_end,
-        // data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-        let ctx: Vec<u8> = [len as u32, input.len() as u32, 0, 1, 0, 0]
-            .iter()
-            .flat_map(|w| w.to_ne_bytes())
-            .collect();
-        let mut out = vec![0u8; input.len() + 256];
-        let r = prog.test_run(TestRunOptions {
-            data_in: Some(&input),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat,
-            ..TestRunOptions::default()
-        })?;
-        Ok((r.return_value, r.duration.as_nanos() as f64))
+        let out = trace::run_xdp(prog, &input, size_of::<TxMeta>(), 1, repeat)?;
+        Ok((out.action, out.ns_per_run))
     }
 
     /// The `show ports` view of a port, counters included.
