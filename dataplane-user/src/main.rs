@@ -208,39 +208,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             let dir = datapath::instance_dir(&cli.instance);
             match what {
                 ShowWhat::Ports { json } => {
-                    let view = show::ports(&dir)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&view)?);
-                    } else {
-                        print!("{}", show::render_ports(&view));
-                    }
+                    print_view(&show::ports(&dir)?, json, show::render_ports)
                 }
                 ShowWhat::SecurityGroups { json } => {
-                    let view = show::security_groups(&dir)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&view)?);
-                    } else {
-                        print!("{}", show::render_security_groups(&view));
-                    }
+                    print_view(&show::security_groups(&dir)?, json, |v| {
+                        show::render_security_groups(v)
+                    })
                 }
                 ShowWhat::Conntrack { json } => {
-                    let view = show::conntrack(&dir)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&view)?);
-                    } else {
-                        print!("{}", show::render_conntrack(&view));
-                    }
+                    print_view(&show::conntrack(&dir)?, json, |v| show::render_conntrack(v))
                 }
                 ShowWhat::Groups { json } => {
-                    let view = show::groups(&dir)?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&view)?);
-                    } else {
-                        print!("{}", show::render_groups(&view));
-                    }
+                    print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
                 }
             }
-            Ok(())
         }
         Command::Apply { file } => apply_command(&cli.instance, &file),
         Command::Trace {
@@ -514,6 +495,20 @@ fn apply_file(dp: &mut Datapath, path: &std::path::Path, why: &str) -> Result<Li
             Err(e)
         }
     }
+}
+
+/// Prints a `show` view as pretty JSON or as the view's text.
+fn print_view<V: ?Sized + serde::Serialize>(
+    view: &V,
+    json: bool,
+    render: impl FnOnce(&V) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(view)?);
+    } else {
+        print!("{}", render(view));
+    }
+    Ok(())
 }
 
 /// The control socket of a running agent.
