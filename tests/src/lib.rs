@@ -5,8 +5,10 @@
 
 pub mod capture;
 pub mod lab;
+pub mod model;
 pub mod netns;
 pub mod pkt;
+pub mod rng;
 pub mod topo;
 pub mod verdict;
 

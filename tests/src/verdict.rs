@@ -47,12 +47,22 @@ impl Verdicts {
 
     /// As [`Verdicts::new`], with the maps sized for `max_ports`.
     pub fn sized(config: &Value, source: &str, max_ports: u32) -> Result<Verdicts> {
+        Self::build(config, Some(source), max_ports)
+    }
+
+    /// Every port on a veth interface of the namespace, none on loopback:
+    /// for [`Verdicts::inside`], where any port can be the sender.
+    pub fn on_veths(config: &Value) -> Result<Verdicts> {
+        Self::build(config, None, 64)
+    }
+
+    fn build(config: &Value, source: Option<&str>, max_ports: u32) -> Result<Verdicts> {
         let raw = config::parse(&config.to_string(), Format::Json)?;
         let topology = config::validate(&raw)?;
         let ns = Netns::new("dpx")?;
         let mut ifindexes = Vec::new();
         for (i, p) in topology.ports.iter().enumerate() {
-            if p.id == source {
+            if Some(p.id.as_str()) == source {
                 ifindexes.push(1);
             } else {
                 let name = format!("d{i}");
@@ -63,7 +73,9 @@ impl Verdicts {
                 ifindexes.push(ns.ifindex(&name)?);
             }
         }
-        anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
+        if let Some(source) = source {
+            anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
+        }
         let t = topology.clone();
         let ifx = ifindexes.clone();
         let (dp, first_apply) = ns.run_inside(move || {
@@ -185,6 +197,17 @@ impl Verdicts {
         input.extend_from_slice(frame);
         let out = trace::run_xdp(prog, &input, size_of::<TxMeta>(), 1, repeat)?;
         Ok((out.action, out.ns_per_run))
+    }
+
+    /// Runs `f` with the datapath's pin directory on a thread inside the
+    /// ports' namespace, where their ifindexes mean their interfaces (as
+    /// BPF_PROG_TEST_RUN's ingress_ifindex needs).
+    pub fn inside<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&std::path::Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let dir = self.dp().dir().clone();
+        self._ns.run_inside(move || f(&dir))
     }
 
     /// The `show ports` view of a port, counters included.

@@ -3,8 +3,7 @@
 //! compiler. None may panic; every rejection must name an object and say
 //! what is wrong; every accepted configuration must compile.
 //!
-//! The generator is a seeded xorshift PRNG written here (no fuzzing crate
-//! is available offline on these machines); a failure prints the seed and
+//! The generator is [`lab::rng::Rng`]: a failure prints the seed and
 //! iteration, which replay it exactly.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,23 +12,8 @@ use dataplane::{
     compile::{FreshIndexes, compile},
     config::{self, Format},
 };
+use lab::rng::Rng;
 use serde_json::{Value, json};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn base() -> Value {
     json!({

@@ -1,0 +1,636 @@
+//! A reference model of what each port may send and receive, written from
+//! the configuration and the rules the README states, in plain Rust and
+//! independent of the eBPF code and of the compiler that fills its maps.
+//! The packet fuzzer (tests/tests/packet_fuzz.rs) runs frames through the
+//! real programs and compares their verdicts with this model's.
+//!
+//! The model covers port security, L2 forwarding (ports, shared MACs,
+//! floods), the ARP/ND responder, the receiving port's MAC filter and
+//! security groups for a connection's first packet. It assumes what the
+//! fuzzer guarantees: no routers in the topology, empty connection
+//! tracking and no active group member (traced frames write neither).
+
+use std::net::IpAddr;
+
+use common::DropReason;
+use dataplane::config::{Direction, PortMatch, Remote, Topology};
+use ipnet::IpNet;
+
+/// What becomes of a frame a port sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sent {
+    Dropped(DropReason),
+    /// The datapath answered an ARP or ND request itself.
+    Answered,
+    /// Each receiving port (by index in the topology) and its verdict.
+    Delivered(Vec<(usize, Result<(), DropReason>)>),
+}
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+/// IPv6 extension headers looked through before the transport header is
+/// given up on (the datapath's documented limit).
+const MAX_EXT_HEADERS: usize = 6;
+/// Neighbour discovery options looked at (the datapath's documented limit).
+const MAX_ND_OPTIONS: usize = 8;
+
+use DropReason as R;
+
+/// Bounds-checked reads from a frame.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn get<const N: usize>(&self, off: usize) -> Result<[u8; N], DropReason> {
+        self.0
+            .get(off..off.checked_add(N).ok_or(R::Malformed)?)
+            .map(|s| s.try_into().expect("N bytes"))
+            .ok_or(R::Malformed)
+    }
+
+    fn be16(&self, off: usize) -> Result<u16, DropReason> {
+        self.get::<2>(off).map(u16::from_be_bytes)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Frag {
+    None,
+    First,
+    Later,
+}
+
+struct Ip {
+    v6: bool,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4: usize,
+    /// End of the datagram (padding may follow).
+    end: usize,
+    frag: Frag,
+}
+
+fn ipv4(b: &Bytes) -> Result<Ip, DropReason> {
+    let h = b.get::<20>(14)?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if h[0] >> 4 != 4 || ihl < 20 || total < ihl || 14 + total > b.0.len() {
+        return Err(R::Malformed);
+    }
+    let frags = u16::from_be_bytes([h[6], h[7]]);
+    let frag = match (frags & 0x1fff != 0, frags & 0x2000 != 0) {
+        (true, _) => Frag::Later,
+        (false, true) => Frag::First,
+        (false, false) => Frag::None,
+    };
+    let v4 = |o: usize| IpAddr::from(<[u8; 4]>::try_from(&h[o..o + 4]).expect("4"));
+    Ok(Ip {
+        v6: false,
+        src: v4(12),
+        dst: v4(16),
+        proto: h[9],
+        l4: 14 + ihl,
+        end: 14 + total,
+        frag,
+    })
+}
+
+fn ipv6(b: &Bytes) -> Result<Ip, DropReason> {
+    let h = b.get::<40>(14)?;
+    let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    if h[0] >> 4 != 6 || 54 + payload > b.0.len() {
+        return Err(R::Malformed);
+    }
+    let mut proto = h[6];
+    let mut off = 54;
+    let mut frag = Frag::None;
+    let mut walked = 0;
+    loop {
+        if walked == MAX_EXT_HEADERS {
+            // Too many extension headers to find the transport.
+            return Err(R::Malformed);
+        }
+        walked += 1;
+        match proto {
+            // Hop-by-hop, routing, destination options: 8-byte units.
+            0 | 43 | 60 => {
+                let [next, len] = b.get::<2>(off)?;
+                proto = next;
+                off += (usize::from(len) + 1) * 8;
+            }
+            // Authentication header: 4-byte units, less two.
+            51 => {
+                let [next, len] = b.get::<2>(off)?;
+                proto = next;
+                off += (usize::from(len) + 2) * 4;
+            }
+            44 => {
+                let [next, _, hi, lo] = b.get::<4>(off)?;
+                let field = u16::from_be_bytes([hi, lo]);
+                proto = next;
+                off += 8;
+                if field & 0xfff8 != 0 {
+                    frag = Frag::Later;
+                    break;
+                }
+                if field & 1 != 0 {
+                    frag = Frag::First;
+                }
+            }
+            _ => break,
+        }
+    }
+    let a = |o: usize| IpAddr::from(<[u8; 16]>::try_from(&h[o..o + 16]).expect("16"));
+    Ok(Ip {
+        v6: true,
+        src: a(8),
+        dst: a(24),
+        proto,
+        l4: off,
+        end: 54 + payload,
+        frag,
+    })
+}
+
+fn is_multicast(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 != 0
+}
+
+fn unspecified(a: &IpAddr) -> bool {
+    a.is_unspecified()
+}
+
+fn ip_multicast(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if v.octets()[0] == 0xff)
+}
+
+/// ff02::1:ffXX:XXXX, where duplicate address detection probes go.
+fn solicited_node(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V6(v) => {
+            let o = v.octets();
+            o[..2] == [0xff, 0x02] && o[2..11] == [0; 9] && o[11] == 1 && o[12] == 0xff
+        }
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// A transport header cut short: malformed, unless the first fragment of
+/// a datagram stops before it (fragmentation hiding the ports).
+fn cut(frag: Frag) -> DropReason {
+    if frag == Frag::First {
+        R::IpFragment
+    } else {
+        R::Malformed
+    }
+}
+
+/// What security groups look at in a packet.
+struct Flow {
+    v6: bool,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    /// The destination port, or ICMP [type, code].
+    matched: [u8; 2],
+    tcp_flags: u8,
+}
+
+pub struct Model {
+    t: Topology,
+}
+
+impl Model {
+    pub fn new(t: Topology) -> Model {
+        assert!(
+            t.routers.is_empty(),
+            "the model does not cover routing; test it without routers"
+        );
+        Model { t }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.t
+    }
+
+    fn secure(&self, port: usize) -> bool {
+        self.t.ports[port].port_security_enabled
+    }
+
+    /// The MACs a port may send from and receives unicast for.
+    fn macs(&self, port: usize) -> Vec<[u8; 6]> {
+        let p = &self.t.ports[port];
+        let mut m = vec![p.mac.0];
+        m.extend(p.allowed_address_pairs.iter().map(|a| a.mac.0));
+        m
+    }
+
+    /// The (MAC, addresses) a port may use: fixed IPs with the port's MAC,
+    /// each pair's prefix with its MAC, and each such MAC's IPv6 link-local.
+    fn bindings(&self, port: usize) -> Vec<([u8; 6], IpNet)> {
+        let p = &self.t.ports[port];
+        let mut b: Vec<([u8; 6], IpNet)> = p
+            .fixed_ips
+            .iter()
+            .map(|f| (p.mac.0, IpNet::from(f.ip)))
+            .collect();
+        b.extend(p.allowed_address_pairs.iter().map(|a| (a.mac.0, a.ip)));
+        for mac in self.macs(port) {
+            let ll = dataplane::config::MacAddr(mac).ipv6_link_local();
+            b.push((mac, IpNet::from(IpAddr::V6(ll))));
+        }
+        b
+    }
+
+    fn may_use(&self, port: usize, mac: [u8; 6], addr: IpAddr) -> bool {
+        self.bindings(port)
+            .iter()
+            .any(|(m, net)| *m == mac && net.contains(&addr))
+    }
+
+    /// Whether the responder answers `port`'s request for `addr`: exactly
+    /// one port of its network holds the address itself (not through a
+    /// prefix), and it is another port.
+    fn answered(&self, port: usize, addr: IpAddr) -> bool {
+        let network = self.t.ports[port].network;
+        let owners: Vec<usize> = (0..self.t.ports.len())
+            .filter(|&q| self.t.ports[q].network == network)
+            .filter(|&q| {
+                self.bindings(q)
+                    .iter()
+                    .any(|(_, net)| net.prefix_len() == net.max_prefix_len() && net.addr() == addr)
+            })
+            .collect();
+        owners.len() == 1 && owners[0] != port
+    }
+
+    /// The verdict on `frame` sent by port `from`.
+    pub fn send(&self, from: usize, frame: &[u8]) -> Sent {
+        match self.port_security(from, frame) {
+            Err(reason) => Sent::Dropped(reason),
+            Ok(true) => Sent::Answered,
+            Ok(false) => match self.forward(from, frame) {
+                Err(reason) => Sent::Dropped(reason),
+                Ok(receivers) => Sent::Delivered(
+                    receivers
+                        .into_iter()
+                        .map(|r| (r, self.receive(from, r, frame)))
+                        .collect(),
+                ),
+            },
+        }
+    }
+
+    /// Port security and the responder: Ok(true) if answered, Ok(false)
+    /// to forward.
+    fn port_security(&self, from: usize, frame: &[u8]) -> Result<bool, DropReason> {
+        let b = Bytes(frame);
+        // The destination matters only to forwarding.
+        let src = b.get::<6>(6)?;
+        let ethertype = b.be16(12)?;
+        let secure = self.secure(from);
+        if secure && !self.macs(from).contains(&src) {
+            return Err(R::SrcMac);
+        }
+        match ethertype {
+            ETH_P_ARP => {
+                let a = b.get::<28>(14)?;
+                let oper = u16::from_be_bytes([a[6], a[7]]);
+                if a[..6] != [0, 1, 8, 0, 6, 4] || !(oper == 1 || oper == 2) {
+                    return Err(R::Malformed);
+                }
+                let sha: [u8; 6] = a[8..14].try_into().expect("6");
+                let spa: [u8; 4] = a[14..18].try_into().expect("4");
+                let tpa: [u8; 4] = a[24..28].try_into().expect("4");
+                if secure {
+                    if sha != src {
+                        return Err(R::ArpSha);
+                    }
+                    if spa != [0; 4] && !self.may_use(from, sha, IpAddr::from(spa)) {
+                        return Err(R::ArpSpa);
+                    }
+                }
+                let gratuitous = spa == tpa && spa != [0; 4];
+                Ok(oper == 1 && !gratuitous && self.answered(from, IpAddr::from(tpa)))
+            }
+            ETH_P_IP => {
+                let ip = ipv4(&b)?;
+                if secure {
+                    self.check_v4(from, &b, src, &ip)?;
+                }
+                Ok(false)
+            }
+            ETH_P_IPV6 => {
+                let ip = ipv6(&b)?;
+                if secure {
+                    self.check_v6(from, &b, src, &ip)?;
+                }
+                if ip.proto == ICMPV6 && ip.frag == Frag::None {
+                    let [ty, _] = b.get::<2>(ip.l4)?;
+                    if ty == 136 {
+                        b.get::<16>(ip.l4 + 8)?;
+                    } else if ty == 135 {
+                        return Ok(self.ns_answered(from, &b, &ip));
+                    }
+                }
+                Ok(false)
+            }
+            _ if secure => Err(R::Ethertype),
+            _ => Ok(false),
+        }
+    }
+
+    fn check_v4(&self, from: usize, b: &Bytes, mac: [u8; 6], ip: &Ip) -> Result<(), DropReason> {
+        let udp = if ip.proto == UDP && ip.frag != Frag::Later {
+            let p = b.get::<4>(ip.l4).map_err(|_| cut(ip.frag))?;
+            Some((
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            ))
+        } else {
+            None
+        };
+        if unspecified(&ip.src) {
+            // A DHCP client asking for an address.
+            let dhcp = udp == Some((68, 67))
+                && ip.frag == Frag::None
+                && ip.dst == IpAddr::from([255u8; 4]);
+            return if dhcp { Ok(()) } else { Err(R::Ipv4Src) };
+        }
+        if !self.may_use(from, mac, ip.src) {
+            return Err(R::Ipv4Src);
+        }
+        if matches!(udp, Some((67, _))) {
+            return Err(R::DhcpServer);
+        }
+        Ok(())
+    }
+
+    fn check_v6(&self, from: usize, b: &Bytes, mac: [u8; 6], ip: &Ip) -> Result<(), DropReason> {
+        let icmp = if ip.proto == ICMPV6 && ip.frag != Frag::Later {
+            Some(b.get::<2>(ip.l4).map_err(|_| cut(ip.frag))?[0])
+        } else {
+            None
+        };
+        if unspecified(&ip.src) {
+            // Duplicate address detection and listener reports only.
+            let ok = ip.frag == Frag::None
+                && match icmp {
+                    Some(135) => solicited_node(&ip.dst),
+                    Some(131 | 132 | 143) => ip_multicast(&ip.dst),
+                    _ => false,
+                };
+            if !ok {
+                return Err(R::Ipv6Src);
+            }
+        } else if !self.may_use(from, mac, ip.src) {
+            return Err(R::Ipv6Src);
+        }
+        if ip.proto == UDP && ip.frag != Frag::Later {
+            let p = b.get::<4>(ip.l4).map_err(|_| cut(ip.frag))?;
+            if u16::from_be_bytes([p[0], p[1]]) == 547 {
+                return Err(R::Dhcpv6Server);
+            }
+        }
+        match icmp {
+            Some(134 | 137) => Err(R::RouterAdvert),
+            Some(t @ (133 | 135 | 136)) => {
+                if ip.frag != Frag::None {
+                    return Err(R::IpFragment);
+                }
+                self.check_nd(from, b, mac, ip, t)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_nd(
+        &self,
+        from: usize,
+        b: &Bytes,
+        mac: [u8; 6],
+        ip: &Ip,
+        ty: u8,
+    ) -> Result<(), DropReason> {
+        let body = if ty == 133 { 8 } else { 24 };
+        let mut off = ip.l4 + body;
+        if off > ip.end {
+            return Err(R::Malformed);
+        }
+        let wanted = if ty == 136 { 2 } else { 1 };
+        let mut lladdr = None;
+        let mut seen = 0;
+        while off < ip.end {
+            if seen == MAX_ND_OPTIONS {
+                return Err(R::Malformed);
+            }
+            seen += 1;
+            let [kind, units] = b.get::<2>(off)?;
+            let len = usize::from(units) * 8;
+            if len == 0 || off + len > ip.end {
+                return Err(R::Malformed);
+            }
+            if kind == wanted {
+                if lladdr.is_some() {
+                    return Err(R::NdLladdr);
+                }
+                lladdr = Some(b.get::<6>(off + 2)?);
+            }
+            off += len;
+        }
+        if ty == 136 {
+            let target = IpAddr::from(b.get::<16>(ip.l4 + 8)?);
+            let mac = match lladdr {
+                Some(m) if !self.macs(from).contains(&m) => return Err(R::NdLladdr),
+                Some(m) => m,
+                None => mac,
+            };
+            if !self.may_use(from, mac, target) {
+                return Err(R::NdTarget);
+            }
+            return Ok(());
+        }
+        match lladdr {
+            Some(_) if unspecified(&ip.src) => Err(R::NdLladdr),
+            Some(m) if !self.may_use(from, m, ip.src) => Err(R::NdLladdr),
+            _ => Ok(()),
+        }
+    }
+
+    /// The responder rewrites only the common solicitation: no extension
+    /// headers, one source link-layer option, from an address.
+    fn ns_answered(&self, from: usize, b: &Bytes, ip: &Ip) -> bool {
+        if unspecified(&ip.src) || ip.l4 != 54 || ip.end != ip.l4 + 32 {
+            return false;
+        }
+        let (Ok(target), Ok(opt)) = (b.get::<16>(ip.l4 + 8), b.get::<2>(ip.l4 + 24)) else {
+            return false;
+        };
+        opt == [1, 1] && self.answered(from, IpAddr::from(target))
+    }
+
+    /// The ports a frame goes to: the owner of its destination MAC in the
+    /// sender's network, every holder of a shared MAC, or (broadcast,
+    /// multicast, unknown) every other port of the network.
+    fn forward(&self, from: usize, frame: &[u8]) -> Result<Vec<usize>, DropReason> {
+        let dst: [u8; 6] = frame[..6].try_into().expect("6");
+        let network = self.t.ports[from].network;
+        let others = (0..self.t.ports.len())
+            .filter(|&q| q != from && self.t.ports[q].network == network)
+            .collect();
+        if is_multicast(&dst) {
+            return Ok(others);
+        }
+        let owners: Vec<usize> = (0..self.t.ports.len())
+            .filter(|&q| self.t.ports[q].network == network && self.macs(q).contains(&dst))
+            .collect();
+        match owners.as_slice() {
+            [] => Ok(others),
+            [only] if *only == from => Err(R::Hairpin),
+            [only] => Ok(vec![*only]),
+            _ => Ok(owners.into_iter().filter(|&q| q != from).collect()),
+        }
+    }
+
+    /// The receiving side: the MAC filter, then the sender's egress and
+    /// the receiver's ingress rules for a new connection.
+    fn receive(&self, from: usize, to: usize, frame: &[u8]) -> Result<(), DropReason> {
+        let dst: [u8; 6] = frame[..6].try_into().expect("6");
+        if self.secure(to) && !is_multicast(&dst) && !self.macs(to).contains(&dst) {
+            return Err(R::IngressMac);
+        }
+        if !self.secure(from) && !self.secure(to) {
+            return Ok(());
+        }
+        let Some(flow) = flow(&Bytes(frame))? else {
+            return Ok(());
+        };
+        if base_allowed(&flow) {
+            return Ok(());
+        }
+        if self.secure(from) {
+            self.policy(from, to, Direction::Egress, &flow)?;
+        }
+        if self.secure(to) {
+            self.policy(to, from, Direction::Ingress, &flow)?;
+        }
+        Ok(())
+    }
+
+    /// Whether one of `port`'s rules in `dir` allows a new connection
+    /// with `remote`. A remote group matches a remote port with port
+    /// security that is a member (port security has already bound the
+    /// packet's address to that port); a prefix matches the remote address.
+    fn policy(
+        &self,
+        port: usize,
+        remote: usize,
+        dir: Direction,
+        f: &Flow,
+    ) -> Result<(), DropReason> {
+        let refused = if dir == Direction::Egress {
+            R::SgEgress
+        } else {
+            R::SgIngress
+        };
+        if f.proto == TCP && f.tcp_flags & 0x12 != 0x02 {
+            // Not the opening SYN of a connection nobody tracks.
+            return Err(R::CtInvalid);
+        }
+        let remote_ip = if dir == Direction::Egress {
+            f.dst
+        } else {
+            f.src
+        };
+        let r = &self.t.ports[remote];
+        let allowed = self.t.ports[port]
+            .security_groups
+            .iter()
+            .flat_map(|&g| self.t.security_groups[g].rules.iter())
+            .any(|rule| {
+                rule.direction == dir
+                    && rule.ipv6 == f.v6
+                    && rule.protocol.is_none_or(|p| p == f.proto)
+                    && match rule.ports {
+                        PortMatch::Any => true,
+                        PortMatch::Range(lo, hi) => {
+                            (lo..=hi).contains(&u16::from_be_bytes(f.matched))
+                        }
+                        PortMatch::Icmp(t, c) => {
+                            f.matched[0] == t && c.is_none_or(|c| f.matched[1] == c)
+                        }
+                    }
+                    && match &rule.remote {
+                        Remote::Any => true,
+                        Remote::Prefix(net) => net.contains(&remote_ip),
+                        Remote::Group(g) => {
+                            r.port_security_enabled && r.security_groups.contains(g)
+                        }
+                    }
+            });
+        if allowed { Ok(()) } else { Err(refused) }
+    }
+}
+
+/// The flow of an IP packet (None for other ethertypes).
+fn flow(b: &Bytes) -> Result<Option<Flow>, DropReason> {
+    let ip = match b.be16(12)? {
+        ETH_P_IP => ipv4(b)?,
+        ETH_P_IPV6 => ipv6(b)?,
+        _ => return Ok(None),
+    };
+    let mut f = Flow {
+        v6: ip.v6,
+        proto: ip.proto,
+        src: ip.src,
+        dst: ip.dst,
+        sport: 0,
+        dport: 0,
+        matched: [0; 2],
+        tcp_flags: 0,
+    };
+    // A later fragment has no ports: rules with ports cannot match it.
+    if ip.frag == Frag::Later {
+        return Ok(Some(f));
+    }
+    if ip.proto == ICMP || ip.proto == ICMPV6 {
+        let [ty, code] = b.get::<2>(ip.l4)?;
+        f.matched = [ty, code];
+        let echo = if ip.proto == ICMP { [8, 0] } else { [128, 129] };
+        if echo.contains(&ty) {
+            b.get::<2>(ip.l4 + 4)?;
+        }
+    } else {
+        if let Ok(p) = b.get::<4>(ip.l4) {
+            f.sport = u16::from_be_bytes([p[0], p[1]]);
+            f.dport = u16::from_be_bytes([p[2], p[3]]);
+            f.matched = [p[2], p[3]];
+        }
+        if ip.proto == TCP {
+            f.tcp_flags = b.get::<2>(ip.l4 + 12)?[1];
+        }
+    }
+    Ok(Some(f))
+}
+
+/// Allowed before any security group, as Neutron's firewall does: DHCP
+/// and DHCPv6 between client and server ports, neighbour discovery and
+/// multicast listener messages.
+fn base_allowed(f: &Flow) -> bool {
+    let between = |a: u16, b: u16| (f.sport, f.dport) == (a, b) || (f.sport, f.dport) == (b, a);
+    match f.proto {
+        UDP if !f.v6 => between(68, 67),
+        UDP => between(546, 547),
+        ICMPV6 => matches!(f.matched[0], 130..=136 | 143),
+        _ => false,
+    }
+}

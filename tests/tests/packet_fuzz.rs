@@ -1,0 +1,761 @@
+//! Packet fuzzing against an independent model: random and mutated frames
+//! from every kind of port go through the real programs with real maps
+//! (BPF_PROG_TEST_RUN, through `dataplane trace`'s probe: from_vm, then
+//! to_vm's code for every port the frame reaches), and each verdict, drop
+//! reason, answer and set of receivers must equal the reference model's
+//! (lab::model). Every mismatch is printed with the seed, the iteration,
+//! the sending port and the frame in hex: `FUZZ_SEED=<seed>` replays a run
+//! exactly; `FUZZ_PACKETS=<n>` sets its length (default 2,000,000).
+//!
+//! Frames are traced ones: they claim no group and write no conntrack
+//! entry, so every packet meets the same state and the model need not
+//! track any (claims and conntrack have their own namespace tests).
+
+use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+
+use anyhow::{Context, Result};
+use dataplane::{
+    config::Topology,
+    show,
+    trace::{Probe, Trace},
+};
+use lab::{
+    model::{Model, Sent},
+    pkt::{link_local, solicited_node},
+    require_root,
+    rng::Rng,
+    verdict::Verdicts,
+};
+use serde_json::{Value, json};
+
+const VMAC: &str = "00:00:5e:00:01:01";
+
+/// Ports of every kind: with fixed IPs and pairs (an address shared by two
+/// ports, a shared virtual MAC, a prefix pair, a /0 pair), without port
+/// security, without security groups, and alone on a second network;
+/// groups with rules by port range, ICMP type, prefix and remote group.
+fn config() -> Value {
+    let fixed = |v4: &str, v6: Option<&str>| {
+        let mut f = vec![json!({ "subnet_id": "v4", "ip_address": v4 })];
+        if let Some(v6) = v6 {
+            f.push(json!({ "subnet_id": "v6", "ip_address": v6 }));
+        }
+        f
+    };
+    json!({
+        "networks": [{ "id": "net" }, { "id": "other" }],
+        "subnets": [
+            { "id": "v4", "network_id": "net", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4 },
+            { "id": "v6", "network_id": "net", "cidr": "fd00::/64", "ip_version": 6 },
+            { "id": "o4", "network_id": "other", "cidr": "10.1.0.0/24", "ip_version": 4 },
+        ],
+        "security_groups": [
+            { "id": "web", "security_group_rules": [
+                { "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80 },
+                { "direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443, "remote_ip_prefix": "10.0.0.0/29" },
+                { "direction": "ingress", "protocol": "icmp", "port_range_min": 8, "remote_group_id": "web" },
+                { "direction": "ingress", "ethertype": "IPv6", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010 },
+                { "direction": "egress", "ethertype": "IPv4" },
+                { "direction": "egress", "ethertype": "IPv6" },
+            ]},
+            { "id": "ssh", "security_group_rules": [
+                { "direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_group_id": "ssh" },
+                { "direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp", "port_range_min": 128, "port_range_max": 0 },
+                { "direction": "egress", "protocol": "tcp" },
+                { "direction": "egress", "protocol": "udp", "remote_ip_prefix": "10.0.0.0/24" },
+                { "direction": "egress", "ethertype": "IPv6", "protocol": "ipv6-icmp" },
+            ]},
+            { "id": "open", "security_group_rules": [
+                { "direction": "ingress", "remote_group_id": "open" },
+                { "direction": "ingress", "ethertype": "IPv6", "remote_group_id": "open" },
+                { "direction": "egress" },
+                { "direction": "egress", "ethertype": "IPv6" },
+            ]},
+        ],
+        "ports": [
+            { "id": "a", "network_id": "net", "mac_address": "fa:16:3e:00:00:0a",
+              "fixed_ips": fixed("10.0.0.5", Some("fd00::5")),
+              "allowed_address_pairs": [
+                  { "ip_address": "10.0.0.100" },
+                  { "ip_address": "10.0.0.64/28", "mac_address": VMAC },
+                  { "ip_address": "fd00::100" },
+              ],
+              "security_groups": ["web", "ssh"] },
+            { "id": "b", "network_id": "net", "mac_address": "fa:16:3e:00:00:0b",
+              "fixed_ips": fixed("10.0.0.6", Some("fd00::6")),
+              "allowed_address_pairs": [
+                  { "ip_address": "10.0.0.100" },
+                  { "ip_address": "10.0.0.200", "mac_address": VMAC },
+              ],
+              "security_groups": ["web"] },
+            { "id": "c", "network_id": "net", "mac_address": "fa:16:3e:00:00:0c",
+              "fixed_ips": fixed("10.0.0.7", Some("fd00::7")),
+              "security_groups": ["ssh", "open"] },
+            { "id": "d", "network_id": "net", "mac_address": "fa:16:3e:00:00:0d",
+              "fixed_ips": fixed("10.0.0.8", None),
+              "port_security_enabled": false, "security_groups": [] },
+            { "id": "e", "network_id": "net", "mac_address": "fa:16:3e:00:00:0e",
+              "fixed_ips": fixed("10.0.0.9", Some("fd00::9")),
+              "allowed_address_pairs": [{ "ip_address": "0.0.0.0/0", "mac_address": "fa:16:3e:00:00:ee" }],
+              "security_groups": [] },
+            { "id": "f", "network_id": "other", "mac_address": "fa:16:3e:00:00:0f",
+              "fixed_ips": [{ "subnet_id": "o4", "ip_address": "10.1.0.5" }],
+              "security_groups": ["open"] },
+        ],
+    })
+}
+
+/// Frames built from pools of the topology's own MACs and addresses (so
+/// that allowed, spoofed, shared and unknown ones all occur), with random
+/// header fields, then cut, corrupted or padded.
+struct Gen<'a> {
+    r: Rng,
+    t: &'a Topology,
+    macs: Vec<[u8; 6]>,
+    v4: Vec<[u8; 4]>,
+    v6: Vec<[u8; 16]>,
+}
+
+impl<'a> Gen<'a> {
+    fn new(seed: u64, t: &'a Topology) -> Gen<'a> {
+        let mut macs = vec![
+            [0xff; 6],
+            [0x33, 0x33, 0, 0, 0, 1],
+            [0x33, 0x33, 0xff, 0, 0, 5],
+            [1, 0, 0x5e, 0, 0, 0x12],
+            [0; 6],
+            [0xfa, 0x16, 0x3e, 0xaa, 0xbb, 0xcc],
+        ];
+        let mut v4 = vec![
+            [0; 4],
+            [255; 4],
+            [224, 0, 0, 18],
+            [10, 0, 0, 1],
+            [10, 0, 0, 250],
+            [192, 0, 2, 1],
+        ];
+        let mut v6 = vec![
+            [0; 16],
+            lab::pkt::v6("ff02::1"),
+            lab::pkt::v6("ff02::2"),
+            lab::pkt::v6("ff02::16"),
+            lab::pkt::v6("fd00::99"),
+            lab::pkt::v6("2001:db8::1"),
+        ];
+        for p in &t.ports {
+            macs.push(p.mac.0);
+            macs.extend(p.allowed_address_pairs.iter().map(|a| a.mac.0));
+            let ips = p
+                .fixed_ips
+                .iter()
+                .map(|f| f.ip)
+                .chain(p.allowed_address_pairs.iter().map(|a| a.ip.addr()));
+            for ip in ips {
+                match ip {
+                    std::net::IpAddr::V4(a) => v4.push(a.octets()),
+                    std::net::IpAddr::V6(a) => {
+                        v6.push(a.octets());
+                        v6.push(solicited_node(a.octets()));
+                    }
+                }
+            }
+        }
+        for m in macs.clone() {
+            v6.push(link_local(m));
+        }
+        macs.sort();
+        macs.dedup();
+        Gen {
+            r: Rng(seed),
+            t,
+            macs,
+            v4,
+            v6,
+        }
+    }
+
+    /// One of the port's own MACs most of the time, else any.
+    fn src_mac(&mut self, from: usize) -> [u8; 6] {
+        let p = &self.t.ports[from];
+        if self.r.chance(75) {
+            let n = p.allowed_address_pairs.len() + 1;
+            match self.r.below(n) {
+                0 => p.mac.0,
+                i => p.allowed_address_pairs[i - 1].mac.0,
+            }
+        } else {
+            *self.r.pick(&self.macs)
+        }
+    }
+
+    /// One of the port's own addresses (a random one inside a prefix
+    /// pair) most of the time, else any of the pool.
+    fn src_v4(&mut self, from: usize) -> [u8; 4] {
+        let own: Vec<ipnet::IpNet> = self
+            .own(from)
+            .into_iter()
+            .filter(|n| n.addr().is_ipv4())
+            .collect();
+        if !own.is_empty() && self.r.chance(65) {
+            let net = *self.r.pick(&own);
+            if let ipnet::IpNet::V4(n) = net {
+                let host_bits = 32 - u32::from(n.prefix_len());
+                let mask = if host_bits == 32 {
+                    u32::MAX
+                } else {
+                    (1u32 << host_bits) - 1
+                };
+                let base = u32::from(n.network());
+                return (base | (self.r.next_u64() as u32 & mask)).to_be_bytes();
+            }
+        }
+        *self.r.pick(&self.v4)
+    }
+
+    fn src_v6(&mut self, from: usize) -> [u8; 16] {
+        let own: Vec<[u8; 16]> = self
+            .own(from)
+            .into_iter()
+            .filter_map(|n| match n.addr() {
+                std::net::IpAddr::V6(a) => Some(a.octets()),
+                _ => None,
+            })
+            .collect();
+        if !own.is_empty() && self.r.chance(55) {
+            return *self.r.pick(&own);
+        }
+        if self.r.chance(30) {
+            let m = self.src_mac(from);
+            return link_local(m);
+        }
+        *self.r.pick(&self.v6)
+    }
+
+    fn own(&self, from: usize) -> Vec<ipnet::IpNet> {
+        let p = &self.t.ports[from];
+        p.fixed_ips
+            .iter()
+            .map(|f| ipnet::IpNet::from(f.ip))
+            .chain(p.allowed_address_pairs.iter().map(|a| a.ip))
+            .collect()
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.r.byte()).collect()
+    }
+
+    fn frame(&mut self, from: usize) -> Vec<u8> {
+        let dst = if self.r.chance(20) {
+            self.src_mac(from)
+        } else {
+            *self.r.pick(&self.macs)
+        };
+        let src = self.src_mac(from);
+        let mut f = Vec::with_capacity(128);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        match self.r.below(100) {
+            0..15 => self.arp(from, src, &mut f),
+            15..45 => self.ipv4(from, &mut f),
+            45..80 => self.ipv6(from, &mut f),
+            80..88 => {
+                // VLAN or QinQ tags in front of an allowed-looking packet.
+                let outer: u16 = *self.r.pick(&[0x8100, 0x88a8, 0x9100]);
+                f.extend_from_slice(&outer.to_be_bytes());
+                f.extend_from_slice(&self.bytes(2));
+                if self.r.chance(40) {
+                    f.extend_from_slice(&0x8100u16.to_be_bytes());
+                    f.extend_from_slice(&self.bytes(2));
+                }
+                let mut inner = Vec::new();
+                match self.r.below(3) {
+                    0 => self.arp(from, src, &mut inner),
+                    1 => self.ipv4(from, &mut inner),
+                    _ => self.ipv6(from, &mut inner),
+                }
+                f.extend_from_slice(&inner);
+            }
+            88..95 => {
+                let ethertype: u16 = *self.r.pick(&[
+                    0x88cc, 0x8035, 0x0842, 0x88e5, 0x8847, 0x0000, 0x05dc, 0xffff,
+                ]);
+                f.extend_from_slice(&ethertype.to_be_bytes());
+                let n = self.r.below(64);
+                f.extend_from_slice(&self.bytes(n));
+            }
+            _ => {
+                let n = self.r.below(80);
+                f = self.bytes(n);
+            }
+        }
+        self.mutate(&mut f);
+        // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
+        if f.len() < 14 {
+            let n = 14 - f.len();
+            let fill = self.bytes(n);
+            f.extend_from_slice(&fill);
+        }
+        f
+    }
+
+    fn mutate(&mut self, f: &mut Vec<u8>) {
+        if self.r.chance(20) {
+            let n = self.r.below(f.len() + 1);
+            f.truncate(n);
+        }
+        if self.r.chance(15) && !f.is_empty() {
+            for _ in 0..1 + self.r.below(4) {
+                let i = self.r.below(f.len());
+                f[i] ^= 1 + self.r.below(255) as u8;
+            }
+        }
+        if self.r.chance(10) {
+            let n = 1 + self.r.below(30);
+            let pad = self.bytes(n);
+            f.extend_from_slice(&pad);
+        } else if self.r.chance(15) && f.len() < 60 {
+            f.resize(60, 0);
+        }
+    }
+
+    /// Ethertype and ARP body.
+    fn arp(&mut self, from: usize, src: [u8; 6], f: &mut Vec<u8>) {
+        f.extend_from_slice(&0x0806u16.to_be_bytes());
+        let mut h = [0u8, 1, 8, 0, 6, 4];
+        if self.r.chance(8) {
+            let i = self.r.below(6);
+            h[i] = self.r.byte();
+        }
+        f.extend_from_slice(&h);
+        let oper: u16 = *self.r.pick(&[1, 1, 1, 2, 2, 3, 0]);
+        f.extend_from_slice(&oper.to_be_bytes());
+        let sha = if self.r.chance(85) {
+            src
+        } else {
+            self.src_mac(from)
+        };
+        let spa = if self.r.chance(12) {
+            [0; 4]
+        } else {
+            self.src_v4(from)
+        };
+        let tpa = if self.r.chance(20) {
+            spa
+        } else {
+            *self.r.pick(&self.v4)
+        };
+        let tha = *self.r.pick(&[[0u8; 6], [0xff; 6]]);
+        f.extend_from_slice(&sha);
+        f.extend_from_slice(&spa);
+        f.extend_from_slice(&tha);
+        f.extend_from_slice(&tpa);
+    }
+
+    /// Ethertype, IPv4 header (options, fragments, odd lengths) and payload.
+    fn ipv4(&mut self, from: usize, f: &mut Vec<u8>) {
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let proto: u8 = *self.r.pick(&[6, 6, 17, 17, 1, 1, 47, 132, 58]);
+        let words: usize = match self.r.below(100) {
+            0..80 => 5,
+            80..95 => 6 + self.r.below(10),
+            _ => self.r.below(5),
+        };
+        let frags: u16 = match self.r.below(10) {
+            0..7 => 0x4000 * self.r.below(2) as u16,
+            7 => 0x2000,
+            8 => 1 + self.r.below(0x1fff) as u16,
+            _ => 0x2000 | (1 + self.r.below(0x1fff) as u16),
+        };
+        let src = if self.r.chance(10) {
+            [0; 4]
+        } else {
+            self.src_v4(from)
+        };
+        let dst = *self.r.pick(&self.v4);
+        let l4 = self.l4(proto, false);
+        let header_len = words.max(5) * 4;
+        let mut total = (header_len + l4.len()) as u16;
+        if self.r.chance(8) {
+            total = self.r.next_u64() as u16 % 200;
+        }
+        let version = if self.r.chance(97) {
+            4
+        } else {
+            self.r.byte() >> 4
+        };
+        f.push(version << 4 | words as u8);
+        f.push(0);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&self.bytes(2));
+        f.extend_from_slice(&frags.to_be_bytes());
+        f.push(64);
+        f.push(proto);
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        let opts = self.bytes(header_len - 20);
+        f.extend_from_slice(&opts);
+        f.extend_from_slice(&l4);
+    }
+
+    /// Ethertype, IPv6 header, extension headers and payload.
+    fn ipv6(&mut self, from: usize, f: &mut Vec<u8>) {
+        f.extend_from_slice(&0x86ddu16.to_be_bytes());
+        let proto: u8 = *self.r.pick(&[6, 17, 58, 58, 58, 59, 47]);
+        let mut chain = Vec::new();
+        if self.r.chance(35) {
+            for _ in 0..1 + self.r.below(8) {
+                chain.push(*self.r.pick(&[0u8, 43, 60, 44, 44, 51]));
+            }
+        }
+        let mut ext = Vec::new();
+        for (i, &h) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(proto);
+            match h {
+                44 => {
+                    let field: u16 = match self.r.below(5) {
+                        0 => 0,
+                        1 => 1,
+                        2 => (1 + self.r.below(0x1fff) as u16) << 3,
+                        3 => ((1 + self.r.below(0x1fff) as u16) << 3) | 1,
+                        _ => self.r.next_u64() as u16,
+                    };
+                    ext.extend_from_slice(&[next, 0]);
+                    ext.extend_from_slice(&field.to_be_bytes());
+                    ext.extend_from_slice(&self.bytes(4));
+                }
+                51 => {
+                    let len = 1 + self.r.below(4);
+                    ext.extend_from_slice(&[next, len as u8]);
+                    ext.extend_from_slice(&self.bytes((len + 2) * 4 - 2));
+                }
+                _ => {
+                    let len = self.r.below(2);
+                    ext.extend_from_slice(&[next, len as u8]);
+                    ext.extend_from_slice(&self.bytes((len + 1) * 8 - 2));
+                }
+            }
+        }
+        let first = chain.first().copied().unwrap_or(proto);
+        let src = if self.r.chance(8) {
+            [0; 16]
+        } else {
+            self.src_v6(from)
+        };
+        let dst = *self.r.pick(&self.v6);
+        let l4 = self.l4(proto, true);
+        let mut payload = (ext.len() + l4.len()) as u16;
+        if self.r.chance(8) {
+            payload = self.r.next_u64() as u16 % 200;
+        }
+        let version = if self.r.chance(97) {
+            0x60
+        } else {
+            self.r.byte() & 0xf0
+        };
+        f.extend_from_slice(&[version, 0, 0, 0]);
+        f.extend_from_slice(&payload.to_be_bytes());
+        f.push(first);
+        f.push(255);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&ext);
+        f.extend_from_slice(&l4);
+    }
+
+    /// A transport header and a little payload.
+    fn l4(&mut self, proto: u8, v6: bool) -> Vec<u8> {
+        let mut l = Vec::new();
+        match proto {
+            6 => {
+                let any = self.r.next_u64() as u16;
+                let sport: u16 = *self.r.pick(&[22, 80, 443, 40000, any]);
+                let dport: u16 = *self.r.pick(&[22, 80, 443, 8080, 5000, any.rotate_left(3)]);
+                l.extend_from_slice(&sport.to_be_bytes());
+                l.extend_from_slice(&dport.to_be_bytes());
+                l.extend_from_slice(&self.bytes(8));
+                l.push(0x50);
+                let any = self.r.byte();
+                l.push(
+                    *self
+                        .r
+                        .pick(&[0x02, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18, 0x03, any]),
+                );
+                l.extend_from_slice(&self.bytes(6));
+            }
+            17 => {
+                let ports: [u16; 10] = [
+                    67,
+                    68,
+                    53,
+                    546,
+                    547,
+                    5000,
+                    5005,
+                    5010,
+                    5011,
+                    self.r.next_u64() as u16,
+                ];
+                let sport = *self.r.pick(&ports);
+                let dport = *self.r.pick(&ports);
+                l.extend_from_slice(&sport.to_be_bytes());
+                l.extend_from_slice(&dport.to_be_bytes());
+                l.extend_from_slice(&[0, 8, 0, 0]);
+            }
+            1 | 58 if (proto == 58) == v6 => {
+                let types: &[u8] = if v6 {
+                    &[
+                        128, 129, 1, 3, 133, 134, 135, 135, 136, 136, 137, 130, 131, 143, 200,
+                    ]
+                } else {
+                    &[8, 8, 0, 3, 11, 5, 13, 42]
+                };
+                let ty = *self.r.pick(types);
+                let code = *self.r.pick(&[0u8, 0, 1, 3]);
+                l.extend_from_slice(&[ty, code, 0, 0]);
+                match ty {
+                    133 => {
+                        l.extend_from_slice(&[0; 4]);
+                        self.nd_options(&mut l);
+                    }
+                    135 | 136 => {
+                        l.extend_from_slice(&[if ty == 136 { 0x60 } else { 0 }, 0, 0, 0]);
+                        let target = if self.r.chance(60) {
+                            self.src_v6(0)
+                        } else {
+                            *self.r.pick(&self.v6)
+                        };
+                        l.extend_from_slice(&target);
+                        self.nd_options(&mut l);
+                    }
+                    3 | 11 | 1 => {
+                        // An error quoting the start of a packet.
+                        l.extend_from_slice(&[0; 4]);
+                        let n = self.r.below(48);
+                        l.extend_from_slice(&self.bytes(n));
+                    }
+                    _ => {
+                        let n = 4 + self.r.below(8);
+                        l.extend_from_slice(&self.bytes(n));
+                    }
+                }
+            }
+            _ => {
+                let n = self.r.below(24);
+                l.extend_from_slice(&self.bytes(n));
+            }
+        }
+        l
+    }
+
+    fn nd_options(&mut self, l: &mut Vec<u8>) {
+        for _ in 0..self.r.below(4) {
+            let kind: u8 = *self.r.pick(&[1, 1, 2, 2, 3, 14]);
+            let units: u8 = *self.r.pick(&[1, 1, 1, 0, 2]);
+            l.push(kind);
+            l.push(units);
+            let mac = if self.r.chance(70) {
+                let from = self.r.below(self.t.ports.len());
+                self.src_mac(from)
+            } else {
+                *self.r.pick(&self.macs)
+            };
+            l.extend_from_slice(&mac);
+            if units > 1 {
+                l.extend_from_slice(&self.bytes(usize::from(units - 1) * 8));
+            }
+        }
+    }
+}
+
+/// A verdict in words both sides can produce, for comparing and printing.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
+enum Seen {
+    Dropped(String),
+    Answered,
+    /// (receiving port, None if delivered or its drop reason), by port id.
+    Delivered(Vec<(String, Option<String>)>),
+    Other(String),
+}
+
+fn expected(model: &Model, from: usize, frame: &[u8]) -> Seen {
+    match model.send(from, frame) {
+        Sent::Dropped(r) => Seen::Dropped(r.name().into()),
+        Sent::Answered => Seen::Answered,
+        Sent::Delivered(to) => {
+            let mut v: Vec<(String, Option<String>)> = to
+                .into_iter()
+                .map(|(p, v)| {
+                    (
+                        model.topology().ports[p].id.clone(),
+                        v.err().map(|r| r.name().to_string()),
+                    )
+                })
+                .collect();
+            v.sort();
+            Seen::Delivered(v)
+        }
+    }
+}
+
+fn observed(t: Result<Trace>) -> Seen {
+    let t = match t {
+        Ok(t) => t,
+        Err(e) => return Seen::Other(format!("error: {e:#}")),
+    };
+    if t.verdict == "dropped" {
+        return Seen::Dropped(t.reason.unwrap_or_default());
+    }
+    if t.verdict == "answered" {
+        return Seen::Answered;
+    }
+    if t.verdict.starts_with("forwarded") || t.verdict.starts_with("flooded") {
+        let mut v: Vec<(String, Option<String>)> = t
+            .deliveries
+            .into_iter()
+            .map(|d| {
+                let r = (d.verdict != "delivered").then(|| d.reason.unwrap_or("?".into()));
+                (d.port, r)
+            })
+            .collect();
+        v.sort();
+        return Seen::Delivered(v);
+    }
+    Seen::Other(t.verdict)
+}
+
+struct Report {
+    packets: u64,
+    mismatches: u64,
+    cases: String,
+    /// How often each outcome occurred (coverage of the run).
+    outcomes: BTreeMap<String, u64>,
+}
+
+fn run(dir: &Path, topology: Topology, seed: u64, packets: u64) -> Result<Report> {
+    let probe = Probe::open(dir)?;
+    let ports = show::ports(dir)?;
+    let views: Vec<_> = topology
+        .ports
+        .iter()
+        .map(|p| {
+            ports
+                .ports
+                .iter()
+                .find(|v| v.id == p.id)
+                .cloned()
+                .with_context(|| format!("port {} not live", p.id))
+        })
+        .collect::<Result<_>>()?;
+    let model = Model::new(topology.clone());
+    let mut g = Gen::new(seed, &topology);
+    let mut report = Report {
+        packets,
+        mismatches: 0,
+        cases: String::new(),
+        outcomes: BTreeMap::new(),
+    };
+    for i in 0..packets {
+        let from = g.r.below(topology.ports.len());
+        let frame = g.frame(from);
+        let want = expected(&model, from, &frame);
+        let got = observed(probe.run(&ports, &views[from], &frame));
+        let key = match &want {
+            Seen::Dropped(r) => format!("dropped {r}"),
+            Seen::Answered => "answered".into(),
+            Seen::Delivered(v) => {
+                let refused: Vec<&str> = v.iter().filter_map(|(_, r)| r.as_deref()).collect();
+                if refused.is_empty() {
+                    "delivered".into()
+                } else {
+                    format!("refused by a receiver: {}", refused.join(","))
+                }
+            }
+            Seen::Other(o) => o.clone(),
+        };
+        *report.outcomes.entry(key).or_default() += 1;
+        if want != got {
+            report.mismatches += 1;
+            if report.mismatches <= 20 {
+                let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+                let _ = writeln!(
+                    report.cases,
+                    "seed {seed} packet {i} from port {}: frame {hex}\n  model:    {want:?}\n  datapath: {got:?}",
+                    topology.ports[from].id
+                );
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[test]
+fn every_verdict_matches_the_model() {
+    require_root!();
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 | 1)
+                .unwrap_or(1)
+        });
+    let packets: u64 = std::env::var("FUZZ_PACKETS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    eprintln!("packet fuzz: seed {seed} (FUZZ_SEED={seed} replays it), {packets} packets");
+    let mut v = Verdicts::on_veths(&config()).unwrap();
+    let topology = v.topology.clone();
+    let started = std::time::Instant::now();
+    let report = v
+        .inside(move |dir| run(dir, topology, seed, packets))
+        .unwrap();
+    eprintln!(
+        "{} packets in {:.1} s; outcomes:",
+        report.packets,
+        started.elapsed().as_secs_f64()
+    );
+    for (k, n) in &report.outcomes {
+        eprintln!("  {n:>9}  {k}");
+    }
+    assert_eq!(
+        report.mismatches, 0,
+        "{} of {} packets: the datapath disagrees with the model (first 20 below)\n{}",
+        report.mismatches, report.packets, report.cases
+    );
+    // The run must reach every port-security reason and the other
+    // outcomes, or it proves little.
+    for must in [
+        "dropped malformed",
+        "dropped src_mac",
+        "dropped ethertype",
+        "dropped ipv4_src",
+        "dropped ipv6_src",
+        "dropped arp_sha",
+        "dropped arp_spa",
+        "dropped dhcp_server",
+        "dropped dhcpv6_server",
+        "dropped router_advert",
+        "dropped nd_target",
+        "dropped nd_lladdr",
+        "dropped ip_fragment",
+        "dropped hairpin",
+        "answered",
+        "delivered",
+    ] {
+        assert!(
+            report.outcomes.contains_key(must),
+            "no packet of the run had the outcome {must:?}: the generator misses it"
+        );
+    }
+    assert!(
+        report.outcomes.keys().any(|k| k.contains("sg_ingress"))
+            && report.outcomes.keys().any(|k| k.contains("sg_egress"))
+            && report.outcomes.keys().any(|k| k.contains("ct_invalid"))
+            && report.outcomes.keys().any(|k| k.contains("ingress_mac")),
+        "the run reached no security-group or MAC-filter refusal: {:?}",
+        report.outcomes.keys().collect::<Vec<_>>()
+    );
+}
