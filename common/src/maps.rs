@@ -472,7 +472,27 @@ pub const CT_CLOSING: u8 = 3;
 /// TCP RST seen.
 pub const CT_CLOSED: u8 = 4;
 
+/// Default size of `CONNTRACK` (`dataplane run --max-connections`).
 pub const MAX_CONNTRACK: u32 = 131072;
+
+/// `CT_STATS` (per-CPU array): how the connection table's entries came and
+/// went. Entry [`CT_STATS_DATAPATH`] is the datapath's, [`CT_STATS_AGENT`]
+/// the agent's (it removes the connections of ports that leave). Entries
+/// the LRU table evicted when full are the rest:
+/// `created - removed - entries present`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtStats {
+    /// New keys inserted (a dead entry overwritten in place is not one).
+    pub created: u64,
+    /// Entries deleted on purpose: rules no longer allowing them, or their
+    /// port gone.
+    pub removed: u64,
+}
+
+pub const CT_STATS_DATAPATH: u32 = 0;
+pub const CT_STATS_AGENT: u32 = 1;
+pub const CT_STATS_ENTRIES: u32 = 2;
 /// Compiled policy entries, both slots together.
 pub const MAX_POLICY_RULES: u32 = 2 * 262144;
 /// Distinct remote_ip_prefix values, both slots together.
@@ -664,6 +684,7 @@ mod pod {
         CtKey,
         CtEntry,
         SgStats,
+        CtStats,
         SgMeta,
     );
 }

@@ -11,7 +11,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use common::{
-    CtEntry, CtKey, DpConfig, DropEvent, EVENTS_RING_BYTES, EventBudget, FdbEntry, FdbKey,
+    CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, DropEvent, EVENTS_RING_BYTES, EventBudget, FdbEntry, FdbKey,
     FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop, JUMP_SLOTS, MAX_CONNTRACK,
     MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_POLICY_RULES, MAX_PORTS,
     MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key,
@@ -119,6 +119,11 @@ pub static REMOTE_V6: LpmTrie<RemoteV6Key, RemoteIdentity, { MAX_REMOTE_PREFIXES
 /// when it is full.
 #[btf_map]
 pub static CONNTRACK: LruHashMap<CtKey, CtEntry, { MAX_CONNTRACK as usize }> = LruHashMap::new();
+
+/// What came into and went out of `CONNTRACK`, so that evictions can be
+/// counted (see `CtStats`).
+#[btf_map]
+pub static CT_STATS: PerCpuArray<CtStats, { CT_STATS_ENTRIES as usize }> = PerCpuArray::new();
 
 /// Scratch space for the packet's flow while security groups are applied
 /// (per CPU: a packet is processed start to end on one CPU).

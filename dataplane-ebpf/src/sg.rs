@@ -12,15 +12,20 @@
 //! current rules on their next packet: removing a rule also ends the
 //! connections it allowed.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::bpf_ktime_get_ns,
+    maps::lpm_trie::Key,
+};
 use common::{
-    CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CtEntry, CtKey, DropReason,
+    CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CT_STATS_DATAPATH, CtEntry, CtKey, CtStats,
+    DropReason,
     POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey, PortInfo,
     REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TX_F_TRACE, TxMeta,
 };
 
 use crate::{
-    maps::{CONFIG, CONNTRACK, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
+    maps::{CONFIG, CONNTRACK, CT_STATS, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
     parse::{
         self, ETH_P_IP, ETH_P_IPV6, Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
@@ -419,8 +424,8 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
                 )
             };
             if allowing_group(z, e.dir, f, remote_ip, port).is_none() {
-                if z.trace == 0 {
-                    let _ = CONNTRACK.remove(key);
+                if z.trace == 0 && CONNTRACK.remove(key).is_ok() {
+                    ct_count(|s| s.removed += 1);
                 }
                 return Err(reason);
             }
@@ -470,9 +475,24 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
         dir: z.dir,
         _pad: [0; 6],
     };
-    // A full table evicts its least recently used connection (LRU).
-    let _ = CONNTRACK.insert(ct_key(z.port, f.ipv6, &f.t, false), entry, 0);
+    // A full table evicts its least recently used connection (LRU). A new
+    // key is counted, so that evictions can be told from the counts; a dead
+    // entry under the same key is overwritten in place.
+    let key = ct_key(z.port, f.ipv6, &f.t, false);
+    if CONNTRACK.insert(key, entry, BPF_NOEXIST as u64).is_ok() {
+        ct_count(|s| s.created += 1);
+    } else {
+        let _ = CONNTRACK.insert(key, entry, BPF_ANY as u64);
+    }
     Ok(())
+}
+
+#[inline(always)]
+fn ct_count(f: impl FnOnce(&mut CtStats)) {
+    if let Some(s) = CT_STATS.get_ptr_mut(CT_STATS_DATAPATH) {
+        // SAFETY: this CPU's counters; programs do not nest on a CPU.
+        f(unsafe { &mut *s });
+    }
 }
 
 /// Whether an ICMP error quotes a packet of a live connection of the zone

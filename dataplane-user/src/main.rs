@@ -40,6 +40,11 @@ enum Command {
         /// Ports the datapath is sized for.
         #[arg(long, default_value_t = Options::default().max_ports)]
         max_ports: u32,
+        /// Connections the tracking table holds; when it is full the least
+        /// recently used one is evicted (counted in `show conntrack` and
+        /// the metrics).
+        #[arg(long, default_value_t = Options::default().max_connections)]
+        max_connections: u32,
         /// On SIGINT/SIGTERM, detach and remove everything (by default the
         /// datapath keeps running on its pinned links and maps, and the
         /// next `run` adopts it; `dataplane stop` removes it).
@@ -179,6 +184,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run {
             config,
             max_ports,
+            max_connections,
             cleanup,
             metrics,
         } => {
@@ -186,7 +192,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(run(cli.instance, config, max_ports, cleanup, metrics))
+            let opts = Options {
+                instance: cli.instance,
+                max_ports,
+                max_connections,
+                attach: true,
+            };
+            rt.block_on(run(opts, config, cleanup, metrics))
         }
         Command::Check {
             config,
@@ -283,21 +295,17 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 async fn run(
-    instance: String,
+    opts: Options,
     config_path: PathBuf,
-    max_ports: u32,
     cleanup: bool,
     metrics: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let topology = config::load(&config_path)?;
     let ifindexes = interfaces::resolve_taps(&topology)?;
 
+    let instance = opts.instance.clone();
     let fresh = !datapath::instance_dir(&instance).exists();
-    let mut dp = Datapath::open(Options {
-        instance: instance.clone(),
-        max_ports,
-        attach: true,
-    })?;
+    let mut dp = Datapath::open(opts)?;
     forward_ebpf_logs(&mut dp);
     let adopted = dp.adopt_links()?;
     if adopted > 0 {

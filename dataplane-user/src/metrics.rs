@@ -114,6 +114,45 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
             )?;
         }
     }
+    // Reads the whole table: a scrape costs two syscalls per entry.
+    let ct = show::conntrack(dir)?.table;
+    for (name, kind, help, value) in [
+        (
+            "capacity",
+            "gauge",
+            "Entries the connection table holds",
+            u64::from(ct.capacity),
+        ),
+        (
+            "entries",
+            "gauge",
+            "Entries in the connection table, dead ones included",
+            ct.entries,
+        ),
+        ("live", "gauge", "Connections not expired", ct.live),
+        (
+            "created_total",
+            "counter",
+            "Connections tracked",
+            ct.created,
+        ),
+        (
+            "removed_total",
+            "counter",
+            "Connections removed by rule changes or port removal",
+            ct.removed,
+        ),
+        (
+            "evicted_total",
+            "counter",
+            "Connections evicted because the table was full",
+            ct.evicted,
+        ),
+    ] {
+        writeln!(out, "# HELP dataplane_conntrack_{name} {help}.")?;
+        writeln!(out, "# TYPE dataplane_conntrack_{name} {kind}")?;
+        writeln!(out, "dataplane_conntrack_{name} {value}")?;
+    }
     writeln!(
         out,
         "# HELP dataplane_config_generation Configurations applied."

@@ -394,15 +394,54 @@ pub struct ConnView {
     pub packets: u64,
 }
 
-/// Every live entry of the connection-tracking table.
-pub fn conntrack(dir: &Path) -> Result<Vec<ConnView>> {
+/// The connection-tracking table as a whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct CtTableView {
+    /// Entries the table holds (`dataplane run --max-connections`).
+    pub capacity: u32,
+    /// Entries in it, dead ones not yet overwritten or evicted included.
+    pub entries: u64,
+    /// Connections not expired.
+    pub live: u64,
+    /// New entries ever inserted.
+    pub created: u64,
+    /// Entries removed on purpose: rules that no longer allow them, or
+    /// their port gone.
+    pub removed: u64,
+    /// Entries the full table evicted to make room (least recently used):
+    /// created - removed - entries.
+    pub evicted: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConntrackView {
+    pub table: CtTableView,
+    /// Every live connection.
+    pub connections: Vec<ConnView>,
+}
+
+/// The connection-tracking table: its counts and every live entry.
+pub fn conntrack(dir: &Path) -> Result<ConntrackView> {
     let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
-    let ct: HashMap<MapData, common::CtKey, common::CtEntry> =
-        open(dir, "CONNTRACK")?.try_into()?;
+    // Counters before entries: a connection made meanwhile can only make
+    // the eviction count lower for this reading, never invent one.
+    let stats: PerCpuArray<MapData, common::CtStats> = open(dir, "CT_STATS")?.try_into()?;
+    let (mut created, mut removed) = (0u64, 0u64);
+    for index in [common::CT_STATS_DATAPATH, common::CT_STATS_AGENT] {
+        for s in stats.get(&index, 0)?.iter() {
+            created += s.created;
+            removed += s.removed;
+        }
+    }
+    let ct_map = open(dir, "CONNTRACK")?;
+    let capacity = ct_map_capacity(dir)?;
+    let ct: HashMap<MapData, common::CtKey, common::CtEntry> = ct_map.try_into()?;
     let now = monotonic_ns();
     let mut out = Vec::new();
+    let mut entries = 0u64;
     for item in ct.iter() {
         let (k, e) = item?;
+        entries += 1;
         if e.expires_ns < now {
             continue;
         }
@@ -442,12 +481,32 @@ pub fn conntrack(dir: &Path) -> Result<Vec<ConnView>> {
         });
     }
     out.sort_by(|a, b| (&a.port, &a.src, &a.dst).cmp(&(&b.port, &b.src, &b.dst)));
-    Ok(out)
+    Ok(ConntrackView {
+        table: CtTableView {
+            capacity,
+            entries,
+            live: out.len() as u64,
+            created,
+            removed,
+            evicted: created.saturating_sub(removed).saturating_sub(entries),
+        },
+        connections: out,
+    })
 }
 
-pub fn render_conntrack(view: &[ConnView]) -> String {
-    let mut s = format!("{} connection(s)\n", view.len());
-    for c in view {
+fn ct_map_capacity(dir: &Path) -> Result<u32> {
+    Ok(MapData::from_pin(dir.join("maps/CONNTRACK"))?
+        .info()?
+        .max_entries())
+}
+
+pub fn render_conntrack(view: &ConntrackView) -> String {
+    let t = &view.table;
+    let mut s = format!(
+        "{} connection(s); table: {} of {} entries, {} created, {} removed, {} evicted (table full)\n",
+        t.live, t.entries, t.capacity, t.created, t.removed, t.evicted
+    );
+    for c in &view.connections {
         let _ = writeln!(
             s,
             "  {} {:<7} proto {:<3} {}:{} -> {}:{} {} ({} packets, expires in {:.0} s)",

@@ -47,16 +47,30 @@ impl Verdicts {
 
     /// As [`Verdicts::new`], with the maps sized for `max_ports`.
     pub fn sized(config: &Value, source: &str, max_ports: u32) -> Result<Verdicts> {
-        Self::build(config, Some(source), max_ports)
+        Self::build(config, Some(source), max_ports, common::MAX_CONNTRACK)
+    }
+
+    /// As [`Verdicts::new`], with a connection table of `max_connections`.
+    pub fn with_connections(
+        config: &Value,
+        source: &str,
+        max_connections: u32,
+    ) -> Result<Verdicts> {
+        Self::build(config, Some(source), 64, max_connections)
     }
 
     /// Every port on a veth interface of the namespace, none on loopback:
     /// for [`Verdicts::inside`], where any port can be the sender.
     pub fn on_veths(config: &Value) -> Result<Verdicts> {
-        Self::build(config, None, 64)
+        Self::build(config, None, 64, common::MAX_CONNTRACK)
     }
 
-    fn build(config: &Value, source: Option<&str>, max_ports: u32) -> Result<Verdicts> {
+    fn build(
+        config: &Value,
+        source: Option<&str>,
+        max_ports: u32,
+        max_connections: u32,
+    ) -> Result<Verdicts> {
         let raw = config::parse(&config.to_string(), Format::Json)?;
         let topology = config::validate(&raw)?;
         let ns = Netns::new("dpx")?;
@@ -82,6 +96,7 @@ impl Verdicts {
             let mut dp = Datapath::open(Options {
                 instance: crate::netns::unique("dpv"),
                 max_ports,
+                max_connections,
                 attach: false,
             })?;
             let started = std::time::Instant::now();
@@ -95,6 +110,11 @@ impl Verdicts {
             ifindexes,
             _ns: ns,
         })
+    }
+
+    /// The datapath's pin directory (for `show`).
+    pub fn dir(&mut self) -> std::path::PathBuf {
+        self.dp().dir().clone()
     }
 
     fn dp(&mut self) -> &mut Datapath {

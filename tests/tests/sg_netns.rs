@@ -190,7 +190,7 @@ fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
     assert!(lab.drops(web, "sg_ingress") >= before + 2);
 
     // Each side's zone holds the connections it took part in.
-    let conns = lab.show("conntrack").unwrap();
+    let conns = lab.show("conntrack").unwrap()["connections"].clone();
     let has = |port: &str, dir: &str, src: &str| {
         conns.as_array().unwrap().iter().any(|c| {
             c["port"] == port && c["direction"] == dir && c["src"] == src && c["dport"] == 80
@@ -514,7 +514,7 @@ fn a_removed_port_takes_its_connections_with_it() {
     let (web, other) = (lab.vm("web"), lab.vm("other"));
     assert!(other.ping("10.6.0.10", 1));
     let zones = |lab: &Lab| -> Vec<String> {
-        let v = lab.show("conntrack").unwrap();
+        let v = lab.show("conntrack").unwrap()["connections"].clone();
         v.as_array()
             .unwrap()
             .iter()
@@ -554,7 +554,7 @@ fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let packets = |lab: &Lab| -> u64 {
-        let v = lab.show("conntrack").unwrap();
+        let v = lab.show("conntrack").unwrap()["connections"].clone();
         v.as_array()
             .unwrap()
             .iter()

@@ -87,6 +87,9 @@ pub struct Options {
     pub instance: String,
     /// Ports this datapath can hold.
     pub max_ports: u32,
+    /// Connections the tracking table holds before it evicts the least
+    /// recently used.
+    pub max_connections: u32,
     /// Attach the programs to the ports' taps. Off only for tests that drive
     /// the programs with BPF_PROG_TEST_RUN.
     pub attach: bool,
@@ -97,6 +100,7 @@ impl Default for Options {
         Options {
             instance: "dataplane".into(),
             max_ports: 4096,
+            max_connections: common::MAX_CONNTRACK,
             attach: true,
         }
     }
@@ -576,9 +580,11 @@ impl Datapath {
                 .filter_map(|k| k.ok())
                 .filter(|k| left.contains(&k.zone))
                 .collect();
-            for key in &stale {
-                let _ = self.conntrack.remove(key);
-            }
+            let removed = stale
+                .iter()
+                .filter(|key| self.conntrack.remove(key).is_ok())
+                .count();
+            pins::count_agent_removals(&self.dir, removed as u64)?;
         }
         // Ports that left: their device-map entries go once no packet of the
         // old slot can use them.

@@ -6,14 +6,14 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use aya::maps::MapData;
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use common::{
-    CtEntry, CtKey, DpConfig, EVENTS_RING_BYTES, FdbEntry, FdbKey, FloodKey, GroupMember,
-    GroupMemberKey, GroupMeta, GroupState, JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS,
-    MAX_GROUPS, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS,
-    Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
-    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
-    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
+    CT_STATS_AGENT, CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, EVENTS_RING_BYTES,
+    FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, JUMP_SLOTS,
+    MAX_FLOOD_DOMAINS, MAX_GROUPS, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES,
+    MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr,
+    PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
+    RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
 };
 
 use super::Options;
@@ -80,7 +80,8 @@ pub fn map_specs(opts: &Options) -> Vec<MapSpec> {
         spec::<([u8; 4], PolicyKey), PolicyEntry>("POLICY", MAX_POLICY_RULES),
         spec::<([u8; 4], RemoteV4Key), RemoteIdentity>("REMOTE_V4", MAX_REMOTE_PREFIXES),
         spec::<([u8; 4], RemoteV6Key), RemoteIdentity>("REMOTE_V6", MAX_REMOTE_PREFIXES),
-        spec::<CtKey, CtEntry>("CONNTRACK", MAX_CONNTRACK),
+        spec::<CtKey, CtEntry>("CONNTRACK", opts.max_connections),
+        spec::<u32, CtStats>("CT_STATS", CT_STATS_ENTRIES),
         spec::<u32, SgStats>("SG_STATS", MAX_SECURITY_GROUPS),
         spec::<u32, SgMeta>("SG_META", MAX_SECURITY_GROUPS),
     ]
@@ -139,6 +140,20 @@ pub fn prepare(dir: &Path, specs: &[MapSpec]) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Adds `n` to the agent's count of connections it removed (`CtStats`), on
+/// CPU 0's copy: the agent is the only writer of its entry.
+pub fn count_agent_removals(dir: &Path, n: u64) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let map = MapData::from_pin(dir.join("maps/CT_STATS"))?;
+    let mut stats: PerCpuArray<MapData, CtStats> = Map::PerCpuArray(map).try_into()?;
+    let mut values: Vec<CtStats> = stats.get(&CT_STATS_AGENT, 0)?.iter().copied().collect();
+    values[0].removed += n;
+    stats.set(CT_STATS_AGENT, PerCpuValues::try_from(values)?, 0)?;
     Ok(())
 }
 
