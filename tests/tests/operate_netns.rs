@@ -435,3 +435,133 @@ fn a_config_larger_than_the_maps_changes_nothing() {
     );
     assert!(lab.vm("a").ping("10.8.0.11", 2));
 }
+
+/// Runs the agent on `config` with `DATAPLANE_FAILPOINT=point` and
+/// requires it to crash there (SIGABRT) within 30 s.
+fn crash_at(lab: &Lab, config: &Value, point: &str) {
+    use std::os::unix::process::ExitStatusExt as _;
+    let path = lab.write_config("config.json", config).unwrap();
+    let mut child = lab
+        .dataplane(&[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-ports",
+            "64",
+        ])
+        .env("DATAPLANE_FAILPOINT", point)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent did not reach the failpoint {point}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "expected a crash at {point}: {status}\n{err}"
+    );
+    assert!(err.contains(point), "{err}");
+}
+
+/// Whether the tap of `vm` has an XDP program attached.
+fn has_xdp(lab: &Lab, vm: &Vm) -> bool {
+    let out = lab.hv.ip(&["link", "show", "dev", &vm.tap]).unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+#[test]
+fn an_agent_crashing_in_the_middle_of_an_apply_leaves_old_or_new_never_a_mix() {
+    require_root!();
+    let mut lab = lab();
+    let old = topology(&lab, false);
+    // The new configuration adds port c (with a pair) and gives b a pair.
+    let mut new = topology(&lab, true);
+    new["ports"][1]["allowed_address_pairs"] = json!([pair("10.8.0.200", None)]);
+    lab.vm("b")
+        .sh("ip addr add 10.8.0.200/32 dev eth0")
+        .unwrap();
+    let generation = |lab: &Lab| lab.show_ports().unwrap()["generation"].as_u64().unwrap();
+    let ports = |lab: &Lab| lab.show_ports().unwrap()["ports"].as_array().unwrap().len();
+    assert!(lab.vm("a").ping("10.8.0.11", 2));
+    assert!(!lab.vm("b").ping_from("10.8.0.10", Some("10.8.0.200"), 1));
+    let before = generation(&lab);
+
+    // Crash with the new slot written and c's tap attached, before the
+    // switch: the old configuration is whole and alone in force.
+    lab.kill_agent().unwrap();
+    crash_at(&lab, &new, "apply-staged");
+    assert_eq!(generation(&lab), before, "the switch happened");
+    assert_eq!(ports(&lab), 2);
+    assert!(lab.vm("a").ping("10.8.0.11", 3), "old traffic broken");
+    let spoofed = lab.drops(lab.vm("b"), "ipv4_src");
+    assert!(
+        !lab.vm("b").ping_from("10.8.0.10", Some("10.8.0.200"), 2),
+        "new pair in force"
+    );
+    assert!(lab.drops(lab.vm("b"), "ipv4_src") >= spoofed + 2);
+    // c is not a port of the live configuration: its frames are refused
+    // (its tap's program finds no port), not let through.
+    assert!(
+        !lab.vm("c").ping("10.8.0.10", 2),
+        "a half-added port forwards"
+    );
+
+    // The next start repairs: the new configuration, whole.
+    lab.start(&new).unwrap();
+    assert!(generation(&lab) > before);
+    assert_eq!(ports(&lab), 3);
+    assert!(
+        lab.vm("c").ping("10.8.0.10", 3),
+        "c not working after the repair"
+    );
+    assert!(
+        lab.vm("b").ping_from("10.8.0.10", Some("10.8.0.200"), 3),
+        "b's pair not in force"
+    );
+    assert!(lab.vm("a").ping("10.8.0.11", 2));
+
+    // Crash right after switching back to the old configuration, before
+    // any cleanup: the old configuration is whole in force (c is no port,
+    // b's pair is gone), with c's program still attached.
+    let before = generation(&lab);
+    lab.kill_agent().unwrap();
+    crash_at(&lab, &old, "apply-switched");
+    assert_eq!(generation(&lab), before + 1);
+    assert_eq!(ports(&lab), 2);
+    assert!(lab.vm("a").ping("10.8.0.11", 3));
+    assert!(
+        !lab.vm("b").ping_from("10.8.0.10", Some("10.8.0.200"), 2),
+        "the removed pair still works"
+    );
+    assert!(
+        !lab.vm("c").ping("10.8.0.10", 2),
+        "a removed port still forwards"
+    );
+    assert!(
+        has_xdp(&lab, lab.vm("c")),
+        "expected the leftover attachment the test is about"
+    );
+
+    // The next start repairs: the leftover attachment goes.
+    lab.start(&old).unwrap();
+    assert_eq!(ports(&lab), 2);
+    assert!(
+        !has_xdp(&lab, lab.vm("c")),
+        "c's tap kept the datapath's program"
+    );
+    assert!(lab.vm("a").ping("10.8.0.11", 3));
+    assert!(lab.agent_log().contains("took over the XDP links"));
+}

@@ -106,6 +106,19 @@ impl Default for Options {
     }
 }
 
+/// Fault injection for the crash-consistency tests: an agent whose
+/// environment has `DATAPLANE_FAILPOINT=NAME` aborts when it reaches the
+/// point NAME, as a crash would (no unwinding, no cleanup). Points:
+/// `apply-staged` (the new slot written, new taps attached, the live slot
+/// not switched yet) and `apply-switched` (the new slot live, nothing of
+/// the old one cleaned up yet).
+fn failpoint(name: &str) {
+    if std::env::var_os("DATAPLANE_FAILPOINT").is_some_and(|v| v == name) {
+        eprintln!("DATAPLANE_FAILPOINT={name}: aborting here");
+        std::process::abort();
+    }
+}
+
 /// What an apply changed.
 #[derive(Clone, Debug, Default)]
 pub struct ApplySummary {
@@ -532,6 +545,8 @@ impl Datapath {
             }
         }
 
+        failpoint("apply-staged");
+
         let next = DpConfig {
             active_slot: target,
             flags: self.current.flags,
@@ -540,6 +555,7 @@ impl Datapath {
         self.config
             .set(0, next, 0)
             .context("switching the live slot")?;
+        failpoint("apply-switched");
         self.current = next;
         self.last_switch = Instant::now();
         self.port_ix = port_ix;
