@@ -11,13 +11,13 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use common::{
-    CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, DropEvent, EVENTS_RING_BYTES, EventBudget, FdbEntry, FdbKey,
-    FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop, JUMP_SLOTS, MAX_CONNTRACK,
-    MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_POLICY_RULES, MAX_PORTS,
-    MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key,
-    PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
-    PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
-    RouteV6Key, SgMeta, SgStats,
+    CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, DropEvent, EVENTS_RING_BYTES, EventBudget,
+    FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, Hop,
+    JUMP_SLOTS, MAX_CONNTRACK, MAX_FLOOD_DOMAINS, MAX_FLOOD_MEMBERS, MAX_GROUPS, MAX_POLICY_RULES,
+    MAX_PORTS, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, Neigh, NeighV4Key,
+    NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey,
+    PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route,
+    RouteV4Key, RouteV6Key, SgMeta, SgStats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;

@@ -19,9 +19,8 @@ use aya_ebpf::{
 };
 use common::{
     CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CT_STATS_DATAPATH, CtEntry, CtKey, CtStats,
-    DropReason,
-    POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey, PortInfo,
-    REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TX_F_TRACE, TxMeta,
+    DropReason, POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey,
+    PortInfo, REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TX_F_TRACE, TxMeta,
 };
 
 use crate::{
