@@ -228,7 +228,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     })
                 }
                 ShowWhat::Conntrack { json } => {
-                    print_view(&show::conntrack(&dir)?, json, |v| show::render_conntrack(v))
+                    print_view(&show::conntrack(&dir)?, json, show::render_conntrack)
                 }
                 ShowWhat::Groups { json } => {
                     print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
