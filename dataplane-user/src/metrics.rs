@@ -115,7 +115,7 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
         }
     }
     // Reads the whole table: a scrape costs two syscalls per entry.
-    let ct = show::conntrack(dir)?.table;
+    let ct = show::conntrack_table(dir)?;
     for (name, kind, help, value) in [
         (
             "capacity",

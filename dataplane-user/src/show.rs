@@ -20,14 +20,17 @@ use serde::Serialize;
 use crate::{config::MacAddr, datapath::pins::c_str};
 
 pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
+    Ok(Map::from_map_data(open_data(dir, name)?)?)
+}
+
+fn open_data(dir: &Path, name: &str) -> Result<MapData> {
     let path = dir.join("maps").join(name);
-    let data = MapData::from_pin(&path).with_context(|| {
+    MapData::from_pin(&path).with_context(|| {
         format!(
             "cannot open {} (is `dataplane run` running for this instance?)",
             path.display()
         )
-    })?;
-    Ok(Map::from_map_data(data)?)
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -420,31 +423,17 @@ pub struct ConntrackView {
     pub connections: Vec<ConnView>,
 }
 
+/// The connection-tracking table's counts, without listing its entries
+/// (what the metrics need).
+pub fn conntrack_table(dir: &Path) -> Result<CtTableView> {
+    walk_conntrack(dir, |_, _, _| Ok(()))
+}
+
 /// The connection-tracking table: its counts and every live entry.
 pub fn conntrack(dir: &Path) -> Result<ConntrackView> {
     let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
-    // Counters before entries: a connection made meanwhile can only make
-    // the eviction count lower for this reading, never invent one.
-    let stats: PerCpuArray<MapData, common::CtStats> = open(dir, "CT_STATS")?.try_into()?;
-    let (mut created, mut removed) = (0u64, 0u64);
-    for index in [common::CT_STATS_DATAPATH, common::CT_STATS_AGENT] {
-        for s in stats.get(&index, 0)?.iter() {
-            created += s.created;
-            removed += s.removed;
-        }
-    }
-    let ct_map = open(dir, "CONNTRACK")?;
-    let capacity = ct_map_capacity(dir)?;
-    let ct: HashMap<MapData, common::CtKey, common::CtEntry> = ct_map.try_into()?;
-    let now = monotonic_ns();
     let mut out = Vec::new();
-    let mut entries = 0u64;
-    for item in ct.iter() {
-        let (k, e) = item?;
-        entries += 1;
-        if e.expires_ns < now {
-            continue;
-        }
+    let table = walk_conntrack(dir, |k, e, now| {
         let port = meta
             .get(&k.zone, 0)
             .map(|m| c_str(&m.id))
@@ -479,25 +468,53 @@ pub fn conntrack(dir: &Path) -> Result<ConntrackView> {
             expires_in_secs: (e.expires_ns - now) as f64 / 1e9,
             packets: e.packets,
         });
-    }
+        Ok(())
+    })?;
     out.sort_by(|a, b| (&a.port, &a.src, &a.dst).cmp(&(&b.port, &b.src, &b.dst)));
     Ok(ConntrackView {
-        table: CtTableView {
-            capacity,
-            entries,
-            live: out.len() as u64,
-            created,
-            removed,
-            evicted: created.saturating_sub(removed).saturating_sub(entries),
-        },
+        table,
         connections: out,
     })
 }
 
-fn ct_map_capacity(dir: &Path) -> Result<u32> {
-    Ok(MapData::from_pin(dir.join("maps/CONNTRACK"))?
-        .info()?
-        .max_entries())
+/// Reads the table's counters, then walks its entries once, handing each
+/// live one (and the time it was judged live at) to `each`.
+fn walk_conntrack(
+    dir: &Path,
+    mut each: impl FnMut(&common::CtKey, &common::CtEntry, u64) -> Result<()>,
+) -> Result<CtTableView> {
+    // Counters before entries: a connection made meanwhile can only make
+    // the eviction count lower for this reading, never invent one.
+    let stats: PerCpuArray<MapData, common::CtStats> = open(dir, "CT_STATS")?.try_into()?;
+    let (mut created, mut removed) = (0u64, 0u64);
+    for index in [common::CT_STATS_DATAPATH, common::CT_STATS_AGENT] {
+        for s in stats.get(&index, 0)?.iter() {
+            created += s.created;
+            removed += s.removed;
+        }
+    }
+    let data = open_data(dir, "CONNTRACK")?;
+    let capacity = data.info()?.max_entries();
+    let ct: HashMap<MapData, common::CtKey, common::CtEntry> =
+        Map::from_map_data(data)?.try_into()?;
+    let now = monotonic_ns();
+    let (mut entries, mut live) = (0u64, 0u64);
+    for item in ct.iter() {
+        let (k, e) = item?;
+        entries += 1;
+        if e.expires_ns >= now {
+            live += 1;
+            each(&k, &e, now)?;
+        }
+    }
+    Ok(CtTableView {
+        capacity,
+        entries,
+        live,
+        created,
+        removed,
+        evicted: created.saturating_sub(removed).saturating_sub(entries),
+    })
 }
 
 pub fn render_conntrack(view: &ConntrackView) -> String {
