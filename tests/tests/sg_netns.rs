@@ -526,9 +526,19 @@ fn a_removed_port_takes_its_connections_with_it() {
         before.contains(&other.port_id) && before.contains(&web.port_id),
         "{before:?}"
     );
+    let table = |lab: &Lab| lab.show("conntrack").unwrap()["table"].clone();
+    let removed_before = table(&lab)["removed"].as_u64().unwrap();
+    let others = before.iter().filter(|z| **z == other.port_id).count() as u64;
     let mut without = cfg.clone();
     without["ports"].as_array_mut().unwrap().remove(2);
     lab.reload(&without).unwrap();
+    // The agent counts what it removed: not taken for evictions.
+    let t = table(&lab);
+    assert!(
+        t["removed"].as_u64().unwrap() >= removed_before + others,
+        "{t}"
+    );
+    assert_eq!(t["evicted"], 0, "{t}");
     let after = zones(&lab);
     assert!(
         !after.iter().any(|z| z.contains(&other.port_id[..8])),

@@ -29,11 +29,11 @@ use aya::{
     util::nr_cpus,
 };
 use common::{
-    CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta,
-    GroupState, JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh, NeighV4Key, NeighV6Key,
-    PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac,
-    PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
-    RouteV6Key, SgMeta, SgStats,
+    CT_STATS_AGENT, CtEntry, CtKey, CtStats, DpConfig, FdbEntry, FdbKey, FloodKey, GroupMember,
+    GroupMemberKey, GroupMeta, GroupState, JUMP_ROUTE_V4, JUMP_ROUTE_V6, MAX_FLOOD_MEMBERS, Neigh,
+    NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
+    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
+    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
 };
 use tracing::{debug, info};
 
@@ -165,6 +165,8 @@ pub struct Datapath {
     router_ix: Indexes,
     sg_ix: Indexes,
     sg_stats: PerCpuArray<MapData, SgStats>,
+    /// Written only at `CT_STATS_AGENT`: connections the agent removes.
+    ct_stats: PerCpuArray<MapData, CtStats>,
     sg_meta: Array<MapData, SgMeta>,
     conntrack: aya::maps::HashMap<MapData, CtKey, CtEntry>,
     /// What this run wrote into each slot's flood sets (domain -> (port,
@@ -320,6 +322,7 @@ impl Datapath {
             cap("REMOTE_V6"),
         )?;
         let sg_stats: PerCpuArray<MapData, SgStats> = take(&mut ebpf, "SG_STATS")?;
+        let ct_stats: PerCpuArray<MapData, CtStats> = take(&mut ebpf, "CT_STATS")?;
         let sg_meta: Array<MapData, SgMeta> = take(&mut ebpf, "SG_META")?;
         let conntrack: aya::maps::HashMap<MapData, CtKey, CtEntry> = take(&mut ebpf, "CONNTRACK")?;
         let group_members = SlottedMap::open(
@@ -411,6 +414,7 @@ impl Datapath {
             router_ix: Indexes::new(common::MAX_ROUTER_INTERFACES),
             sg_ix,
             sg_stats,
+            ct_stats,
             sg_meta,
             conntrack,
             flood_contents: Default::default(),
@@ -600,7 +604,7 @@ impl Datapath {
                 .iter()
                 .filter(|key| self.conntrack.remove(key).is_ok())
                 .count();
-            pins::count_agent_removals(&self.dir, removed as u64)?;
+            self.count_agent_removals(removed as u64)?;
         }
         // Ports that left: their device-map entries go once no packet of the
         // old slot can use them.
@@ -628,6 +632,19 @@ impl Datapath {
         };
         debug!(?summary, "configuration applied");
         Ok(summary)
+    }
+
+    /// Adds `n` to the agent's count of connections it removed (see
+    /// `CtStats`), on CPU 0's copy: the agent is its entry's only writer.
+    fn count_agent_removals(&mut self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut values: Vec<CtStats> = self.ct_stats.get(&CT_STATS_AGENT, 0)?.to_vec();
+        values[0].removed += n;
+        self.ct_stats
+            .set(CT_STATS_AGENT, PerCpuValues::try_from(values)?, 0)?;
+        Ok(())
     }
 
     fn check_capacity(&self, d: &Desired) -> Result<()> {

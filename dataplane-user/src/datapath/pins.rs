@@ -6,14 +6,14 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::MapData;
 use common::{
-    CT_STATS_AGENT, CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, EVENTS_RING_BYTES,
-    FdbEntry, FdbKey, FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, JUMP_SLOTS,
-    MAX_FLOOD_DOMAINS, MAX_GROUPS, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES,
-    MAX_SECURITY_GROUPS, Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr,
-    PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats,
-    RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
+    CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, EVENTS_RING_BYTES, FdbEntry, FdbKey,
+    FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, JUMP_SLOTS, MAX_FLOOD_DOMAINS,
+    MAX_GROUPS, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS,
+    Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
+    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
+    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
 };
 
 use super::Options;
@@ -140,20 +140,6 @@ pub fn prepare(dir: &Path, specs: &[MapSpec]) -> Result<()> {
             );
         }
     }
-    Ok(())
-}
-
-/// Adds `n` to the agent's count of connections it removed (`CtStats`), on
-/// CPU 0's copy: the agent is the only writer of its entry.
-pub fn count_agent_removals(dir: &Path, n: u64) -> Result<()> {
-    if n == 0 {
-        return Ok(());
-    }
-    let map = MapData::from_pin(dir.join("maps/CT_STATS"))?;
-    let mut stats: PerCpuArray<MapData, CtStats> = Map::PerCpuArray(map).try_into()?;
-    let mut values: Vec<CtStats> = stats.get(&CT_STATS_AGENT, 0)?.iter().copied().collect();
-    values[0].removed += n;
-    stats.set(CT_STATS_AGENT, PerCpuValues::try_from(values)?, 0)?;
     Ok(())
 }
 
