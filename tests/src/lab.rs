@@ -356,6 +356,19 @@ impl Lab {
             .unwrap_or(0)
     }
 
+    /// Starts `count` pings from `vm` to `dst` every 20 ms in the
+    /// background; returns the file their summary goes to (read it with
+    /// [`ping_result`]).
+    pub fn ping_in_background(&self, vm: &Vm, dst: &str, count: u32) -> PathBuf {
+        let out = self.dir.path().join(format!("ping-{}.out", vm.name));
+        vm.sh(&format!(
+            "ping -n -i 0.02 -c {count} -W 1 {dst} > {} 2>&1 &",
+            out.display()
+        ))
+        .expect("starting ping");
+        out
+    }
+
     /// Rewrites the agent's configuration file with `config` and sends it
     /// SIGHUP; returns once the new generation is live, or fails with the
     /// agent's log if it did not become live within 10 s.
@@ -437,4 +450,22 @@ impl Drop for Lab {
         // Whatever the agent left pinned goes too.
         let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/{}", self.instance));
     }
+}
+
+/// (sent, received) of a background ping ([`Lab::ping_in_background`]),
+/// once it has finished (waits up to 30 s).
+pub fn ping_result(out: &std::path::Path) -> (u32, u32) {
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(out) {
+            if let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) {
+                let n: Vec<u32> = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                return (n[0], n[1]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("ping did not finish");
 }

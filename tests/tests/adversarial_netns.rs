@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use lab::{
-    lab::Lab,
+    lab::{Lab, ping_result},
     require_root,
     topo::{config, network, pair, port, subnet},
 };
@@ -82,12 +82,7 @@ fn mac_flooding_and_arp_poisoning_disturb_nobody() {
     let lab = lab();
     let (m1, m2, x) = (lab.vm("m1"), lab.vm("m2"), lab.vm("x"));
     // m1 pings m2 every 20 ms while x attacks.
-    let out = lab.dir.path().join("ping.out");
-    m1.sh(&format!(
-        "ping -n -i 0.02 -c 150 -W 1 10.12.0.12 > {} 2>&1 &",
-        out.display()
-    ))
-    .unwrap();
+    let out = lab.ping_in_background(m1, "10.12.0.12", 150);
     // 2000 frames from random source MACs (a switch's table would fill;
     // here nothing is learned from traffic), and forged ARP replies telling
     // m1 that m2's address is at x's MAC.
@@ -101,18 +96,7 @@ fn mac_flooding_and_arp_poisoning_disturb_nobody() {
         "sendp([Ether(src=MAC, dst='{MAC_M1}')/ARP(op=2, hwsrc=MAC, psrc='10.12.0.12', hwdst='{MAC_M1}', pdst='10.12.0.11')] * 20, iface=IFACE)"
     ))
     .unwrap();
-    let mut summary = String::new();
-    for _ in 0..100 {
-        summary = std::fs::read_to_string(&out).unwrap_or_default();
-        if summary.contains("packets transmitted") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        summary.contains("150 packets transmitted, 150 received"),
-        "m1's pings suffered:\n{summary}"
-    );
+    assert_eq!(ping_result(&out), (150, 150), "m1's pings suffered");
     // RandMAC can produce x's own MAC or a multicast one only by a 2^-47
     // chance; every frame is a src_mac drop.
     assert!(
@@ -160,12 +144,7 @@ fn hping3_spoofing_dhcp_and_tiny_fragments_are_counted_and_harm_nobody() {
     require_root!();
     let lab = lab();
     let (m1, x) = (lab.vm("m1"), lab.vm("x"));
-    let out = lab.dir.path().join("ping.out");
-    m1.sh(&format!(
-        "ping -n -i 0.02 -c 150 -W 1 10.12.0.12 > {} 2>&1 &",
-        out.display()
-    ))
-    .unwrap();
+    let out = lab.ping_in_background(m1, "10.12.0.12", 150);
     let m2 = lab.vm("m2");
     // Resolved first, so that x's kernel queues nothing while asking.
     assert!(x.ping("10.12.0.12", 1));
@@ -199,16 +178,5 @@ fn hping3_spoofing_dhcp_and_tiny_fragments_are_counted_and_harm_nobody() {
         "tiny first fragments: {}",
         lab.port(m2).unwrap()
     );
-    let mut summary = String::new();
-    for _ in 0..100 {
-        summary = std::fs::read_to_string(&out).unwrap_or_default();
-        if summary.contains("packets transmitted") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        summary.contains("150 packets transmitted, 150 received"),
-        "m1's pings suffered:\n{summary}"
-    );
+    assert_eq!(ping_result(&out), (150, 150), "m1's pings suffered");
 }

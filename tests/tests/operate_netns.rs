@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lab::{
-    lab::{Lab, Vm},
+    lab::{Lab, Vm, ping_result},
     require_root,
     topo::{config, network, pair, port, subnet},
 };
@@ -55,35 +55,6 @@ fn lab_with(run_args: &[&str]) -> Lab {
     lab
 }
 
-/// Starts `count` pings from `vm` to `dst` every 20 ms in the background;
-/// returns the file their summary goes to.
-fn ping_in_background(lab: &Lab, vm: &Vm, dst: &str, count: u32) -> std::path::PathBuf {
-    let out = lab.dir.path().join(format!("ping-{}.out", vm.name));
-    vm.sh(&format!(
-        "ping -n -i 0.02 -c {count} -W 1 {dst} > {} 2>&1 &",
-        out.display()
-    ))
-    .unwrap();
-    out
-}
-
-/// (sent, received) once the background ping has finished.
-fn ping_result(out: &std::path::Path) -> (u32, u32) {
-    for _ in 0..300 {
-        if let Ok(text) = std::fs::read_to_string(out) {
-            if let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) {
-                let n: Vec<u32> = line
-                    .split(|c: char| !c.is_ascii_digit())
-                    .filter_map(|s| s.parse().ok())
-                    .collect();
-                return (n[0], n[1]);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("ping did not finish");
-}
-
 #[test]
 fn stopping_killing_and_restarting_the_agent_loses_no_packet() {
     require_root!();
@@ -106,7 +77,7 @@ fn stopping_killing_and_restarting_the_agent_loses_no_packet() {
     };
     let opened_before = opened(&lab);
     assert!(opened_before > 0);
-    let out = ping_in_background(&lab, a, "10.8.0.11", 250);
+    let out = lab.ping_in_background(a, "10.8.0.11", 250);
     std::thread::sleep(Duration::from_millis(500));
 
     // The agent exits: the datapath keeps forwarding on its pinned links.
@@ -147,7 +118,7 @@ fn live_changes_and_a_rejected_config_lose_no_packet() {
     let lab = lab();
     let (a, c) = (lab.vm("a"), lab.vm("c"));
     assert!(!c.ping("10.8.0.10", 1), "c is not a port yet");
-    let out = ping_in_background(&lab, a, "10.8.0.11", 200);
+    let out = lab.ping_in_background(a, "10.8.0.11", 200);
     std::thread::sleep(Duration::from_millis(300));
 
     // A port is added (with a pair) live.
