@@ -11,6 +11,7 @@ pub mod pkt;
 pub mod rng;
 pub mod topo;
 pub mod verdict;
+pub mod vrrp;
 
 /// Skips a test (by returning) unless it runs as root: namespaces, XDP and
 /// bpffs need it. `cargo xtask test` runs as root.
