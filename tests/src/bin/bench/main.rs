@@ -12,6 +12,8 @@
 //! frames the programs had rewritten were not reset between runs, so its
 //! numbers described other paths than their names.
 
+mod forwarding;
+
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{Context, Result};
@@ -19,6 +21,7 @@ use common::{TX_F_TRACE, TxMeta};
 use lab::{
     pkt::{self, mac, v4},
     verdict::{Verdicts, XDP_DROP, XDP_PASS, XDP_REDIRECT},
+    vrrp,
 };
 use serde_json::{Value, json};
 
@@ -32,7 +35,8 @@ const E_MAC: &str = "fa:16:3e:b0:00:20";
 const R1_MAC: &str = "fa:16:3e:b0:01:01";
 const R2_MAC: &str = "fa:16:3e:b0:01:02";
 
-/// A topology of `ports` ports (at least the six the paths need), the
+/// A topology of `ports` ports (at least the five the paths need; the
+/// router's two interfaces come on top), the
 /// source port holding `pairs` allowed address pairs (host addresses and
 /// /24 prefixes, raising Neutron's limit), and the destination's group
 /// holding `rules` extra rules.
@@ -65,14 +69,32 @@ fn topology(ports: usize, pairs: usize, rules: usize) -> Value {
     for p in &mut ports_v[2..4] {
         p["allowed_address_pairs"] = json!([{ "ip_address": "10.9.0.100", "mac_address": VMAC }]);
     }
-    for i in ports_v.len()..ports {
-        let i = i as u32;
+    // The other ports sit on networks of up to EXTRA_PER_NETWORK ports: a
+    // flood domain holds at most 4,096 ports on one host.
+    let first_extra = ports_v.len();
+    let mut networks = vec![json!({ "id": "net" }), json!({ "id": "net2" })];
+    let mut subnets = vec![
+        json!({ "id": "s", "network_id": "net", "cidr": "10.9.0.0/16", "ip_version": 4 }),
+        json!({ "id": "s2", "network_id": "net2", "cidr": "10.20.0.0/24", "ip_version": 4 }),
+    ];
+    for i in first_extra..ports {
+        let (k, j) = (
+            (i - first_extra) / EXTRA_PER_NETWORK,
+            (i - first_extra) % EXTRA_PER_NETWORK,
+        );
+        if j == 0 {
+            networks.push(json!({ "id": format!("x{k}") }));
+            subnets.push(json!({
+                "id": format!("sx{k}"), "network_id": format!("x{k}"),
+                "cidr": format!("10.{}.0.0/16", 200 + k), "ip_version": 4,
+            }));
+        }
         ports_v.push(port(
             &format!("{i:08}-extra"),
-            "net",
-            "s",
+            &format!("x{k}"),
+            &format!("sx{k}"),
             &format!("fa:16:3e:c0:{:02x}:{:02x}", i / 256, i % 256),
-            &format!("10.9.{}.{}", 1 + i / 250, 1 + i % 250),
+            &format!("10.{}.{}.{}", 200 + k, j / 250, 1 + j % 250),
             "open",
         ));
     }
@@ -104,11 +126,8 @@ fn topology(ports: usize, pairs: usize, rules: usize) -> Value {
     }));
     json!({
         "dataplane": { "max_allowed_address_pair": pairs.max(10) },
-        "networks": [{ "id": "net" }, { "id": "net2" }],
-        "subnets": [
-            { "id": "s", "network_id": "net", "cidr": "10.9.0.0/16", "ip_version": 4 },
-            { "id": "s2", "network_id": "net2", "cidr": "10.20.0.0/24", "ip_version": 4 },
-        ],
+        "networks": networks,
+        "subnets": subnets,
         "routers": [{ "id": "r1" }],
         "ports": ports_v,
         "security_groups": [
@@ -168,6 +187,12 @@ fn paths() -> Vec<Path> {
 type Scale = (usize, usize, usize);
 
 const REPEAT: u32 = 200_000;
+/// Ports per network beyond the paths' own.
+const EXTRA_PER_NETWORK: usize = 1000;
+/// The datapath's port capacity in every measurement: room for the
+/// largest topology (10,000 ports, 100,000 pairs at 16 address entries a
+/// port).
+const MAX_PORTS: u32 = 16384;
 /// Single runs per measurement for paths that rewrite the frame.
 const SINGLES: usize = 4000;
 
@@ -187,8 +212,7 @@ struct Measured {
 }
 
 fn measure(config: &Value) -> Result<Measured> {
-    // Sized so that 100,000 pairs fit (16 address entries per port).
-    let mut v = Verdicts::sized(config, SRC, 8192)?;
+    let mut v = Verdicts::sized(config, SRC, MAX_PORTS)?;
     let floor = [0u8; 64];
     let floor_repeat = median(|| v.time("bench_floor", &floor, REPEAT), 5)?;
     let floor_single = median(|| v.time("bench_floor", &floor, 1), SINGLES)?;
@@ -215,7 +239,7 @@ fn measure(config: &Value) -> Result<Measured> {
     // destination port bound to the run's interface and the metadata
     // from_vm attaches to what the source port sends.
     drop(v);
-    let mut r = Verdicts::sized(config, "bench-dst", 8192)?;
+    let mut r = Verdicts::sized(config, "bench-dst", MAX_PORTS)?;
     let sender = r.sender_meta(SRC)?;
     let traced = TxMeta {
         flags: sender.flags | TX_F_TRACE,
@@ -248,6 +272,24 @@ fn measure(config: &Value) -> Result<Measured> {
         let ns = median(|| Ok(r.to_vm(meta, frame, REPEAT)?.1), 5)?;
         rows.push((name, ns, ns / floor_repeat));
     }
+    // A whole new connection, its entry and the creation count included:
+    // one run per frame, each from a source port not seen before.
+    let mut sport = 1024u16;
+    let ns = median(
+        || {
+            sport += 1;
+            let frame = pkt::udp4(s, d, v4("10.9.0.1"), v4("10.9.0.2"), sport, 2000);
+            let (got, ns) = r.to_vm(&sender, &frame, 1)?;
+            anyhow::ensure!(got == XDP_PASS, "new connection: verdict {got}");
+            Ok(ns)
+        },
+        SINGLES,
+    )?;
+    rows.push((
+        "to_vm: new connection, entry inserted",
+        ns,
+        ns / floor_single,
+    ));
     Ok(Measured {
         floor_repeat,
         floor_single,
@@ -281,6 +323,32 @@ fn main() -> Result<()> {
         "Machine: {machine}, {cpus} CPUs, kernel {}.\n",
         kernel.trim()
     )?;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    if wanted("packet") {
+        per_packet(&mut md, &mut series)?;
+    }
+    if wanted("control") {
+        control_plane(&mut md)?;
+    }
+    if wanted("forwarding") {
+        md += &forwarding::run()?;
+    }
+    if wanted("failover") {
+        failover(&mut md)?;
+    }
+
+    std::fs::write(out_dir.join("bench.md"), &md)?;
+    std::fs::write(out_dir.join("bench.svg"), svg(&series))?;
+    print!("{md}");
+    eprintln!("bench: wrote {}", out_dir.join("bench.md").display());
+    Ok(())
+}
+
+/// Per-packet cost of each path in the base topology, then scaled one
+/// dimension at a time; `series` gets the plot's lines.
+fn per_packet(md: &mut String, series: &mut Vec<(String, Vec<(usize, f64)>)>) -> Result<()> {
     writeln!(
         md,
         "BPF_PROG_TEST_RUN of `from_vm` (and the routing program it tail-calls) with the \
@@ -296,11 +364,12 @@ fn main() -> Result<()> {
          code built as a plain XDP program (BPF_PROG_TEST_RUN refuses device-map programs). \
          A new connection is timed as traced frames, which decide but write no conntrack \
          entry: the rule lookup without the insert. The established row finds the entry \
-         the first run opened and updates it.\n"
+         the first run opened and updates it. The inserted row is a whole new connection \
+         (rule lookup, entry insert, creation count): each run a new source port, timed one \
+         run at a time against the floor timed the same way.\n"
     )?;
-
-    eprintln!("bench: base topology (6 ports, 10 pairs, 10 rules)");
-    let base = measure(&topology(6, 10, 10))?;
+    eprintln!("bench: base topology (10 ports, 10 pairs, 10 rules)");
+    let base = measure(&topology(10, 10, 10))?;
     writeln!(md, "## Paths\n")?;
     writeln!(md, "| path | ns per packet | ratio to the floor |")?;
     writeln!(md, "|---|---:|---:|")?;
@@ -320,17 +389,19 @@ fn main() -> Result<()> {
 
     // Scaling: one dimension at a time.
     let dims: [(&str, Vec<Scale>); 3] = [
-        ("ports", vec![(6, 10, 10), (100, 10, 10), (1000, 10, 10)]),
+        (
+            "ports",
+            vec![(10, 10, 10), (1000, 10, 10), (10_000, 10, 10)],
+        ),
         (
             "allowed address pairs",
-            vec![(6, 10, 10), (6, 10_000, 10), (6, 100_000, 10)],
+            vec![(10, 10, 10), (10, 10_000, 10), (10, 100_000, 10)],
         ),
         (
             "security-group rules",
-            vec![(6, 10, 10), (6, 10, 1000), (6, 10, 10_000)],
+            vec![(10, 10, 10), (10, 10, 1000), (10, 10, 10_000)],
         ),
     ];
-    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     writeln!(
         md,
         "\n## Scaling (ns per packet; ratio largest / smallest)\n"
@@ -369,18 +440,22 @@ fn main() -> Result<()> {
         writeln!(md)?;
     }
 
-    // Control plane: applying from nothing, and a one-port change, with
-    // the memory the maps take (memlock as the kernel accounts it).
+    Ok(())
+}
+
+/// Applying from nothing, and a one-port change, with the memory the maps
+/// take (memlock as the kernel accounts it).
+fn control_plane(md: &mut String) -> Result<()> {
     writeln!(md, "## Control plane\n")?;
     writeln!(
         md,
         "| configuration | first apply | first change | one-port change | map memory |"
     )?;
     writeln!(md, "|---|---:|---:|---:|---:|")?;
-    for ports in [1000usize, 4000] {
+    for ports in [1000usize, 10_000] {
         eprintln!("bench: control plane, {ports} ports");
         let cfg = topology(ports, 10, 10);
-        let mut v = Verdicts::sized(&cfg, SRC, 8192)?;
+        let mut v = Verdicts::sized(&cfg, SRC, MAX_PORTS)?;
         let mut changed = cfg.clone();
         let mut change = |v: &mut Verdicts, ip: &str| {
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -405,20 +480,47 @@ fn main() -> Result<()> {
          slot's flood sets (one device map per network and group) from nothing; later \
          changes rewrite only the sets whose members changed. One-port change: one pair of \
          one port, once both slots are built. Map memory is the sum of `memlock` over this \
-         process's BPF maps (sized for 8192 ports; hash and LPM maps allocate on use)."
+         process's BPF maps (sized for {MAX_PORTS} ports; hash and LPM maps allocate on use)."
     )?;
+    writeln!(md)?;
+    Ok(())
+}
+
+/// VRRP failover with real keepalived (`lab::vrrp`), through the datapath
+/// and through a plain Linux bridge, in the same run.
+fn failover(md: &mut String) -> Result<()> {
+    writeln!(md, "## VRRP failover\n")?;
     writeln!(
         md,
-        "\nNot measured yet: forwarding between real interfaces against a Linux bridge with \
-         ebtables and nftables (issue 6). VRRP failover losses are \
-         measured by `tests/tests/failover_netns.rs` (about 34 pings at 0.1 s, datapath and \
-         bridge alike)."
+        "| keepalived | pings lost through the datapath | pings lost through a Linux bridge |"
     )?;
-
-    std::fs::write(out_dir.join("bench.md"), &md)?;
-    std::fs::write(out_dir.join("bench.svg"), svg(&series))?;
-    print!("{md}");
-    eprintln!("bench: wrote {}", out_dir.join("bench.md").display());
+    writeln!(md, "|---|---:|---:|")?;
+    for vmac in [false, true] {
+        let variant = if vmac { "use_vmac" } else { "no vmac" };
+        eprintln!("bench: VRRP failover ({variant}), Linux bridge");
+        let (lab, bridged) = vrrp::scenario(true, vmac)?;
+        drop(lab);
+        eprintln!("bench: VRRP failover ({variant}), datapath");
+        let (lab, through_dp) = vrrp::scenario(false, vmac)?;
+        drop(lab);
+        writeln!(
+            md,
+            "| {variant} | {} of {} | {} of {} |",
+            through_dp.lost(),
+            through_dp.sent,
+            bridged.lost(),
+            bridged.sent
+        )?;
+    }
+    writeln!(
+        md,
+        "\nTwo VMs run keepalived (advert_int 1 s, priorities 200 and 100) for a VIP they \
+         hold as an allowed address pair; a third pings it every 0.1 s; {} s in, the \
+         master's link goes down. Both columns hold keepalived's own takeover time (three \
+         missed adverts plus skew); the difference between them is what the switch adds \
+         (the datapath learns the new master from its gratuitous ARP).\n",
+        vrrp::FAIL_AFTER.as_secs()
+    )?;
     Ok(())
 }
 
@@ -452,8 +554,11 @@ fn svg(series: &[(String, Vec<(usize, f64)>)]) -> String {
         * 1.1;
     let x_of = |s: usize| left + plot_w * ((s as f64).log10() / 5.0);
     let y_of = |y: f64| top + plot_h * (1.0 - y / max_y);
+    // One colour per path, one dash per dimension (series come dimension
+    // by dimension, the paths in the same order each time).
     let colours = [
-        "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
+        "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
+        "#1f78b4",
     ];
     let mut s = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='11'>\n\
