@@ -39,7 +39,7 @@ const R2_MAC: &str = "fa:16:3e:b0:01:02";
 /// router's two interfaces come on top), the
 /// source port holding `pairs` allowed address pairs (host addresses and
 /// /24 prefixes, raising Neutron's limit), and the destination's group
-/// holding `rules` extra rules.
+/// holding `rules` extra rules (remote prefixes and remote groups).
 fn topology(ports: usize, pairs: usize, rules: usize) -> Value {
     let port = |id: &str, net: &str, subnet: &str, mac: &str, ip: &str, sg: &str| {
         json!({
@@ -115,14 +115,22 @@ fn topology(ports: usize, pairs: usize, rules: usize) -> Value {
         json!({ "direction": "egress" }),
         json!({ "direction": "ingress", "protocol": "udp", "port_range_min": 2000, "port_range_max": 2000 }),
     ];
-    // Rules that never match the measured packets (other ports, other
-    // remote prefixes): they only make the tables bigger.
+    // Rules that never match the measured packets (TCP to other ports):
+    // they only make the tables bigger. Half name a remote prefix, half a
+    // remote group, the sender's own ("open"), so that its identity's
+    // entries grow too.
     dst_rules.extend((0..rules).map(|i| {
-        json!({
+        let mut r = json!({
             "direction": "ingress", "protocol": "tcp",
             "port_range_min": 10000 + (i % 50000), "port_range_max": 10000 + (i % 50000),
-            "remote_ip_prefix": format!("192.{}.{}.0/24", 168 + i / 65536, (i / 256) % 256),
-        })
+        });
+        if i % 2 == 0 {
+            r["remote_ip_prefix"] =
+                json!(format!("192.{}.{}.0/24", 168 + i / 65536, (i / 256) % 256));
+        } else {
+            r["remote_group_id"] = json!("open");
+        }
+        r
     }));
     json!({
         "dataplane": { "max_allowed_address_pair": pairs.max(10) },
