@@ -2,7 +2,9 @@
 //! empty-program floor measured in the same run, and how that cost scales
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
-//! being slow: it measures.
+//! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
+//! (any of them, comma-separated) runs only those sections, into the
+//! folder given as the first argument.
 //!
 //! Every path runs the real `from_vm` (and the routing program it
 //! tail-calls) with real maps, through BPF_PROG_TEST_RUN. The receiving
