@@ -25,6 +25,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
+
+use super::median_of;
 use lab::{
     lab::{Lab, Vm},
     topo::{config, network, pair, port, subnet},
@@ -382,8 +384,8 @@ fn neutron_rules(lab: &Lab, restore: &str) -> Result<()> {
     Ok(())
 }
 
-/// Busy and total CPU time of the whole machine, in clock ticks.
-fn cpu_ticks() -> Result<(u64, u64)> {
+/// Busy CPU time of the whole machine, in clock ticks.
+fn busy_ticks() -> Result<u64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let v: Vec<u64> = line
@@ -394,8 +396,7 @@ fn cpu_ticks() -> Result<(u64, u64)> {
     ensure!(v.len() >= 8, "short /proc/stat line: {line}");
     // user nice system idle iowait irq softirq steal: idle, iowait and
     // steal (time the hypervisor gave to others) are not ours.
-    let busy = v[0] + v[1] + v[2] + v[5] + v[6];
-    Ok((busy, busy + v[3] + v[4]))
+    Ok(v[0] + v[1] + v[2] + v[5] + v[6])
 }
 
 fn link_packets(vm: &Vm, dir: &str) -> Result<u64> {
@@ -421,7 +422,7 @@ fn run_once(h: &Hypervisor, traffic: Traffic, round: usize) -> Result<Sample> {
     std::fs::write(&cfg, desc)?;
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let (sent0, got0) = (link_packets(h.src(), "tx")?, link_packets(h.dst(), "rx")?);
-    let (busy0, _) = cpu_ticks()?;
+    let busy0 = busy_ticks()?;
     let t = Instant::now();
     h.src()
         .sh(&format!(
@@ -430,7 +431,7 @@ fn run_once(h: &Hypervisor, traffic: Traffic, round: usize) -> Result<Sample> {
         ))
         .context("trafgen")?;
     let secs = t.elapsed().as_secs_f64();
-    let (busy1, _) = cpu_ticks()?;
+    let busy1 = busy_ticks()?;
     let (sent1, got1) = (link_packets(h.src(), "tx")?, link_packets(h.dst(), "rx")?);
     Ok(Sample {
         sent: sent1 - sent0,
@@ -446,11 +447,6 @@ struct Cell {
     delivered_pps: f64,
     /// CPU time per packet delivered (or sent, for dropped traffic).
     cpu_ns: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Runs every traffic through every setup, `ROUNDS` times interleaved (so
@@ -541,11 +537,11 @@ pub fn run() -> Result<String> {
                         .max(1) as f64
                     };
                     Cell {
-                        sent_pps: median(ss.iter().map(|s| s.sent as f64 / s.secs).collect()),
-                        delivered_pps: median(
+                        sent_pps: median_of(ss.iter().map(|s| s.sent as f64 / s.secs).collect()),
+                        delivered_pps: median_of(
                             ss.iter().map(|s| s.delivered as f64 / s.secs).collect(),
                         ),
-                        cpu_ns: median(ss.iter().map(|s| s.busy_secs * 1e9 / per(s)).collect()),
+                        cpu_ns: median_of(ss.iter().map(|s| s.busy_secs * 1e9 / per(s)).collect()),
                     }
                 })
             })
