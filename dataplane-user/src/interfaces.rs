@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 
-use crate::config::{ConfigError, ConfigErrors, Topology};
+use dataplane_config::config::{ConfigError, ConfigErrors, Topology};
 
 /// The interface index of `name` in the current network namespace.
 pub fn ifindex(name: &str) -> Option<u32> {

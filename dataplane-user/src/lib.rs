@@ -1,12 +1,10 @@
-//! Loader of the allowed-address-pairs eBPF datapath: configuration,
-//! compilation into map entries, and the running datapath.
+//! The agent of the allowed-address-pairs eBPF datapath: loads the
+//! programs, keeps their pinned maps in step with the configuration
+//! (compiled by `dataplane-config`), and reads them back for operators.
 
-pub mod compile;
-pub mod config;
 pub mod datapath;
 pub mod interfaces;
 pub mod metrics;
 pub mod monitor;
-pub mod policy;
 pub mod show;
 pub mod trace;

@@ -4,11 +4,11 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use dataplane::{
-    config::{self, ConfigErrors},
+use dataplane_agent::{
     datapath::{self, Datapath, Options},
     interfaces, show, trace,
 };
+use dataplane_config::config::{self, ConfigErrors};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -283,7 +283,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Monitor { json, count } => {
-            dataplane::monitor::run(&datapath::instance_dir(&cli.instance), json, count)
+            dataplane_agent::monitor::run(&datapath::instance_dir(&cli.instance), json, count)
         }
         Command::Stop => {
             let dir = datapath::instance_dir(&cli.instance);
@@ -331,7 +331,7 @@ async fn run(
     );
 
     if let Some(addr) = metrics {
-        dataplane::metrics::serve(addr, dp.dir().clone()).await?;
+        dataplane_agent::metrics::serve(addr, dp.dir().clone()).await?;
     }
 
     let mut sigint = signal(SignalKind::interrupt())?;

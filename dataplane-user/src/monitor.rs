@@ -14,7 +14,9 @@ use aya::maps::{Array, Map, MapData, RingBuf};
 use common::{DropEvent, DropReason, PortMeta};
 use serde::Serialize;
 
-use crate::{config::MacAddr, datapath::pins::c_str};
+use dataplane_config::config::MacAddr;
+
+use crate::datapath::pins::c_str;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventView {

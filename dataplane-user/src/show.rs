@@ -17,7 +17,9 @@ use common::{
 };
 use serde::Serialize;
 
-use crate::{config::MacAddr, datapath::pins::c_str};
+use dataplane_config::config::MacAddr;
+
+use crate::datapath::pins::c_str;
 
 pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
     Ok(Map::from_map_data(open_data(dir, name)?)?)

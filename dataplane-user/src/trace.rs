@@ -35,8 +35,9 @@ use etherparse::{
 };
 use serde::Serialize;
 
+use dataplane_config::config::MacAddr;
+
 use crate::{
-    config::MacAddr,
     datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE},
     show::{self, PortView, PortsView},
 };

@@ -13,11 +13,11 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use common::{PortInfo, PortKey, TX_META_MAGIC, TxMeta};
-use dataplane::{
-    config::{self, Format, Topology},
+use dataplane_agent::{
     datapath::{Datapath, Options, PROG_FROM_VM, PROG_TO_VM_TRACE},
     show, trace,
 };
+use dataplane_config::config::{self, Format, Topology};
 use serde_json::Value;
 
 use crate::netns::Netns;

@@ -8,7 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use dataplane::{
+use dataplane_config::{
     compile::{FreshIndexes, compile},
     config::{self, Format},
 };

@@ -1,7 +1,7 @@
 //! Configuration validation: every bad input is refused with an error that
 //! names the object and the field; what Neutron accepts is accepted.
 
-use dataplane::config::{self, ConfigErrors, Format, Topology};
+use dataplane_config::config::{self, ConfigErrors, Format, Topology};
 use serde_json::{Value, json};
 
 const PORT: &str = "5e1c0a2b-0000-4000-8000-000000000001";

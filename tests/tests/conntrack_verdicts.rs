@@ -3,7 +3,7 @@
 //! conntrack`, the metrics). Driven through BPF_PROG_TEST_RUN on `to_vm`'s
 //! code with a real, deliberately small table.
 
-use dataplane::show;
+use dataplane_agent::show;
 use lab::{
     pkt::{mac, tcp4, v4},
     require_root,
@@ -97,7 +97,7 @@ fn a_full_table_evicts_the_oldest_counts_it_and_keeps_accepting() {
     assert_eq!(show::conntrack(&dir).unwrap().table.created, created);
 
     // The metrics say the same.
-    let text = dataplane::metrics::render(&dir).unwrap();
+    let text = dataplane_agent::metrics::render(&dir).unwrap();
     let evicted = show::conntrack(&dir).unwrap().table.evicted;
     assert!(
         text.contains(&format!("dataplane_conntrack_evicted_total {evicted}\n")),

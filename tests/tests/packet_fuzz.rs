@@ -14,11 +14,11 @@
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
 use anyhow::{Context, Result};
-use dataplane::{
-    config::Topology,
+use dataplane_agent::{
     show,
     trace::{Probe, Trace},
 };
+use dataplane_config::config::Topology;
 use lab::{
     model::{Model, Sent},
     pkt::{link_local, solicited_node},

@@ -6,22 +6,8 @@ use anyhow::Result;
 
 use crate::util::{root, status, with_sigint_ignored};
 
-/// The nightly cargo that builds `dataplane-ebpf` (its own target dir and
-/// lockfile; the loader's build script runs the same command).
-fn ebpf_cargo(subcommand: &str) -> Command {
-    let mut c = Command::new("rustup");
-    c.args(["run", "nightly", "cargo", subcommand])
-        .current_dir(root().join("dataplane-ebpf"))
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR");
-    c
-}
-
 pub fn ebpf() -> Result<PathBuf> {
-    status(ebpf_cargo("build").arg("--release"))?;
-    Ok(root().join("dataplane-ebpf/target/bpfel-unknown-none/release/dataplane"))
+    ebpf_build::build(&root()).map_err(anyhow::Error::msg)
 }
 
 pub fn lint() -> Result<()> {
@@ -31,7 +17,7 @@ pub fn lint() -> Result<()> {
             .args(["fmt", "--all", "--check"])
             .current_dir(&root),
     )?;
-    status(ebpf_cargo("fmt").arg("--check"))?;
+    status(ebpf_build::cargo(&root, "fmt").arg("--check"))?;
     status(
         Command::new("cargo")
             .args([
@@ -44,7 +30,7 @@ pub fn lint() -> Result<()> {
             ])
             .current_dir(&root),
     )?;
-    status(ebpf_cargo("clippy").args(["--release", "--", "-D", "warnings"]))
+    status(ebpf_build::cargo(&root, "clippy").args(["--release", "--", "-D", "warnings"]))
 }
 
 /// Builds the `dataplane` binary and returns its path.

@@ -1,5 +1,5 @@
 //! Slotted key types of the configuration maps and their slot-free forms
-//! used by [`crate::compile::Desired`].
+//! used by [`dataplane_config::compile::Desired`].
 
 use aya::maps::lpm_trie::Key;
 use common::{
@@ -9,7 +9,7 @@ use common::{
 };
 
 use super::slots::{SlotKey, SlotLpmKey};
-use crate::compile::{AddrV4, AddrV6};
+use dataplane_config::compile::{AddrV4, AddrV6};
 
 impl SlotKey for PortKey {
     type Bare = u32;
@@ -175,10 +175,10 @@ impl SlotLpmKey for RouteV6Key {
 }
 
 impl SlotLpmKey for PolicyKey {
-    type Bare = crate::policy::PolicyRule;
+    type Bare = dataplane_config::policy::PolicyRule;
     fn with_slot(
         slot: u32,
-        &(policy, identity, dir, proto, port, bits): &crate::policy::PolicyRule,
+        &(policy, identity, dir, proto, port, bits): &dataplane_config::policy::PolicyRule,
     ) -> Key<Self> {
         Key::new(
             bits,
@@ -192,7 +192,7 @@ impl SlotLpmKey for PolicyKey {
             },
         )
     }
-    fn split(key: &Key<Self>) -> (u32, crate::policy::PolicyRule) {
+    fn split(key: &Key<Self>) -> (u32, dataplane_config::policy::PolicyRule) {
         let d = key.data();
         let bits = key.prefix_len();
         (d.slot, (d.policy, d.identity, d.dir, d.proto, d.port, bits))

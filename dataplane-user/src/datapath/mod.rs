@@ -37,7 +37,7 @@ use common::{
 };
 use tracing::{debug, info};
 
-use crate::{
+use dataplane_config::{
     compile::{self, Desired, Indexes},
     config::Topology,
 };
@@ -46,7 +46,7 @@ use slots::{SlotHash, SlotLpm, SlotStore, SlottedMap, SyncStats};
 
 /// The eBPF object built from `dataplane-ebpf` (see build.rs).
 pub static BPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane-ebpf.o"));
 
 /// Name of the XDP program run on frames a VM sends.
 pub const PROG_FROM_VM: &str = "from_vm";
@@ -199,6 +199,12 @@ impl Datapath {
     /// Loads the programs, creating the pinned maps or reusing the ones a
     /// previous run left, and reads back what they hold.
     pub fn open(opts: Options) -> Result<Datapath> {
+        if BPF_OBJECT.is_empty() {
+            bail!(
+                "this binary was built without its eBPF programs (DATAPLANE_BPF_OBJECT=stub); \
+                 build it with `cargo build -p dataplane-user` after `cargo xtask setup`"
+            );
+        }
         pins::ensure_bpffs()?;
         let dir = instance_dir(&opts.instance);
         let fresh = !dir.exists();

@@ -232,7 +232,7 @@ fn measure(config: &Value) -> Result<Measured> {
     let floor = [0u8; 64];
     let floor_repeat = median(|| v.time("bench_floor", &floor, REPEAT), 5)?;
     let floor_single = median(|| v.time("bench_floor", &floor, 1), SINGLES)?;
-    let prog = dataplane::datapath::PROG_FROM_VM;
+    let prog = dataplane_agent::datapath::PROG_FROM_VM;
     let mut rows = Vec::new();
     for p in paths() {
         let got = v.run(&p.frame)?;
