@@ -8,8 +8,10 @@
 //! LPM trie key's prefix bits run in the order the address is written.
 #![no_std]
 
+pub mod layout;
 pub mod maps;
 pub mod reason;
 
+pub use layout::{ADDRESSES_PER_PORT, Limits, LpmKey, PER_PORT_ADDRESSES, Sizing, Slotted, names};
 pub use maps::*;
 pub use reason::{DROP_REASON_COUNT, DropCounters, DropReason};

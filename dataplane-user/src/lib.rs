@@ -1,10 +1,21 @@
 //! The agent of the allowed-address-pairs eBPF datapath: loads the
-//! programs, keeps their pinned maps in step with the configuration
-//! (compiled by `dataplane-config`), and reads them back for operators.
+//! programs, keeps their pinned maps in step with a configuration source
+//! (validated and compiled by `dataplane-config`), and reads them back for
+//! operators.
+//!
+//! - `agent`: the loop (a [`source::Source`], signals, taps, control socket);
+//! - `controller`: one change, all or nothing (store, compiler, datapath);
+//! - `datapath`: the loaded programs and their pinned maps;
+//! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
 
+pub mod agent;
+pub mod commands;
+pub mod control;
+pub mod controller;
 pub mod datapath;
 pub mod interfaces;
 pub mod metrics;
 pub mod monitor;
 pub mod show;
+pub mod source;
 pub mod trace;

@@ -9,14 +9,14 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
-use aya::maps::{Array, Map, MapData, RingBuf};
+use anyhow::Result;
+use aya::maps::{Array, MapData};
 use common::{DropEvent, DropReason, PortMeta};
 use serde::Serialize;
 
-use dataplane_config::config::MacAddr;
+use dataplane_config::MacAddr;
 
-use crate::datapath::pins::c_str;
+use crate::datapath::{pinned, pins::c_str};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventView {
@@ -67,16 +67,8 @@ fn view(e: &DropEvent, meta: &Array<MapData, PortMeta>) -> EventView {
 
 /// Prints events until `count` were printed (or forever).
 pub fn run(dir: &Path, json: bool, count: Option<usize>) -> Result<()> {
-    let path = dir.join("maps").join("EVENTS");
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "cannot open {} (is `dataplane run` running for this instance?)",
-            path.display()
-        )
-    })?;
-    let mut ring = RingBuf::try_from(Map::RingBuf(data))?;
-    let meta: Array<MapData, PortMeta> =
-        Map::from_map_data(MapData::from_pin(dir.join("maps").join("PORT_META"))?)?.try_into()?;
+    let mut ring = pinned::EVENTS(dir)?;
+    let meta = pinned::PORT_META(dir)?;
     let mut printed = 0;
     loop {
         while let Some(item) = ring.next() {

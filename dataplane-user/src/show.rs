@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
 use common::{
     ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, DpConfig, DropReason, PORT_ADDR_PREFIX_BITS,
@@ -17,23 +17,9 @@ use common::{
 };
 use serde::Serialize;
 
-use dataplane_config::config::MacAddr;
+use dataplane_config::MacAddr;
 
-use crate::datapath::pins::c_str;
-
-pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
-    Ok(Map::from_map_data(open_data(dir, name)?)?)
-}
-
-fn open_data(dir: &Path, name: &str) -> Result<MapData> {
-    let path = dir.join("maps").join(name);
-    MapData::from_pin(&path).with_context(|| {
-        format!(
-            "cannot open {} (is `dataplane run` running for this instance?)",
-            path.display()
-        )
-    })
-}
+use crate::datapath::{maps::open_pinned, pinned, pins::c_str};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AddressView {
@@ -137,16 +123,15 @@ fn sum_stats(stats: &PerCpuArray<MapData, PortStats>, index: u32) -> PortStats {
 
 /// Reads every port of the live slot with its addresses and counters.
 pub fn ports(dir: &Path) -> Result<PortsView> {
-    let config: Array<MapData, DpConfig> = open(dir, "CONFIG")?.try_into()?;
+    let config: Array<MapData, DpConfig> = pinned::CONFIG(dir)?;
     let cfg = config.get(&0, 0)?;
     let slot = cfg.active_slot;
-    let ports: HashMap<MapData, PortKey, PortInfo> = open(dir, "PORTS")?.try_into()?;
-    let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
-    let stats: PerCpuArray<MapData, PortStats> = open(dir, "PORT_STATS")?.try_into()?;
-    let macs: HashMap<MapData, common::PortMacKey, common::PortMac> =
-        open(dir, "PORT_MACS")?.try_into()?;
-    let v4: LpmTrie<MapData, PortAddrV4Key, PortAddr> = open(dir, "PORT_ADDRS_V4")?.try_into()?;
-    let v6: LpmTrie<MapData, PortAddrV6Key, PortAddr> = open(dir, "PORT_ADDRS_V6")?.try_into()?;
+    let ports: HashMap<MapData, PortKey, PortInfo> = pinned::PORTS(dir)?;
+    let meta: Array<MapData, PortMeta> = pinned::PORT_META(dir)?;
+    let stats: PerCpuArray<MapData, PortStats> = pinned::PORT_STATS(dir)?;
+    let macs: HashMap<MapData, common::PortMacKey, common::PortMac> = pinned::PORT_MACS(dir)?;
+    let v4: LpmTrie<MapData, PortAddrV4Key, PortAddr> = pinned::PORT_ADDRS_V4(dir)?;
+    let v6: LpmTrie<MapData, PortAddrV6Key, PortAddr> = pinned::PORT_ADDRS_V6(dir)?;
 
     let mut port_macs: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for item in macs.iter() {
@@ -313,13 +298,13 @@ fn monotonic_ns() -> u64 {
 
 /// Every group of the live slot with its members and active member.
 pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
-    let config: Array<MapData, DpConfig> = open(dir, "CONFIG")?.try_into()?;
+    let config: Array<MapData, DpConfig> = pinned::CONFIG(dir)?;
     let slot = config.get(&0, 0)?.active_slot;
     let members: HashMap<MapData, common::GroupMemberKey, common::GroupMember> =
-        open(dir, "GROUP_MEMBERS")?.try_into()?;
-    let state: Array<MapData, common::GroupState> = open(dir, "GROUP_STATE")?.try_into()?;
-    let names: Array<MapData, common::GroupMeta> = open(dir, "GROUP_META")?.try_into()?;
-    let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
+        pinned::GROUP_MEMBERS(dir)?;
+    let state: Array<MapData, common::GroupState> = pinned::GROUP_STATE(dir)?;
+    let names: Array<MapData, common::GroupMeta> = pinned::GROUP_META(dir)?;
+    let meta: Array<MapData, PortMeta> = pinned::PORT_META(dir)?;
     let port_id = |index: u32| {
         meta.get(&index, 0)
             .map(|m| c_str(&m.id))
@@ -433,7 +418,7 @@ pub fn conntrack_table(dir: &Path) -> Result<CtTableView> {
 
 /// The connection-tracking table: its counts and every live entry.
 pub fn conntrack(dir: &Path) -> Result<ConntrackView> {
-    let meta: Array<MapData, PortMeta> = open(dir, "PORT_META")?.try_into()?;
+    let meta: Array<MapData, PortMeta> = pinned::PORT_META(dir)?;
     let mut out = Vec::new();
     let table = walk_conntrack(dir, |k, e, now| {
         let port = meta
@@ -487,7 +472,7 @@ fn walk_conntrack(
 ) -> Result<CtTableView> {
     // Counters before entries: a connection made meanwhile can only make
     // the eviction count lower for this reading, never invent one.
-    let stats: PerCpuArray<MapData, common::CtStats> = open(dir, "CT_STATS")?.try_into()?;
+    let stats: PerCpuArray<MapData, common::CtStats> = pinned::CT_STATS(dir)?;
     let (mut created, mut removed) = (0u64, 0u64);
     for index in [common::CT_STATS_DATAPATH, common::CT_STATS_AGENT] {
         for s in stats.get(&index, 0)?.iter() {
@@ -495,7 +480,7 @@ fn walk_conntrack(
             removed += s.removed;
         }
     }
-    let data = open_data(dir, "CONNTRACK")?;
+    let data = open_pinned(dir, common::names::CONNTRACK)?;
     let capacity = data.info()?.max_entries();
     let ct: HashMap<MapData, common::CtKey, common::CtEntry> =
         Map::from_map_data(data)?.try_into()?;
@@ -555,8 +540,8 @@ pub struct SecurityGroupView {
 
 /// Every security group of the live configuration with its counters.
 pub fn security_groups(dir: &Path) -> Result<Vec<SecurityGroupView>> {
-    let meta: Array<MapData, common::SgMeta> = open(dir, "SG_META")?.try_into()?;
-    let stats: PerCpuArray<MapData, common::SgStats> = open(dir, "SG_STATS")?.try_into()?;
+    let meta: Array<MapData, common::SgMeta> = pinned::SG_META(dir)?;
+    let stats: PerCpuArray<MapData, common::SgStats> = pinned::SG_STATS(dir)?;
     let mut out = Vec::new();
     for i in 1..meta.len() {
         let id = c_str(&meta.get(&i, 0)?.id);

@@ -35,10 +35,10 @@ use etherparse::{
 };
 use serde::Serialize;
 
-use dataplane_config::config::MacAddr;
+use dataplane_config::MacAddr;
 
 use crate::{
-    datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE},
+    datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE, pinned},
     show::{self, PortView, PortsView},
 };
 
@@ -270,8 +270,7 @@ impl Probe {
         domain: u32,
         ingress: u32,
     ) -> Result<Vec<&'a PortView>> {
-        let flood: HashOfMaps<MapData, FloodKey, DevMapHash<MapData>> =
-            show::open(&self.dir, "FLOOD")?.try_into()?;
+        let flood: HashOfMaps<MapData, FloodKey, DevMapHash<MapData>> = pinned::FLOOD(&self.dir)?;
         let key = FloodKey {
             slot: ports.active_slot,
             domain,
@@ -459,7 +458,7 @@ fn fixed_address(port: &PortView, v6: bool) -> Option<IpAddr> {
 fn neighbour_mac(dir: &Path, slot: u32, port: &PortView, addr: IpAddr) -> Result<MacAddr> {
     let neigh: Option<Neigh> = match addr {
         IpAddr::V4(a) => {
-            let t: LpmTrie<MapData, NeighV4Key, Neigh> = show::open(dir, "NEIGH_V4")?.try_into()?;
+            let t: LpmTrie<MapData, NeighV4Key, Neigh> = pinned::NEIGH_V4(dir)?;
             let key = NeighV4Key {
                 slot,
                 network: port.network,
@@ -468,7 +467,7 @@ fn neighbour_mac(dir: &Path, slot: u32, port: &PortView, addr: IpAddr) -> Result
             t.get(&Key::new(NEIGH_PREFIX_BITS + 32, key), 0).ok()
         }
         IpAddr::V6(a) => {
-            let t: LpmTrie<MapData, NeighV6Key, Neigh> = show::open(dir, "NEIGH_V6")?.try_into()?;
+            let t: LpmTrie<MapData, NeighV6Key, Neigh> = pinned::NEIGH_V6(dir)?;
             let key = NeighV6Key {
                 slot,
                 network: port.network,

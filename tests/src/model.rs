@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use common::DropReason;
-use dataplane_config::config::{Direction, PortMatch, Remote, Topology};
+use dataplane_config::topology::{Direction, PortMatch, Remote, Topology};
 use ipnet::IpNet;
 
 /// What becomes of a frame a port sends.
@@ -245,7 +245,7 @@ impl Model {
             .collect();
         b.extend(p.allowed_address_pairs.iter().map(|a| (a.mac.0, a.ip)));
         for mac in self.macs(port) {
-            let ll = dataplane_config::config::MacAddr(mac).ipv6_link_local();
+            let ll = dataplane_config::MacAddr(mac).ipv6_link_local();
             b.push((mac, IpNet::from(IpAddr::V6(ll))));
         }
         b

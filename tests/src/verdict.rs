@@ -14,13 +14,23 @@ use aya::{
 };
 use common::{PortInfo, PortKey, TX_META_MAGIC, TxMeta};
 use dataplane_agent::{
+    controller::Controller,
     datapath::{Datapath, Options, PROG_FROM_VM, PROG_TO_VM_TRACE},
     show, trace,
 };
-use dataplane_config::config::{self, Format, Topology};
+use dataplane_config::{Document, Format, Topology, Update};
 use serde_json::Value;
 
 use crate::netns::Netns;
+
+/// Tap name -> interface index, from the ports' positions.
+fn taps(t: &Topology, ifindexes: &[u32]) -> std::collections::BTreeMap<String, u32> {
+    t.ports
+        .iter()
+        .zip(ifindexes)
+        .map(|(p, &i)| (p.tap.clone(), i))
+        .collect()
+}
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -29,7 +39,7 @@ pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
 pub struct Verdicts {
-    dp: Option<Datapath>,
+    dp: Option<Controller>,
     pub topology: Topology,
     /// How long the first apply of the configuration took.
     pub first_apply: std::time::Duration,
@@ -71,8 +81,8 @@ impl Verdicts {
         max_ports: u32,
         max_connections: u32,
     ) -> Result<Verdicts> {
-        let raw = config::parse(&config.to_string(), Format::Json)?;
-        let topology = config::validate(&raw)?;
+        let document = Document::parse(&config.to_string(), Format::Json)?;
+        let topology = Topology::of(&dataplane_config::validate(&document)?);
         let ns = Netns::new("dpx")?;
         let mut ifindexes = Vec::new();
         for (i, p) in topology.ports.iter().enumerate() {
@@ -90,17 +100,16 @@ impl Verdicts {
         if let Some(source) = source {
             anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
         }
-        let t = topology.clone();
-        let ifx = ifindexes.clone();
+        let taps = taps(&topology, &ifindexes);
         let (dp, first_apply) = ns.run_inside(move || {
-            let mut dp = Datapath::open(Options {
+            let mut dp = Controller::open(Options {
                 instance: crate::netns::unique("dpv"),
                 max_ports,
                 max_connections,
                 attach: false,
             })?;
             let started = std::time::Instant::now();
-            dp.apply(&t, &ifx)?;
+            dp.apply(&Update::Snapshot(document), &|t| taps.get(t).copied())?;
             Ok((dp, started.elapsed()))
         })?;
         Ok(Verdicts {
@@ -118,7 +127,7 @@ impl Verdicts {
     }
 
     fn dp(&mut self) -> &mut Datapath {
-        self.dp.as_mut().expect("datapath")
+        self.dp.as_mut().expect("datapath").datapath_mut()
     }
 
     /// Runs `frame` through `from_vm`; returns the XDP action.
@@ -165,15 +174,15 @@ impl Verdicts {
     /// Applies a changed `config` with the same ports; returns how long it
     /// took.
     pub fn reapply(&mut self, config: &Value) -> Result<std::time::Duration> {
-        let raw = config::parse(&config.to_string(), Format::Json)?;
-        let topology = config::validate(&raw)?;
-        let ifindexes = self.ifindexes.clone();
+        let document = Document::parse(&config.to_string(), Format::Json)?;
+        let taps = taps(&self.topology, &self.ifindexes);
         let mut dp = self.dp.take().context("datapath")?;
         // Device maps resolve ifindexes in the caller's namespace: apply
         // where the ports' interfaces are.
         let (dp, elapsed) = self._ns.run_inside(move || {
             let started = std::time::Instant::now();
-            dp.apply(&topology, &ifindexes)?;
+            let update = Update::Snapshot(document);
+            dp.apply(&update, &|t| taps.get(t).copied())?;
             Ok((dp, started.elapsed()))
         })?;
         self.dp = Some(dp);

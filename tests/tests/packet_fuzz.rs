@@ -18,7 +18,7 @@ use dataplane_agent::{
     show,
     trace::{Probe, Trace},
 };
-use dataplane_config::config::Topology;
+use dataplane_config::Topology;
 use lab::{
     model::{Model, Sent},
     pkt::{link_local, solicited_node},

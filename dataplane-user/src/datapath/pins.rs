@@ -1,4 +1,5 @@
-//! The instance's directory on bpffs and the layout of its pinned maps.
+//! The instance's directory on bpffs: mounting it, checking what a
+//! previous run pinned there, removing it.
 
 use std::{
     ffi::CString,
@@ -7,84 +8,14 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
-use common::{
-    CT_STATS_ENTRIES, CtEntry, CtKey, CtStats, DpConfig, EVENTS_RING_BYTES, FdbEntry, FdbKey,
-    FloodKey, GroupMember, GroupMemberKey, GroupMeta, GroupState, JUMP_SLOTS, MAX_FLOOD_DOMAINS,
-    MAX_GROUPS, MAX_POLICY_RULES, MAX_REMOTE_PREFIXES, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS,
-    Neigh, NeighV4Key, NeighV6Key, PolicyEntry, PolicyKey, PortAddr, PortAddrV4Key, PortAddrV6Key,
-    PortInfo, PortKey, PortMac, PortMacKey, PortMeta, PortStats, RemoteIdentity, RemoteV4Key,
-    RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, SgStats,
-};
 
-use super::Options;
+use super::maps::MapSpec;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-/// Address entries (MACs, fixed IPs, pairs, link-local addresses) one port
-/// may need, on average, in each address map.
-pub const ADDRESSES_PER_PORT: u32 = 32;
-
 pub fn instance_dir(instance: &str) -> PathBuf {
     Path::new(BPFFS).join(instance)
-}
-
-/// Layout of a map this build expects.
-#[derive(Clone, Debug)]
-pub struct MapSpec {
-    pub name: &'static str,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-}
-
-fn spec<K, V>(name: &'static str, max_entries: u32) -> MapSpec {
-    MapSpec {
-        name,
-        key_size: size_of::<K>() as u32,
-        value_size: size_of::<V>() as u32,
-        max_entries,
-    }
-}
-
-/// The pinned maps of the datapath and their sizes for `opts`. LPM keys
-/// carry a 4-byte prefix length before the data.
-pub fn map_specs(opts: &Options) -> Vec<MapSpec> {
-    let ports = opts.max_ports;
-    let slotted_ports = 2 * ports;
-    let slotted_addrs = 2 * ports * ADDRESSES_PER_PORT;
-    vec![
-        spec::<u32, DpConfig>("CONFIG", 1),
-        spec::<PortKey, PortInfo>("PORTS", slotted_ports),
-        spec::<PortMacKey, PortMac>("PORT_MACS", slotted_addrs),
-        spec::<([u8; 4], PortAddrV4Key), PortAddr>("PORT_ADDRS_V4", slotted_addrs),
-        spec::<([u8; 4], PortAddrV6Key), PortAddr>("PORT_ADDRS_V6", slotted_addrs),
-        // Index 0 collects drops not tied to a port.
-        spec::<u32, PortStats>("PORT_STATS", ports + 1),
-        spec::<u32, PortMeta>("PORT_META", ports + 1),
-        spec::<FdbKey, FdbEntry>("FDB", slotted_addrs),
-        spec::<([u8; 4], NeighV4Key), Neigh>("NEIGH_V4", slotted_addrs),
-        spec::<([u8; 4], NeighV6Key), Neigh>("NEIGH_V6", slotted_addrs),
-        spec::<GroupMemberKey, GroupMember>("GROUP_MEMBERS", slotted_addrs),
-        spec::<([u8; 4], RouteV4Key), Route>("ROUTES_V4", 2 * MAX_ROUTER_INTERFACES),
-        spec::<([u8; 4], RouteV6Key), Route>("ROUTES_V6", 2 * MAX_ROUTER_INTERFACES),
-        spec::<u32, GroupState>("GROUP_STATE", MAX_GROUPS),
-        spec::<u32, GroupMeta>("GROUP_META", MAX_GROUPS),
-        // Device map values: ifindex and the fd of the program run per entry.
-        spec::<u32, [u32; 2]>("TX_PORTS", ports + 1),
-        spec::<FloodKey, u32>("FLOOD", MAX_FLOOD_DOMAINS),
-        // Program fds of the tail-called routing programs.
-        spec::<u32, u32>("JUMP", JUMP_SLOTS),
-        // A ring buffer: no key or value size, its size in bytes.
-        spec::<(), ()>("EVENTS", EVENTS_RING_BYTES),
-        spec::<([u8; 4], PolicyKey), PolicyEntry>("POLICY", MAX_POLICY_RULES),
-        spec::<([u8; 4], RemoteV4Key), RemoteIdentity>("REMOTE_V4", MAX_REMOTE_PREFIXES),
-        spec::<([u8; 4], RemoteV6Key), RemoteIdentity>("REMOTE_V6", MAX_REMOTE_PREFIXES),
-        spec::<CtKey, CtEntry>("CONNTRACK", opts.max_connections),
-        spec::<u32, CtStats>("CT_STATS", CT_STATS_ENTRIES),
-        spec::<u32, SgStats>("SG_STATS", MAX_SECURITY_GROUPS),
-        spec::<u32, SgMeta>("SG_META", MAX_SECURITY_GROUPS),
-    ]
 }
 
 /// Mounts bpffs on /sys/fs/bpf unless it is there already.

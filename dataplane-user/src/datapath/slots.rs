@@ -2,11 +2,16 @@
 //!
 //! Each configuration map holds two copies of the configuration, one per
 //! slot. A [`SlottedMap`] knows what each slot of its map holds (read back
-//! from the map when the datapath is opened, then tracked) and brings the
-//! inactive slot to a desired content with the fewest updates, so that a
-//! one-port change touches a handful of entries however big the rest is.
+//! when the datapath is opened, then tracked) and which keys of each slot
+//! may differ from the desired contents (*pending*): the keys of every
+//! change since that slot was last written. Writing a slot reconciles only
+//! its pending keys, so a one-port change touches a handful of entries
+//! however big the rest is; the other slot catches up at the next change.
 
-use std::{collections::BTreeMap, fmt::Debug};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Debug,
+};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -16,32 +21,34 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
 };
+use common::{LpmKey, Slotted};
+use dataplane_config::journal::Journaled;
 
-/// Every entry of a slotted map: (slot, key without slot, value).
-pub type SlotEntries<K, V> = Vec<(u32, K, V)>;
-
-/// A map whose keys carry a slot.
+/// A map whose keys carry a slot. `K` is the key with slot 0.
 pub trait SlotStore {
-    /// The key without its slot.
-    type K: Ord + Clone + Debug;
-    type V: PartialEq + Clone + Debug;
+    type K: Slotted + Debug;
+    type V: PartialEq + Copy + Debug;
 
-    fn read_all(&self) -> Result<SlotEntries<Self::K, Self::V>>;
-    fn put(&mut self, slot: u32, key: &Self::K, value: &Self::V) -> Result<()>;
-    fn delete(&mut self, slot: u32, key: &Self::K) -> Result<()>;
+    /// Every entry: (slot, key with slot 0, value).
+    fn read_all(&self) -> Result<Vec<(u32, Self::K, Self::V)>>;
+    fn put(&mut self, key: &Self::K, value: &Self::V) -> Result<()>;
+    fn delete(&mut self, key: &Self::K) -> Result<()>;
 }
 
 pub struct SlottedMap<S: SlotStore> {
     pub name: &'static str,
     pub store: S,
-    /// What each slot holds.
+    /// What each slot holds (keys with slot 0).
     contents: [BTreeMap<S::K, S::V>; 2],
+    /// Keys of each slot that may differ from the desired contents.
+    pending: [BTreeSet<S::K>; 2],
     /// Entries one slot may hold.
     pub capacity: usize,
 }
 
 impl<S: SlotStore> SlottedMap<S> {
-    /// Wraps `store`, reading what both slots hold now.
+    /// Wraps `store`, reading what both slots hold now; all of it is
+    /// pending until written once.
     pub fn open(name: &'static str, store: S, capacity: usize) -> Result<Self> {
         let mut contents: [BTreeMap<S::K, S::V>; 2] = Default::default();
         for (slot, k, v) in store
@@ -52,10 +59,15 @@ impl<S: SlotStore> SlottedMap<S> {
                 c.insert(k, v);
             }
         }
+        let pending = [
+            contents[0].keys().copied().collect(),
+            contents[1].keys().copied().collect(),
+        ];
         Ok(SlottedMap {
             name,
             store,
             contents,
+            pending,
             capacity,
         })
     }
@@ -64,32 +76,44 @@ impl<S: SlotStore> SlottedMap<S> {
         &self.contents[slot as usize]
     }
 
-    /// Makes `slot` hold exactly `desired`. Entries are tracked as they are
-    /// written, so after an error the next sync starts from the truth.
-    pub fn sync(&mut self, slot: u32, desired: &BTreeMap<S::K, S::V>) -> Result<SyncStats> {
-        let mut stats = SyncStats::default();
-        let current = &mut self.contents[slot as usize];
-        let stale: Vec<S::K> = current
-            .keys()
-            .filter(|k| !desired.contains_key(*k))
-            .cloned()
-            .collect();
-        for k in stale {
-            self.store
-                .delete(slot, &k)
-                .with_context(|| format!("deleting {k:?} from map {}", self.name))?;
-            current.remove(&k);
-            stats.deleted += 1;
+    /// Notes the keys a change touched: both slots must be reconciled.
+    pub fn mark(&mut self, desired: &Journaled<S::K, S::V>) {
+        for k in desired.changed() {
+            self.pending[0].insert(*k);
+            self.pending[1].insert(*k);
         }
-        for (k, v) in desired {
-            if current.get(k) == Some(v) {
-                continue;
+    }
+
+    /// Makes `slot` hold `desired` on every pending key. Entries are
+    /// tracked as they are written, so after an error the next sync
+    /// starts from the truth.
+    pub fn sync(&mut self, slot: u32, desired: &Journaled<S::K, S::V>) -> Result<SyncStats> {
+        let mut stats = SyncStats::default();
+        let s = slot as usize;
+        let keys: Vec<S::K> = self.pending[s].iter().copied().collect();
+        for k in keys {
+            let want = desired.get(&k);
+            let have = self.contents[s].get(&k);
+            if want != have {
+                let key = k.in_slot(slot);
+                match want {
+                    Some(v) => {
+                        self.store
+                            .put(&key, v)
+                            .with_context(|| format!("writing {key:?} to map {}", self.name))?;
+                        self.contents[s].insert(k, *v);
+                        stats.written += 1;
+                    }
+                    None => {
+                        self.store
+                            .delete(&key)
+                            .with_context(|| format!("deleting {key:?} from map {}", self.name))?;
+                        self.contents[s].remove(&k);
+                        stats.deleted += 1;
+                    }
+                }
             }
-            self.store
-                .put(slot, k, v)
-                .with_context(|| format!("writing {k:?} to map {}", self.name))?;
-            current.insert(k.clone(), v.clone());
-            stats.written += 1;
+            self.pending[s].remove(&k);
         }
         Ok(stats)
     }
@@ -108,78 +132,67 @@ impl std::ops::AddAssign for SyncStats {
     }
 }
 
-/// Adapter between a slot-free key and the map's slotted key type.
-pub trait SlotKey: Sized {
-    type Bare: Ord + Clone + Debug;
-    fn with_slot(slot: u32, bare: &Self::Bare) -> Self;
-    fn split(&self) -> (u32, Self::Bare);
-}
-
 /// A hash map with slotted keys.
 pub struct SlotHash<K, V>(pub HashMap<MapData, K, V>);
 
 impl<K, V> SlotStore for SlotHash<K, V>
 where
-    K: Pod + SlotKey,
+    K: Pod + Slotted + Debug,
     V: Pod + PartialEq + Debug,
 {
-    type K = K::Bare;
+    type K = K;
     type V = V;
 
-    fn read_all(&self) -> Result<SlotEntries<K::Bare, V>> {
+    fn read_all(&self) -> Result<Vec<(u32, K, V)>> {
         let mut out = Vec::new();
         for item in self.0.iter() {
             let (k, v) = item?;
-            let (slot, bare) = k.split();
-            out.push((slot, bare, v));
+            out.push((k.slot(), k.in_slot(0), v));
         }
         Ok(out)
     }
 
-    fn put(&mut self, slot: u32, key: &K::Bare, value: &V) -> Result<()> {
-        Ok(self.0.insert(K::with_slot(slot, key), value, 0)?)
+    fn put(&mut self, key: &K, value: &V) -> Result<()> {
+        Ok(self.0.insert(key, value, 0)?)
     }
 
-    fn delete(&mut self, slot: u32, key: &K::Bare) -> Result<()> {
-        ignore_missing(self.0.remove(&K::with_slot(slot, key)))
+    fn delete(&mut self, key: &K) -> Result<()> {
+        ignore_missing(self.0.remove(key))
     }
 }
 
-/// An LPM trie with slotted keys; the bare key includes the prefix length
-/// of the address part.
+/// An LPM trie with slotted keys.
 pub struct SlotLpm<K, V>(pub LpmTrie<MapData, K, V>);
-
-/// Converts between a slot-free (key, prefix) and an LPM key.
-pub trait SlotLpmKey: Pod {
-    type Bare: Ord + Clone + Debug;
-    fn with_slot(slot: u32, bare: &Self::Bare) -> Key<Self>;
-    fn split(key: &Key<Self>) -> (u32, Self::Bare);
-}
 
 impl<K, V> SlotStore for SlotLpm<K, V>
 where
-    K: SlotLpmKey,
+    K: Pod + Slotted + Debug,
     V: Pod + PartialEq + Debug,
 {
-    type K = K::Bare;
+    type K = LpmKey<K>;
     type V = V;
 
-    fn read_all(&self) -> Result<SlotEntries<K::Bare, V>> {
+    fn read_all(&self) -> Result<Vec<(u32, LpmKey<K>, V)>> {
         let mut out = Vec::new();
         for item in self.0.iter() {
             let (k, v) = item?;
-            let (slot, bare) = K::split(&k);
-            out.push((slot, bare, v));
+            let key = LpmKey {
+                prefix_len: k.prefix_len(),
+                data: k.data(),
+            };
+            out.push((key.slot(), key.in_slot(0), v));
         }
         Ok(out)
     }
 
-    fn put(&mut self, slot: u32, key: &K::Bare, value: &V) -> Result<()> {
-        Ok(self.0.insert(&K::with_slot(slot, key), value, 0)?)
+    fn put(&mut self, key: &LpmKey<K>, value: &V) -> Result<()> {
+        Ok(self
+            .0
+            .insert(&Key::new(key.prefix_len, key.data), value, 0)?)
     }
 
-    fn delete(&mut self, slot: u32, key: &K::Bare) -> Result<()> {
-        ignore_missing(self.0.remove(&K::with_slot(slot, key)))
+    fn delete(&mut self, key: &LpmKey<K>) -> Result<()> {
+        ignore_missing(self.0.remove(&Key::new(key.prefix_len, key.data)))
     }
 }
 

@@ -58,7 +58,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml"))
         });
-    let topology = dataplane_config::config::load(&config)?;
+    let topology = dataplane_config::Topology::of(&dataplane_config::load(&config)?);
     // SAFETY: the handler only stores to an atomic.
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         unsafe { libc::signal(sig, on_sigint as *const () as libc::sighandler_t) };

@@ -3,16 +3,13 @@
 //! compiler. None may panic; every rejection must name an object and say
 //! what is wrong; every accepted configuration must compile.
 //!
-//! The generator is [`lab::rng::Rng`]: a failure prints the seed and
-//! iteration, which replay it exactly.
+//! The generator is fastrand's seeded one: a failure prints the seed and
+//! iteration, which replay it exactly (`CONFIG_FUZZ_SEED`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use dataplane_config::{
-    compile::{FreshIndexes, compile},
-    config::{self, Format},
-};
-use lab::rng::Rng;
+use dataplane_config::{Document, Engine, Format, Touched};
+use fastrand::Rng;
 use serde_json::{Value, json};
 
 fn base() -> Value {
@@ -129,22 +126,22 @@ const STRINGS: &[&str] = &[
 ];
 
 fn random_value(r: &mut Rng) -> Value {
-    match r.below(9) {
+    match r.usize(..9) {
         0 => Value::Null,
-        1 => json!(r.below(2) == 0),
-        2 => json!([0i64, -1, 1, 4, 6, 17, 58, 255, 256, 65535, 65536, i64::MAX][r.below(12)]),
+        1 => json!(r.usize(..2) == 0),
+        2 => json!([0i64, -1, 1, 4, 6, 17, 58, 255, 256, 65535, 65536, i64::MAX][r.usize(..12)]),
         3 => json!([]),
         4 => json!({}),
         5 => json!(1.5),
-        _ => json!(STRINGS[r.below(STRINGS.len())]),
+        _ => json!(STRINGS[r.usize(..STRINGS.len())]),
     }
 }
 
 fn mutate(r: &mut Rng, doc: &mut Value) {
     let mut all = Vec::new();
     paths(doc, &mut Vec::new(), &mut all);
-    let path = all[r.below(all.len())].clone();
-    match r.below(4) {
+    let path = all[r.usize(..all.len())].clone();
+    match r.usize(..4) {
         // Replace the value.
         0 | 1 => *at(doc, &path) = random_value(r),
         // Remove it from its object or array.
@@ -164,12 +161,15 @@ fn mutate(r: &mut Rng, doc: &mut Value) {
         // Duplicate an array element, or add a stray field.
         _ => match at(doc, &path) {
             Value::Array(a) if !a.is_empty() => {
-                let i = r.below(a.len());
+                let i = r.usize(..a.len());
                 let copy = a[i].clone();
                 a.push(copy);
             }
             Value::Object(m) => {
-                m.insert(STRINGS[r.below(STRINGS.len())].to_string(), random_value(r));
+                m.insert(
+                    STRINGS[r.usize(..STRINGS.len())].to_string(),
+                    random_value(r),
+                );
             }
             _ => {}
         },
@@ -179,10 +179,10 @@ fn mutate(r: &mut Rng, doc: &mut Value) {
 fn check_one(seed: u64, iteration: usize, doc: &Value) -> Result<bool, String> {
     let text = doc.to_string();
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<bool, String> {
-        let Ok(raw) = config::parse(&text, Format::Json) else {
+        let Ok(document) = Document::parse(&text, Format::Json) else {
             return Ok(false);
         };
-        match config::validate(&raw) {
+        match dataplane_config::validate(&document) {
             Err(errors) => {
                 if errors.0.is_empty() {
                     return Err("rejected without an error".into());
@@ -194,11 +194,10 @@ fn check_one(seed: u64, iteration: usize, doc: &Value) -> Result<bool, String> {
                 }
                 Ok(false)
             }
-            Ok(t) => {
-                let ix = FreshIndexes::new(&t, 100_000)
-                    .map_err(|e| format!("indexes of an accepted configuration: {e:#}"))?;
-                let ifindexes: Vec<u32> = (0..t.ports.len() as u32).map(|i| 10 + i).collect();
-                compile(&t, &ix.all(), &ifindexes)
+            Ok(store) => {
+                let mut engine = Engine::new(100_000);
+                engine
+                    .compile(&store, &Touched::all(&store), &|_| Some(10))
                     .map_err(|e| format!("an accepted configuration failed to compile: {e:#}"))?;
                 Ok(true)
             }
@@ -232,10 +231,10 @@ fn random_mutations_never_panic_and_are_explained() {
     // out of the log.
     std::panic::set_hook(Box::new(|_| {}));
     for &seed in &seeds {
-        let mut r = Rng(seed);
+        let mut r = Rng::with_seed(seed);
         for i in 0..iterations {
             let mut doc = base();
-            for _ in 0..1 + r.below(4) {
+            for _ in 0..1 + r.usize(..4) {
                 mutate(&mut r, &mut doc);
             }
             match check_one(seed, i, &doc) {

@@ -1,7 +1,7 @@
 //! Configuration validation: every bad input is refused with an error that
 //! names the object and the field; what Neutron accepts is accepted.
 
-use dataplane_config::config::{self, ConfigErrors, Format, Topology};
+use dataplane_config::{ConfigErrors, Format, Topology};
 use serde_json::{Value, json};
 
 const PORT: &str = "5e1c0a2b-0000-4000-8000-000000000001";
@@ -22,8 +22,7 @@ fn base() -> Value {
 }
 
 fn check(doc: &Value) -> Result<Topology, ConfigErrors> {
-    let raw = config::parse(&doc.to_string(), Format::Json).expect("parses");
-    config::validate(&raw)
+    dataplane_config::topology(&doc.to_string(), Format::Json)
 }
 
 /// Applies `edit` to the base document's first port and expects exactly one
@@ -379,7 +378,7 @@ mac_address = "fa:16:3e:00:00:01"
 fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
 allowed_address_pairs = [{ ip_address = "10.0.0.100" }]
 "#;
-    let t = config::validate(&config::parse(toml_text, Format::Toml).unwrap()).unwrap();
+    let t = dataplane_config::topology(toml_text, Format::Toml).unwrap();
     assert_eq!(
         t.ports[0].allowed_address_pairs[0].ip.to_string(),
         "10.0.0.100/32"

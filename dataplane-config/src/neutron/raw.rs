@@ -1,4 +1,4 @@
-//! The configuration file as written: Neutron's resources and field names,
+//! Neutron's resources as written: Neutron's resources and field names,
 //! every field optional so that validation, not the parser, reports what is
 //! missing or wrong, naming the object and field.
 
@@ -64,24 +64,6 @@ pub const IGNORED_FIELDS: &[&str] = &[
 
 /// Unknown fields of one object, collected for validation.
 pub type Extra = BTreeMap<String, IgnoredAny>;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub dataplane: Option<RawSettings>,
-    #[serde(default)]
-    pub networks: Vec<RawNetwork>,
-    #[serde(default)]
-    pub subnets: Vec<RawSubnet>,
-    #[serde(default)]
-    pub ports: Vec<RawPort>,
-    #[serde(default)]
-    pub routers: Vec<RawRouter>,
-    #[serde(default)]
-    pub security_groups: Vec<RawSecurityGroup>,
-    #[serde(flatten)]
-    pub extra: Extra,
-}
 
 /// A Neutron security group with its rules nested, as `openstack security
 /// group show` and the API's GET return them.

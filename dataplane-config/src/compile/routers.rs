@@ -1,0 +1,119 @@
+//! A router's entries: its interfaces' MACs and addresses in the L2 and
+//! L3 tables (they override the ports': the gateway is the router's), and
+//! its connected subnets as routes.
+
+use std::net::IpAddr;
+
+use common::{
+    FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key,
+    TARGET_ROUTER,
+};
+use ipnet::IpNet;
+
+use super::{Engine, neighbours::NetAddr};
+use crate::store::Store;
+
+/// What a router compiled to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouterRecord {
+    macs: Vec<(u32, [u8; 6])>,
+    v4: Vec<NetAddr<4>>,
+    v6: Vec<NetAddr<16>>,
+    routes_v4: Vec<LpmKey<RouteV4Key>>,
+    routes_v6: Vec<LpmKey<RouteV6Key>>,
+}
+
+/// Compiles router `id` again from its interface ports.
+pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
+    if let Some(old) = e.routers.remove(id) {
+        for key in old.macs {
+            e.owners.set_router_mac(key, None);
+        }
+        for key in old.v4 {
+            e.owners.v4.set_router(key, None);
+        }
+        for key in old.v6 {
+            e.owners.v6.set_router(key, None);
+        }
+        for key in old.routes_v4 {
+            e.desired.slotted.routes_v4.remove(&key);
+        }
+        for key in old.routes_v6 {
+            e.desired.slotted.routes_v6.remove(&key);
+        }
+    }
+    let Some(r) =
+        e.ix.routers
+            .get(id)
+            .filter(|_| store.routers().contains_key(id))
+    else {
+        return;
+    };
+    let mut record = RouterRecord::default();
+    for port_id in store.interfaces_of_router(id) {
+        let Some(port) = store.port(port_id) else {
+            continue;
+        };
+        let Some(net) = e.ix.networks.get(&port.spec.network_id) else {
+            continue;
+        };
+        let mac = port.spec.mac.octets();
+        let fdb = FdbEntry {
+            kind: TARGET_ROUTER,
+            target: r,
+        };
+        e.owners.set_router_mac((net, mac), Some(fdb));
+        record.macs.push((net, mac));
+        let neigh = Neigh {
+            kind: TARGET_ROUTER,
+            target: r,
+            mac,
+            flags: NEIGH_F_HOST,
+        };
+        let route = Route {
+            network: net,
+            mac,
+            _pad: [0; 2],
+        };
+        for f in &port.fixed_ips {
+            let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) else {
+                continue;
+            };
+            match (f.ip, cidr) {
+                (IpAddr::V4(ip), IpNet::V4(c)) => {
+                    let key = (net, ip.octets(), 32);
+                    e.owners.v4.set_router(key, Some(neigh));
+                    record.v4.push(key);
+                    let k = LpmKey {
+                        prefix_len: ROUTE_PREFIX_BITS + u32::from(c.prefix_len()),
+                        data: RouteV4Key {
+                            slot: 0,
+                            router: r,
+                            addr: c.network().octets(),
+                        },
+                    };
+                    e.desired.slotted.routes_v4.insert(k, route);
+                    record.routes_v4.push(k);
+                }
+                (IpAddr::V6(ip), IpNet::V6(c)) => {
+                    let key = (net, ip.octets(), 128);
+                    e.owners.v6.set_router(key, Some(neigh));
+                    record.v6.push(key);
+                    let k = LpmKey {
+                        prefix_len: ROUTE_PREFIX_BITS + u32::from(c.prefix_len()),
+                        data: RouteV6Key {
+                            slot: 0,
+                            router: r,
+                            addr: c.network().octets(),
+                        },
+                    };
+                    e.desired.slotted.routes_v6.insert(k, route);
+                    record.routes_v6.push(k);
+                }
+                // The store keeps every address inside its subnet.
+                _ => {}
+            }
+        }
+    }
+    e.routers.insert(id.clone(), record);
+}

@@ -1,0 +1,185 @@
+//! Validated Neutron resources, as the store keeps them: each checked on
+//! its own (`check`), referring to other objects by id. What needs the
+//! other objects (the port's network exists, its fixed IPs are in their
+//! subnets, no two ports share a MAC, ...) is checked by the store, which
+//! also resolves each port ([`Port`]).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::{errors::label, neutron::MacAddr};
+
+/// Neutron's default for `max_allowed_address_pair`.
+pub const DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS: usize = 10;
+
+/// Settings of this datapath (the `dataplane` section).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub max_allowed_address_pairs: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_allowed_address_pairs: DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// Default of `port_security_enabled` for the network's ports.
+    pub port_security_enabled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub network_id: String,
+    pub cidr: IpNet,
+    pub gateway_ip: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Router {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub direction: Direction,
+    /// IPv6 (`ethertype = "IPv6"`) or IPv4.
+    pub ipv6: bool,
+    /// IP protocol number; None for any.
+    pub protocol: Option<u8>,
+    pub ports: PortMatch,
+    pub remote: Remote,
+}
+
+/// What a rule matches beyond the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMatch {
+    Any,
+    /// Destination port range (TCP, UDP, SCTP, UDP-Lite, DCCP), inclusive.
+    Range(u16, u16),
+    /// ICMP type, and code if given.
+    Icmp(u8, Option<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    Any,
+    Prefix(IpNet),
+    /// A security group's id.
+    Group(String),
+}
+
+/// `device_owner` values of router interface ports.
+pub const ROUTER_INTERFACE_OWNERS: &[&str] = &[
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+];
+
+/// A port as written, checked on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    pub id: String,
+    pub name: String,
+    pub network_id: String,
+    pub mac: MacAddr,
+    pub fixed_ips: Vec<FixedIpSpec>,
+    pub allowed_address_pairs: Vec<AddressPair>,
+    /// As written; the network's default applies when absent.
+    pub port_security_enabled: Option<bool>,
+    /// Security group ids as written (the store sorts and dedups them).
+    pub security_groups: Vec<String>,
+    /// Host interface carrying the port's traffic (none for a router
+    /// interface: the datapath is the router).
+    pub tap: String,
+    /// For a router interface: the router's id.
+    pub router: Option<String>,
+}
+
+/// A fixed IP as written: the subnet may be left for the store to find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FixedIpSpec {
+    pub subnet_id: Option<String>,
+    pub ip: IpAddr,
+}
+
+/// A fixed IP on its subnet.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FixedIp {
+    pub subnet_id: String,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressPair {
+    /// As configured: a host address is a /32 or /128; host bits of a
+    /// prefix are kept as written (Neutron accepts them) and ignored.
+    pub ip: IpNet,
+    /// The pair's MAC, or the port's MAC when the pair names none.
+    pub mac: MacAddr,
+    /// Whether the pair named its own MAC.
+    pub explicit_mac: bool,
+}
+
+/// A port checked against the rest of the configuration: what the
+/// compiler reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub spec: PortSpec,
+    /// `port_security_enabled`, or the network's default.
+    pub port_security_enabled: bool,
+    /// Each fixed IP on its subnet.
+    pub fixed_ips: Vec<FixedIp>,
+    /// Sorted, without duplicates.
+    pub security_groups: Vec<String>,
+}
+
+impl PortSpec {
+    pub fn label(&self) -> String {
+        label("port", &self.id, &self.name)
+    }
+
+    pub fn is_router_interface(&self) -> bool {
+        self.router.is_some()
+    }
+}
+
+impl Port {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn label(&self) -> String {
+        self.spec.label()
+    }
+}
+
+/// Neutron's tap naming: "tap" followed by the first 11 characters of the
+/// port id, which fits Linux's 15-byte interface names.
+pub fn default_tap_name(port_id: &str) -> String {
+    let prefix: String = port_id.chars().take(11).collect();
+    format!("tap{prefix}")
+}

@@ -1,0 +1,439 @@
+//! The configuration in force: every validated object by kind and id,
+//! reverse indexes for the checks that span objects, and the way changes
+//! come in.
+//!
+//! A change ([`Change`]: an object written or deleted) is checked on its
+//! own, staged, then checked against everything it touches: references
+//! (a port's network, subnets, groups and router), uniqueness (a MAC or a
+//! fixed IP in a network, a tap), objects still in use (a network with
+//! ports), a router's interfaces. The work is proportional to the change:
+//! the indexes say which other objects a change can affect. A refused
+//! change is rolled back and changes nothing; an accepted one stays staged
+//! until [`Store::commit`] (the datapath has written it) or
+//! [`Store::rollback`] (it could not).
+
+mod index;
+mod resolve;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    hash::{DefaultHasher, Hash, Hasher},
+};
+
+use serde_json::Value;
+
+use crate::{
+    check::{self, Checked},
+    errors::{ConfigErrors, Errors},
+    journal::{JCell, JSet, Journaled},
+    neutron::{Document, Kind, Object},
+    objects::{Network, Port, PortSpec, Router, SecurityGroup, Settings, Subnet},
+};
+
+/// One object written (its new value) or deleted (`None`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub kind: Kind,
+    pub id: String,
+    pub value: Option<Value>,
+}
+
+/// What a source delivers: some objects changed, or a whole configuration
+/// (everything not in it is deleted).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    Changes(Vec<Change>),
+    Snapshot(Document),
+}
+
+/// What an accepted change touched, for the compiler.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub settings: bool,
+    pub networks: BTreeSet<String>,
+    pub subnets: BTreeSet<String>,
+    pub security_groups: BTreeSet<String>,
+    pub routers: BTreeSet<String>,
+    /// Ports written, deleted, or resolved again because something they
+    /// depend on changed (present or not in the store now).
+    pub ports: BTreeSet<String>,
+}
+
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        *self == Touched::default()
+    }
+
+    /// Everything in `store`: compiles it from nothing.
+    pub fn all(store: &Store) -> Touched {
+        Touched {
+            settings: true,
+            networks: store.networks().keys().cloned().collect(),
+            subnets: store.subnets().keys().cloned().collect(),
+            security_groups: store.security_groups().keys().cloned().collect(),
+            routers: store.routers().keys().cloned().collect(),
+            ports: store.ports().keys().cloned().collect(),
+        }
+    }
+}
+
+/// How an object was written: a digest of its value (to tell a rewrite
+/// from a change) and when it first came (document order for snapshots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Written {
+    digest: u64,
+    seq: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Default)]
+pub struct Store {
+    settings: JCell<Settings>,
+    networks: Journaled<String, Network>,
+    subnets: Journaled<String, Subnet>,
+    security_groups: Journaled<String, SecurityGroup>,
+    routers: Journaled<String, Router>,
+    ports: Journaled<String, Port>,
+    written: Journaled<(Kind, String), Written>,
+    next_seq: JCell<u64>,
+    ix: index::Indexes,
+}
+
+fn digest(value: &Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    value.to_string().hash(&mut h);
+    h.finish()
+}
+
+impl Store {
+    pub fn settings(&self) -> &Settings {
+        self.settings.get()
+    }
+
+    pub fn networks(&self) -> &BTreeMap<String, Network> {
+        self.networks.map()
+    }
+
+    pub fn subnets(&self) -> &BTreeMap<String, Subnet> {
+        self.subnets.map()
+    }
+
+    pub fn security_groups(&self) -> &BTreeMap<String, SecurityGroup> {
+        self.security_groups.map()
+    }
+
+    pub fn routers(&self) -> &BTreeMap<String, Router> {
+        self.routers.map()
+    }
+
+    pub fn ports(&self) -> &BTreeMap<String, Port> {
+        self.ports.map()
+    }
+
+    pub fn port(&self, id: &str) -> Option<&Port> {
+        self.ports.get(&id.to_string())
+    }
+
+    /// The order objects of `kind` first came in.
+    pub fn seq(&self, kind: Kind, id: &str) -> u64 {
+        self.written
+            .get(&(kind, id.to_string()))
+            .map(|w| w.seq)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Ids of the ports (router interfaces too) of a network.
+    pub fn ports_of_network<'a>(&'a self, network: &'a String) -> impl Iterator<Item = &'a String> {
+        crate::journal::members(&self.ix.ports_of_network, network)
+    }
+
+    /// Ids of the interface ports of a router.
+    pub fn interfaces_of_router<'a>(
+        &'a self,
+        router: &'a String,
+    ) -> impl Iterator<Item = &'a String> {
+        crate::journal::members(&self.ix.interfaces_of_router, router)
+    }
+
+    /// Ids of the ports whose `security_groups` name `group`.
+    pub fn members_of_group<'a>(&'a self, group: &'a String) -> impl Iterator<Item = &'a String> {
+        crate::journal::members(&self.ix.ports_of_group, group)
+    }
+
+    /// Ids of the security groups with a rule naming `group` as remote.
+    pub fn groups_naming<'a>(&'a self, group: &'a String) -> impl Iterator<Item = &'a String> {
+        crate::journal::members(&self.ix.groups_naming, group)
+    }
+
+    /// The changes that turn this configuration into `document`: objects
+    /// new or written differently, and objects it no longer holds.
+    pub fn diff(&self, document: &Document) -> Vec<Change> {
+        let mut seen = BTreeSet::new();
+        let mut changes = Vec::new();
+        for o in &document.objects {
+            let key = (o.kind, o.id.clone());
+            if self.written.get(&key).map(|w| w.digest) != Some(digest(&o.value)) {
+                changes.push(Change {
+                    kind: o.kind,
+                    id: o.id.clone(),
+                    value: Some(o.value.clone()),
+                });
+            }
+            seen.insert(key);
+        }
+        for (kind, id) in self.written.keys() {
+            if !seen.contains(&(*kind, id.clone())) {
+                changes.push(Change {
+                    kind: *kind,
+                    id: id.clone(),
+                    value: None,
+                });
+            }
+        }
+        changes
+    }
+
+    /// Applies `changes` if the configuration they make is valid; what
+    /// they touched is staged until [`commit`](Store::commit) or
+    /// [`rollback`](Store::rollback). Refused: nothing changes.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<Touched, ConfigErrors> {
+        let checked = check_each(changes)?;
+        let mut touched = Touched::default();
+        let mut written_ports: Vec<PortSpec> = Vec::new();
+        for (change, checked) in changes.iter().zip(checked) {
+            self.stage(change, checked, &mut touched, &mut written_ports);
+        }
+        let mut errors = Errors::default();
+        self.still_used(&mut errors, changes);
+        resolve::ports(self, &mut errors, written_ports, &mut touched);
+        resolve::subnets(self, &mut errors, &touched);
+        resolve::remote_groups(self, &mut errors, &touched);
+        resolve::routers(self, &mut errors, &touched);
+        if !errors.is_empty() {
+            self.rollback();
+            return Err(ConfigErrors(errors.0));
+        }
+        Ok(touched)
+    }
+
+    /// Makes staged changes final.
+    pub fn commit(&mut self) {
+        self.settings.commit();
+        self.networks.commit();
+        self.subnets.commit();
+        self.security_groups.commit();
+        self.routers.commit();
+        self.ports.commit();
+        self.written.commit();
+        self.next_seq.commit();
+        self.ix.commit();
+    }
+
+    /// Undoes staged changes.
+    pub fn rollback(&mut self) {
+        self.settings.rollback();
+        self.networks.rollback();
+        self.subnets.rollback();
+        self.security_groups.rollback();
+        self.routers.rollback();
+        self.ports.rollback();
+        self.written.rollback();
+        self.next_seq.rollback();
+        self.ix.rollback();
+    }
+
+    /// Writes one checked change into the store (ports are resolved after
+    /// every other change is staged).
+    fn stage(
+        &mut self,
+        change: &Change,
+        checked: Option<Checked>,
+        touched: &mut Touched,
+        written_ports: &mut Vec<PortSpec>,
+    ) {
+        let key = (change.kind, change.id.clone());
+        match &change.value {
+            Some(v) => {
+                let seq = match self.written.get(&key) {
+                    Some(w) => w.seq,
+                    None => {
+                        let s = *self.next_seq.get();
+                        self.next_seq.set(s + 1);
+                        s
+                    }
+                };
+                self.written.insert(
+                    key,
+                    Written {
+                        digest: digest(v),
+                        seq,
+                    },
+                );
+            }
+            None => {
+                self.written.remove(&key);
+            }
+        }
+        let id = change.id.clone();
+        match (change.kind, checked) {
+            (Kind::Settings, c) => {
+                let settings = match c {
+                    Some(Checked::Settings(s)) => s,
+                    _ => Settings::default(),
+                };
+                if settings != *self.settings.get() {
+                    self.settings.set(settings);
+                    touched.settings = true;
+                    touched.ports.extend(self.ports.keys().cloned());
+                }
+            }
+            (Kind::Network, c) => {
+                self.networks.remove(&id);
+                if let Some(Checked::Network(n)) = c {
+                    self.networks.insert(id.clone(), n);
+                }
+                // Their default port security may have changed.
+                touched.ports.extend(self.ports_of_network(&id).cloned());
+                touched.networks.insert(id);
+            }
+            (Kind::Subnet, c) => {
+                if let Some(old) = self.subnets.remove(&id) {
+                    self.ix.unindex_subnet(&old);
+                    touched
+                        .ports
+                        .extend(self.ports_of_network(&old.network_id).cloned());
+                }
+                if let Some(Checked::Subnet(s)) = c {
+                    self.ix.index_subnet(&s);
+                    touched
+                        .ports
+                        .extend(self.ports_of_network(&s.network_id).cloned());
+                    self.subnets.insert(id.clone(), s);
+                }
+                touched.subnets.insert(id);
+            }
+            (Kind::SecurityGroup, c) => {
+                if let Some(old) = self.security_groups.remove(&id) {
+                    self.ix.unindex_group(&old);
+                }
+                if let Some(Checked::SecurityGroup(g)) = c {
+                    self.ix.index_group(&g);
+                    self.security_groups.insert(id.clone(), g);
+                }
+                touched.security_groups.insert(id);
+            }
+            (Kind::Router, c) => {
+                self.routers.remove(&id);
+                if let Some(Checked::Router(r)) = c {
+                    self.routers.insert(id.clone(), r);
+                }
+                touched
+                    .ports
+                    .extend(self.interfaces_of_router(&id).cloned());
+                touched.routers.insert(id);
+            }
+            (Kind::Port, c) => {
+                if let Some(old) = self.ports.remove(&id) {
+                    self.ix.unindex_port(&old);
+                    if let Some(r) = &old.spec.router {
+                        touched.routers.insert(r.clone());
+                    }
+                }
+                if let Some(Checked::Port(spec)) = c {
+                    written_ports.retain(|p| p.id != spec.id);
+                    written_ports.push(spec);
+                } else {
+                    written_ports.retain(|p| p.id != id);
+                }
+                touched.ports.insert(id);
+            }
+        }
+    }
+
+    /// A deleted object that something still refers to is refused, as
+    /// Neutron refuses it ("in use").
+    fn still_used(&self, errors: &mut Errors, changes: &[Change]) {
+        for c in changes.iter().filter(|c| c.value.is_none()) {
+            let id = &c.id;
+            let label = crate::errors::label(c.kind.noun(), id, "");
+            let users: Vec<String> = match c.kind {
+                Kind::Network if !self.networks.contains_key(id) => self
+                    .ports_of_network(id)
+                    .map(|p| format!("port {p}"))
+                    .chain(
+                        crate::journal::members(&self.ix.subnets_of_network, id)
+                            .map(|s| format!("subnet {s}")),
+                    )
+                    .collect(),
+                Kind::Subnet if !self.subnets.contains_key(id) => {
+                    crate::journal::members(&self.ix.ports_of_subnet, id)
+                        .map(|p| format!("port {p}"))
+                        .collect()
+                }
+                Kind::SecurityGroup if !self.security_groups.contains_key(id) => self
+                    .members_of_group(id)
+                    .map(|p| format!("port {p}"))
+                    .chain(
+                        crate::journal::members(&self.ix.groups_naming, id)
+                            .filter(|g| *g != id)
+                            .map(|g| format!("security group {g}")),
+                    )
+                    .collect(),
+                Kind::Router if !self.routers.contains_key(id) => self
+                    .interfaces_of_router(id)
+                    .map(|p| format!("port {p}"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if !users.is_empty() {
+                let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
+                errors.push(
+                    &label,
+                    "",
+                    format!(
+                        "cannot be deleted: still in use by {}{}",
+                        shown.join(", "),
+                        if users.len() > 5 {
+                            format!(" and {} more", users.len() - 5)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Checks every written object on its own; all errors or none.
+fn check_each(changes: &[Change]) -> Result<Vec<Option<Checked>>, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        match &c.value {
+            None => out.push(None),
+            Some(value) => {
+                let object = Object {
+                    kind: c.kind,
+                    id: c.id.clone(),
+                    value: value.clone(),
+                };
+                match check::check(&object) {
+                    Ok(checked) => out.push(Some(checked)),
+                    Err(e) => {
+                        errors.extend(e);
+                        out.push(None);
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Sets of (owner, member) pairs for each reverse index.
+pub(crate) type Pairs = JSet<(String, String)>;

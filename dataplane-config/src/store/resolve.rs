@@ -1,0 +1,384 @@
+//! The checks that span objects, for what a change touched: each port
+//! against its network, subnets, groups and router, uniqueness of MACs,
+//! fixed IPs and taps, subnets that overlap in a network, and a router's
+//! interfaces.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{Store, Touched};
+use crate::{
+    errors::Errors,
+    journal::members,
+    neutron::Kind,
+    objects::{FixedIp, Port, PortSpec},
+};
+
+/// Resolves every touched port (written, or depending on something that
+/// changed) and puts it back into the store; then checks uniqueness.
+pub fn ports(
+    store: &mut Store,
+    errors: &mut Errors,
+    written: Vec<PortSpec>,
+    touched: &mut Touched,
+) {
+    let mut written: std::collections::BTreeMap<String, PortSpec> =
+        written.into_iter().map(|p| (p.id.clone(), p)).collect();
+    let ids: Vec<String> = touched.ports.iter().cloned().collect();
+    for id in &ids {
+        let spec = match written.remove(id) {
+            Some(spec) => spec,
+            None => match store.ports.remove(id) {
+                Some(old) => {
+                    store.ix.unindex_port(&old);
+                    old.spec
+                }
+                None => continue,
+            },
+        };
+        if let Some(port) = resolve(store, errors, spec) {
+            if let Some(r) = &port.spec.router {
+                touched.routers.insert(r.clone());
+            }
+            store.ix.index_port(&port);
+            store.ports.insert(id.clone(), port);
+        }
+    }
+    for id in &ids {
+        if let Some(port) = store.ports.get(id) {
+            unique(store, errors, port, touched);
+        }
+    }
+}
+
+/// A port against the objects it names.
+fn resolve(store: &Store, errors: &mut Errors, spec: PortSpec) -> Option<Port> {
+    let label = spec.label();
+    let before = errors.len();
+    let network = store.networks.get(&spec.network_id);
+    if network.is_none() {
+        errors.push(
+            &label,
+            "network_id",
+            format!("unknown network {:?}", spec.network_id),
+        );
+    }
+    let security = spec
+        .port_security_enabled
+        .unwrap_or_else(|| network.is_none_or(|n| n.port_security_enabled));
+    if !spec.allowed_address_pairs.is_empty() && !security {
+        errors.push(
+            &label,
+            "allowed_address_pairs",
+            "not allowed while port_security_enabled is false (Neutron refuses this too)",
+        );
+    }
+    let max = store.settings.get().max_allowed_address_pairs;
+    if spec.allowed_address_pairs.len() > max {
+        errors.push(
+            &label,
+            "allowed_address_pairs",
+            format!(
+                "{} pairs exceed max_allowed_address_pair = {max}",
+                spec.allowed_address_pairs.len()
+            ),
+        );
+    }
+    let fixed_ips = fixed_ips(store, errors, &label, &spec);
+    let groups = security_groups(store, errors, &label, &spec, security);
+    if let Some(r) = &spec.router {
+        if !store.routers.contains_key(r) {
+            errors.push(
+                &label,
+                "device_id",
+                format!("unknown router {r:?} (not in routers)"),
+            );
+        }
+    }
+    if errors.len() != before || network.is_none() {
+        return None;
+    }
+    Some(Port {
+        spec,
+        port_security_enabled: security,
+        fixed_ips,
+        security_groups: groups,
+    })
+}
+
+fn fixed_ips(store: &Store, errors: &mut Errors, label: &str, spec: &PortSpec) -> Vec<FixedIp> {
+    let mut out = Vec::new();
+    for (j, f) in spec.fixed_ips.iter().enumerate() {
+        let field = format!("fixed_ips[{j}]");
+        let subnet_id = match &f.subnet_id {
+            Some(sid) => {
+                if !store.subnets.contains_key(sid) {
+                    errors.push(
+                        label,
+                        format!("{field}.subnet_id"),
+                        format!("unknown subnet {sid:?}"),
+                    );
+                    continue;
+                }
+                sid.clone()
+            }
+            // Neutron picks the subnet that contains the address.
+            None => {
+                let found = members(&store.ix.subnets_of_network, &spec.network_id).find(|s| {
+                    store
+                        .subnets
+                        .get(*s)
+                        .is_some_and(|s| s.cidr.contains(&f.ip))
+                });
+                match found {
+                    Some(s) => s.clone(),
+                    None => {
+                        errors.push(
+                            label,
+                            format!("{field}.ip_address"),
+                            format!("{} is in no subnet of the port's network", f.ip),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Some(message) = address_problem(store, spec, &subnet_id, f.ip) {
+            let at = if message.contains("another network") {
+                "subnet_id"
+            } else {
+                "ip_address"
+            };
+            errors.push(label, format!("{field}.{at}"), message);
+            continue;
+        }
+        out.push(FixedIp {
+            subnet_id,
+            ip: f.ip,
+        });
+    }
+    out
+}
+
+/// What is wrong with `ip` as a fixed IP of the port on `subnet_id`.
+fn address_problem(
+    store: &Store,
+    spec: &PortSpec,
+    subnet_id: &String,
+    ip: IpAddr,
+) -> Option<String> {
+    let s = store.subnets.get(subnet_id)?;
+    if s.network_id != spec.network_id {
+        return Some(format!("subnet {} belongs to another network", s.id));
+    }
+    if !s.cidr.contains(&ip) {
+        return Some(format!("{ip} is outside subnet {} ({})", s.id, s.cidr));
+    }
+    match s.cidr {
+        IpNet::V4(net)
+            if net.prefix_len() < 31
+                && (IpAddr::V4(net.network()) == ip || IpAddr::V4(net.broadcast()) == ip) =>
+        {
+            return Some(format!(
+                "{ip} is the network or broadcast address of {}",
+                s.cidr
+            ));
+        }
+        IpNet::V6(_) if s.cidr.network() == ip => {
+            return Some(format!(
+                "{ip} is the subnet-router anycast address of {}",
+                s.cidr
+            ));
+        }
+        _ => {}
+    }
+    if s.gateway_ip == Some(ip) && !spec.is_router_interface() {
+        return Some(format!("{ip} is the gateway_ip of subnet {}", s.id));
+    }
+    None
+}
+
+fn security_groups(
+    store: &Store,
+    errors: &mut Errors,
+    label: &str,
+    spec: &PortSpec,
+    security: bool,
+) -> Vec<String> {
+    let mut groups = Vec::new();
+    for (j, g) in spec.security_groups.iter().enumerate() {
+        if store.security_groups.contains_key(g) {
+            groups.push(g.clone());
+        } else {
+            errors.push(
+                label,
+                format!("security_groups[{j}]"),
+                format!("unknown security group {g:?} (not in security_groups)"),
+            );
+        }
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    if !spec.security_groups.is_empty() && !security {
+        errors.push(
+            label,
+            "security_groups",
+            "not allowed while port_security_enabled is false (Neutron refuses this too)",
+        );
+    }
+    groups
+}
+
+/// Whether `other` came before `port` in this change, or was there before
+/// it: the error then belongs to `port`.
+fn earlier(store: &Store, touched: &Touched, port: &str, other: &str) -> bool {
+    !touched.ports.contains(other) || store.seq(Kind::Port, other) < store.seq(Kind::Port, port)
+}
+
+/// A MAC or fixed IP used twice in a network, or a tap by two ports.
+fn unique(store: &Store, errors: &mut Errors, port: &Port, touched: &Touched) {
+    let (id, spec) = (&port.spec.id, &port.spec);
+    let label = port.label();
+    let other_label = |o: &String| {
+        store
+            .ports
+            .get(o)
+            .map(Port::label)
+            .unwrap_or_else(|| format!("port {o}"))
+    };
+    let clash = |owner: &dyn Fn(&String) -> bool, others: Vec<&String>| {
+        others
+            .into_iter()
+            .find(|o| *o != id && owner(o) && earlier(store, touched, id, o))
+            .cloned()
+    };
+    let key = (spec.network_id.clone(), spec.mac);
+    let macs: Vec<&String> = members(&store.ix.macs, &key).collect();
+    if let Some(o) = clash(&|_| true, macs) {
+        errors.push(
+            &label,
+            "mac_address",
+            format!(
+                "{} is already used by {} on the same network",
+                spec.mac,
+                other_label(&o)
+            ),
+        );
+    }
+    for f in &port.fixed_ips {
+        let key = (spec.network_id.clone(), f.ip);
+        let users: Vec<&String> = members(&store.ix.ips, &key).collect();
+        if let Some(o) = clash(&|_| true, users) {
+            errors.push(
+                &label,
+                "fixed_ips",
+                format!(
+                    "{} is already used by {} on the same network",
+                    f.ip,
+                    other_label(&o)
+                ),
+            );
+        }
+    }
+    if spec.router.is_none() {
+        let users: Vec<&String> = members(&store.ix.taps, &spec.tap).collect();
+        if let Some(o) = clash(&|_| true, users) {
+            errors.push(
+                &label,
+                "tap_name",
+                format!(
+                    "interface {} is already used by {}",
+                    spec.tap,
+                    other_label(&o)
+                ),
+            );
+        }
+    }
+}
+
+/// A rule's remote group must exist.
+pub fn remote_groups(store: &Store, errors: &mut Errors, touched: &Touched) {
+    for id in &touched.security_groups {
+        let Some(g) = store.security_groups.get(id) else {
+            continue;
+        };
+        for (j, rule) in g.rules.iter().enumerate() {
+            if let crate::objects::Remote::Group(x) = &rule.remote {
+                if !store.security_groups.contains_key(x) {
+                    errors.push(
+                        &crate::errors::label("security group", id, &g.name),
+                        format!("security_group_rules[{j}].remote_group_id"),
+                        format!("unknown security group {x:?}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Subnets of one network must not overlap.
+pub fn subnets(store: &Store, errors: &mut Errors, touched: &Touched) {
+    for id in &touched.subnets {
+        let Some(s) = store.subnets.get(id) else {
+            continue;
+        };
+        let other = members(&store.ix.subnets_of_network, &s.network_id)
+            .filter(|o| *o != id)
+            .filter_map(|o| store.subnets.get(o))
+            .find(|o| {
+                (o.cidr.contains(&s.cidr.network()) || s.cidr.contains(&o.cidr.network()))
+                    && (!touched.subnets.contains(&o.id)
+                        || store.seq(Kind::Subnet, &o.id) < store.seq(Kind::Subnet, id))
+            });
+        if let Some(o) = other {
+            errors.push(
+                &crate::errors::label("subnet", id, &s.name),
+                "cidr",
+                format!(
+                    "{} overlaps subnet {} ({}) on the same network",
+                    s.cidr, o.id, o.cidr
+                ),
+            );
+        }
+    }
+}
+
+/// A router has one interface per subnet, on subnets that do not overlap
+/// (Neutron refuses more: routes would be ambiguous).
+pub fn routers(store: &Store, errors: &mut Errors, touched: &Touched) {
+    for r in &touched.routers {
+        if !store.routers.contains_key(r) {
+            continue;
+        }
+        let mut ifaces: Vec<&Port> = members(&store.ix.interfaces_of_router, r)
+            .filter_map(|p| store.ports.get(p))
+            .collect();
+        ifaces.sort_by_key(|p| store.seq(Kind::Port, p.id()));
+        let mut seen: Vec<(&Port, &str, IpNet)> = Vec::new();
+        for port in ifaces {
+            for (j, f) in port.fixed_ips.iter().enumerate() {
+                let Some(cidr) = store.subnets.get(&f.subnet_id).map(|s| s.cidr) else {
+                    continue;
+                };
+                let clash = seen.iter().find(|(_, sid, other)| {
+                    *sid == f.subnet_id
+                        || other.contains(&cidr.network())
+                        || cidr.contains(&other.network())
+                });
+                if let Some((o, _, other)) = clash {
+                    errors.push(
+                        &port.label(),
+                        format!("fixed_ips[{j}]"),
+                        format!(
+                            "router {r} already has an interface ({}) on {other} which overlaps {cidr}",
+                            o.id()
+                        ),
+                    );
+                    continue;
+                }
+                seen.push((port, &f.subnet_id, cidr));
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! A snapshot of the store with objects cross-referenced by position, in
+//! the order they came: what `dataplane check` reports on and what the
+//! tests' reference model reads. The datapath itself compiles from the
+//! store.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+
+pub use crate::objects::{AddressPair, Direction, PortMatch};
+use crate::{errors::label, neutron::Kind, neutron::MacAddr, objects, store::Store};
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub max_allowed_address_pairs: usize,
+    pub networks: Vec<Network>,
+    pub subnets: Vec<Subnet>,
+    /// VM ports (router interfaces are in `routers`).
+    pub ports: Vec<Port>,
+    pub routers: Vec<Router>,
+    pub security_groups: Vec<SecurityGroup>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub direction: Direction,
+    /// IPv6 (`ethertype = "IPv6"`) or IPv4.
+    pub ipv6: bool,
+    /// IP protocol number; None for any.
+    pub protocol: Option<u8>,
+    pub ports: PortMatch,
+    pub remote: Remote,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    Any,
+    Prefix(IpNet),
+    /// Index into [`Topology::security_groups`].
+    Group(usize),
+}
+
+/// A router and its interfaces (one per attached subnet).
+#[derive(Debug, Clone)]
+pub struct Router {
+    pub id: String,
+    pub name: String,
+    pub interfaces: Vec<RouterInterface>,
+}
+
+/// One address of a router interface port on one subnet.
+#[derive(Debug, Clone)]
+pub struct RouterInterface {
+    /// The Neutron port id of the interface.
+    pub port_id: String,
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    /// Index into [`Topology::subnets`].
+    pub subnet: usize,
+    pub mac: MacAddr,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    pub cidr: IpNet,
+    pub gateway_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub id: String,
+    pub name: String,
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    pub mac: MacAddr,
+    pub fixed_ips: Vec<FixedIp>,
+    pub allowed_address_pairs: Vec<AddressPair>,
+    pub port_security_enabled: bool,
+    /// Indexes into [`Topology::security_groups`], sorted, no duplicates.
+    pub security_groups: Vec<usize>,
+    /// Host interface carrying the port's traffic.
+    pub tap: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedIp {
+    /// Index into [`Topology::subnets`].
+    pub subnet: usize,
+    pub ip: IpAddr,
+}
+
+impl Port {
+    /// How errors and the CLI name the port.
+    pub fn label(&self) -> String {
+        label("port", &self.id, &self.name)
+    }
+}
+
+/// Ids of `kind` in the order they came, with their positions.
+fn ordered<'a, T>(
+    store: &Store,
+    kind: Kind,
+    objects: impl Iterator<Item = (&'a String, &'a T)>,
+) -> (Vec<&'a T>, BTreeMap<String, usize>)
+where
+    T: 'a,
+{
+    let mut all: Vec<(&String, &T)> = objects.collect();
+    all.sort_by_key(|(id, _)| store.seq(kind, id));
+    let positions = all
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| ((*id).clone(), i))
+        .collect();
+    (all.into_iter().map(|(_, t)| t).collect(), positions)
+}
+
+impl Topology {
+    /// The store's objects, in the order they came.
+    pub fn of(store: &Store) -> Topology {
+        let (networks, net_ix) = ordered(store, Kind::Network, store.networks().iter());
+        let (subnets, sub_ix) = ordered(store, Kind::Subnet, store.subnets().iter());
+        let (groups, sg_ix) = ordered(store, Kind::SecurityGroup, store.security_groups().iter());
+        let (routers, router_ix) = ordered(store, Kind::Router, store.routers().iter());
+        let (ports, _) = ordered(store, Kind::Port, store.ports().iter());
+        let mut t = Topology {
+            max_allowed_address_pairs: store.settings().max_allowed_address_pairs,
+            networks: networks
+                .iter()
+                .map(|n| Network {
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                })
+                .collect(),
+            subnets: subnets
+                .iter()
+                .map(|s| Subnet {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    network: net_ix[&s.network_id],
+                    cidr: s.cidr,
+                    gateway_ip: s.gateway_ip,
+                })
+                .collect(),
+            ports: Vec::new(),
+            routers: routers
+                .iter()
+                .map(|r| Router {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    interfaces: Vec::new(),
+                })
+                .collect(),
+            security_groups: groups
+                .iter()
+                .map(|g| SecurityGroup {
+                    id: g.id.clone(),
+                    name: g.name.clone(),
+                    rules: g.rules.iter().map(|r| rule(r, &sg_ix)).collect(),
+                })
+                .collect(),
+        };
+        for p in ports {
+            let network = net_ix[&p.spec.network_id];
+            let fixed_ips: Vec<FixedIp> = p
+                .fixed_ips
+                .iter()
+                .map(|f| FixedIp {
+                    subnet: sub_ix[&f.subnet_id],
+                    ip: f.ip,
+                })
+                .collect();
+            if let Some(r) = &p.spec.router {
+                t.routers[router_ix[r]]
+                    .interfaces
+                    .extend(fixed_ips.iter().map(|f| RouterInterface {
+                        port_id: p.spec.id.clone(),
+                        network,
+                        subnet: f.subnet,
+                        mac: p.spec.mac,
+                        ip: f.ip,
+                    }));
+                continue;
+            }
+            let mut security_groups: Vec<usize> =
+                p.security_groups.iter().map(|g| sg_ix[g]).collect();
+            security_groups.sort_unstable();
+            t.ports.push(Port {
+                id: p.spec.id.clone(),
+                name: p.spec.name.clone(),
+                network,
+                mac: p.spec.mac,
+                fixed_ips,
+                allowed_address_pairs: p.spec.allowed_address_pairs.clone(),
+                port_security_enabled: p.port_security_enabled,
+                security_groups,
+                tap: p.spec.tap.clone(),
+            });
+        }
+        t
+    }
+}
+
+fn rule(r: &objects::Rule, sg_ix: &BTreeMap<String, usize>) -> Rule {
+    Rule {
+        direction: r.direction,
+        ipv6: r.ipv6,
+        protocol: r.protocol,
+        ports: r.ports,
+        remote: match &r.remote {
+            objects::Remote::Any => Remote::Any,
+            objects::Remote::Prefix(p) => Remote::Prefix(*p),
+            objects::Remote::Group(g) => Remote::Group(sg_ix[g]),
+        },
+    }
+}

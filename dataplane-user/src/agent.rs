@@ -1,0 +1,217 @@
+//! The agent: keeps the datapath in step with a configuration [`Source`],
+//! follows taps that are re-created, answers the control socket, serves
+//! metrics, and leaves the datapath running (or removes it) when it stops.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::{Context, Result};
+use dataplane_config::{ConfigErrors, Update};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::{
+    control,
+    controller::{Applied, Controller},
+    datapath::{self, Options},
+    interfaces,
+    source::Source,
+};
+
+/// How the agent runs, beyond the datapath's own options.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub datapath: Options,
+    /// On SIGINT/SIGTERM, detach and remove everything.
+    pub cleanup: bool,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// How often taps are checked for re-creation, and retired ports cleaned.
+const TICK: Duration = Duration::from_secs(1);
+/// How soon after a change that retired ports their cleanup runs (past the
+/// datapath's grace period).
+const CLEANUP_DELAY: Duration = Duration::from_millis(60);
+
+fn tap(name: &str) -> Option<u32> {
+    interfaces::ifindex(name)
+}
+
+/// Runs the agent on `source` until SIGINT or SIGTERM. The first update
+/// must apply: a configuration error then comes back as [`ConfigErrors`].
+pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
+    let instance = opts.datapath.instance.clone();
+    let first = source
+        .next()
+        .await
+        .with_context(|| format!("reading {}", source.describe()))?;
+    let fresh = !datapath::instance_dir(&instance).exists();
+    let mut ctl = Controller::open(opts.datapath.clone())?;
+    forward_ebpf_logs(&mut ctl);
+    let adopted = ctl.datapath_mut().adopt_links()?;
+    if adopted > 0 {
+        info!(
+            links = adopted,
+            "took over the XDP links of the previous run"
+        );
+    }
+    let applied = match ctl.apply(&first, &tap) {
+        Ok(a) => a,
+        Err(e) => {
+            // Leave nothing behind that this run created.
+            ctl.shutdown(fresh).ok();
+            return Err(e).context("applying the configuration");
+        }
+    };
+    info!(
+        instance,
+        source = source.describe(),
+        ports = applied.ports,
+        generation = applied.generation,
+        pins = %ctl.datapath().dir().display(),
+        "datapath ready"
+    );
+    if let Some(addr) = opts.metrics {
+        crate::metrics::serve(addr, ctl.datapath().dir().clone()).await?;
+    }
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut requests = control::listen(&instance)?;
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let cleanup = tokio::time::sleep(CLEANUP_DELAY);
+        tokio::select! {
+            _ = sigint.recv() => { info!("SIGINT"); break }
+            _ = sigterm.recv() => { info!("SIGTERM"); break }
+            update = source.next() => {
+                match update {
+                    Ok(u) => { let _ = apply(&mut ctl, &u, "reload"); }
+                    Err(e) => report("reload", &e),
+                }
+            }
+            _ = tick.tick() => {
+                follow_taps(&mut ctl);
+                housekeeping(&mut ctl);
+            }
+            _ = cleanup, if ctl.has_retired() => housekeeping(&mut ctl),
+            Some((path, reply)) = requests.recv() => {
+                let answer = apply_request(&mut ctl, &mut source, &path);
+                let _ = reply.send(answer);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(control::socket_path(&instance));
+    ctl.shutdown(opts.cleanup)?;
+    if opts.cleanup {
+        info!("detached and unpinned");
+    } else {
+        info!(
+            "exiting; the datapath keeps running on its pinned links and maps (`dataplane stop` removes it)"
+        );
+    }
+    Ok(())
+}
+
+/// Applies an update; logs the outcome. A refused update changes nothing:
+/// the last good configuration stays live.
+fn apply(ctl: &mut Controller, update: &Update, why: &str) -> Result<Applied> {
+    match ctl.apply(update, &tap) {
+        Ok(applied) => {
+            info!(
+                ports = applied.ports,
+                changes = applied.changes,
+                generation = applied.generation,
+                elapsed_us = applied.summary.elapsed.as_micros() as u64,
+                "{why}: configuration applied"
+            );
+            Ok(applied)
+        }
+        Err(e) => {
+            report(why, &e);
+            Err(e)
+        }
+    }
+}
+
+fn report(why: &str, e: &anyhow::Error) {
+    if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
+        error!("{why}: {errors}; keeping the running configuration");
+    } else {
+        error!("{why}: {e:#}; keeping the running configuration");
+    }
+}
+
+/// `dataplane apply FILE`: the source loads FILE; once applied, FILE is the
+/// configuration from then on.
+fn apply_request<S: Source>(ctl: &mut Controller, source: &mut S, path: &Path) -> String {
+    let Some(loaded) = source.load(path) else {
+        return format!(
+            "error this agent's configuration comes from {}, not from files",
+            source.describe()
+        );
+    };
+    let result = loaded.and_then(|u| apply(ctl, &u, "apply"));
+    match result {
+        Ok(applied) => {
+            source.loaded(path);
+            format!("ok {}", applied.generation)
+        }
+        Err(e) => format!("error {e:#}"),
+    }
+}
+
+/// A VM that reboots gets a new tap (same name, new ifindex): its port is
+/// attached again. A tap that is missing meanwhile leaves its port idle.
+fn follow_taps(ctl: &mut Controller) {
+    for (port, ifindex) in ctl.moved_taps(&tap) {
+        let Some(ifindex) = ifindex else {
+            continue;
+        };
+        match ctl.reattach(&port, Some(ifindex)) {
+            Ok(a) => info!(
+                port,
+                generation = a.generation,
+                "a tap was re-created: its port is attached again"
+            ),
+            Err(e) => warn!(port, "re-attaching a re-created tap: {e:#}"),
+        }
+    }
+}
+
+fn housekeeping(ctl: &mut Controller) {
+    if let Err(e) = ctl.housekeeping() {
+        warn!("cleaning up after removed ports: {e:#}");
+    }
+}
+
+/// Forwards aya-log records from the programs to this process's log.
+fn forward_ebpf_logs(ctl: &mut Controller) {
+    let logger = match aya_log::EbpfLogger::init(ctl.datapath_mut().ebpf_mut()) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("eBPF logs unavailable: {e}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns the ring buffer's fd, which stays open and
+    // unchanged for as long as the AsyncFd owns the logger.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!("eBPF logs unavailable: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

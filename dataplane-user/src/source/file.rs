@@ -1,0 +1,120 @@
+//! A configuration file: read whole at start, on SIGHUP and whenever it
+//! changes on disk (watched through its directory, since editors and
+//! configuration management replace files rather than write them in
+//! place).
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use dataplane_config::{Document, Update};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{info, warn};
+
+use super::Source;
+
+/// Editors write in several steps: a change is read this long after the
+/// last event.
+const SETTLE: Duration = Duration::from_millis(200);
+
+pub struct FileSource {
+    path: PathBuf,
+    watcher: notify::RecommendedWatcher,
+    changed: mpsc::UnboundedReceiver<()>,
+    sighup: Signal,
+    /// The file is to be read at the next call (first call, or a change or
+    /// SIGHUP seen by a call that was cancelled before reading).
+    due: bool,
+}
+
+impl FileSource {
+    pub fn new(path: &Path) -> Result<FileSource> {
+        let (watcher, changed) = watch(path)?;
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            watcher,
+            changed,
+            sighup: signal(SignalKind::hangup())?,
+            due: true,
+        })
+    }
+
+    fn read(&self) -> Result<Update> {
+        Ok(Update::Snapshot(Document::read(&self.path)?))
+    }
+}
+
+impl Source for FileSource {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    async fn next(&mut self) -> Result<Update> {
+        if !self.due {
+            tokio::select! {
+                _ = self.sighup.recv() => info!("SIGHUP: reading {}", self.path.display()),
+                Some(()) = self.changed.recv() => {
+                    self.due = true;
+                    tokio::time::sleep(SETTLE).await;
+                    while self.changed.try_recv().is_ok() {}
+                    info!("configuration file changed");
+                }
+            }
+        }
+        self.due = false;
+        self.read()
+    }
+
+    fn load(&mut self, path: &Path) -> Option<Result<Update>> {
+        Some(
+            Document::read(path)
+                .map(Update::Snapshot)
+                .with_context(|| format!("reading {}", path.display())),
+        )
+    }
+
+    fn loaded(&mut self, path: &Path) {
+        match watch(path) {
+            Ok((w, c)) => {
+                self.watcher = w;
+                self.changed = c;
+                self.path = path.to_path_buf();
+            }
+            Err(e) => warn!("cannot watch {}: {e:#}", path.display()),
+        }
+    }
+}
+
+/// Watches the file's directory and reports changes to the file itself.
+fn watch(path: &Path) -> Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let path = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot read configuration {}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_os_string());
+    let dir = path
+        .parent()
+        .context("configuration file without a directory")?
+        .to_path_buf();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        let writes = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        );
+        if ours && writes {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
