@@ -323,13 +323,6 @@ async fn run(
             return Err(e).context("applying the configuration");
         }
     };
-    info!(
-        instance,
-        ports = topology.ports.len(),
-        pins = %dp.dir().display(),
-        "datapath ready"
-    );
-
     if let Some(addr) = metrics {
         dataplane::metrics::serve(addr, dp.dir().clone()).await?;
     }
@@ -346,6 +339,14 @@ async fn run(
         generation: summary.generation,
     };
     let mut taps = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Ready only now: until the handlers above exist, a SIGHUP would kill
+    // the agent and an edit of the file or an `apply` would go unnoticed.
+    info!(
+        instance,
+        ports = live.topology.ports.len(),
+        pins = %dp.dir().display(),
+        "datapath ready"
+    );
     loop {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT"); break }
