@@ -45,6 +45,26 @@ pub fn dataplane_bin() -> PathBuf {
 
 static PORT_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How long a test waits for something that should happen promptly (the
+/// agent's reaction, a reply once the VM's ARP resolves) before it fails.
+/// Only a failing test waits this long: conditions are polled.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Polls `cond` every 50 ms until it holds; fails naming `what` if it still
+/// does not after `within`.
+pub fn wait_for(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not so after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub struct Vm {
     pub name: String,
     pub ns: Netns,
@@ -63,6 +83,9 @@ impl Vm {
     }
 
     /// Pings `dst` `count` times (0.2 s apart); true if any reply came back.
+    /// For checks that traffic does *not* get through; that it does, check
+    /// with [`Vm::reaches`]: a few pings right after a change can fail
+    /// for reasons that are not the datapath's (see there).
     pub fn ping(&self, dst: &str, count: u32) -> bool {
         self.ping_from(dst, None, count)
     }
@@ -78,6 +101,55 @@ impl Vm {
             .try_exec(&args)
             .map(|o| o.status.success())
             .unwrap_or(false)
+    }
+
+    /// Succeeds once `dst` answers a ping, trying again (one ping, 1 s for its
+    /// reply) until `within` has passed; the error has the last ping's
+    /// output and the VM's neighbour table.
+    ///
+    /// Why not a few pings once: after a check that traffic was refused,
+    /// the VM's ARP entry for `dst` is INCOMPLETE, and it turns FAILED 3 s
+    /// after that attempt (3 unanswered probes, 1 s apart) whatever the
+    /// datapath does by then. Pings sent meanwhile wait in that entry and
+    /// are answered "Destination Host Unreachable" when it fails; the next
+    /// ping starts a new resolution, which succeeds.
+    pub fn reaches(&self, dst: &str, within: Duration) -> Result<()> {
+        self.reaches_from(dst, None, within)
+    }
+
+    /// [`Vm::reaches`] with the source address `src`.
+    pub fn reaches_from(&self, dst: &str, src: Option<&str>, within: Duration) -> Result<()> {
+        let mut args = vec!["ping", "-n", "-c", "1", "-W", "1"];
+        if let Some(src) = src {
+            args.extend(["-I", src]);
+        }
+        args.push(dst);
+        let deadline = Instant::now() + within;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = self.ns.try_exec(&args)?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let neigh = self
+                    .ns
+                    .try_exec(&["ip", "neigh", "show"])
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                bail!(
+                    "{} ({}) got no reply from {dst} in {attempts} pings over {within:?}; \
+                     the last one said:\n{}{}neighbours:\n{neigh}",
+                    self.name,
+                    src.unwrap_or("its address"),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                );
+            }
+            // An error (unreachable) returns at once: do not spin.
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Runs a scapy script in the VM with the layers imported, `IFACE`
@@ -255,13 +327,17 @@ impl Lab {
 
     /// Starts the agent on a config file holding `expected` ports, and waits
     /// until it applied its configuration (a new generation is live: after
-    /// a restart the previous run's state is visible at once).
+    /// a restart the previous run's state is visible at once) and says it is
+    /// ready. The generation alone is not enough: it goes live before the
+    /// agent detaches taps that left the configuration, and before it
+    /// handles SIGHUP, watches the file and listens for `apply`.
     pub fn start_file(&mut self, path: &std::path::Path, expected: usize) -> Result<()> {
         let before = self
             .show_ports()
             .ok()
             .and_then(|v| v["generation"].as_u64())
             .unwrap_or(0);
+        let ready_before = self.log_count(READY);
         let log = self.dir.path().join("agent.log");
         let child = self
             .dataplane(&["run", "--config", path.to_str().unwrap()])
@@ -286,18 +362,28 @@ impl Lab {
                     bail!("agent exited ({status}):\n{}", self.agent_log());
                 }
             }
-            if let Ok(v) = self.show_ports() {
+            if self.log_count(READY) > ready_before {
+                let v = self.show_ports()?;
                 if v["generation"].as_u64().unwrap_or(0) > before
                     && v["ports"].as_array().map(|a| a.len()) == Some(expected)
                 {
                     return Ok(());
                 }
+                bail!(
+                    "agent ready without a new generation of {expected} ports:\n{v:#}\n{}",
+                    self.agent_log()
+                );
             }
             if Instant::now() > deadline {
                 bail!("agent not ready after 30 s:\n{}", self.agent_log());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// How many times `needle` occurs in what the agents printed so far.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.agent_log().matches(needle).count()
     }
 
     /// What the agent printed so far.
@@ -370,32 +456,52 @@ impl Lab {
     }
 
     /// Rewrites the agent's configuration file with `config` and sends it
-    /// SIGHUP; returns once the new generation is live, or fails with the
-    /// agent's log if it did not become live within 10 s.
+    /// SIGHUP ([`Lab::sighup`]); fails with the agent's log unless that made
+    /// a new generation live.
     pub fn reload(&self, config: &Value) -> Result<()> {
         let before = self.show_ports()?["generation"].as_u64().unwrap_or(0);
         self.sighup(config)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.show_ports()?["generation"].as_u64().unwrap_or(0) > before {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if self.show_ports()?["generation"].as_u64().unwrap_or(0) <= before {
+            bail!(
+                "configuration not applied after SIGHUP:\n{}",
+                self.agent_log()
+            );
         }
-        bail!(
-            "configuration not applied after SIGHUP:\n{}",
-            self.agent_log()
-        )
+        Ok(())
     }
 
-    /// Rewrites the agent's configuration file and sends it SIGHUP, without
-    /// waiting for the outcome.
+    /// Rewrites the agent's configuration file and sends it SIGHUP; returns
+    /// once the agent has dealt with both, whatever the outcome (check it
+    /// in `show` or the log). Both: the agent watches the file too, so the
+    /// rewrite makes it read the file again about 0.2 s after the signal
+    /// did; returning before that would let this change bump the
+    /// generation, or apply the next file, in the middle of the caller's
+    /// next step. (Only for the file the agent was started on: after
+    /// `dataplane apply` it watches another one.)
     pub fn sighup(&self, config: &Value) -> Result<()> {
+        let changed_before = self.log_count(FILE_CHANGED);
+        let outcomes_before = self.reload_outcomes();
         self.write_config("config.json", config)?;
         let agent = self.agent.as_ref().context("no agent running")?;
         // SAFETY: signalling a child we own.
         unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
-        Ok(())
+        // Each trigger (the signal, each noticed change) ends in one
+        // outcome, logged after the apply finished.
+        wait_for(
+            WAIT,
+            "the agent handled the SIGHUP and the file change",
+            || {
+                let changed = self.log_count(FILE_CHANGED) - changed_before;
+                changed >= 1 && self.reload_outcomes() - outcomes_before > changed
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}:\n{}", self.agent_log()))
+    }
+
+    /// Reloads the agent finished, applied or refused.
+    fn reload_outcomes(&self) -> usize {
+        self.log_count("reload: configuration applied")
+            + self.log_count("keeping the running configuration")
     }
 
     /// Kills the agent with SIGKILL (no chance to clean up) and waits for it.
@@ -415,6 +521,12 @@ impl Lab {
         Ok(())
     }
 }
+
+/// What the agent logs once it runs and handles signals, file changes and
+/// `apply`.
+const READY: &str = "datapath ready";
+/// What the agent logs when it noticed that its configuration file changed.
+const FILE_CHANGED: &str = "configuration file changed";
 
 /// Opens a log for appending: restarted agents add to it.
 fn append(path: &std::path::Path) -> Result<File> {
