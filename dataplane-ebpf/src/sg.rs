@@ -33,7 +33,6 @@ use crate::{
         DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT,
         ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT,
     },
-    stats,
 };
 
 const TCP_FIN: u8 = 0x01;
@@ -84,9 +83,17 @@ const fn refused(port: u32, reason: DropReason) -> u32 {
     (port << 8) | reason as u32
 }
 
+/// The port and reason of a drop [`check`] returned (see [`refused`]).
+#[inline(always)]
+pub fn refusal(verdict: u32) -> (u32, DropReason) {
+    let reason = DropReason::from_u32(verdict & 0xff).unwrap_or(DropReason::Malformed);
+    (verdict >> 8, reason)
+}
+
 /// Applies the sender's egress and the receiver's ingress rules; returns
-/// [`PASS`] to deliver, or [`refused`]'s encoding of a drop (already
-/// counted). A BPF subprogram so that its stack does not add to `to_vm`'s.
+/// [`PASS`] to deliver, or [`refused`]'s encoding of a drop, for the caller
+/// to count and stream through [`crate::drop::drop`]. A BPF subprogram so
+/// that its stack does not add to `to_vm`'s.
 #[inline(never)]
 pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
     // The flow lives in per-CPU scratch space, not on the stack: this
@@ -101,10 +108,7 @@ pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
         PARSED_IP => {}
         // Not IP: nothing for security groups.
         PARSED_OTHER => return PASS,
-        _ => {
-            stats::count_drop(rx.index, DropReason::Malformed);
-            return refused(rx.index, DropReason::Malformed);
-        }
+        _ => return refused(rx.index, DropReason::Malformed),
     }
     let flow = &*flow;
     if base_allowed(flow) {
@@ -370,17 +374,13 @@ fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
 }
 
 /// Tracks the packet in `z`'s zone; returns [`PASS`] if it may pass, else
-/// counts the drop on the zone's port and returns it ([`refused`]). A BPF
-/// subprogram: the two zones' lookups would not fit one stack frame with
-/// the caller's.
+/// the drop charged to the zone's port ([`refused`]). A BPF subprogram: the
+/// two zones' lookups would not fit one stack frame with the caller's.
 #[inline(never)]
 fn track(f: &Flow, z: &Zone) -> u32 {
     match track_zone(f, z) {
         Ok(()) => PASS,
-        Err(reason) => {
-            stats::count_drop(z.port, reason);
-            refused(z.port, reason)
-        }
+        Err(reason) => refused(z.port, reason),
     }
 }
 
