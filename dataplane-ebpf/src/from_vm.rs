@@ -6,14 +6,14 @@ use aya_log_ebpf::warn;
 use common::{
     ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, OUT_REPLY, PORT_F_SECURITY, PortInfo,
     TARGET_ROUTER,
+    proto::{
+        ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMPV6_NEIGH_ADVERT,
+        ICMPV6_NEIGH_SOLICIT, IPPROTO_ICMPV6,
+    },
 };
 
 use crate::{
-    config, drop, forward, groups, meta,
-    packet::Packet,
-    parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
-    portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
-    responder, route, stats,
+    config, drop, forward, groups, meta, packet::Packet, parse, portsec, responder, route, stats,
 };
 
 #[inline(always)]

@@ -21,24 +21,20 @@ use common::{
     CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CT_STATS_DATAPATH, CtEntry, CtKey, CtStats,
     DropReason, POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey,
     PortInfo, REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TX_F_TRACE, TxMeta,
+    proto::{
+        DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT, ETH_P_IP,
+        ETH_P_IPV6, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_PARAMETERPROB,
+        ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+        ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT, ICMPV6_PARAMPROB, IPPROTO_ICMP,
+        IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    },
 };
 
 use crate::{
     maps::{CONFIG, CONNTRACK, CT_STATS, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
-    parse::{
-        self, ETH_P_IP, ETH_P_IPV6, Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    },
-    portsec::{
-        DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT,
-        ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT,
-    },
+    parse::{self, Frag},
 };
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -227,9 +223,9 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
             let [ty, code] = pkt.read::<[u8; 2]>(l4).ok_or(DropReason::Malformed)?;
             f.policy_port = [ty, code];
             let (request, reply) = if f.t.proto == IPPROTO_ICMP {
-                (8, 0)
+                (ICMP_ECHO, ICMP_ECHOREPLY)
             } else {
-                (128, 129)
+                (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
             };
             if ty == request || ty == reply {
                 let id = pkt.read::<[u8; 2]>(l4 + 4).ok_or(DropReason::Malformed)?;
@@ -243,9 +239,12 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
                 // errors also by the connection of the packet they quote.
                 f.t.sport = [ty, code];
                 let error = if f.ipv6 == 0 {
-                    matches!(ty, 3 | 11 | 12)
+                    matches!(
+                        ty,
+                        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB
+                    )
                 } else {
-                    matches!(ty, 1..=4)
+                    matches!(ty, ICMPV6_DEST_UNREACH..=ICMPV6_PARAMPROB)
                 };
                 if error && quoted(pkt, l4 + 8, f.ipv6 != 0, &mut f.inner).is_some() {
                     f.related = 1;
@@ -514,8 +513,8 @@ fn related_to_tracked(f: &Flow, zone: u32, now: u64) -> bool {
 #[inline(always)]
 fn orig_policy_port(f: &Flow, reversed: bool) -> [u8; 2] {
     match f.t.proto {
-        IPPROTO_ICMP => [8, 0],
-        IPPROTO_ICMPV6 => [128, 0],
+        IPPROTO_ICMP => [ICMP_ECHO, 0],
+        IPPROTO_ICMPV6 => [ICMPV6_ECHO_REQUEST, 0],
         _ if reversed => f.t.sport,
         _ => f.policy_port,
     }
