@@ -14,7 +14,7 @@ macro_rules! drop_reasons {
 
         /// One counter per drop reason, in the order of [`DropReason`].
         #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
         pub struct DropCounters {
             $( pub $field: u64, )*
         }
