@@ -29,9 +29,6 @@ pub const MAX_FLOOD_DOMAINS: u32 = 65536;
 /// it they are network indexes.
 pub const FLOOD_DOMAIN_GROUP_BASE: u32 = 0x8000_0000;
 
-/// Slots of the configuration maps: 0 and 1.
-pub const SLOTS: u32 = 2;
-
 // ---------------------------------------------------------------------------
 // Global configuration: `CONFIG[0]`.
 
@@ -41,15 +38,12 @@ pub const SLOTS: u32 = 2;
 pub struct DpConfig {
     /// Slot whose configuration entries are live.
     pub active_slot: u32,
-    /// `DP_F_*` flags.
+    /// Flags: none is defined (always 0); the field keeps the layout.
     pub flags: u32,
     /// Bumped on every applied configuration; connections tracked under an
     /// older generation are re-checked against the current rules.
     pub generation: u64,
 }
-
-/// Send a ring-buffer event for every drop (rate limited by the datapath).
-pub const DP_F_DROP_EVENTS: u32 = 1 << 0;
 
 // ---------------------------------------------------------------------------
 // Ports: `PORTS` maps (slot, ifindex) to the port bound to that interface.
@@ -175,8 +169,6 @@ pub struct PortStats {
     pub arp_replies: u64,
     /// Neighbour solicitations answered by the datapath.
     pub nd_replies: u64,
-    /// ICMP echo requests to a router interface answered by the datapath.
-    pub echo_replies: u64,
     /// Times this port became the active member of a shared address.
     pub claims: u64,
     /// Frames dropped, by reason.
@@ -195,7 +187,6 @@ impl PortStats {
         self.routed += other.routed;
         self.arp_replies += other.arp_replies;
         self.nd_replies += other.nd_replies;
-        self.echo_replies += other.echo_replies;
         self.claims += other.claims;
         self.drops.add(&other.drops);
     }
@@ -464,7 +455,6 @@ pub struct CtEntry {
     pub _pad: [u8; 6],
 }
 
-pub const CT_NEW: u8 = 0;
 /// TCP SYN seen, no reply yet; UDP/ICMP/other without a reply yet.
 pub const CT_OPENING: u8 = 1;
 /// A reply was seen.
