@@ -1,5 +1,6 @@
 //! Types shared by the eBPF programs (`dataplane-ebpf`) and the loader
-//! (`dataplane-user`): map keys and values, drop reasons, flags.
+//! (`dataplane-user`): map keys and values, drop reasons, flags, protocol
+//! numbers.
 //!
 //! Everything here is `#[repr(C)]` plain data. With the `user` feature the
 //! types implement `aya::Pod` so the loader can read and write the maps.
@@ -10,6 +11,7 @@
 
 pub mod layout;
 pub mod maps;
+pub mod proto;
 pub mod reason;
 
 pub use layout::{ADDRESSES_PER_PORT, Limits, LpmKey, PER_PORT_ADDRESSES, Sizing, Slotted, names};

@@ -14,6 +14,8 @@
 //! object, because counters and state are keyed by them. Index 0 is never
 //! assigned: counters at index 0 collect what cannot be tied to a port.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::reason::DropCounters;
 
 /// Upper bounds compiled into the programs; the loader may size maps lower.
@@ -27,40 +29,34 @@ pub const MAX_FLOOD_DOMAINS: u32 = 65536;
 /// it they are network indexes.
 pub const FLOOD_DOMAIN_GROUP_BASE: u32 = 0x8000_0000;
 
-/// Slots of the configuration maps: 0 and 1.
-pub const SLOTS: u32 = 2;
-
 // ---------------------------------------------------------------------------
 // Global configuration: `CONFIG[0]`.
 
 /// The single entry of the `CONFIG` array.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct DpConfig {
     /// Slot whose configuration entries are live.
     pub active_slot: u32,
-    /// `DP_F_*` flags.
+    /// Flags: none is defined (always 0); the field keeps the layout.
     pub flags: u32,
     /// Bumped on every applied configuration; connections tracked under an
     /// older generation are re-checked against the current rules.
     pub generation: u64,
 }
 
-/// Send a ring-buffer event for every drop (rate limited by the datapath).
-pub const DP_F_DROP_EVENTS: u32 = 1 << 0;
-
 // ---------------------------------------------------------------------------
 // Ports: `PORTS` maps (slot, ifindex) to the port bound to that interface.
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct PortKey {
     pub slot: u32,
     pub ifindex: u32,
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PortInfo {
     /// Stable port index: counters, connection tracking zone, group members.
     pub index: u32,
@@ -89,7 +85,7 @@ pub const PORT_F_SECURITY: u16 = 1 << 0;
 /// `PORT_MACS`: the MACs a port may send from and receive on (its own MAC
 /// and its pairs' MACs).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct PortMacKey {
     pub slot: u32,
     pub port: u32,
@@ -98,7 +94,7 @@ pub struct PortMacKey {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PortMac {
     /// `ADDR_F_*` flags: where the MAC comes from.
     pub flags: u32,
@@ -119,7 +115,7 @@ pub const ADDR_F_SHARED: u32 = 1 << 3;
 /// packet's (port, source MAC, source IP) matches only a pair that binds both:
 /// a `0.0.0.0/0` pair still pins its MAC.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct PortAddrV4Key {
     pub slot: u32,
     pub port: u32,
@@ -130,7 +126,7 @@ pub struct PortAddrV4Key {
 
 /// `PORT_ADDRS_V6` (LPM trie): as [`PortAddrV4Key`] for IPv6.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct PortAddrV6Key {
     pub slot: u32,
     pub port: u32,
@@ -143,7 +139,7 @@ pub struct PortAddrV6Key {
 pub const PORT_ADDR_PREFIX_BITS: u32 = (4 + 4 + 6) * 8;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PortAddr {
     /// `ADDR_F_*` flags.
     pub flags: u32,
@@ -153,7 +149,7 @@ pub struct PortAddr {
 // Counters: `PORT_STATS` (per CPU), indexed by port index.
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PortStats {
     /// Frames the VM sent (seen by the port's XDP program).
     pub rx_packets: u64,
@@ -173,8 +169,6 @@ pub struct PortStats {
     pub arp_replies: u64,
     /// Neighbour solicitations answered by the datapath.
     pub nd_replies: u64,
-    /// ICMP echo requests to a router interface answered by the datapath.
-    pub echo_replies: u64,
     /// Times this port became the active member of a shared address.
     pub claims: u64,
     /// Frames dropped, by reason.
@@ -193,7 +187,6 @@ impl PortStats {
         self.routed += other.routed;
         self.arp_replies += other.arp_replies;
         self.nd_replies += other.nd_replies;
-        self.echo_replies += other.echo_replies;
         self.claims += other.claims;
         self.drops.add(&other.drops);
     }
@@ -207,7 +200,7 @@ pub const PORT_STATS_DROPS_OFFSET: usize = core::mem::offset_of!(PortStats, drop
 /// state in the pinned maps can be tied back to Neutron's port ids, by
 /// `dataplane show` and by a restarted loader adopting the pinned state.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct PortMeta {
     /// The port's `id`, NUL-padded.
     pub id: [u8; 64],
@@ -237,7 +230,7 @@ pub const TARGET_ROUTER: u32 = 3;
 /// L2 table: (network, MAC) to a port, a group (a MAC shared by several
 /// ports, such as keepalived's use_vmac) or a router interface.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct FdbKey {
     pub slot: u32,
     pub network: u32,
@@ -246,7 +239,7 @@ pub struct FdbKey {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FdbEntry {
     /// TARGET_PORT, TARGET_GROUP or TARGET_ROUTER.
     pub kind: u32,
@@ -257,7 +250,7 @@ pub struct FdbEntry {
 /// L3 table of a network: which port, group or router interface owns an
 /// address (fixed IPs, pairs and their prefixes, gateway addresses).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct NeighV4Key {
     pub slot: u32,
     pub network: u32,
@@ -265,7 +258,7 @@ pub struct NeighV4Key {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct NeighV6Key {
     pub slot: u32,
     pub network: u32,
@@ -276,7 +269,7 @@ pub struct NeighV6Key {
 pub const NEIGH_PREFIX_BITS: u32 = 8 * 8;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Neigh {
     /// TARGET_PORT, TARGET_GROUP or TARGET_ROUTER.
     pub kind: u32,
@@ -293,7 +286,7 @@ pub const NEIGH_F_HOST: u16 = 1 << 0;
 
 /// A port's membership in a group, with the MAC it uses for the address.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct GroupMemberKey {
     pub slot: u32,
     pub group: u32,
@@ -301,7 +294,7 @@ pub struct GroupMemberKey {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GroupMember {
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
@@ -310,7 +303,7 @@ pub struct GroupMember {
 /// Runtime state of a group (not slotted): which member last proved it owns
 /// the address. Written by the datapath, reset by the loader for new groups.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GroupState {
     /// Port index of the active member; 0 while none is known.
     pub active: u32,
@@ -325,7 +318,7 @@ pub const MAX_GROUPS: u32 = 16384;
 
 /// A group's name ("<network id> <address or MAC>"), for inspection.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct GroupMeta {
     pub name: [u8; 96],
 }
@@ -345,7 +338,7 @@ impl Default for GroupMeta {
 /// in one step however many rules there are; a port range is a handful of
 /// prefixes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct PolicyKey {
     pub slot: u32,
     pub policy: u32,
@@ -371,7 +364,7 @@ pub const POLICY_V6: u8 = 4;
 pub const IDENTITY_CIDR: u32 = 1 << 31;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PolicyEntry {
     /// Stable index of the rule's security group: its `SG_STATS` counters.
     pub group: u32,
@@ -384,7 +377,7 @@ pub const MAX_SECURITY_GROUPS: u32 = 16384;
 /// rules let open. (Drops are counted per port and reason: a denied
 /// connection is one that no group allowed.)
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SgStats {
     pub ingress_allowed: u64,
     pub egress_allowed: u64,
@@ -392,7 +385,7 @@ pub struct SgStats {
 
 /// `SG_META` (by security-group index): the group's id, for `show`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct SgMeta {
     pub id: [u8; 64],
 }
@@ -408,14 +401,14 @@ impl Default for SgMeta {
 /// specific rule prefix holding an address; the rules of every wider prefix
 /// were compiled for it too.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct RemoteV4Key {
     pub slot: u32,
     pub addr: [u8; 4],
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct RemoteV6Key {
     pub slot: u32,
     pub addr: [u8; 16],
@@ -424,7 +417,7 @@ pub struct RemoteV6Key {
 pub const REMOTE_PREFIX_BITS: u32 = 32;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RemoteIdentity {
     pub identity: u32,
 }
@@ -433,7 +426,7 @@ pub struct RemoteIdentity {
 /// to and their tuple in the direction of the first packet. IPv4 addresses
 /// take the first 4 bytes of the 16.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct CtKey {
     pub zone: u32,
     pub proto: u8,
@@ -447,7 +440,7 @@ pub struct CtKey {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct CtEntry {
     /// bpf_ktime_get_ns() after which the entry is dead.
     pub expires_ns: u64,
@@ -462,7 +455,6 @@ pub struct CtEntry {
     pub _pad: [u8; 6],
 }
 
-pub const CT_NEW: u8 = 0;
 /// TCP SYN seen, no reply yet; UDP/ICMP/other without a reply yet.
 pub const CT_OPENING: u8 = 1;
 /// A reply was seen.
@@ -481,7 +473,7 @@ pub const MAX_CONNTRACK: u32 = 131072;
 /// the LRU table evicted when full are the rest:
 /// `created - removed - entries present`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct CtStats {
     /// New keys inserted (a dead entry overwritten in place is not one).
     pub created: u64,
@@ -502,7 +494,7 @@ pub const MAX_REMOTE_PREFIXES: u32 = 2 * 16384;
 /// router and destination prefix) give the subnet a destination is on, as
 /// the network to deliver in and the router's own MAC there.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct RouteV4Key {
     pub slot: u32,
     pub router: u32,
@@ -510,7 +502,7 @@ pub struct RouteV4Key {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct RouteV6Key {
     pub slot: u32,
     pub router: u32,
@@ -524,7 +516,7 @@ pub const MAX_ROUTER_INTERFACES: u32 = 4096;
 pub const ROUTE_PREFIX_BITS: u32 = 8 * 8;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Route {
     /// Network of the router interface the destination is behind.
     pub network: u32,
@@ -537,7 +529,7 @@ pub struct Route {
 /// `EVENTS_PER_SECOND` per CPU (a flood of spoofed frames cannot flood the
 /// agent); `dataplane monitor` streams them.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct DropEvent {
     /// bpf_ktime_get_ns() of the drop.
     pub ns: u64,
@@ -554,7 +546,9 @@ pub struct DropEvent {
     /// target IP).
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    pub _pad2: [u8; 4],
+    /// Up to the 8-byte alignment `ns` gives the struct: explicit, so
+    /// every byte of an event is written.
+    pub _pad2: [u8; 6],
 }
 
 pub const EVENTS_PER_SECOND: u32 = 1000;
@@ -563,7 +557,7 @@ pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
 
 /// Per-CPU state of the event rate limit.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct EventBudget {
     pub window_ns: u64,
     pub sent: u32,
@@ -579,7 +573,7 @@ pub const JUMP_SLOTS: u32 = 2;
 /// What `from_vm` hands a routing program (`HOP`, per CPU, one entry): a
 /// tail call keeps the packet but not the caller's variables.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Hop {
     pub slot: u32,
     pub router: u32,
@@ -592,7 +586,7 @@ pub struct Hop {
 /// and, for a routed frame to a group without an active member, the group
 /// (each member gets the frame addressed to the MAC it binds the address to).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct TxMeta {
     pub magic: u32,
     /// Port index of the sender.
@@ -634,19 +628,33 @@ pub const OUT_REPLY: u32 = 4;
 
 /// Key of the flood maps (outer map of per-domain device maps).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct FloodKey {
     pub slot: u32,
     /// A network index, or FLOOD_DOMAIN_GROUP_BASE + group index.
     pub domain: u32,
 }
 
+/// The map types the loader reads and writes through aya. `aya::Pod`
+/// promises what `bytemuck::Pod` does (no padding, any bit pattern is a
+/// value); each type derives `bytemuck::Pod`, whose derive refuses a
+/// `#[repr(C)]` struct with implicit padding, and this list asserts the
+/// derive is there, so a type with padding (which would leave uninitialised
+/// bytes in map keys and values) does not compile.
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
 
+    const fn assert_pod<T: bytemuck::Pod>() {}
+
     macro_rules! pod {
-        ($($t:ty),* $(,)?) => { $( unsafe impl aya::Pod for $t {} )* };
+        ($($t:ty),* $(,)?) => {
+            $(
+                const _: () = assert_pod::<$t>();
+                // SAFETY: bytemuck::Pod, asserted above.
+                unsafe impl aya::Pod for $t {}
+            )*
+        };
     }
 
     pod!(

@@ -14,7 +14,7 @@ macro_rules! drop_reasons {
 
         /// One counter per drop reason, in the order of [`DropReason`].
         #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
         pub struct DropCounters {
             $( pub $field: u64, )*
         }
@@ -75,7 +75,6 @@ drop_reasons! {
     NoRoute => no_route, "routed packet to an address no port or router owns";
     TtlExceeded => ttl_exceeded, "TTL or hop limit expired on a routed packet";
     IngressMac => ingress_mac, "frame not addressed to the receiving port's MACs";
-    Isolation => isolation, "frame would cross from one network to another without a router";
     Hairpin => hairpin, "frame would go back out of the port it came from";
     RedirectFailed => redirect_failed, "destination interface missing from the device map";
     // Security groups and connection tracking.

@@ -4,12 +4,15 @@
 //! the agent at most that much; counters still count every drop.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use common::{DropEvent, EVENTS_PER_SECOND};
+use common::{
+    DropEvent, EVENTS_PER_SECOND,
+    proto::{ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+};
 
 use crate::{
     maps::{EVENT_BUDGET, EVENTS},
     packet::Packet,
-    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+    parse::ETH_HLEN,
 };
 
 const SEC: u64 = 1_000_000_000;

@@ -1,19 +1,19 @@
 //! The pipeline for frames a VM sends: port lookup, parsing, port security,
 //! group claims, the ARP/ND responder, then routing or L2 forwarding.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use aya_log_ebpf::warn;
 use common::{
-    ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, OUT_DROP, OUT_REPLY, PORT_F_SECURITY,
-    PortInfo, TARGET_ROUTER,
+    ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, OUT_REPLY, PORT_F_SECURITY, PortInfo,
+    TARGET_ROUTER,
+    proto::{
+        ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMPV6_NEIGH_ADVERT,
+        ICMPV6_NEIGH_SOLICIT, IPPROTO_ICMPV6,
+    },
 };
 
 use crate::{
-    config, events, forward, groups, meta,
-    packet::Packet,
-    parse::{self, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6},
-    portsec::{self, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT},
-    responder, route, stats,
+    config, drop, forward, groups, meta, packet::Packet, parse, portsec, responder, route, stats,
 };
 
 #[inline(always)]
@@ -21,14 +21,14 @@ pub fn run(ctx: &XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let slot = config::active_slot();
     let Some(port) = config::port_by_ifindex(slot, ctx.ingress_ifindex() as u32) else {
-        // Not a port (yet, or any more): fail closed.
-        stats::count_drop(0, DropReason::UnknownPort);
+        // Not a port (yet, or any more): fail closed. Logged, not
+        // streamed: a drop event names the port that sent the frame.
         warn!(
             ctx,
             "dropped a frame from ifindex {}, which is not a port",
             ctx.ingress_ifindex() as u32
         );
-        return xdp_action::XDP_DROP;
+        return drop::drop(ctx, 0, DropReason::UnknownPort, drop::QUIET);
     };
     stats::update(port.index, |s| {
         s.rx_packets += 1;
@@ -36,17 +36,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
     });
     match pipeline(ctx, &pkt, slot, &port) {
         Ok(action) => action,
-        Err(reason) => {
-            stats::count_drop(port.index, reason);
-            meta::record(ctx, OUT_DROP, reason as u32);
-            if !meta::tracing(ctx) {
-                // Fresh packet bounds: the pipeline may have moved the data
-                // (metadata), which voids the pointers taken before.
-                let fresh = Packet::new(ctx.data(), ctx.data_end());
-                events::dropped(&fresh, port.index, reason as u32);
-            }
-            xdp_action::XDP_DROP
-        }
+        Err(reason) => drop::drop(ctx, port.index, reason, drop::NOTIFY),
     }
 }
 

@@ -8,6 +8,7 @@
 #![no_main]
 
 mod config;
+mod drop;
 mod events;
 mod forward;
 mod from_vm;

@@ -3,20 +3,18 @@
 //! of the packet and return a drop reason when a header is truncated or
 //! inconsistent, so malformed frames never reach a policy decision.
 
-use common::DropReason;
+use common::{
+    DropReason,
+    proto::{
+        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ETH_P_IP, NEXTHDR_AUTH, NEXTHDR_DEST,
+        NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING,
+    },
+};
 use network_types::{arp::ArpHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
 
 use crate::packet::Packet;
 
 pub const ETH_HLEN: usize = 14;
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
 
 const IPV6_HLEN: usize = 40;
 /// Extension headers walked before giving up on finding the transport header.
@@ -47,9 +45,6 @@ pub fn is_multicast(mac: &[u8; 6]) -> bool {
 // ---------------------------------------------------------------------------
 // ARP
 
-pub const ARPOP_REQUEST: u16 = 1;
-pub const ARPOP_REPLY: u16 = 2;
-
 #[derive(Clone, Copy)]
 pub struct Arp {
     pub oper: u16,
@@ -63,7 +58,7 @@ pub struct Arp {
 pub fn arp(pkt: &Packet) -> Result<Arp, DropReason> {
     let hdr: ArpHdr = pkt.read(ETH_HLEN).ok_or(DropReason::Malformed)?;
     let oper = u16::from_be_bytes(hdr.oper);
-    if u16::from_be_bytes(hdr.htype) != 1
+    if u16::from_be_bytes(hdr.htype) != ARPHRD_ETHER
         || u16::from_be_bytes(hdr.ptype) != ETH_P_IP
         || hdr.hlen != 6
         || hdr.plen != 4
@@ -142,12 +137,6 @@ pub struct Ipv6 {
     pub end: usize,
     pub frag: Frag,
 }
-
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_ROUTING: u8 = 43;
-const NEXTHDR_FRAGMENT: u8 = 44;
-const NEXTHDR_AUTH: u8 = 51;
-const NEXTHDR_DEST: u8 = 60;
 
 #[inline(always)]
 pub fn ipv6(pkt: &Packet) -> Result<Ipv6, DropReason> {

@@ -7,31 +7,19 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use common::{
     DropReason, PORT_ADDR_PREFIX_BITS, PortAddrV4Key, PortAddrV6Key, PortInfo, PortMacKey,
+    proto::{
+        DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_SERVER_PORT, ICMPV6_MLD_DONE, ICMPV6_MLD_QUERY,
+        ICMPV6_MLD_REPORT, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT,
+        ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6, IPPROTO_UDP,
+        ND_OPT_SOURCE_LLADDR, ND_OPT_TARGET_LLADDR,
+    },
 };
 
 use crate::{
     maps::{PORT_ADDRS_V4, PORT_ADDRS_V6, PORT_MACS},
     packet::Packet,
-    parse::{self, Arp, Eth, Frag, IPPROTO_ICMPV6, IPPROTO_UDP, IPV6_UNSPECIFIED, Ipv4, Ipv6},
+    parse::{self, Arp, Eth, Frag, IPV6_UNSPECIFIED, Ipv4, Ipv6},
 };
-
-pub const DHCP_SERVER_PORT: u16 = 67;
-pub const DHCP_CLIENT_PORT: u16 = 68;
-pub const DHCPV6_CLIENT_PORT: u16 = 546;
-pub const DHCPV6_SERVER_PORT: u16 = 547;
-
-pub const ICMPV6_MLD_QUERY: u8 = 130;
-const ICMPV6_MLD_REPORT: u8 = 131;
-const ICMPV6_MLD_DONE: u8 = 132;
-const ICMPV6_ROUTER_SOLICIT: u8 = 133;
-const ICMPV6_ROUTER_ADVERT: u8 = 134;
-pub const ICMPV6_NEIGH_SOLICIT: u8 = 135;
-pub const ICMPV6_NEIGH_ADVERT: u8 = 136;
-const ICMPV6_REDIRECT: u8 = 137;
-pub const ICMPV6_MLD2_REPORT: u8 = 143;
-
-const ND_OPT_SOURCE_LLADDR: u8 = 1;
-const ND_OPT_TARGET_LLADDR: u8 = 2;
 /// Legitimate NS/NA/RS carry one or two options; more than this is dropped
 /// rather than left unchecked.
 const MAX_ND_OPTIONS: usize = 8;

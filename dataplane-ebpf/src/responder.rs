@@ -13,13 +13,16 @@ use aya_ebpf::maps::lpm_trie::Key;
 use common::{
     NEIGH_F_HOST, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo, TARGET_GROUP,
     TARGET_PORT,
+    proto::{
+        ARPOP_REPLY, ICMPV6_NEIGH_ADVERT, IPPROTO_ICMPV6, ND_NA_FLAG_OVERRIDE, ND_NA_FLAG_ROUTER,
+        ND_NA_FLAG_SOLICITED, ND_OPT_SOURCE_LLADDR, ND_OPT_TARGET_LLADDR,
+    },
 };
 
 use crate::{
     maps::{NEIGH_V4, NEIGH_V6, TX_PORTS},
     packet::Packet,
-    parse::{ARPOP_REPLY, Arp, ETH_HLEN, IPPROTO_ICMPV6, Ipv6},
-    portsec::ICMPV6_NEIGH_ADVERT,
+    parse::{Arp, ETH_HLEN, Ipv6},
     stats,
 };
 
@@ -98,7 +101,7 @@ fn nd_reply(pkt: &Packet, slot: u32, port: &PortInfo, eth_src: &[u8; 6], ip: &Ip
     let l4 = ip.l4_off;
     let target = pkt.read::<[u8; 16]>(l4 + 8)?;
     let [opt_type, opt_len] = pkt.read::<[u8; 2]>(l4 + 24)?;
-    if opt_type != 1 || opt_len != 1 {
+    if opt_type != ND_OPT_SOURCE_LLADDR || opt_len != 1 {
         return None;
     }
     let key = Key::new(
@@ -125,7 +128,7 @@ fn nd_reply(pkt: &Packet, slot: u32, port: &PortInfo, eth_src: &[u8; 6], ip: &Ip
         && pkt.write(l4, [ICMPV6_NEIGH_ADVERT, 0u8, 0, 0])
         && pkt.write(l4 + 4, [na_flags(&n), 0u8, 0, 0])
         // Target link-layer address option.
-        && pkt.write(l4 + 24, [2u8, 1u8])
+        && pkt.write(l4 + 24, [ND_OPT_TARGET_LLADDR, 1u8])
         && pkt.write(l4 + 26, n.mac);
     if !ok {
         return None;
@@ -145,13 +148,10 @@ fn back_to_sender(port: &PortInfo) -> Option<u32> {
 
 #[inline(always)]
 fn na_flags(n: &Neigh) -> u8 {
-    const ROUTER: u8 = 0x80;
-    const SOLICITED: u8 = 0x40;
-    const OVERRIDE: u8 = 0x20;
     if n.kind == common::TARGET_ROUTER {
-        ROUTER | SOLICITED | OVERRIDE
+        ND_NA_FLAG_ROUTER | ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE
     } else {
-        SOLICITED | OVERRIDE
+        ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE
     }
 }
 

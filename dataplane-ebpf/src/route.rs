@@ -10,14 +10,14 @@
 //! 512-byte stack and verifier budget, which the port-security pipeline
 //! and routing did not fit in together.
 
-use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use common::{
-    DropReason, Hop, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, OUT_DROP, PortInfo,
-    ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT,
+    DropReason, Hop, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo, ROUTE_PREFIX_BITS,
+    Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT,
 };
 
 use crate::{
-    events, forward, groups,
+    drop, forward, groups,
     maps::{HOP, JUMP, NEIGH_V4, NEIGH_V6, ROUTES_V4, ROUTES_V6},
     meta,
     packet::Packet,
@@ -55,7 +55,7 @@ fn hop() -> Option<Hop> {
 #[inline(always)]
 pub fn ipv4(ctx: &XdpContext) -> u32 {
     let Some(h) = hop() else {
-        return xdp_action::XDP_DROP;
+        return no_hop(ctx);
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     finish(ctx, &h.port, ipv4_hop(ctx, &pkt, h.slot, &h.port, h.router))
@@ -65,7 +65,7 @@ pub fn ipv4(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 pub fn ipv6(ctx: &XdpContext) -> u32 {
     let Some(h) = hop() else {
-        return xdp_action::XDP_DROP;
+        return no_hop(ctx);
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     finish(ctx, &h.port, ipv6_hop(ctx, &pkt, h.slot, &h.port, h.router))
@@ -78,16 +78,15 @@ fn finish(ctx: &XdpContext, port: &PortInfo, r: Result<u32, DropReason>) -> u32 
             stats::update(port.index, |s| s.routed += 1);
             action
         }
-        Err(reason) => {
-            stats::count_drop(port.index, reason);
-            meta::record(ctx, OUT_DROP, reason as u32);
-            if !meta::tracing(ctx) {
-                let pkt = Packet::new(ctx.data(), ctx.data_end());
-                events::dropped(&pkt, port.index, reason as u32);
-            }
-            xdp_action::XDP_DROP
-        }
+        Err(reason) => drop::drop(ctx, port.index, reason, drop::NOTIFY),
     }
+}
+
+/// The hand-over from `from_vm` is missing (the per-CPU entry always
+/// exists, so this does not happen): a drop not tied to a port.
+#[inline(always)]
+fn no_hop(ctx: &XdpContext) -> u32 {
+    drop::drop(ctx, 0, DropReason::RedirectFailed, drop::QUIET)
 }
 
 #[inline(always)]

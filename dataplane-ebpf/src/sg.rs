@@ -21,25 +21,20 @@ use common::{
     CT_CLOSED, CT_CLOSING, CT_ESTABLISHED, CT_OPENING, CT_STATS_DATAPATH, CtEntry, CtKey, CtStats,
     DropReason, POLICY_DIR_EGRESS, POLICY_DIR_INGRESS, POLICY_V6, PORT_F_SECURITY, PolicyKey,
     PortInfo, REMOTE_PREFIX_BITS, RemoteV4Key, RemoteV6Key, TX_F_TRACE, TxMeta,
+    proto::{
+        DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT, ETH_P_IP,
+        ETH_P_IPV6, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_PARAMETERPROB,
+        ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+        ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT, ICMPV6_PARAMPROB, IPPROTO_ICMP,
+        IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    },
 };
 
 use crate::{
     maps::{CONFIG, CONNTRACK, CT_STATS, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
-    parse::{
-        self, ETH_P_IP, ETH_P_IPV6, Frag, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    },
-    portsec::{
-        DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT,
-        ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT,
-    },
-    stats,
+    parse::{self, Frag},
 };
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -84,9 +79,17 @@ const fn refused(port: u32, reason: DropReason) -> u32 {
     (port << 8) | reason as u32
 }
 
+/// The port and reason of a drop [`check`] returned (see [`refused`]).
+#[inline(always)]
+pub fn refusal(verdict: u32) -> (u32, DropReason) {
+    let reason = DropReason::from_u32(verdict & 0xff).unwrap_or(DropReason::Malformed);
+    (verdict >> 8, reason)
+}
+
 /// Applies the sender's egress and the receiver's ingress rules; returns
-/// [`PASS`] to deliver, or [`refused`]'s encoding of a drop (already
-/// counted). A BPF subprogram so that its stack does not add to `to_vm`'s.
+/// [`PASS`] to deliver, or [`refused`]'s encoding of a drop, for the caller
+/// to count and stream through [`crate::drop::drop`]. A BPF subprogram so
+/// that its stack does not add to `to_vm`'s.
 #[inline(never)]
 pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
     // The flow lives in per-CPU scratch space, not on the stack: this
@@ -101,10 +104,7 @@ pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
         PARSED_IP => {}
         // Not IP: nothing for security groups.
         PARSED_OTHER => return PASS,
-        _ => {
-            stats::count_drop(rx.index, DropReason::Malformed);
-            return refused(rx.index, DropReason::Malformed);
-        }
+        _ => return refused(rx.index, DropReason::Malformed),
     }
     let flow = &*flow;
     if base_allowed(flow) {
@@ -223,9 +223,9 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
             let [ty, code] = pkt.read::<[u8; 2]>(l4).ok_or(DropReason::Malformed)?;
             f.policy_port = [ty, code];
             let (request, reply) = if f.t.proto == IPPROTO_ICMP {
-                (8, 0)
+                (ICMP_ECHO, ICMP_ECHOREPLY)
             } else {
-                (128, 129)
+                (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
             };
             if ty == request || ty == reply {
                 let id = pkt.read::<[u8; 2]>(l4 + 4).ok_or(DropReason::Malformed)?;
@@ -239,9 +239,12 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
                 // errors also by the connection of the packet they quote.
                 f.t.sport = [ty, code];
                 let error = if f.ipv6 == 0 {
-                    matches!(ty, 3 | 11 | 12)
+                    matches!(
+                        ty,
+                        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB
+                    )
                 } else {
-                    matches!(ty, 1..=4)
+                    matches!(ty, ICMPV6_DEST_UNREACH..=ICMPV6_PARAMPROB)
                 };
                 if error && quoted(pkt, l4 + 8, f.ipv6 != 0, &mut f.inner).is_some() {
                     f.related = 1;
@@ -370,17 +373,13 @@ fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
 }
 
 /// Tracks the packet in `z`'s zone; returns [`PASS`] if it may pass, else
-/// counts the drop on the zone's port and returns it ([`refused`]). A BPF
-/// subprogram: the two zones' lookups would not fit one stack frame with
-/// the caller's.
+/// the drop charged to the zone's port ([`refused`]). A BPF subprogram: the
+/// two zones' lookups would not fit one stack frame with the caller's.
 #[inline(never)]
 fn track(f: &Flow, z: &Zone) -> u32 {
     match track_zone(f, z) {
         Ok(()) => PASS,
-        Err(reason) => {
-            stats::count_drop(z.port, reason);
-            refused(z.port, reason)
-        }
+        Err(reason) => refused(z.port, reason),
     }
 }
 
@@ -514,8 +513,8 @@ fn related_to_tracked(f: &Flow, zone: u32, now: u64) -> bool {
 #[inline(always)]
 fn orig_policy_port(f: &Flow, reversed: bool) -> [u8; 2] {
     match f.t.proto {
-        IPPROTO_ICMP => [8, 0],
-        IPPROTO_ICMPV6 => [128, 0],
+        IPPROTO_ICMP => [ICMP_ECHO, 0],
+        IPPROTO_ICMPV6 => [ICMPV6_ECHO_REQUEST, 0],
         _ if reversed => f.t.sport,
         _ => f.policy_port,
     }

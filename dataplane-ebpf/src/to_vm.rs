@@ -2,13 +2,20 @@
 //! a redirect or flood (a program on every device-map entry). A VM receives
 //! only frames addressed to its MAC, a pair's MAC, broadcast or multicast
 //! (its port security view of what it may receive); a port without port
-//! security receives everything its network delivers.
+//! security receives everything its network delivers. These refusals of
+//! the receiving side are counted but not streamed ([`drop::QUIET`]);
+//! security-group refusals are streamed (see [`drop`]).
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use common::{DropReason, OUT_DROP, PORT_F_SECURITY, TX_F_TRACE};
+use common::{DropReason, PORT_F_SECURITY};
 
 use crate::{
-    config, events, groups, meta, packet::Packet, parse::is_multicast, portsec, sg, stats,
+    config,
+    drop::{self, QUIET},
+    groups, meta,
+    packet::Packet,
+    parse::is_multicast,
+    portsec, sg, stats,
 };
 
 /// Runs the receiving side for the port on interface `ifindex` (the
@@ -19,7 +26,7 @@ pub fn run(ctx: &XdpContext, ifindex: u32) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let slot = config::active_slot();
     let Some(port) = config::port_by_ifindex(slot, ifindex) else {
-        return drop(ctx, 0, DropReason::UnknownPort);
+        return drop::drop(ctx, 0, DropReason::UnknownPort, QUIET);
     };
     let tx = meta::read(ctx);
     if tx.group != 0 {
@@ -28,27 +35,24 @@ pub fn run(ctx: &XdpContext, ifindex: u32) -> u32 {
         // to the MAC this member binds the group's address to.
         match groups::member_mac(slot, group, port.index) {
             Some(mac) if pkt.write(0, mac) => {}
-            _ => return drop(ctx, port.index, DropReason::IngressMac),
+            _ => return drop::drop(ctx, port.index, DropReason::IngressMac, QUIET),
         }
     }
     let Some(dst) = pkt.read::<[u8; 6]>(0) else {
-        return drop(ctx, port.index, DropReason::Malformed);
+        return drop::drop(ctx, port.index, DropReason::Malformed, QUIET);
     };
     if port.flags & PORT_F_SECURITY != 0
         && !is_multicast(&dst)
         && !portsec::mac_allowed(slot, port.index, dst)
     {
-        return drop(ctx, port.index, DropReason::IngressMac);
+        return drop::drop(ctx, port.index, DropReason::IngressMac, QUIET);
     }
     if (port.flags | tx.flags as u16) & PORT_F_SECURITY != 0 {
         let verdict = sg::check(&pkt, slot, &port, &tx);
         if verdict != sg::PASS {
-            // Counted by sg on the port whose rules refused it.
-            meta::record(ctx, OUT_DROP, verdict & 0xff);
-            if tx.flags & TX_F_TRACE == 0 {
-                events::dropped(&pkt, verdict >> 8, verdict & 0xff);
-            }
-            return xdp_action::XDP_DROP;
+            // Charged to, and streamed under, the port whose rules refused it.
+            let (refuser, reason) = sg::refusal(verdict);
+            return drop::drop(ctx, refuser, reason, drop::NOTIFY);
         }
     }
     stats::update(port.index, |s| {
@@ -56,14 +60,4 @@ pub fn run(ctx: &XdpContext, ifindex: u32) -> u32 {
         s.tx_bytes += pkt.len() as u64;
     });
     xdp_action::XDP_PASS
-}
-
-/// Counts a drop on `port` and records it for a trace. Not streamed to the
-/// monitor: a flood of unknown unicast is refused by every port but its
-/// owner, which is normal and would drown the events that matter.
-#[inline(always)]
-fn drop(ctx: &XdpContext, port: u32, reason: DropReason) -> u32 {
-    stats::count_drop(port, reason);
-    meta::record(ctx, OUT_DROP, reason as u32);
-    xdp_action::XDP_DROP
 }

@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::Result;
 use aya::maps::{Array, MapData};
-use common::{DropEvent, DropReason, PortMeta};
+use common::{
+    DropEvent, DropReason, PortMeta,
+    proto::{ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+};
 use serde::Serialize;
 
 use dataplane_config::MacAddr;
@@ -39,9 +42,9 @@ fn view(e: &DropEvent, meta: &Array<MapData, PortMeta>) -> EventView {
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| format!("#{}", e.port));
     let (ethertype, v6) = match e.ethertype {
-        0x0800 => ("ipv4".to_string(), false),
-        0x86dd => ("ipv6".to_string(), true),
-        0x0806 => ("arp".to_string(), false),
+        ETH_P_IP => ("ipv4".to_string(), false),
+        ETH_P_IPV6 => ("ipv6".to_string(), true),
+        ETH_P_ARP => ("arp".to_string(), false),
         t => (format!("{t:#06x}"), false),
     };
     let addr = |a: [u8; 16]| {

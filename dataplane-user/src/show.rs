@@ -41,7 +41,6 @@ pub struct StatsView {
     pub routed: u64,
     pub arp_replies: u64,
     pub nd_replies: u64,
-    pub echo_replies: u64,
     pub claims: u64,
     /// Drop counters that are not zero, by reason name.
     pub drops: BTreeMap<String, u64>,
@@ -60,7 +59,6 @@ impl From<&PortStats> for StatsView {
             routed: s.routed,
             arp_replies: s.arp_replies,
             nd_replies: s.nd_replies,
-            echo_replies: s.echo_replies,
             claims: s.claims,
             drops: DropReason::ALL
                 .iter()
@@ -210,7 +208,6 @@ fn stats_line(s: &StatsView) -> String {
         ("routed", s.routed),
         ("arp-replies", s.arp_replies),
         ("nd-replies", s.nd_replies),
-        ("echo-replies", s.echo_replies),
         ("claims", s.claims),
     ] {
         if value != 0 {

@@ -26,14 +26,9 @@ pub enum Sent {
     Delivered(Vec<(usize, Result<(), DropReason>)>),
 }
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-const ICMPV6: u8 = 58;
+// Ethertypes, IP protocols, ICMP types, ports: the numbers' names are
+// shared with the datapath (common::proto); the decisions are not.
+use common::proto::*;
 
 /// IPv6 extension headers looked through before the transport header is
 /// given up on (the datapath's documented limit).
@@ -120,18 +115,18 @@ fn ipv6(b: &Bytes) -> Result<Ip, DropReason> {
         walked += 1;
         match proto {
             // Hop-by-hop, routing, destination options: 8-byte units.
-            0 | 43 | 60 => {
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
                 let [next, len] = b.get::<2>(off)?;
                 proto = next;
                 off += (usize::from(len) + 1) * 8;
             }
             // Authentication header: 4-byte units, less two.
-            51 => {
+            NEXTHDR_AUTH => {
                 let [next, len] = b.get::<2>(off)?;
                 proto = next;
                 off += (usize::from(len) + 2) * 4;
             }
-            44 => {
+            NEXTHDR_FRAGMENT => {
                 let [next, _, hi, lo] = b.get::<4>(off)?;
                 let field = u16::from_be_bytes([hi, lo]);
                 proto = next;
@@ -305,7 +300,11 @@ impl Model {
             ETH_P_ARP => {
                 let a = b.get::<28>(14)?;
                 let oper = u16::from_be_bytes([a[6], a[7]]);
-                if a[..6] != [0, 1, 8, 0, 6, 4] || !(oper == 1 || oper == 2) {
+                if u16::from_be_bytes([a[0], a[1]]) != ARPHRD_ETHER
+                    || u16::from_be_bytes([a[2], a[3]]) != ETH_P_IP
+                    || a[4..6] != [6, 4]
+                    || !(oper == ARPOP_REQUEST || oper == ARPOP_REPLY)
+                {
                     return Err(R::Malformed);
                 }
                 let sha: [u8; 6] = a[8..14].try_into().expect("6");
@@ -320,7 +319,7 @@ impl Model {
                     }
                 }
                 let gratuitous = spa == tpa && spa != [0; 4];
-                Ok(oper == 1 && !gratuitous && self.answered(from, IpAddr::from(tpa)))
+                Ok(oper == ARPOP_REQUEST && !gratuitous && self.answered(from, IpAddr::from(tpa)))
             }
             ETH_P_IP => {
                 let ip = ipv4(&b)?;
@@ -334,11 +333,11 @@ impl Model {
                 if secure {
                     self.check_v6(from, &b, src, &ip)?;
                 }
-                if ip.proto == ICMPV6 && ip.frag == Frag::None {
+                if ip.proto == IPPROTO_ICMPV6 && ip.frag == Frag::None {
                     let [ty, _] = b.get::<2>(ip.l4)?;
-                    if ty == 136 {
+                    if ty == ICMPV6_NEIGH_ADVERT {
                         b.get::<16>(ip.l4 + 8)?;
-                    } else if ty == 135 {
+                    } else if ty == ICMPV6_NEIGH_SOLICIT {
                         return Ok(self.ns_answered(from, &b, &ip));
                     }
                 }
@@ -350,7 +349,7 @@ impl Model {
     }
 
     fn check_v4(&self, from: usize, b: &Bytes, mac: [u8; 6], ip: &Ip) -> Result<(), DropReason> {
-        let udp = if ip.proto == UDP && ip.frag != Frag::Later {
+        let udp = if ip.proto == IPPROTO_UDP && ip.frag != Frag::Later {
             let p = b.get::<4>(ip.l4).map_err(|_| cut(ip.frag))?;
             Some((
                 u16::from_be_bytes([p[0], p[1]]),
@@ -361,7 +360,7 @@ impl Model {
         };
         if unspecified(&ip.src) {
             // A DHCP client asking for an address.
-            let dhcp = udp == Some((68, 67))
+            let dhcp = udp == Some((DHCP_CLIENT_PORT, DHCP_SERVER_PORT))
                 && ip.frag == Frag::None
                 && ip.dst == IpAddr::from([255u8; 4]);
             return if dhcp { Ok(()) } else { Err(R::Ipv4Src) };
@@ -369,14 +368,14 @@ impl Model {
         if !self.may_use(from, mac, ip.src) {
             return Err(R::Ipv4Src);
         }
-        if matches!(udp, Some((67, _))) {
+        if matches!(udp, Some((DHCP_SERVER_PORT, _))) {
             return Err(R::DhcpServer);
         }
         Ok(())
     }
 
     fn check_v6(&self, from: usize, b: &Bytes, mac: [u8; 6], ip: &Ip) -> Result<(), DropReason> {
-        let icmp = if ip.proto == ICMPV6 && ip.frag != Frag::Later {
+        let icmp = if ip.proto == IPPROTO_ICMPV6 && ip.frag != Frag::Later {
             Some(b.get::<2>(ip.l4).map_err(|_| cut(ip.frag))?[0])
         } else {
             None
@@ -385,8 +384,10 @@ impl Model {
             // Duplicate address detection and listener reports only.
             let ok = ip.frag == Frag::None
                 && match icmp {
-                    Some(135) => solicited_node(&ip.dst),
-                    Some(131 | 132 | 143) => ip_multicast(&ip.dst),
+                    Some(ICMPV6_NEIGH_SOLICIT) => solicited_node(&ip.dst),
+                    Some(ICMPV6_MLD_REPORT | ICMPV6_MLD_DONE | ICMPV6_MLD2_REPORT) => {
+                        ip_multicast(&ip.dst)
+                    }
                     _ => false,
                 };
             if !ok {
@@ -395,15 +396,15 @@ impl Model {
         } else if !self.may_use(from, mac, ip.src) {
             return Err(R::Ipv6Src);
         }
-        if ip.proto == UDP && ip.frag != Frag::Later {
+        if ip.proto == IPPROTO_UDP && ip.frag != Frag::Later {
             let p = b.get::<4>(ip.l4).map_err(|_| cut(ip.frag))?;
-            if u16::from_be_bytes([p[0], p[1]]) == 547 {
+            if u16::from_be_bytes([p[0], p[1]]) == DHCPV6_SERVER_PORT {
                 return Err(R::Dhcpv6Server);
             }
         }
         match icmp {
-            Some(134 | 137) => Err(R::RouterAdvert),
-            Some(t @ (133 | 135 | 136)) => {
+            Some(ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT) => Err(R::RouterAdvert),
+            Some(t @ (ICMPV6_ROUTER_SOLICIT | ICMPV6_NEIGH_SOLICIT | ICMPV6_NEIGH_ADVERT)) => {
                 if ip.frag != Frag::None {
                     return Err(R::IpFragment);
                 }
@@ -421,12 +422,16 @@ impl Model {
         ip: &Ip,
         ty: u8,
     ) -> Result<(), DropReason> {
-        let body = if ty == 133 { 8 } else { 24 };
+        let body = if ty == ICMPV6_ROUTER_SOLICIT { 8 } else { 24 };
         let mut off = ip.l4 + body;
         if off > ip.end {
             return Err(R::Malformed);
         }
-        let wanted = if ty == 136 { 2 } else { 1 };
+        let wanted = if ty == ICMPV6_NEIGH_ADVERT {
+            ND_OPT_TARGET_LLADDR
+        } else {
+            ND_OPT_SOURCE_LLADDR
+        };
         let mut lladdr = None;
         let mut seen = 0;
         while off < ip.end {
@@ -447,7 +452,7 @@ impl Model {
             }
             off += len;
         }
-        if ty == 136 {
+        if ty == ICMPV6_NEIGH_ADVERT {
             let target = IpAddr::from(b.get::<16>(ip.l4 + 8)?);
             let mac = match lladdr {
                 Some(m) if !self.macs(from).contains(&m) => return Err(R::NdLladdr),
@@ -475,7 +480,7 @@ impl Model {
         let (Ok(target), Ok(opt)) = (b.get::<16>(ip.l4 + 8), b.get::<2>(ip.l4 + 24)) else {
             return false;
         };
-        opt == [1, 1] && self.answered(from, IpAddr::from(target))
+        opt == [ND_OPT_SOURCE_LLADDR, 1] && self.answered(from, IpAddr::from(target))
     }
 
     /// The ports a frame goes to: the owner of its destination MAC in the
@@ -542,7 +547,7 @@ impl Model {
         } else {
             R::SgIngress
         };
-        if f.proto == TCP && f.tcp_flags & 0x12 != 0x02 {
+        if f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
             // Not the opening SYN of a connection nobody tracks.
             return Err(R::CtInvalid);
         }
@@ -602,10 +607,14 @@ fn flow(b: &Bytes) -> Result<Option<Flow>, DropReason> {
     if ip.frag == Frag::Later {
         return Ok(Some(f));
     }
-    if ip.proto == ICMP || ip.proto == ICMPV6 {
+    if ip.proto == IPPROTO_ICMP || ip.proto == IPPROTO_ICMPV6 {
         let [ty, code] = b.get::<2>(ip.l4)?;
         f.matched = [ty, code];
-        let echo = if ip.proto == ICMP { [8, 0] } else { [128, 129] };
+        let echo = if ip.proto == IPPROTO_ICMP {
+            [ICMP_ECHO, ICMP_ECHOREPLY]
+        } else {
+            [ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY]
+        };
         if echo.contains(&ty) {
             b.get::<2>(ip.l4 + 4)?;
         }
@@ -615,7 +624,7 @@ fn flow(b: &Bytes) -> Result<Option<Flow>, DropReason> {
             f.dport = u16::from_be_bytes([p[2], p[3]]);
             f.matched = [p[2], p[3]];
         }
-        if ip.proto == TCP {
+        if ip.proto == IPPROTO_TCP {
             f.tcp_flags = b.get::<2>(ip.l4 + 12)?[1];
         }
     }
@@ -628,9 +637,13 @@ fn flow(b: &Bytes) -> Result<Option<Flow>, DropReason> {
 fn base_allowed(f: &Flow) -> bool {
     let between = |a: u16, b: u16| (f.sport, f.dport) == (a, b) || (f.sport, f.dport) == (b, a);
     match f.proto {
-        UDP if !f.v6 => between(68, 67),
-        UDP => between(546, 547),
-        ICMPV6 => matches!(f.matched[0], 130..=136 | 143),
+        IPPROTO_UDP if !f.v6 => between(DHCP_CLIENT_PORT, DHCP_SERVER_PORT),
+        IPPROTO_UDP => between(DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT),
+        // MLD, router and neighbour discovery, MLDv2 reports.
+        IPPROTO_ICMPV6 => matches!(
+            f.matched[0],
+            ICMPV6_MLD_QUERY..=ICMPV6_NEIGH_ADVERT | ICMPV6_MLD2_REPORT
+        ),
         _ => false,
     }
 }

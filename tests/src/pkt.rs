@@ -3,6 +3,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use common::proto::{
+    ARPOP_REQUEST, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT, ICMPV6_ROUTER_ADVERT,
+    ND_NA_FLAG_OVERRIDE, ND_OPT_SOURCE_LLADDR, ND_OPT_TARGET_LLADDR,
+};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 
 pub type Mac = [u8; 6];
@@ -88,7 +92,7 @@ writable!(
 );
 
 pub fn arp(eth_src: Mac, oper: u16, sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
-    let op = if oper == 1 {
+    let op = if oper == ARPOP_REQUEST {
         ArpOperation::REQUEST
     } else {
         ArpOperation::REPLY
@@ -184,7 +188,8 @@ pub fn icmp6(
     finish(b, body)
 }
 
-/// A link-layer address option (type 1 source, type 2 target).
+/// A link-layer address option (`ND_OPT_SOURCE_LLADDR` or
+/// `ND_OPT_TARGET_LLADDR`).
 pub fn lladdr_opt(kind: u8, mac: Mac) -> Vec<u8> {
     let mut o = vec![kind, 1];
     o.extend_from_slice(&mac);
@@ -196,9 +201,17 @@ pub fn ns(eth_src: Mac, src: [u8; 16], target: [u8; 16], slla: Option<Mac>) -> V
     let dst = solicited_node(target);
     let mut body = target.to_vec();
     if let Some(m) = slla {
-        body.extend(lladdr_opt(1, m));
+        body.extend(lladdr_opt(ND_OPT_SOURCE_LLADDR, m));
     }
-    icmp6(eth_src, multicast_mac_v6(dst), src, dst, 135, [0; 4], &body)
+    icmp6(
+        eth_src,
+        multicast_mac_v6(dst),
+        src,
+        dst,
+        ICMPV6_NEIGH_SOLICIT,
+        [0; 4],
+        &body,
+    )
 }
 
 /// Unsolicited neighbour advertisement for `target` to all nodes.
@@ -206,16 +219,15 @@ pub fn na(eth_src: Mac, src: [u8; 16], target: [u8; 16], tlla: Option<Mac>) -> V
     let dst = v6("ff02::1");
     let mut body = target.to_vec();
     if let Some(m) = tlla {
-        body.extend(lladdr_opt(2, m));
+        body.extend(lladdr_opt(ND_OPT_TARGET_LLADDR, m));
     }
-    // Override flag set.
     icmp6(
         eth_src,
         multicast_mac_v6(dst),
         src,
         dst,
-        136,
-        [0x20, 0, 0, 0],
+        ICMPV6_NEIGH_ADVERT,
+        [ND_NA_FLAG_OVERRIDE, 0, 0, 0],
         &body,
     )
 }
@@ -228,7 +240,7 @@ pub fn ra(eth_src: Mac, src: [u8; 16]) -> Vec<u8> {
         multicast_mac_v6(dst),
         src,
         dst,
-        134,
+        ICMPV6_ROUTER_ADVERT,
         [64, 0, 7, 8],
         &[0; 8],
     )
