@@ -63,6 +63,16 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
             return Err(e).context("applying the configuration");
         }
     };
+    if let Some(addr) = opts.metrics {
+        crate::metrics::serve(addr, ctl.datapath().dir().clone()).await?;
+    }
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut requests = control::listen(&instance)?;
+    let mut tick = tokio::time::interval(TICK);
+    // Ready only now: signals, the source's watch and the control socket
+    // are in place (the test harness and operators take this line as the
+    // agent being ready).
     info!(
         instance,
         source = source.describe(),
@@ -71,13 +81,6 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
         pins = %ctl.datapath().dir().display(),
         "datapath ready"
     );
-    if let Some(addr) = opts.metrics {
-        crate::metrics::serve(addr, ctl.datapath().dir().clone()).await?;
-    }
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut requests = control::listen(&instance)?;
-    let mut tick = tokio::time::interval(TICK);
     loop {
         let cleanup = tokio::time::sleep(CLEANUP_DELAY);
         tokio::select! {

@@ -320,11 +320,7 @@ impl Datapath {
         self.maps.mark(&desired.slotted);
         self.flood.mark(desired);
         let target = 1 - self.current.active_slot;
-        let staged = self.stage(target, desired);
-        let (entries, attached) = match staged {
-            Ok(s) => s,
-            Err(e) => return Err(e),
-        };
+        let (entries, attached) = self.stage(target, desired)?;
         failpoint("apply-staged");
         let next = DpConfig {
             active_slot: target,

@@ -24,13 +24,16 @@ use aya::{
 use common::{LpmKey, Slotted};
 use dataplane_config::journal::Journaled;
 
+/// Every entry of a slotted map: (slot, key with slot 0, value).
+pub type SlotEntries<K, V> = Vec<(u32, K, V)>;
+
 /// A map whose keys carry a slot. `K` is the key with slot 0.
 pub trait SlotStore {
     type K: Slotted + Debug;
     type V: PartialEq + Copy + Debug;
 
     /// Every entry: (slot, key with slot 0, value).
-    fn read_all(&self) -> Result<Vec<(u32, Self::K, Self::V)>>;
+    fn read_all(&self) -> Result<SlotEntries<Self::K, Self::V>>;
     fn put(&mut self, key: &Self::K, value: &Self::V) -> Result<()>;
     fn delete(&mut self, key: &Self::K) -> Result<()>;
 }

@@ -27,9 +27,11 @@ pub struct FileSource {
     watcher: notify::RecommendedWatcher,
     changed: mpsc::UnboundedReceiver<()>,
     sighup: Signal,
-    /// The file is to be read at the next call (first call, or a change or
-    /// SIGHUP seen by a call that was cancelled before reading).
-    due: bool,
+    /// Why the file is to be read at the next call (the first call, or a
+    /// change or SIGHUP seen by a call that was cancelled before reading).
+    due: Option<&'static str>,
+    /// A change was seen: read once the writer has settled, at this time.
+    settle_until: Option<tokio::time::Instant>,
 }
 
 impl FileSource {
@@ -40,7 +42,8 @@ impl FileSource {
             watcher,
             changed,
             sighup: signal(SignalKind::hangup())?,
-            due: true,
+            due: Some("start"),
+            settle_until: None,
         })
     }
 
@@ -55,18 +58,27 @@ impl Source for FileSource {
     }
 
     async fn next(&mut self) -> Result<Update> {
-        if !self.due {
+        // Every step keeps its state in `self`: a call cancelled at any
+        // await resumes where it was at the next call.
+        if self.due.is_none() {
             tokio::select! {
-                _ = self.sighup.recv() => info!("SIGHUP: reading {}", self.path.display()),
+                _ = self.sighup.recv() => self.due = Some("SIGHUP"),
                 Some(()) = self.changed.recv() => {
-                    self.due = true;
-                    tokio::time::sleep(SETTLE).await;
-                    while self.changed.try_recv().is_ok() {}
-                    info!("configuration file changed");
+                    self.due = Some("configuration file changed");
+                    self.settle_until = Some(tokio::time::Instant::now() + SETTLE);
                 }
             }
         }
-        self.due = false;
+        if let Some(at) = self.settle_until {
+            tokio::time::sleep_until(at).await;
+            while self.changed.try_recv().is_ok() {}
+            self.settle_until = None;
+        }
+        if let Some(why) = self.due.take() {
+            if why != "start" {
+                info!("{why}: reading {}", self.path.display());
+            }
+        }
         self.read()
     }
 
