@@ -10,6 +10,7 @@
 mod config;
 mod drop;
 mod events;
+mod flow;
 mod forward;
 mod from_vm;
 mod groups;

@@ -31,43 +31,13 @@ use common::{
 };
 
 use crate::{
+    flow::{Flow, Tuple},
     maps::{CONFIG, CONNTRACK, CT_STATS, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
     parse::{self, Frag},
 };
 
 const SEC: u64 = 1_000_000_000;
-
-/// What the policy and conntrack need of a packet.
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub struct Flow {
-    /// Addresses, ports and protocol. Ports of an ICMP echo: the
-    /// identifier as source (request) or destination (reply) port, so that
-    /// a reply reverses its request.
-    pub t: Tuple,
-    /// What the policy matches: the destination port, or ICMP [type, code].
-    pub policy_port: [u8; 2],
-    pub ipv6: u8,
-    pub tcp_flags: u8,
-    /// An ICMP error about a packet of `inner`.
-    pub related: u8,
-    pub _pad: [u8; 3],
-    /// The packet an ICMP error refers to (as it was sent).
-    pub inner: Tuple,
-}
-
-/// A connection's addresses, ports and protocol, as one packet carries them.
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub struct Tuple {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-    pub proto: u8,
-    pub _pad: [u8; 3],
-}
 
 /// [`check`]'s verdict for a packet that may be delivered.
 pub const PASS: u32 = u32::MAX;

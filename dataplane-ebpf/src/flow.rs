@@ -1,0 +1,33 @@
+//! A packet's connection as security groups and connection tracking see
+//! it: kept in per-CPU scratch space (`maps::FLOW`), not on the stack.
+
+/// What the policy and conntrack need of a packet.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Flow {
+    /// Addresses, ports and protocol. Ports of an ICMP echo: the
+    /// identifier as source (request) or destination (reply) port, so that
+    /// a reply reverses its request.
+    pub t: Tuple,
+    /// What the policy matches: the destination port, or ICMP [type, code].
+    pub policy_port: [u8; 2],
+    pub ipv6: u8,
+    pub tcp_flags: u8,
+    /// An ICMP error about a packet of `inner`.
+    pub related: u8,
+    pub _pad: [u8; 3],
+    /// The packet an ICMP error refers to (as it was sent).
+    pub inner: Tuple,
+}
+
+/// A connection's addresses, ports and protocol, as one packet carries them.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Tuple {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
