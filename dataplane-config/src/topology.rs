@@ -179,43 +179,66 @@ impl Topology {
                 .collect(),
         };
         for p in ports {
-            let network = net_ix[&p.spec.network_id];
-            let fixed_ips: Vec<FixedIp> = p
-                .fixed_ips
-                .iter()
-                .map(|f| FixedIp {
-                    subnet: sub_ix[&f.subnet_id],
-                    ip: f.ip,
-                })
-                .collect();
-            if let Some(r) = &p.spec.router {
-                t.routers[router_ix[r]]
-                    .interfaces
-                    .extend(fixed_ips.iter().map(|f| RouterInterface {
-                        port_id: p.spec.id.clone(),
-                        network,
-                        subnet: f.subnet,
-                        mac: p.spec.mac,
-                        ip: f.ip,
-                    }));
-                continue;
-            }
-            let mut security_groups: Vec<usize> =
-                p.security_groups.iter().map(|g| sg_ix[g]).collect();
-            security_groups.sort_unstable();
-            t.ports.push(Port {
-                id: p.spec.id.clone(),
-                name: p.spec.name.clone(),
-                network,
-                mac: p.spec.mac,
-                fixed_ips,
-                allowed_address_pairs: p.spec.allowed_address_pairs.clone(),
-                port_security_enabled: p.port_security_enabled,
-                security_groups,
-                tap: p.spec.tap.clone(),
-            });
+            t.add_port(
+                p,
+                &Positions {
+                    networks: &net_ix,
+                    subnets: &sub_ix,
+                    groups: &sg_ix,
+                    routers: &router_ix,
+                },
+            );
         }
         t
+    }
+}
+
+/// Positions of objects by id.
+struct Positions<'a> {
+    networks: &'a BTreeMap<String, usize>,
+    subnets: &'a BTreeMap<String, usize>,
+    groups: &'a BTreeMap<String, usize>,
+    routers: &'a BTreeMap<String, usize>,
+}
+
+impl Topology {
+    /// A VM port, or a router interface into its router.
+    fn add_port(&mut self, p: &objects::Port, at: &Positions) {
+        let network = at.networks[&p.spec.network_id];
+        let fixed_ips: Vec<FixedIp> = p
+            .fixed_ips
+            .iter()
+            .map(|f| FixedIp {
+                subnet: at.subnets[&f.subnet_id],
+                ip: f.ip,
+            })
+            .collect();
+        if let Some(r) = &p.spec.router {
+            self.routers[at.routers[r]]
+                .interfaces
+                .extend(fixed_ips.iter().map(|f| RouterInterface {
+                    port_id: p.spec.id.clone(),
+                    network,
+                    subnet: f.subnet,
+                    mac: p.spec.mac,
+                    ip: f.ip,
+                }));
+            return;
+        }
+        let mut security_groups: Vec<usize> =
+            p.security_groups.iter().map(|g| at.groups[g]).collect();
+        security_groups.sort_unstable();
+        self.ports.push(Port {
+            id: p.spec.id.clone(),
+            name: p.spec.name.clone(),
+            network,
+            mac: p.spec.mac,
+            fixed_ips,
+            allowed_address_pairs: p.spec.allowed_address_pairs.clone(),
+            port_security_enabled: p.port_security_enabled,
+            security_groups,
+            tap: p.spec.tap.clone(),
+        });
     }
 }
 

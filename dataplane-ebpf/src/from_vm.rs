@@ -45,6 +45,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
 /// offsets into registers shared between variants, whose bounds the
 /// verifier then lost.
 #[inline(always)]
+// Long on purpose: see above; one branch per protocol, inline.
 fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
     let eth = parse::eth(pkt)?;
     // A traced frame claims nothing: tracing must not move a group's

@@ -148,6 +148,8 @@ fn parse_flow(pkt: &Packet, out: &mut Flow) -> u32 {
 }
 
 #[inline(always)]
+// Long on purpose: each header is read right where its bounds were
+// checked (the verifier loses bounds carried across calls or variants).
 fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
     let eth = parse::eth(pkt)?;
     let empty = Tuple {
@@ -356,6 +358,9 @@ fn track(f: &Flow, z: &Zone) -> u32 {
 /// A packet of a live connection passes (after a re-check if the rules
 /// changed since); a new one needs the policy's consent.
 #[inline(always)]
+// Long on purpose: one inline body keeps the verifier's view of the
+// packet and of the conntrack entry pointer in one frame; split into BPF
+// subprograms it needs more stack than `to_vm` has left (see `track`).
 fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     let now = unsafe { bpf_ktime_get_ns() };
     let reason = if z.dir == POLICY_DIR_EGRESS {

@@ -181,6 +181,8 @@ fn main() -> ExitCode {
     }
 }
 
+// One flat match over the subcommands, each arm handing its arguments to
+// the library: long only by the Trace arm's fields.
 fn dispatch(cli: Cli) -> Result<()> {
     let instance = cli.instance;
     match cli.command {
@@ -190,8 +192,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             max_connections,
             cleanup,
             metrics,
-        } => {
-            let opts = RunOptions {
+        } => run(
+            RunOptions {
                 datapath: Options {
                     instance,
                     max_ports,
@@ -200,13 +202,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 },
                 cleanup,
                 metrics,
-            };
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?
-                .block_on(async { agent::run(opts, FileSource::new(&config)?).await })
-        }
+            },
+            &config,
+        ),
         Command::Check {
             config,
             skip_interfaces,
@@ -220,25 +218,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Show { what } => {
-            let dir = datapath::instance_dir(&instance);
-            match what {
-                ShowWhat::Ports { json } => {
-                    print_view(&show::ports(&dir)?, json, show::render_ports)
-                }
-                ShowWhat::SecurityGroups { json } => {
-                    print_view(&show::security_groups(&dir)?, json, |v| {
-                        show::render_security_groups(v)
-                    })
-                }
-                ShowWhat::Conntrack { json } => {
-                    print_view(&show::conntrack(&dir)?, json, show::render_conntrack)
-                }
-                ShowWhat::Groups { json } => {
-                    print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
-                }
-            }
-        }
+        Command::Show { what } => show(&instance, what),
         Command::Apply { file } => {
             let generation = commands::apply(&instance, &file)?;
             println!("applied {} as generation {generation}", file.display());
@@ -287,4 +267,29 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn show(instance: &str, what: ShowWhat) -> Result<()> {
+    let dir = datapath::instance_dir(instance);
+    match what {
+        ShowWhat::Ports { json } => print_view(&show::ports(&dir)?, json, show::render_ports),
+        ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
+            show::render_security_groups(v)
+        }),
+        ShowWhat::Conntrack { json } => {
+            print_view(&show::conntrack(&dir)?, json, show::render_conntrack)
+        }
+        ShowWhat::Groups { json } => {
+            print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
+        }
+    }
+}
+
+/// `dataplane run --config FILE`: the agent on a file source.
+fn run(opts: RunOptions, config: &std::path::Path) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(async { agent::run(opts, FileSource::new(config)?).await })
 }

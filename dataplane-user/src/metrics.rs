@@ -29,6 +29,20 @@ fn label(v: &str) -> String {
 pub fn render(dir: &std::path::Path) -> Result<String> {
     let ports = show::ports(dir)?;
     let mut out = String::new();
+    port_counters(&mut out, &ports)?;
+    drops(&mut out, &ports)?;
+    security_groups(&mut out, dir)?;
+    conntrack(&mut out, dir)?;
+    writeln!(
+        out,
+        "# HELP dataplane_config_generation Configurations applied."
+    )?;
+    writeln!(out, "# TYPE dataplane_config_generation gauge")?;
+    writeln!(out, "dataplane_config_generation {}", ports.generation)?;
+    Ok(out)
+}
+
+fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
     let counters: [Counter; 11] = [
         ("rx_packets", "Frames the VM sent", |s| s.rx_packets),
         ("rx_bytes", "Bytes the VM sent", |s| s.rx_bytes),
@@ -73,6 +87,10 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
             )?;
         }
     }
+    Ok(())
+}
+
+fn drops(out: &mut String, ports: &show::PortsView) -> Result<()> {
     writeln!(
         out,
         "# HELP dataplane_port_drops_total Frames dropped, by port and reason."
@@ -97,6 +115,10 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
             "dataplane_port_drops_total{{port=\"\",reason=\"{reason}\"}} {n}"
         )?;
     }
+    Ok(())
+}
+
+fn security_groups(out: &mut String, dir: &std::path::Path) -> Result<()> {
     writeln!(
         out,
         "# HELP dataplane_security_group_connections_total Connections a security group's rules allowed."
@@ -114,7 +136,11 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
             )?;
         }
     }
-    // Reads the whole table: a scrape costs two syscalls per entry.
+    Ok(())
+}
+
+/// Reads the whole table: a scrape costs two syscalls per entry.
+fn conntrack(out: &mut String, dir: &std::path::Path) -> Result<()> {
     let ct = show::conntrack_table(dir)?;
     for (name, kind, help, value) in [
         (
@@ -153,13 +179,7 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
         writeln!(out, "# TYPE dataplane_conntrack_{name} {kind}")?;
         writeln!(out, "dataplane_conntrack_{name} {value}")?;
     }
-    writeln!(
-        out,
-        "# HELP dataplane_config_generation Configurations applied."
-    )?;
-    writeln!(out, "# TYPE dataplane_config_generation gauge")?;
-    writeln!(out, "dataplane_config_generation {}", ports.generation)?;
-    Ok(out)
+    Ok(())
 }
 
 /// Serves `/metrics` on `addr` until the process ends.

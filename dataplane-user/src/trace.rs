@@ -524,33 +524,7 @@ fn build(dir: &Path, ports: &PortsView, source: &PortView, d: &Description) -> R
     };
     let proto = d.proto.to_ascii_lowercase();
     if proto == "arp" || proto == "arp-reply" {
-        let (IpAddr::V4(spa), IpAddr::V4(tpa)) = (src, dst) else {
-            bail!("ARP needs IPv4 addresses");
-        };
-        let request = proto == "arp";
-        let eth_dst = match &d.dst_mac {
-            Some(m) => m.octets(),
-            None => [0xff; 6],
-        };
-        let (op, tha) = if request {
-            (ArpOperation::REQUEST, [0u8; 6])
-        } else {
-            (ArpOperation::REPLY, eth_dst)
-        };
-        let arp = ArpPacket::new(
-            ArpHardwareId::ETHERNET,
-            EtherType::IPV4,
-            op,
-            &src_mac,
-            &spa.octets(),
-            &tha,
-            &tpa.octets(),
-        )
-        .map_err(|e| anyhow::anyhow!("ARP packet: {e}"))?;
-        let b = PacketBuilder::ethernet2(src_mac, eth_dst).arp(arp);
-        let mut out = Vec::with_capacity(b.size());
-        b.write(&mut out)?;
-        return Ok(out);
+        return arp_frame(src_mac, src, dst, proto == "arp", d.dst_mac);
     }
     let dst_mac = match &d.dst_mac {
         Some(m) => m.octets(),
@@ -562,38 +536,73 @@ fn build(dir: &Path, ports: &PortsView, source: &PortView, d: &Description) -> R
         (IpAddr::V6(s), IpAddr::V6(t)) => eth.ipv6(s.octets(), t.octets(), 64),
         _ => unreachable!("families checked above"),
     };
-    let payload: &[u8] = b"dataplane-trace";
     let mut out = Vec::new();
     match proto.as_str() {
-        "icmp" | "icmpv6" | "ping" => {
-            if v6 {
-                ip.icmpv6_echo_request(0x7472, 1).write(&mut out, payload)?;
-            } else {
-                ip.icmpv4_echo_request(0x7472, 1).write(&mut out, payload)?;
-            }
+        "icmp" | "icmpv6" | "ping" if v6 => {
+            ip.icmpv6_echo_request(0x7472, 1).write(&mut out, PAYLOAD)?
         }
-        "udp" => ip.udp(d.sport, d.dport).write(&mut out, payload)?,
+        "icmp" | "icmpv6" | "ping" => ip.icmpv4_echo_request(0x7472, 1).write(&mut out, PAYLOAD)?,
+        "udp" => ip.udp(d.sport, d.dport).write(&mut out, PAYLOAD)?,
         "tcp" => {
-            let mut b = ip.tcp(d.sport, d.dport, 1, 64240);
-            let flags = if d.tcp_flags.is_empty() {
-                "S"
-            } else {
-                &d.tcp_flags
-            };
-            for f in flags.chars() {
-                b = match f.to_ascii_uppercase() {
-                    'S' => b.syn(),
-                    'A' => b.ack(1),
-                    'F' => b.fin(),
-                    'R' => b.rst(),
-                    'P' => b.psh(),
-                    other => bail!("unknown TCP flag {other:?} (use S, A, F, R, P)"),
-                };
-            }
-            b.write(&mut out, &[])?;
+            tcp_flags(ip.tcp(d.sport, d.dport, 1, 64240), &d.tcp_flags)?.write(&mut out, &[])?
         }
         other => bail!("unknown protocol {other:?} (use icmp, tcp, udp, arp, arp-reply)"),
     }
+    Ok(out)
+}
+
+/// What a traced packet carries.
+const PAYLOAD: &[u8] = b"dataplane-trace";
+
+/// Sets TCP flags given as letters (S, A, F, R, P; SYN when none).
+fn tcp_flags(
+    mut b: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+    flags: &str,
+) -> Result<etherparse::PacketBuilderStep<etherparse::TcpHeader>> {
+    let flags = if flags.is_empty() { "S" } else { flags };
+    for f in flags.chars() {
+        b = match f.to_ascii_uppercase() {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            other => bail!("unknown TCP flag {other:?} (use S, A, F, R, P)"),
+        };
+    }
+    Ok(b)
+}
+
+/// An ARP request for `dst` (broadcast unless `dst_mac`), or a reply.
+fn arp_frame(
+    src_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    request: bool,
+    dst_mac: Option<MacAddr>,
+) -> Result<Vec<u8>> {
+    let (IpAddr::V4(spa), IpAddr::V4(tpa)) = (src, dst) else {
+        bail!("ARP needs IPv4 addresses");
+    };
+    let eth_dst = dst_mac.map(|m| m.octets()).unwrap_or([0xff; 6]);
+    let (op, tha) = if request {
+        (ArpOperation::REQUEST, [0u8; 6])
+    } else {
+        (ArpOperation::REPLY, eth_dst)
+    };
+    let arp = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        op,
+        &src_mac,
+        &spa.octets(),
+        &tha,
+        &tpa.octets(),
+    )
+    .map_err(|e| anyhow::anyhow!("ARP packet: {e}"))?;
+    let b = PacketBuilder::ethernet2(src_mac, eth_dst).arp(arp);
+    let mut out = Vec::with_capacity(b.size());
+    b.write(&mut out)?;
     Ok(out)
 }
 

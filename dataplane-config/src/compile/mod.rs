@@ -13,6 +13,7 @@
 //! Like the store, the compiler stages a change until [`Engine::commit`]
 //! or [`Engine::rollback`].
 
+mod entries;
 mod indexes;
 mod neighbours;
 mod policy;

@@ -11,16 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{
-    ADDR_F_FIXED, ADDR_F_SHARED, FLOOD_DOMAIN_GROUP_BASE, FdbEntry, FdbKey, GroupMember,
-    GroupMemberKey, GroupMeta, LpmKey, NEIGH_F_HOST, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
-    NeighV6Key, TARGET_GROUP, TARGET_PORT,
+    ADDR_F_FIXED, FLOOD_DOMAIN_GROUP_BASE, FdbEntry, FdbKey, GroupMember, GroupMemberKey,
+    GroupMeta, LpmKey, NEIGH_F_HOST, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key,
+    TARGET_GROUP, TARGET_PORT,
 };
 
 use super::{
     CompileError, Engine, copy_str,
-    ports::{Addr, mac_key, v4_key, v6_key},
+    entries::{Addr, mac_key, put, set_flood, shared, v4_key, v6_key},
 };
-use crate::{desired::Flood, journal::Journaled, neutron::MacAddr};
+use crate::{journal::Journaled, neutron::MacAddr};
 
 /// (network index, address, prefix length).
 pub type NetAddr<const N: usize> = (u32, [u8; N], u8);
@@ -350,57 +350,4 @@ fn sync_group(e: &mut Engine, g: u32, members: &BTreeMap<u32, [u8; 6]>) {
     }
     let domain = FLOOD_DOMAIN_GROUP_BASE + g;
     set_flood(&mut d.flood, domain, members.keys().copied().collect());
-}
-
-/// Makes a flood domain hold exactly `ports`.
-pub fn set_flood(flood: &mut Flood, domain: u32, ports: BTreeSet<u32>) {
-    let stale: Vec<u32> = flood
-        .members(domain)
-        .filter(|p| !ports.contains(p))
-        .collect();
-    for p in stale {
-        flood.remove(domain, p);
-    }
-    for p in ports {
-        flood.add(domain, p);
-    }
-}
-
-/// Sets or clears `ADDR_F_SHARED` in an entry's flags.
-fn shared<K: Ord + Clone, V: Clone + PartialEq>(
-    map: &mut Journaled<K, V>,
-    key: K,
-    on: bool,
-    flags: impl Fn(&mut V) -> &mut u32,
-) {
-    let Some(mut v) = map.get(&key).cloned() else {
-        return;
-    };
-    let before = v.clone();
-    let f = flags(&mut v);
-    if on {
-        *f |= ADDR_F_SHARED;
-    } else {
-        *f &= !ADDR_F_SHARED;
-    }
-    if v != before {
-        map.insert(key, v);
-    }
-}
-
-/// Writes or deletes an entry, recording it only if it changes.
-pub fn put<K: Ord + Clone, V: Clone + PartialEq>(
-    map: &mut Journaled<K, V>,
-    key: K,
-    value: Option<V>,
-) {
-    match value {
-        Some(v) if map.get(&key) != Some(&v) => {
-            map.insert(key, v);
-        }
-        Some(_) => {}
-        None => {
-            map.remove(&key);
-        }
-    }
 }

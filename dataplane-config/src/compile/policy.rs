@@ -31,7 +31,7 @@ use common::{
 };
 use ipnet::IpNet;
 
-use super::{CompileError, Engine, Indexes, neighbours::put};
+use super::{CompileError, Engine, Indexes, entries::put};
 use crate::{
     journal::{JSet, Journaled, members},
     objects::{Direction, PortMatch, Remote, Rule},

@@ -6,16 +6,16 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use common::{
-    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, LpmKey, PORT_ADDR_PREFIX_BITS, PORT_F_SECURITY,
-    PortAddr, PortAddrV4Key, PortAddrV6Key, PortInfo, PortKey, PortMac, PortMacKey, PortMeta,
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, PORT_F_SECURITY, PortAddr, PortInfo, PortKey,
+    PortMac, PortMeta,
 };
 use ipnet::IpNet;
 
-use super::{CompileError, Engine, copy_str};
+use super::{
+    CompileError, Engine, copy_str,
+    entries::{Addr, mac_key, v4_key, v6_key},
+};
 use crate::{neutron::MacAddr, objects::Port, store::Store};
-
-/// (MAC, address, prefix length) of a port's address entry.
-pub type Addr<const N: usize> = ([u8; 6], [u8; N], u8);
 
 /// What a port compiled to: enough to take it all back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,39 +192,4 @@ fn addresses(port: &Port) -> Addresses {
         add(MacAddr(m), IpNet::from(ll), ADDR_F_LINK_LOCAL);
     }
     (macs, v4, v6)
-}
-
-pub fn mac_key(port: u32, mac: [u8; 6]) -> PortMacKey {
-    PortMacKey {
-        slot: 0,
-        port,
-        mac,
-        _pad: [0; 2],
-    }
-}
-
-pub fn v4_key(port: u32, (mac, addr, plen): Addr<4>) -> LpmKey<PortAddrV4Key> {
-    LpmKey {
-        prefix_len: PORT_ADDR_PREFIX_BITS + u32::from(plen),
-        data: PortAddrV4Key {
-            slot: 0,
-            port,
-            mac,
-            addr,
-            _pad: [0; 2],
-        },
-    }
-}
-
-pub fn v6_key(port: u32, (mac, addr, plen): Addr<16>) -> LpmKey<PortAddrV6Key> {
-    LpmKey {
-        prefix_len: PORT_ADDR_PREFIX_BITS + u32::from(plen),
-        data: PortAddrV6Key {
-            slot: 0,
-            port,
-            mac,
-            addr,
-            _pad: [0; 2],
-        },
-    }
 }

@@ -26,21 +26,7 @@ pub struct RouterRecord {
 /// Compiles router `id` again from its interface ports.
 pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
     if let Some(old) = e.routers.remove(id) {
-        for key in old.macs {
-            e.owners.set_router_mac(key, None);
-        }
-        for key in old.v4 {
-            e.owners.v4.set_router(key, None);
-        }
-        for key in old.v6 {
-            e.owners.v6.set_router(key, None);
-        }
-        for key in old.routes_v4 {
-            e.desired.slotted.routes_v4.remove(&key);
-        }
-        for key in old.routes_v6 {
-            e.desired.slotted.routes_v6.remove(&key);
-        }
+        take_back(e, old);
     }
     let Some(r) =
         e.ix.routers
@@ -64,56 +50,82 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         };
         e.owners.set_router_mac((net, mac), Some(fdb));
         record.macs.push((net, mac));
-        let neigh = Neigh {
-            kind: TARGET_ROUTER,
-            target: r,
-            mac,
-            flags: NEIGH_F_HOST,
-        };
-        let route = Route {
-            network: net,
-            mac,
-            _pad: [0; 2],
-        };
         for f in &port.fixed_ips {
-            let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) else {
-                continue;
-            };
-            match (f.ip, cidr) {
-                (IpAddr::V4(ip), IpNet::V4(c)) => {
-                    let key = (net, ip.octets(), 32);
-                    e.owners.v4.set_router(key, Some(neigh));
-                    record.v4.push(key);
-                    let k = LpmKey {
-                        prefix_len: ROUTE_PREFIX_BITS + u32::from(c.prefix_len()),
-                        data: RouteV4Key {
-                            slot: 0,
-                            router: r,
-                            addr: c.network().octets(),
-                        },
-                    };
-                    e.desired.slotted.routes_v4.insert(k, route);
-                    record.routes_v4.push(k);
-                }
-                (IpAddr::V6(ip), IpNet::V6(c)) => {
-                    let key = (net, ip.octets(), 128);
-                    e.owners.v6.set_router(key, Some(neigh));
-                    record.v6.push(key);
-                    let k = LpmKey {
-                        prefix_len: ROUTE_PREFIX_BITS + u32::from(c.prefix_len()),
-                        data: RouteV6Key {
-                            slot: 0,
-                            router: r,
-                            addr: c.network().octets(),
-                        },
-                    };
-                    e.desired.slotted.routes_v6.insert(k, route);
-                    record.routes_v6.push(k);
-                }
-                // The store keeps every address inside its subnet.
-                _ => {}
+            if let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) {
+                interface_address(e, &mut record, (r, net, mac), f.ip, cidr);
             }
         }
     }
     e.routers.insert(id.clone(), record);
+}
+
+fn take_back(e: &mut Engine, old: RouterRecord) {
+    for key in old.macs {
+        e.owners.set_router_mac(key, None);
+    }
+    for key in old.v4 {
+        e.owners.v4.set_router(key, None);
+    }
+    for key in old.v6 {
+        e.owners.v6.set_router(key, None);
+    }
+    for key in old.routes_v4 {
+        e.desired.slotted.routes_v4.remove(&key);
+    }
+    for key in old.routes_v6 {
+        e.desired.slotted.routes_v6.remove(&key);
+    }
+}
+
+/// One address of an interface: the router owns it in the network's L3
+/// table, and routes the subnet it is on.
+fn interface_address(
+    e: &mut Engine,
+    record: &mut RouterRecord,
+    (r, net, mac): (u32, u32, [u8; 6]),
+    ip: IpAddr,
+    cidr: IpNet,
+) {
+    let neigh = Neigh {
+        kind: TARGET_ROUTER,
+        target: r,
+        mac,
+        flags: NEIGH_F_HOST,
+    };
+    let route = Route {
+        network: net,
+        mac,
+        _pad: [0; 2],
+    };
+    let prefix_len = ROUTE_PREFIX_BITS + u32::from(cidr.prefix_len());
+    match (ip, cidr) {
+        (IpAddr::V4(ip), IpNet::V4(c)) => {
+            let key = (net, ip.octets(), 32);
+            e.owners.v4.set_router(key, Some(neigh));
+            record.v4.push(key);
+            let data = RouteV4Key {
+                slot: 0,
+                router: r,
+                addr: c.network().octets(),
+            };
+            let k = LpmKey { prefix_len, data };
+            e.desired.slotted.routes_v4.insert(k, route);
+            record.routes_v4.push(k);
+        }
+        (IpAddr::V6(ip), IpNet::V6(c)) => {
+            let key = (net, ip.octets(), 128);
+            e.owners.v6.set_router(key, Some(neigh));
+            record.v6.push(key);
+            let data = RouteV6Key {
+                slot: 0,
+                router: r,
+                addr: c.network().octets(),
+            };
+            let k = LpmKey { prefix_len, data };
+            e.desired.slotted.routes_v6.insert(k, route);
+            record.routes_v6.push(k);
+        }
+        // The store keeps every address inside its subnet.
+        _ => {}
+    }
 }

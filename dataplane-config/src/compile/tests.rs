@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{
     Engine,
-    ports::{mac_key, v4_key, v6_key},
+    entries::{mac_key, v4_key, v6_key},
 };
 use crate::{Document, Format, store::Store};
 
@@ -473,6 +473,7 @@ fn base_doc() -> Value {
 /// A random change of the document: ports come and go, change MACs,
 /// pairs (shared VIPs, shared virtual MACs, prefixes), groups and port
 /// security; rules change; router interfaces come and go.
+// One arm per kind of change: a table of mutations, read top to bottom.
 fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
     let ports = doc["ports"].as_array_mut().unwrap();
     let net = |r: &mut Rng| if one_in(r, 4) { "n2" } else { "n1" };

@@ -14,6 +14,7 @@
 
 mod index;
 mod resolve;
+mod stage;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -201,7 +202,7 @@ impl Store {
         let mut touched = Touched::default();
         let mut written_ports: Vec<PortSpec> = Vec::new();
         for (change, checked) in changes.iter().zip(checked) {
-            self.stage(change, checked, &mut touched, &mut written_ports);
+            stage::one(self, change, checked, &mut touched, &mut written_ports);
         }
         let mut errors = Errors::default();
         self.still_used(&mut errors, changes);
@@ -240,114 +241,6 @@ impl Store {
         self.written.rollback();
         self.next_seq.rollback();
         self.ix.rollback();
-    }
-
-    /// Writes one checked change into the store (ports are resolved after
-    /// every other change is staged).
-    fn stage(
-        &mut self,
-        change: &Change,
-        checked: Option<Checked>,
-        touched: &mut Touched,
-        written_ports: &mut Vec<PortSpec>,
-    ) {
-        let key = (change.kind, change.id.clone());
-        match &change.value {
-            Some(v) => {
-                let seq = match self.written.get(&key) {
-                    Some(w) => w.seq,
-                    None => {
-                        let s = *self.next_seq.get();
-                        self.next_seq.set(s + 1);
-                        s
-                    }
-                };
-                self.written.insert(
-                    key,
-                    Written {
-                        digest: digest(v),
-                        seq,
-                    },
-                );
-            }
-            None => {
-                self.written.remove(&key);
-            }
-        }
-        let id = change.id.clone();
-        match (change.kind, checked) {
-            (Kind::Settings, c) => {
-                let settings = match c {
-                    Some(Checked::Settings(s)) => s,
-                    _ => Settings::default(),
-                };
-                if settings != *self.settings.get() {
-                    self.settings.set(settings);
-                    touched.settings = true;
-                    touched.ports.extend(self.ports.keys().cloned());
-                }
-            }
-            (Kind::Network, c) => {
-                self.networks.remove(&id);
-                if let Some(Checked::Network(n)) = c {
-                    self.networks.insert(id.clone(), n);
-                }
-                // Their default port security may have changed.
-                touched.ports.extend(self.ports_of_network(&id).cloned());
-                touched.networks.insert(id);
-            }
-            (Kind::Subnet, c) => {
-                if let Some(old) = self.subnets.remove(&id) {
-                    self.ix.unindex_subnet(&old);
-                    touched
-                        .ports
-                        .extend(self.ports_of_network(&old.network_id).cloned());
-                }
-                if let Some(Checked::Subnet(s)) = c {
-                    self.ix.index_subnet(&s);
-                    touched
-                        .ports
-                        .extend(self.ports_of_network(&s.network_id).cloned());
-                    self.subnets.insert(id.clone(), s);
-                }
-                touched.subnets.insert(id);
-            }
-            (Kind::SecurityGroup, c) => {
-                if let Some(old) = self.security_groups.remove(&id) {
-                    self.ix.unindex_group(&old);
-                }
-                if let Some(Checked::SecurityGroup(g)) = c {
-                    self.ix.index_group(&g);
-                    self.security_groups.insert(id.clone(), g);
-                }
-                touched.security_groups.insert(id);
-            }
-            (Kind::Router, c) => {
-                self.routers.remove(&id);
-                if let Some(Checked::Router(r)) = c {
-                    self.routers.insert(id.clone(), r);
-                }
-                touched
-                    .ports
-                    .extend(self.interfaces_of_router(&id).cloned());
-                touched.routers.insert(id);
-            }
-            (Kind::Port, c) => {
-                if let Some(old) = self.ports.remove(&id) {
-                    self.ix.unindex_port(&old);
-                    if let Some(r) = &old.spec.router {
-                        touched.routers.insert(r.clone());
-                    }
-                }
-                if let Some(Checked::Port(spec)) = c {
-                    written_ports.retain(|p| p.id != spec.id);
-                    written_ports.push(spec);
-                } else {
-                    written_ports.retain(|p| p.id != id);
-                }
-                touched.ports.insert(id);
-            }
-        }
     }
 
     /// A deleted object that something still refers to is refused, as

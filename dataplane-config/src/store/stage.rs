@@ -1,0 +1,138 @@
+//! Writing one checked change into the store, noting what it touches:
+//! objects that depend on it are resolved again (ports are resolved after
+//! every change of a batch is staged, so a batch may hold a network and its
+//! ports in any order).
+
+use super::{Change, Store, Touched, Written, digest};
+use crate::{
+    check::Checked,
+    neutron::Kind,
+    objects::{PortSpec, Settings},
+};
+
+pub fn one(
+    store: &mut Store,
+    change: &Change,
+    checked: Option<Checked>,
+    touched: &mut Touched,
+    written_ports: &mut Vec<PortSpec>,
+) {
+    record(store, change);
+    let id = change.id.clone();
+    match (change.kind, checked) {
+        (Kind::Settings, c) => settings(store, c, touched),
+        (Kind::Network, c) => network(store, id, c, touched),
+        (Kind::Subnet, c) => subnet(store, id, c, touched),
+        (Kind::SecurityGroup, c) => security_group(store, id, c, touched),
+        (Kind::Router, c) => router(store, id, c, touched),
+        (Kind::Port, c) => port(store, id, c, touched, written_ports),
+    }
+}
+
+/// Remembers how the object was written (and when it first came).
+fn record(store: &mut Store, change: &Change) {
+    let key = (change.kind, change.id.clone());
+    let Some(v) = &change.value else {
+        store.written.remove(&key);
+        return;
+    };
+    let seq = match store.written.get(&key) {
+        Some(w) => w.seq,
+        None => {
+            let s = *store.next_seq.get();
+            store.next_seq.set(s + 1);
+            s
+        }
+    };
+    store.written.insert(
+        key,
+        Written {
+            digest: digest(v),
+            seq,
+        },
+    );
+}
+
+fn settings(store: &mut Store, c: Option<Checked>, touched: &mut Touched) {
+    let settings = match c {
+        Some(Checked::Settings(s)) => s,
+        _ => Settings::default(),
+    };
+    if settings != *store.settings.get() {
+        store.settings.set(settings);
+        touched.settings = true;
+        // The maximum number of pairs applies to every port.
+        touched.ports.extend(store.ports.keys().cloned());
+    }
+}
+
+fn network(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
+    store.networks.remove(&id);
+    if let Some(Checked::Network(n)) = c {
+        store.networks.insert(id.clone(), n);
+    }
+    // Their default port security may have changed.
+    touched.ports.extend(store.ports_of_network(&id).cloned());
+    touched.networks.insert(id);
+}
+
+fn subnet(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
+    // The ports of its network may have fixed IPs on it, or pick it.
+    if let Some(old) = store.subnets.remove(&id) {
+        store.ix.unindex_subnet(&old);
+        touched
+            .ports
+            .extend(store.ports_of_network(&old.network_id).cloned());
+    }
+    if let Some(Checked::Subnet(s)) = c {
+        store.ix.index_subnet(&s);
+        touched
+            .ports
+            .extend(store.ports_of_network(&s.network_id).cloned());
+        store.subnets.insert(id.clone(), s);
+    }
+    touched.subnets.insert(id);
+}
+
+fn security_group(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
+    if let Some(old) = store.security_groups.remove(&id) {
+        store.ix.unindex_group(&old);
+    }
+    if let Some(Checked::SecurityGroup(g)) = c {
+        store.ix.index_group(&g);
+        store.security_groups.insert(id.clone(), g);
+    }
+    touched.security_groups.insert(id);
+}
+
+fn router(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
+    store.routers.remove(&id);
+    if let Some(Checked::Router(r)) = c {
+        store.routers.insert(id.clone(), r);
+    }
+    touched
+        .ports
+        .extend(store.interfaces_of_router(&id).cloned());
+    touched.routers.insert(id);
+}
+
+/// A port leaves the store until it is resolved again with the others.
+fn port(
+    store: &mut Store,
+    id: String,
+    c: Option<Checked>,
+    touched: &mut Touched,
+    written_ports: &mut Vec<PortSpec>,
+) {
+    if let Some(old) = store.ports.remove(&id) {
+        store.ix.unindex_port(&old);
+        if let Some(r) = &old.spec.router {
+            touched.routers.insert(r.clone());
+        }
+    }
+    written_ports.retain(|p| p.id != id);
+    if let Some(Checked::Port(spec)) = c {
+        written_ports.push(spec);
+    }
+    touched.ports.insert(id);
+}
