@@ -25,6 +25,10 @@ pub struct Controller {
     store: Store,
     engine: Engine,
     datapath: Datapath,
+    /// A VM port whose tap does not exist is refused (else it is compiled
+    /// without its tap: everything but its own `PORTS` and device-map
+    /// entries, until the tap comes).
+    require_taps: bool,
 }
 
 impl Controller {
@@ -51,7 +55,13 @@ impl Controller {
             store: Store::default(),
             engine,
             datapath,
+            require_taps: true,
         })
+    }
+
+    /// Whether a port whose tap does not exist is refused (the default).
+    pub fn set_require_taps(&mut self, require: bool) {
+        self.require_taps = require;
     }
 
     pub fn store(&self) -> &Store {
@@ -78,9 +88,11 @@ impl Controller {
             Update::Snapshot(doc) => self.store.diff(doc),
         };
         let touched = self.store.apply(&changes)?;
-        if let Err(e) = missing_taps(&self.store, &touched, tap) {
-            self.store.rollback();
-            return Err(e.into());
+        if self.require_taps {
+            if let Err(e) = missing_taps(&self.store, &touched, tap) {
+                self.store.rollback();
+                return Err(e.into());
+            }
         }
         if let Err(e) = self.engine.compile(&self.store, &touched, tap) {
             self.engine.rollback();

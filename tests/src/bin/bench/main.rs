@@ -14,6 +14,7 @@
 //! frames the programs had rewritten were not reset between runs, so its
 //! numbers described other paths than their names.
 
+mod control;
 mod forwarding;
 
 use std::{fmt::Write as _, path::PathBuf};
@@ -84,19 +85,23 @@ fn topology(ports: usize, pairs: usize, rules: usize) -> Value {
             (i - first_extra) / EXTRA_PER_NETWORK,
             (i - first_extra) % EXTRA_PER_NETWORK,
         );
+        // Network k is the k-th /22 from 10.128.0.0; port j its (j+1)-th
+        // address.
+        let base = u32::from(std::net::Ipv4Addr::new(10, 128, 0, 0)) + (k as u32) * 1024;
         if j == 0 {
             networks.push(json!({ "id": format!("x{k}") }));
             subnets.push(json!({
                 "id": format!("sx{k}"), "network_id": format!("x{k}"),
-                "cidr": format!("10.{}.0.0/16", 200 + k), "ip_version": 4,
+                "cidr": format!("{}/22", std::net::Ipv4Addr::from(base)), "ip_version": 4,
             }));
         }
+        let [_, b, c, d] = (i as u32).to_be_bytes();
         ports_v.push(port(
             &format!("{i:08}-extra"),
             &format!("x{k}"),
             &format!("sx{k}"),
-            &format!("fa:16:3e:c0:{:02x}:{:02x}", i / 256, i % 256),
-            &format!("10.{}.{}.{}", 200 + k, j / 250, 1 + j % 250),
+            &format!("fa:16:3e:{b:02x}:{c:02x}:{d:02x}"),
+            &std::net::Ipv4Addr::from(base + 1 + j as u32).to_string(),
             "open",
         ));
     }
@@ -346,7 +351,7 @@ fn main() -> Result<()> {
         per_packet(&mut md, &mut series)?;
     }
     if wanted("control") {
-        control_plane(&mut md)?;
+        control::section(&mut md)?;
     }
     if wanted("forwarding") {
         md += &forwarding::run()?;
@@ -456,49 +461,6 @@ fn per_packet(md: &mut String, series: &mut Vec<(String, Vec<(usize, f64)>)>) ->
         writeln!(md)?;
     }
 
-    Ok(())
-}
-
-/// Applying from nothing, and a one-port change, with the memory the maps
-/// take (memlock as the kernel accounts it).
-fn control_plane(md: &mut String) -> Result<()> {
-    writeln!(md, "## Control plane\n")?;
-    writeln!(
-        md,
-        "| configuration | first apply | first change | one-port change | map memory |"
-    )?;
-    writeln!(md, "|---|---:|---:|---:|---:|")?;
-    for ports in [1000usize, 10_000] {
-        eprintln!("bench: control plane, {ports} ports");
-        let cfg = topology(ports, 10, 10);
-        let mut v = Verdicts::sized(&cfg, SRC, MAX_PORTS)?;
-        let mut changed = cfg.clone();
-        let mut change = |v: &mut Verdicts, ip: &str| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            changed["ports"][0]["allowed_address_pairs"][0] = json!({ "ip_address": ip });
-            v.reapply(&changed)
-        };
-        let first_change = change(&mut v, "10.250.0.1")?;
-        change(&mut v, "10.250.0.2")?;
-        let steady = change(&mut v, "10.250.0.3")?;
-        writeln!(
-            md,
-            "| {ports} ports, 10 rules | {:.0} ms | {:.0} ms | {:.1} ms | {} |",
-            v.first_apply.as_secs_f64() * 1e3,
-            first_change.as_secs_f64() * 1e3,
-            steady.as_secs_f64() * 1e3,
-            memlock_mib()
-        )?;
-    }
-    writeln!(
-        md,
-        "\nA change writes the inactive slot. The first change after a start builds that \
-         slot's flood sets (one device map per network and group) from nothing; later \
-         changes rewrite only the sets whose members changed. One-port change: one pair of \
-         one port, once both slots are built. Map memory is the sum of `memlock` over this \
-         process's BPF maps (sized for {MAX_PORTS} ports; hash and LPM maps allocate on use)."
-    )?;
-    writeln!(md)?;
     Ok(())
 }
 
