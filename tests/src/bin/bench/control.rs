@@ -39,7 +39,16 @@ impl Bench {
         let mut taps = BTreeMap::new();
         for (i, id) in tapped.iter().enumerate() {
             let name = format!("tap{}", &id[..id.len().min(11)]);
-            ns.ip(&["link", "add", &name, "type", "veth", "peer", "name", &format!("e{i}")])?;
+            ns.ip(&[
+                "link",
+                "add",
+                &name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("e{i}"),
+            ])?;
             ns.ip(&["link", "set", &name, "up"])?;
             taps.insert(name.clone(), ns.ifindex(&name)?);
         }
@@ -161,7 +170,11 @@ fn row(ports: usize) -> Result<String> {
     });
     let mut add_remove = Vec::new();
     for _ in 0..RUNS {
-        add_remove.push(b.apply(port_change(new_id, Some(new.clone())))?.as_secs_f64() * 1e3);
+        add_remove.push(
+            b.apply(port_change(new_id, Some(new.clone())))?
+                .as_secs_f64()
+                * 1e3,
+        );
         add_remove.push(b.apply(port_change(new_id, None))?.as_secs_f64() * 1e3);
     }
     let adds: Vec<f64> = add_remove.iter().step_by(2).copied().collect();
@@ -176,7 +189,10 @@ fn row(ports: usize) -> Result<String> {
     let t_groups = b.pair(&port_change(SRC, Some(groups)), &back)?;
     let t_mac = b.pair(&port_change(SRC, Some(mac)), &back)?;
     let file = |c: &Value| -> Result<Update> {
-        Ok(Update::Snapshot(Document::parse(&c.to_string(), Format::Json)?))
+        Ok(Update::Snapshot(Document::parse(
+            &c.to_string(),
+            Format::Json,
+        )?))
     };
     let mut changed = config.clone();
     changed["ports"][0]["allowed_address_pairs"][0] = json!({ "ip_address": "10.250.0.9" });
