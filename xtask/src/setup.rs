@@ -10,23 +10,27 @@ use crate::util::{output, require_root, status};
 
 /// Debian packages the tests, demo and benchmarks use.
 const PACKAGES: &[&str] = &[
-    "bpftool",        // inspecting pinned maps (README, tests)
-    "iproute2",       // namespaces, veth, bridge
-    "iputils-ping",   // ping / ping -6
-    "arping",         // ARP and gratuitous ARP from VMs
-    "tcpdump",        // debugging captures
-    "python3-scapy",  // crafted and spoofed packets
-    "keepalived",     // real VRRP between VMs sharing an address
-    "iperf3",         // TCP/UDP traffic
-    "hping3",         // adversarial traffic
-    "netsniff-ng",    // trafgen, the benchmark's traffic generator
-    "nftables",       // the iptables-style baseline in benchmarks
-    "ebtables",       // the linuxbridge anti-spoofing baseline
-    "ethtool",        // GRO on veth (XDP redirect target)
-    "netcat-openbsd", // TCP/UDP connection tests
-    "dnsmasq-base",   // DHCP server inside a VM
-    "busybox",        // udhcpc, the DHCP client
-    "util-linux",     // nsenter
+    "bpftool",           // inspecting pinned maps (README, tests)
+    "iproute2",          // namespaces, veth, bridge
+    "iputils-ping",      // ping / ping -6
+    "arping",            // ARP and gratuitous ARP from VMs
+    "tcpdump",           // debugging captures
+    "python3-scapy",     // crafted and spoofed packets
+    "keepalived",        // real VRRP between VMs sharing an address
+    "iperf3",            // TCP/UDP traffic
+    "hping3",            // adversarial traffic
+    "netsniff-ng",       // trafgen, the benchmark's traffic generator
+    "nftables",          // the iptables-style baseline in benchmarks
+    "ebtables",          // the linuxbridge anti-spoofing baseline
+    "ethtool",           // GRO on veth (XDP redirect target)
+    "netcat-openbsd",    // TCP/UDP connection tests
+    "dnsmasq-base",      // DHCP server inside a VM
+    "busybox",           // udhcpc, the DHCP client
+    "util-linux",        // nsenter
+    "etcd-server",       // the north-bound database of many hosts (tests start it)
+    "etcd-client",       // etcdctl, for inspecting it
+    "protobuf-compiler", // protoc: the etcd client crate generates its gRPC code
+    "libprotobuf-dev",   // the standard .proto files protoc needs
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
