@@ -184,6 +184,20 @@ macro_rules! pinned_maps {
             /// Security-group ids by index, for inspection.
             SG_META sg_meta: array<u32, $crate::SgMeta> =
                 $crate::Sizing::Fixed($crate::MAX_SECURITY_GROUPS);
+            /// This host's tunnel endpoints (`TUNNEL[0]`; zero: one host).
+            TUNNEL tunnel: array<u32, $crate::TunnelConfig> = $crate::Sizing::Fixed(1);
+            /// Ports on other chassis: where they are, and who they are.
+            REMOTE_PORTS remote_ports: slot_hash<$crate::RemotePortKey, $crate::RemotePort> =
+                $crate::Sizing::PerPort { per_port: 2, extra: 0 };
+            /// The chassis each flood domain is replicated to.
+            REMOTE_FLOOD remote_flood: slot_hash<$crate::FloodKey, $crate::RemoteFlood> =
+                $crate::Sizing::Fixed($crate::MAX_FLOOD_DOMAINS);
+            /// Live chassis by underlay address.
+            CHASSIS chassis: slot_hash<$crate::ChassisKey, $crate::Chassis> =
+                $crate::Sizing::Fixed(2 * $crate::MAX_CHASSIS);
+            /// Networks by VNI.
+            VNIS vnis: slot_hash<$crate::VniKey, $crate::VniNetwork> =
+                $crate::Sizing::Fixed(2 * $crate::MAX_VNIS);
         }
     };
 }

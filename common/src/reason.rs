@@ -77,6 +77,9 @@ drop_reasons! {
     IngressMac => ingress_mac, "frame not addressed to the receiving port's MACs";
     Hairpin => hairpin, "frame would go back out of the port it came from";
     RedirectFailed => redirect_failed, "destination interface missing from the device map";
+    // Tunnels between chassis.
+    TunnelSource => tunnel_source, "encapsulated frame from an address that is not a live chassis, or not the sender's";
+    TunnelVni => tunnel_vni, "encapsulated frame for a VNI of no network on this host";
     // Security groups and connection tracking.
     SgEgress => sg_egress, "no egress security group rule allows the connection";
     SgIngress => sg_ingress, "no ingress security group rule allows the connection";

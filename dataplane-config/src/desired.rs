@@ -72,6 +72,10 @@ pub struct Desired {
     pub group_meta: Journaled<u32, GroupMeta>,
     /// Security-group index -> id (`SG_META`; a new id resets `SG_STATS`).
     pub sg_meta: Journaled<u32, SgMeta>,
+    /// Group index -> the member the database says is active: the agent
+    /// makes it the group's active member (`GROUP_STATE`) when this
+    /// changes, and the datapath's own learning goes on from there.
+    pub group_active: Journaled<u32, u32>,
 }
 
 impl Desired {
@@ -82,6 +86,7 @@ impl Desired {
         self.flood.commit();
         self.group_meta.commit();
         self.sg_meta.commit();
+        self.group_active.commit();
     }
 
     pub fn rollback(&mut self) {
@@ -91,6 +96,7 @@ impl Desired {
         self.flood.rollback();
         self.group_meta.rollback();
         self.sg_meta.rollback();
+        self.group_active.rollback();
     }
 
     /// Every map's contents as text, one line per map (to compare two
@@ -103,6 +109,7 @@ impl Desired {
         out.push(format!("FLOOD: {}", self.flood.dump()));
         out.push(format!("GROUP_META: {:?}", self.group_meta.map()));
         out.push(format!("SG_META: {:?}", self.sg_meta.map()));
+        out.push(format!("active: {:?}", self.group_active.map()));
         out
     }
 
@@ -163,17 +170,17 @@ impl Flood {
         out
     }
 
-    fn commit(&mut self) {
+    pub fn commit(&mut self) {
         self.by_domain.commit();
         self.by_port.commit();
     }
 
-    fn rollback(&mut self) {
+    pub fn rollback(&mut self) {
         self.by_domain.rollback();
         self.by_port.rollback();
     }
 
-    fn dump(&self) -> String {
+    pub fn dump(&self) -> String {
         format!("{:?}", self.by_domain.map())
     }
 }

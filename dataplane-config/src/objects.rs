@@ -33,6 +33,8 @@ pub struct Network {
     pub name: String,
     /// Default of `port_security_enabled` for the network's ports.
     pub port_security_enabled: bool,
+    /// The VXLAN network identifier, for a network that spans hosts.
+    pub vni: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +119,8 @@ pub struct PortSpec {
     pub tap: String,
     /// For a router interface: the router's id.
     pub router: Option<String>,
+    /// The host (chassis) the port is bound to (`binding:host_id`).
+    pub host: Option<String>,
 }
 
 /// A fixed IP as written: the subnet may be left for the store to find.
@@ -183,3 +187,23 @@ pub fn default_tap_name(port_id: &str) -> String {
     let prefix: String = port_id.chars().take(11).collect();
     format!("tap{prefix}")
 }
+
+/// A host's agent, as it published itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chassis {
+    pub name: String,
+    pub underlay_ip: std::net::Ipv4Addr,
+}
+
+/// The active member of a shared address, as the database holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Active {
+    /// The group's name as the compiler names it: "<network id>
+    /// <address>/<prefix length>" or "<network id> <MAC>".
+    pub group: String,
+    pub port: String,
+    pub chassis: String,
+}
+
+/// The largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;

@@ -569,3 +569,29 @@ fn security_groups_and_rules() {
     doc["security_groups"][0]["stateful"] = json!(false);
     rejects_doc(&doc, "sg1", "stateful", "not supported");
 }
+
+#[test]
+fn vxlan_networks_need_a_unique_vni_and_chassis_an_ipv4_underlay() {
+    let mut doc = base();
+    doc["networks"][0]["provider:network_type"] = json!("vxlan");
+    doc["networks"][0]["provider:segmentation_id"] = json!(100);
+    doc["networks"][1]["provider:network_type"] = json!("vxlan");
+    doc["networks"][1]["provider:segmentation_id"] = json!(100);
+    rejects_doc(
+        &doc,
+        "net2",
+        "provider:segmentation_id",
+        "already network net1",
+    );
+    doc["networks"][1]["provider:segmentation_id"] = json!(16777216);
+    rejects_doc(&doc, "net2", "provider:segmentation_id", "1-16777215");
+    doc["networks"][1]["provider:segmentation_id"] = json!(101);
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    doc["chassis"] = json!([{ "id": "h1", "underlay_ip": "fd00::1" }]);
+    rejects_doc(&doc, "h1", "underlay_ip", "IPv6 underlay");
+    doc["chassis"] = json!([{ "id": "h1", "underlay_ip": "192.168.1.1", "tunnel_type": "geneve" }]);
+    rejects_doc(&doc, "h1", "tunnel_type", "only vxlan");
+    doc["chassis"] = json!([{ "id": "h1", "underlay_ip": "192.168.1.1" }]);
+    doc["ports"][0]["binding:host_id"] = json!("h1");
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -12,6 +12,7 @@ mod drop;
 mod events;
 mod flow;
 mod forward;
+mod from_underlay;
 mod from_vm;
 mod groups;
 mod maps;
@@ -24,8 +25,12 @@ mod route;
 mod sg;
 mod stats;
 mod to_vm;
+mod tunnel;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 
 #[xdp]
 pub fn from_vm(ctx: XdpContext) -> u32 {
@@ -49,6 +54,34 @@ pub fn route_v6(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_floor(_ctx: XdpContext) -> u32 {
     aya_ebpf::bindings::xdp_action::XDP_DROP
+}
+
+/// Frames from other chassis: XDP on the underlay interface.
+#[xdp]
+pub fn from_underlay(ctx: XdpContext) -> u32 {
+    from_underlay::run(&ctx)
+}
+
+/// TC on the tunnel veth's far end: encapsulation to other chassis.
+#[classifier]
+pub fn tunnel_tx(ctx: TcContext) -> i32 {
+    tunnel::tx(&ctx)
+}
+
+/// Lets every frame through: on the tunnel veth's far end, so that frames
+/// redirected into the veth are received (a veth delivers XDP-redirected
+/// frames only to a peer with NAPI, which an XDP program gives it).
+#[xdp]
+pub fn pass(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
+/// On device-map entries for other chassis (the tunnel veth): the frame
+/// leaves the host. A program of its own, with its own stack: `to_vm` and
+/// the security-group checks leave no room for the tunnel's work.
+#[xdp(map = "devmap")]
+pub fn to_tunnel(ctx: XdpContext) -> u32 {
+    tunnel::out(&ctx)
 }
 
 #[xdp(map = "devmap")]

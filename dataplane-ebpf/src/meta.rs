@@ -2,7 +2,10 @@
 //! program) to `to_vm`: see [`TxMeta`].
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_meta, programs::XdpContext};
-use common::{DropReason, OUT_NONE, PortInfo, TX_F_TRACE, TX_META_MAGIC, TxMeta};
+use common::{
+    DropReason, OUT_NONE, PORT_F_SECURITY, PortInfo, TX_F_FROM_TUNNEL, TX_F_TRACE, TX_META_MAGIC,
+    TxMeta,
+};
 
 const LEN: usize = core::mem::size_of::<TxMeta>();
 
@@ -11,6 +14,25 @@ const LEN: usize = core::mem::size_of::<TxMeta>();
 /// the last thing done to a frame before its redirect.
 #[inline(always)]
 pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropReason> {
+    tag_with(ctx, sender, group, u32::from(sender.flags))
+}
+
+/// [`tag`] for a frame from another chassis: its host applied the sender's
+/// port security and egress rules (so `to_vm` skips them), and it must not
+/// leave through the tunnel again.
+#[inline(always)]
+pub fn tag_from_tunnel(ctx: &XdpContext, sender: &PortInfo) -> Result<(), DropReason> {
+    let flags = u32::from(sender.flags & !PORT_F_SECURITY) | TX_F_FROM_TUNNEL;
+    tag_with(ctx, sender, 0, flags)
+}
+
+#[inline(always)]
+fn tag_with(
+    ctx: &XdpContext,
+    sender: &PortInfo,
+    group: u32,
+    flags: u32,
+) -> Result<(), DropReason> {
     // Make the area exactly LEN bytes, whatever was there (a frame run
     // again, as BPF_PROG_TEST_RUN's repeat does, already has one). A
     // trace's mark survives.
@@ -35,7 +57,7 @@ pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropRe
                 sender: sender.index,
                 policy: sender.policy,
                 identity: sender.identity,
-                flags: u32::from(sender.flags) | trace,
+                flags: flags | trace,
                 group,
                 out_kind: OUT_NONE,
                 out: 0,

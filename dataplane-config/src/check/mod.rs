@@ -18,7 +18,7 @@ use crate::{
         Kind, Object,
         raw::{Extra, IGNORED_FIELDS},
     },
-    objects::{Network, PortSpec, Router, SecurityGroup, Settings, Subnet},
+    objects::{Active, Chassis, Network, PortSpec, Router, SecurityGroup, Settings, Subnet},
 };
 
 /// An object after its own checks.
@@ -30,6 +30,8 @@ pub enum Checked {
     SecurityGroup(SecurityGroup),
     Router(Router),
     Port(PortSpec),
+    Chassis(Chassis),
+    Active(Active),
 }
 
 /// Checks `object` on its own.
@@ -47,6 +49,8 @@ pub fn check(object: &Object) -> Result<Checked, Vec<ConfigError>> {
             security_group::check(&mut errors, &label, object).map(Checked::SecurityGroup)
         }
         Kind::Port => port::check(&mut errors, &label, object).map(Checked::Port),
+        Kind::Chassis => network::chassis(&mut errors, &label, object).map(Checked::Chassis),
+        Kind::Active => network::active(&mut errors, &label, object).map(Checked::Active),
     };
     match checked {
         Some(c) if errors.is_empty() => Ok(c),

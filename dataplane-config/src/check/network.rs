@@ -10,9 +10,12 @@ use crate::{
     errors::Errors,
     neutron::{
         Object,
-        raw::{RawNetwork, RawRouter, RawSettings, RawSubnet},
+        raw::{RawActive, RawChassis, RawNetwork, RawRouter, RawSettings, RawSubnet},
     },
-    objects::{DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, Network, Router, Settings, Subnet},
+    objects::{
+        Active, Chassis, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, MAX_VNI, Network, Router, Settings,
+        Subnet,
+    },
 };
 
 pub fn settings(errors: &mut Errors, label: &str, value: &Value) -> Option<Settings> {
@@ -38,10 +41,96 @@ pub fn settings(errors: &mut Errors, label: &str, value: &Value) -> Option<Setti
 pub fn network(errors: &mut Errors, label: &str, object: &Object) -> Option<Network> {
     let n: RawNetwork = raw(errors, label, &object.value)?;
     unknown_fields(errors, label, "", &n.extra);
+    let vni = vni(errors, label, &n);
     Some(Network {
         id: object.id.clone(),
         name: n.name.unwrap_or_default(),
         port_security_enabled: n.port_security_enabled.unwrap_or(true),
+        vni,
+    })
+}
+
+/// The VNI of a `vxlan` network; other types stay on one host.
+fn vni(errors: &mut Errors, label: &str, n: &RawNetwork) -> Option<u32> {
+    let kind = n.network_type.as_deref().map(str::trim).unwrap_or("");
+    match (kind, n.segmentation_id) {
+        ("vxlan", Some(id)) if (1..=i64::from(MAX_VNI)).contains(&id) => Some(id as u32),
+        ("vxlan", Some(id)) => {
+            errors.push(
+                label,
+                "provider:segmentation_id",
+                format!("{id} is not a VXLAN network identifier (1-{MAX_VNI})"),
+            );
+            None
+        }
+        ("vxlan", None) => {
+            errors.push(
+                label,
+                "provider:segmentation_id",
+                "missing: a vxlan network needs its VNI",
+            );
+            None
+        }
+        // A network without a type (the file mode's) stays on this host,
+        // as do flat, vlan and local networks: only VXLAN is tunnelled.
+        _ => None,
+    }
+}
+
+pub fn chassis(errors: &mut Errors, label: &str, object: &Object) -> Option<Chassis> {
+    let c: RawChassis = raw(errors, label, &object.value)?;
+    unknown_fields(errors, label, "", &c.extra);
+    if let Some(name) = optional(&c.name) {
+        if name != object.id {
+            errors.push(
+                label,
+                "name",
+                format!("{name:?} differs from its key {:?}", object.id),
+            );
+        }
+    }
+    match optional(&c.tunnel_type) {
+        None | Some("vxlan") => {}
+        Some(other) => errors.push(
+            label,
+            "tunnel_type",
+            format!("{other:?} is not supported (only vxlan)"),
+        ),
+    }
+    let ip = required(errors, label, "underlay_ip", &c.underlay_ip)?;
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => Some(Chassis {
+            name: object.id.clone(),
+            underlay_ip: v4,
+        }),
+        Ok(_) => {
+            errors.push(
+                label,
+                "underlay_ip",
+                "an IPv6 underlay is not supported yet",
+            );
+            None
+        }
+        Err(_) => {
+            errors.push(label, "underlay_ip", format!("{ip:?} is not an IP address"));
+            None
+        }
+    }
+}
+
+pub fn active(errors: &mut Errors, label: &str, object: &Object) -> Option<Active> {
+    let a: RawActive = raw(errors, label, &object.value)?;
+    unknown_fields(errors, label, "", &a.extra);
+    let Some((network, address)) = object.id.split_once('/') else {
+        errors.push(label, "", "the key is not <network id>/<address or MAC>");
+        return None;
+    };
+    let port = required(errors, label, "port", &a.port)?;
+    let chassis = required(errors, label, "chassis", &a.chassis)?;
+    Some(Active {
+        group: format!("{network} {address}"),
+        port: port.to_string(),
+        chassis: chassis.to_string(),
     })
 }
 

@@ -74,6 +74,7 @@ pub fn check(errors: &mut Errors, label: &str, object: &Object) -> Option<PortSp
             .collect(),
         tap: if router_iface { String::new() } else { tap },
         router,
+        host: optional(&p.host_id).map(str::to_string),
     })
 }
 

@@ -16,6 +16,7 @@
 mod entries;
 mod indexes;
 mod neighbours;
+mod placement;
 mod policy;
 mod ports;
 mod routers;
@@ -24,6 +25,7 @@ mod tests;
 
 use common::{IDENTITY_CIDR, MAX_GROUPS, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, SgMeta};
 pub use indexes::{Exhausted, Indexes};
+pub use placement::{Locality, Place, TUNNEL_PORT_ID};
 pub use ports::PortRecord;
 
 use crate::{
@@ -46,11 +48,14 @@ pub struct AllIndexes {
     pub policies: Indexes,
     /// CIDR identities of rule prefixes.
     pub cidrs: Indexes,
+    /// Chassis (other hosts), by name.
+    pub chassis: Indexes,
 }
 
 impl AllIndexes {
-    fn each(&mut self) -> [&mut Indexes; 7] {
+    fn each(&mut self) -> [&mut Indexes; 8] {
         [
+            &mut self.chassis,
             &mut self.ports,
             &mut self.networks,
             &mut self.routers,
@@ -71,6 +76,16 @@ pub struct Engine {
     routers: Journaled<String, routers::RouterRecord>,
     owners: neighbours::Owners,
     policy: policy::Policies,
+    locality: Locality,
+    /// Every port of each flood domain, wherever it is (the physical
+    /// flood sets in `desired` hold the local ones and the tunnel).
+    members: crate::desired::Flood,
+    /// Domains whose members changed place in this change.
+    dirty_domains: std::collections::BTreeSet<u32>,
+    /// Underlay address of each chassis, as compiled.
+    chassis_ips: Journaled<String, [u8; 4]>,
+    /// VNI of each network index, as compiled.
+    net_vni: Journaled<u32, u32>,
 }
 
 /// Why a change could not be compiled.
@@ -78,6 +93,8 @@ pub struct Engine {
 pub enum CompileError {
     #[error(transparent)]
     Exhausted(#[from] Exhausted),
+    #[error("{domain} spans {chassis} chassis; a flood domain reaches at most {max} from one host", max = common::MAX_FLOOD_CHASSIS)]
+    TooManyChassis { domain: String, chassis: usize },
 }
 
 impl Engine {
@@ -93,12 +110,42 @@ impl Engine {
                 groups: Indexes::new("address groups", MAX_GROUPS - 1),
                 policies: Indexes::new("security-group policies", IDENTITY_CIDR - 1),
                 cidrs: Indexes::tagged("remote prefixes", IDENTITY_CIDR - 1, IDENTITY_CIDR),
+                chassis: Indexes::new("chassis", common::MAX_CHASSIS),
             },
             ports: Journaled::default(),
             routers: Journaled::default(),
             owners: neighbours::Owners::default(),
             policy: policy::Policies::default(),
+            locality: Locality::default(),
+            members: Default::default(),
+            dirty_domains: Default::default(),
+            chassis_ips: Journaled::default(),
+            net_vni: Journaled::default(),
         }
+    }
+
+    /// Sets what this host is (its chassis name, its tunnel); every port
+    /// is placed again. For the start, before the first change.
+    pub fn set_locality(
+        &mut self,
+        store: &Store,
+        locality: Locality,
+        tap: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<(), CompileError> {
+        if self.locality == locality {
+            return Ok(());
+        }
+        self.locality = locality;
+        placement::tunnel_port(self)?;
+        let ports: Vec<String> = self.ports.keys().cloned().collect();
+        for id in &ports {
+            ports::recompile(self, store, id, tap)?;
+        }
+        self.settle(store, &Touched::default())
+    }
+
+    pub fn locality(&self) -> &Locality {
+        &self.locality
     }
 
     pub fn desired(&self) -> &Desired {
@@ -127,6 +174,7 @@ impl Engine {
                 self.ix.networks.assign(id)?;
             }
         }
+        placement::chassis_and_vnis(self, store, touched)?;
         for id in &touched.security_groups {
             self.security_group(store, id)?;
         }
@@ -135,14 +183,13 @@ impl Engine {
                 self.ix.routers.assign(id)?;
             }
         }
-        for id in &touched.ports {
+        for id in touched.ports.iter().chain(&touched.placed) {
             ports::recompile(self, store, id, tap)?;
         }
         for id in &touched.routers {
             routers::recompile(self, store, id);
         }
-        neighbours::settle(self)?;
-        policy::settle(self, store, touched)?;
+        self.settle(store, touched)?;
         for id in &touched.routers {
             if !store.routers().contains_key(id) {
                 self.ix.routers.unassign(id);
@@ -156,6 +203,16 @@ impl Engine {
         Ok(())
     }
 
+    /// What follows from the keys a change touched: groups and tables,
+    /// policies, physical flood sets, active members.
+    fn settle(&mut self, store: &Store, touched: &Touched) -> Result<(), CompileError> {
+        neighbours::settle(self)?;
+        policy::settle(self, store, touched)?;
+        placement::flood_sets(self)?;
+        placement::active_members(self, store, touched);
+        Ok(())
+    }
+
     /// The port's tap came, went or changed (a VM rebooted): only its
     /// entries are compiled again.
     pub fn reattach(
@@ -165,8 +222,7 @@ impl Engine {
         ifindex: Option<u32>,
     ) -> Result<(), CompileError> {
         ports::recompile(self, store, &port.to_string(), &|_| ifindex)?;
-        neighbours::settle(self)?;
-        policy::settle(self, store, &Touched::default())
+        self.settle(store, &Touched::default())
     }
 
     fn security_group(&mut self, store: &Store, id: &String) -> Result<(), CompileError> {
@@ -229,6 +285,7 @@ impl Engine {
             &mut self.ix.groups,
             &mut self.ix.policies,
             &mut self.ix.cidrs,
+            &mut self.ix.chassis,
         ] {
             let q: Vec<u32> = ix.quarantined().collect();
             for i in q {
@@ -242,6 +299,10 @@ impl Engine {
         self.routers.commit();
         self.owners.commit();
         self.policy.commit();
+        self.members.commit();
+        self.dirty_domains.clear();
+        self.chassis_ips.commit();
+        self.net_vni.commit();
     }
 
     pub fn rollback(&mut self) {
@@ -253,6 +314,10 @@ impl Engine {
         self.routers.rollback();
         self.owners.rollback();
         self.policy.rollback();
+        self.members.rollback();
+        self.dirty_domains.clear();
+        self.chassis_ips.rollback();
+        self.net_vni.rollback();
     }
 }
 

@@ -349,5 +349,5 @@ fn sync_group(e: &mut Engine, g: u32, members: &BTreeMap<u32, [u8; 6]>) {
         }
     }
     let domain = FLOOD_DOMAIN_GROUP_BASE + g;
-    set_flood(&mut d.flood, domain, members.keys().copied().collect());
+    set_flood(&mut e.members, domain, members.keys().copied().collect());
 }

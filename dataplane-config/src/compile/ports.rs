@@ -6,14 +6,15 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use common::{
-    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, PORT_F_SECURITY, PortAddr, PortInfo, PortKey,
-    PortMac, PortMeta,
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, PORT_F_REMOTE, PORT_F_SECURITY, PortAddr,
+    PortInfo, PortKey, PortMac, PortMeta, RemotePort, RemotePortKey,
 };
 use ipnet::IpNet;
 
 use super::{
     CompileError, Engine, copy_str,
     entries::{Addr, mac_key, v4_key, v6_key},
+    placement::{self, Place},
 };
 use crate::{neutron::MacAddr, objects::Port, store::Store};
 
@@ -22,7 +23,9 @@ use crate::{neutron::MacAddr, objects::Port, store::Store};
 pub struct PortRecord {
     pub index: u32,
     pub info: PortInfo,
-    /// The tap's interface index, if it exists.
+    /// Where it is.
+    pub place: Place,
+    /// The tap's interface index, for a local port whose tap exists.
     pub ifindex: Option<u32>,
     /// Its security-group set (see `policy`).
     pub set: String,
@@ -42,14 +45,17 @@ pub fn recompile(
 ) -> Result<(), CompileError> {
     let now = store.port(id).filter(|p| p.spec.router.is_none());
     if let Some(old) = e.ports.remove(id) {
+        // Its domains' flood sets follow it wherever it goes.
+        let domains: Vec<u32> = e.members.domains_of(old.index).collect();
+        e.dirty_domains.extend(domains);
         take_back(e, &old, now.is_none());
         if now.is_none() {
             e.ix.ports.unassign(id);
         }
     }
     if let Some(port) = now {
-        let ifindex = tap(&port.spec.tap);
-        let record = add(e, port, ifindex)?;
+        let place = placement::place(e, store, port, tap);
+        let record = add(e, port, place)?;
         e.ports.insert(id.clone(), record);
     }
     Ok(())
@@ -65,7 +71,11 @@ pub fn set_of(port: &Port) -> Vec<String> {
     }
 }
 
-fn add(e: &mut Engine, port: &Port, ifindex: Option<u32>) -> Result<PortRecord, CompileError> {
+fn add(e: &mut Engine, port: &Port, place: Place) -> Result<PortRecord, CompileError> {
+    let ifindex = match place {
+        Place::Local(ifindex) => ifindex,
+        _ => None,
+    };
     let index = e.ix.ports.assign(port.id())?;
     let network =
         e.ix.networks
@@ -86,10 +96,35 @@ fn add(e: &mut Engine, port: &Port, ifindex: Option<u32>) -> Result<PortRecord, 
         },
         identity: policy,
     };
+    let tunnel = e.locality.tunnel_ifindex;
     let d = &mut e.desired;
-    if let Some(ifindex) = ifindex {
-        d.slotted.ports.insert(PortKey { slot: 0, ifindex }, info);
-        d.tx_ports.insert(index, ifindex);
+    match place {
+        Place::Local(Some(ifindex)) => {
+            d.slotted.ports.insert(PortKey { slot: 0, ifindex }, info);
+            d.tx_ports.insert(index, ifindex);
+        }
+        Place::Remote { chassis, ip, vni } => {
+            let remote = RemotePort {
+                info: PortInfo {
+                    flags: info.flags | PORT_F_REMOTE,
+                    ..info
+                },
+                chassis_ip: ip,
+                vni,
+                chassis,
+            };
+            d.slotted.remote_ports.insert(
+                RemotePortKey {
+                    slot: 0,
+                    port: index,
+                },
+                remote,
+            );
+            if let Some(t) = tunnel {
+                d.tx_ports.insert(index, t);
+            }
+        }
+        _ => {}
     }
     let meta = PortMeta {
         id: copy_str(port.id()),
@@ -117,10 +152,11 @@ fn add(e: &mut Engine, port: &Port, ifindex: Option<u32>) -> Result<PortRecord, 
             .insert(v6_key(index, a), PortAddr { flags });
         e.owners.v6.add(network, a, index, flags);
     }
-    d.flood.add(network, index);
+    e.members.add(network, index);
     Ok(PortRecord {
         index,
         info,
+        place,
         ifindex,
         set,
         macs,
@@ -133,9 +169,19 @@ fn add(e: &mut Engine, port: &Port, ifindex: Option<u32>) -> Result<PortRecord, 
 fn take_back(e: &mut Engine, old: &PortRecord, gone: bool) {
     let (index, network) = (old.index, old.info.network);
     let d = &mut e.desired;
-    if let Some(ifindex) = old.ifindex {
-        d.slotted.ports.remove(&PortKey { slot: 0, ifindex });
-        d.tx_ports.remove(&index);
+    match old.place {
+        Place::Local(Some(ifindex)) => {
+            d.slotted.ports.remove(&PortKey { slot: 0, ifindex });
+            d.tx_ports.remove(&index);
+        }
+        Place::Remote { .. } => {
+            d.slotted.remote_ports.remove(&RemotePortKey {
+                slot: 0,
+                port: index,
+            });
+            d.tx_ports.remove(&index);
+        }
+        _ => {}
     }
     if gone {
         d.port_meta.remove(&index);
@@ -152,7 +198,7 @@ fn take_back(e: &mut Engine, old: &PortRecord, gone: bool) {
         d.slotted.addrs_v6.remove(&v6_key(index, a));
         e.owners.v6.remove(network, a, index);
     }
-    d.flood.remove(network, index);
+    e.members.remove(network, index);
     e.policy.release_set(&old.set);
 }
 

@@ -575,6 +575,7 @@ fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
 fn from_scratch(e: &Engine, store: &Store, taps: &Taps) -> Engine {
     let mut fresh = Engine::new(1000);
     for (kind, from, to) in [
+        ("chassis", &e.ix.chassis, &mut fresh.ix.chassis),
         ("ports", &e.ix.ports, &mut fresh.ix.ports),
         ("networks", &e.ix.networks, &mut fresh.ix.networks),
         ("routers", &e.ix.routers, &mut fresh.ix.routers),
@@ -589,57 +590,150 @@ fn from_scratch(e: &Engine, store: &Store, taps: &Taps) -> Engine {
         }
     }
     fresh
+        .set_locality(store, e.locality().clone(), &|t| taps.get(t))
+        .unwrap();
+    fresh
         .compile(store, &crate::store::Touched::all(store), &|t| taps.get(t))
         .unwrap();
     fresh.commit();
     fresh
 }
 
+/// Applies 400 random changes (`mutate`, and `hosts` on a multi-host
+/// configuration) and checks every ten that the result is a compilation
+/// from nothing.
+fn property(seed: u64, multi_host: bool) {
+    let mut rng = Rng::with_seed(seed);
+    let (mut store, mut engine, taps) = (Store::default(), Engine::new(1000), Taps::new());
+    let mut doc = base_doc();
+    if multi_host {
+        to_multi_host(&mut doc);
+        let here = super::Locality {
+            chassis: Some("h1".into()),
+            tunnel_ifindex: Some(999),
+        };
+        engine.set_locality(&store, here, &|t| taps.get(t)).unwrap();
+        engine.commit();
+    }
+    let mut serial = 0;
+    let mut accepted = 0;
+    for step in 0..400 {
+        let before = doc.clone();
+        if multi_host && one_in(&mut rng, 3) {
+            hosts(&mut rng, &mut doc);
+        } else {
+            mutate(&mut rng, &mut doc, &mut serial);
+        }
+        let parsed = Document::from_value(doc.clone()).unwrap();
+        let changes = store.diff(&parsed);
+        let dump_before = engine.desired().dump();
+        match store.apply(&changes) {
+            Ok(touched) => {
+                engine.compile(&store, &touched, &|t| taps.get(t)).unwrap();
+                store.commit();
+                engine.commit();
+                accepted += 1;
+            }
+            Err(_) => {
+                // Refused (a duplicate address, say): nothing changed.
+                assert_eq!(engine.desired().dump(), dump_before);
+                doc = before;
+                let again = Document::from_value(doc.clone()).unwrap();
+                let left = store.diff(&again);
+                assert!(left.is_empty(), "seed {seed} step {step}: {left:?}");
+                continue;
+            }
+        }
+        if step % 10 == 0 || step == 399 {
+            let fresh = from_scratch(&engine, &store, &taps);
+            let (a, b) = (engine.desired().dump(), fresh.desired().dump());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x, y, "seed {seed} step {step}");
+            }
+        }
+    }
+    assert!(
+        accepted > 200,
+        "seed {seed}: only {accepted} changes accepted"
+    );
+}
+
 #[test]
 fn incremental_changes_compile_to_what_a_compilation_from_nothing_gives() {
     for seed in [1u64, 7, 42, 2024] {
-        let mut rng = Rng::with_seed(seed);
-        let (mut store, mut engine, taps) = (Store::default(), Engine::new(1000), Taps::new());
-        let mut doc = base_doc();
-        let mut serial = 0;
-        let mut accepted = 0;
-        for step in 0..400 {
-            let before = doc.clone();
-            mutate(&mut rng, &mut doc, &mut serial);
-            let parsed = Document::from_value(doc.clone()).unwrap();
-            let changes = store.diff(&parsed);
-            let dump_before = engine.desired().dump();
-            match store.apply(&changes) {
-                Ok(touched) => {
-                    engine.compile(&store, &touched, &|t| taps.get(t)).unwrap();
-                    store.commit();
-                    engine.commit();
-                    accepted += 1;
+        property(seed, false);
+    }
+}
+
+#[test]
+fn on_many_hosts_too() {
+    for seed in [3u64, 11, 99] {
+        property(seed, true);
+    }
+}
+
+/// Networks with VNIs, three chassis, ports bound to them.
+fn to_multi_host(doc: &mut Value) {
+    for (i, n) in doc["networks"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        n["provider:network_type"] = json!("vxlan");
+        n["provider:segmentation_id"] = json!(100 + i);
+    }
+    doc["chassis"] = json!([
+        { "id": "h1", "underlay_ip": "192.168.0.1" },
+        { "id": "h2", "underlay_ip": "192.168.0.2" },
+        { "id": "h3", "underlay_ip": "192.168.0.3" },
+    ]);
+    doc["active"] = json!([]);
+}
+
+/// A random change of where things are: a chassis goes or comes back, a
+/// port moves to another host (or to none), an active member is named.
+fn hosts(rng: &mut Rng, doc: &mut Value) {
+    match rng.usize(..3) {
+        0 => {
+            let name = ["h2", "h3"][rng.usize(..2)];
+            let chassis = doc["chassis"].as_array_mut().unwrap();
+            match chassis.iter().position(|c| c["id"] == name) {
+                Some(i) => {
+                    chassis.remove(i);
                 }
-                Err(_) => {
-                    // Refused (a duplicate address, say): nothing changed.
-                    assert_eq!(engine.desired().dump(), dump_before);
-                    doc = before;
-                    assert!(
-                        store
-                            .diff(&Document::from_value(doc.clone()).unwrap())
-                            .is_empty()
-                    );
-                    continue;
-                }
-            }
-            if step % 10 == 0 || step == 399 {
-                let fresh = from_scratch(&engine, &store, &taps);
-                let (a, b) = (engine.desired().dump(), fresh.desired().dump());
-                for (x, y) in a.iter().zip(&b) {
-                    assert_eq!(x, y, "seed {seed} step {step}");
-                }
+                None => chassis.push(json!({
+                    "id": name,
+                    "underlay_ip": format!("192.168.0.{}", &name[1..]),
+                })),
             }
         }
-        assert!(
-            accepted > 200,
-            "seed {seed}: only {accepted} changes accepted"
-        );
+        1 => {
+            let ports = doc["ports"].as_array_mut().unwrap();
+            if let Some(p) = ports
+                .iter_mut()
+                .filter(|p| p["device_owner"].is_null())
+                .nth(rng.usize(..4))
+            {
+                p["binding:host_id"] =
+                    [json!("h1"), json!("h2"), json!("h3"), Value::Null][rng.usize(..4)].clone();
+            }
+        }
+        _ => {
+            let ports: Vec<String> = doc["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["network_id"] == "n1")
+                .map(|p| p["id"].as_str().unwrap().to_string())
+                .collect();
+            let active = doc["active"].as_array_mut().unwrap();
+            active.clear();
+            if !ports.is_empty() && !one_in(rng, 4) {
+                let port = &ports[rng.usize(..ports.len())];
+                active.push(json!({ "id": "n1/10.1.0.200/32", "port": port, "chassis": "h2" }));
+            }
+        }
     }
 }
 

@@ -23,18 +23,25 @@ pub enum Kind {
     SecurityGroup,
     Router,
     Port,
+    /// A host's agent: its name and underlay address (published by it).
+    Chassis,
+    /// The active member of a shared address (published by the host that
+    /// saw it claim the address).
+    Active,
 }
 
 impl Kind {
     /// Every kind, in the order a document is checked (what is referred to
     /// before what refers to it).
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Settings,
+        Kind::Chassis,
         Kind::Network,
         Kind::Subnet,
         Kind::SecurityGroup,
         Kind::Router,
         Kind::Port,
+        Kind::Active,
     ];
 
     /// The section of a document (and Neutron's collection name).
@@ -46,6 +53,8 @@ impl Kind {
             Kind::SecurityGroup => "security_groups",
             Kind::Router => "routers",
             Kind::Port => "ports",
+            Kind::Chassis => "chassis",
+            Kind::Active => "active",
         }
     }
 
@@ -58,6 +67,8 @@ impl Kind {
             Kind::SecurityGroup => "security group",
             Kind::Router => "router",
             Kind::Port => "port",
+            Kind::Chassis => "chassis",
+            Kind::Active => "active member",
         }
     }
 
@@ -171,7 +182,7 @@ impl Document {
                     "configuration",
                     key.clone(),
                     "unknown section (expected dataplane, networks, subnets, ports, routers, \
-                     security_groups)",
+                     security_groups, chassis, active)",
                 );
             }
         }

@@ -135,6 +135,12 @@ pub struct RawNetwork {
     pub name: Option<String>,
     /// Default of `port_security_enabled` for the network's ports.
     pub port_security_enabled: Option<bool>,
+    /// `vxlan` networks span hosts (their VNI is the segmentation id).
+    #[serde(rename = "provider:network_type")]
+    pub network_type: Option<String>,
+    /// The VNI of a `vxlan` network.
+    #[serde(rename = "provider:segmentation_id")]
+    pub segmentation_id: Option<i64>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -155,6 +161,9 @@ pub struct RawSubnet {
 pub struct RawPort {
     pub id: Option<String>,
     pub name: Option<String>,
+    /// The host (chassis) the port is bound to.
+    #[serde(rename = "binding:host_id")]
+    pub host_id: Option<String>,
     pub network_id: Option<String>,
     pub mac_address: Option<String>,
     #[serde(default)]
@@ -188,6 +197,31 @@ pub struct RawFixedIp {
 pub struct RawAddressPair {
     pub ip_address: Option<String>,
     pub mac_address: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A chassis record (published by each host's agent): its name is its id.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawChassis {
+    /// Its key in a document (its name, as in the database's key).
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub underlay_ip: Option<String>,
+    pub tunnel_type: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The active member of a shared address (published by the host that saw
+/// the claim): its id is "<network id>/<address>/<prefix length>" or
+/// "<network id>/<MAC>".
+#[derive(Debug, Default, Deserialize)]
+pub struct RawActive {
+    /// Its key in a document.
+    pub id: Option<String>,
+    pub port: Option<String>,
+    pub chassis: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

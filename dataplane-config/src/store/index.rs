@@ -31,6 +31,8 @@ pub struct Indexes {
     pub ips: JSet<((String, IpAddr), String)>,
     /// (tap, VM port)
     pub taps: Pairs,
+    /// (host, port): ports bound to a chassis.
+    pub ports_of_host: Pairs,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -103,6 +105,9 @@ impl Indexes {
             Some(r) => put(&mut self.interfaces_of_router, pair(r, id), add),
             None => put(&mut self.taps, pair(&spec.tap, id), add),
         }
+        if let Some(h) = &spec.host {
+            put(&mut self.ports_of_host, pair(h, id), add);
+        }
     }
 
     pub fn commit(&mut self) {
@@ -115,6 +120,7 @@ impl Indexes {
         self.macs.commit();
         self.ips.commit();
         self.taps.commit();
+        self.ports_of_host.commit();
     }
 
     pub fn rollback(&mut self) {
@@ -127,5 +133,6 @@ impl Indexes {
         self.macs.rollback();
         self.ips.rollback();
         self.taps.rollback();
+        self.ports_of_host.rollback();
     }
 }

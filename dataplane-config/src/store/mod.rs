@@ -28,7 +28,7 @@ use crate::{
     errors::{ConfigErrors, Errors},
     journal::{JCell, JSet, Journaled},
     neutron::{Document, Kind, Object},
-    objects::{Network, Port, PortSpec, Router, SecurityGroup, Settings, Subnet},
+    objects::{Active, Chassis, Network, Port, PortSpec, Router, SecurityGroup, Settings, Subnet},
 };
 
 /// One object written (its new value) or deleted (`None`).
@@ -58,6 +58,12 @@ pub struct Touched {
     /// Ports written, deleted, or resolved again because something they
     /// depend on changed (present or not in the store now).
     pub ports: BTreeSet<String>,
+    /// Ports to compile again without a change of their own (their
+    /// chassis came or went).
+    pub placed: BTreeSet<String>,
+    pub chassis: BTreeSet<String>,
+    /// Active-member records written or deleted.
+    pub actives: BTreeSet<String>,
 }
 
 impl Touched {
@@ -74,6 +80,9 @@ impl Touched {
             security_groups: store.security_groups().keys().cloned().collect(),
             routers: store.routers().keys().cloned().collect(),
             ports: store.ports().keys().cloned().collect(),
+            placed: BTreeSet::new(),
+            chassis: store.chassis().keys().cloned().collect(),
+            actives: store.actives().keys().cloned().collect(),
         }
     }
 }
@@ -95,6 +104,8 @@ pub struct Store {
     security_groups: Journaled<String, SecurityGroup>,
     routers: Journaled<String, Router>,
     ports: Journaled<String, Port>,
+    chassis: Journaled<String, Chassis>,
+    actives: Journaled<String, Active>,
     written: Journaled<(Kind, String), Written>,
     next_seq: JCell<u64>,
     ix: index::Indexes,
@@ -133,6 +144,19 @@ impl Store {
 
     pub fn port(&self, id: &str) -> Option<&Port> {
         self.ports.get(&id.to_string())
+    }
+
+    pub fn chassis(&self) -> &BTreeMap<String, Chassis> {
+        self.chassis.map()
+    }
+
+    pub fn actives(&self) -> &BTreeMap<String, Active> {
+        self.actives.map()
+    }
+
+    /// Ids of the ports bound to `host`.
+    pub fn ports_of_host<'a>(&'a self, host: &'a String) -> impl Iterator<Item = &'a String> {
+        crate::journal::members(&self.ix.ports_of_host, host)
     }
 
     /// The order objects of `kind` first came in.
@@ -209,6 +233,7 @@ impl Store {
         resolve::ports(self, &mut errors, written_ports, &mut touched);
         resolve::subnets(self, &mut errors, &touched);
         resolve::remote_groups(self, &mut errors, &touched);
+        resolve::vnis(self, &mut errors, &touched);
         resolve::routers(self, &mut errors, &touched);
         if !errors.is_empty() {
             self.rollback();
@@ -225,6 +250,8 @@ impl Store {
         self.security_groups.commit();
         self.routers.commit();
         self.ports.commit();
+        self.chassis.commit();
+        self.actives.commit();
         self.written.commit();
         self.next_seq.commit();
         self.ix.commit();
@@ -238,6 +265,8 @@ impl Store {
         self.security_groups.rollback();
         self.routers.rollback();
         self.ports.rollback();
+        self.chassis.rollback();
+        self.actives.rollback();
         self.written.rollback();
         self.next_seq.rollback();
         self.ix.rollback();

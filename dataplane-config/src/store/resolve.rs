@@ -317,6 +317,29 @@ pub fn remote_groups(store: &Store, errors: &mut Errors, touched: &Touched) {
     }
 }
 
+/// Two networks cannot share a VNI: tunnelled frames would reach both.
+pub fn vnis(store: &Store, errors: &mut Errors, touched: &Touched) {
+    for id in &touched.networks {
+        let Some(n) = store.networks.get(id) else {
+            continue;
+        };
+        let Some(vni) = n.vni else { continue };
+        let other = store.networks.values().find(|o| {
+            o.id != n.id
+                && o.vni == Some(vni)
+                && (!touched.networks.contains(&o.id)
+                    || store.seq(Kind::Network, &o.id) < store.seq(Kind::Network, id))
+        });
+        if let Some(o) = other {
+            errors.push(
+                &crate::errors::label("network", id, &n.name),
+                "provider:segmentation_id",
+                format!("VNI {vni} is already network {}'s", o.id),
+            );
+        }
+    }
+}
+
 /// Subnets of one network must not overlap.
 pub fn subnets(store: &Store, errors: &mut Errors, touched: &Touched) {
     for id in &touched.subnets {

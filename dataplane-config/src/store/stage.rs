@@ -26,7 +26,26 @@ pub fn one(
         (Kind::SecurityGroup, c) => security_group(store, id, c, touched),
         (Kind::Router, c) => router(store, id, c, touched),
         (Kind::Port, c) => port(store, id, c, touched, written_ports),
+        (Kind::Chassis, c) => chassis(store, id, c, touched),
+        (Kind::Active, c) => {
+            store.actives.remove(&id);
+            if let Some(Checked::Active(a)) = c {
+                store.actives.insert(id.clone(), a);
+            }
+            touched.actives.insert(id);
+        }
     }
+}
+
+/// A chassis came, went or moved: the ports bound to it are compiled
+/// again (they become reachable, or not).
+fn chassis(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
+    store.chassis.remove(&id);
+    if let Some(Checked::Chassis(ch)) = c {
+        store.chassis.insert(id.clone(), ch);
+    }
+    touched.placed.extend(store.ports_of_host(&id).cloned());
+    touched.chassis.insert(id);
 }
 
 /// Remembers how the object was written (and when it first came).

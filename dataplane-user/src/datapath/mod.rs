@@ -49,11 +49,20 @@ pub static BPF_OBJECT: &[u8] =
 pub const PROG_FROM_VM: &str = "from_vm";
 /// Name of the device-map program run for each port a frame is sent to.
 pub const PROG_TO_VM: &str = "to_vm";
+/// The device-map program of entries for other chassis (the tunnel veth).
+pub const PROG_TO_TUNNEL: &str = "to_tunnel";
 /// `to_vm` as a plain XDP program, for BPF_PROG_TEST_RUN (trace, bench).
 pub const PROG_TO_VM_TRACE: &str = "to_vm_trace";
 /// The programs `dataplane trace` runs, pinned under `programs/` so that
 /// it runs this run's very programs, with the maps and tail calls they use.
 pub const TRACED_PROGRAMS: [&str; 2] = [PROG_FROM_VM, PROG_TO_VM_TRACE];
+/// XDP on the underlay interface: frames from other chassis.
+pub const PROG_FROM_UNDERLAY: &str = "from_underlay";
+/// XDP_PASS, on the tunnel veth's far end (a veth delivers redirected
+/// frames only to a peer with an XDP program or GRO).
+pub const PROG_PASS: &str = "pass";
+/// TC on the tunnel veth's far end: encapsulation to other chassis.
+pub const PROG_TUNNEL_TX: &str = "tunnel_tx";
 /// The routing programs `from_vm` tail-calls into, by `JUMP` slot.
 const ROUTING_PROGRAMS: [(&str, u32); 2] =
     [("route_v4", JUMP_ROUTE_V4), ("route_v6", JUMP_ROUTE_V6)];
@@ -611,7 +620,14 @@ fn load_programs(
     dir: &std::path::Path,
     jump: &mut aya::maps::ProgramArray<aya::maps::MapData>,
 ) -> Result<ProgramFd> {
-    for name in [PROG_FROM_VM, PROG_TO_VM, PROG_TO_VM_TRACE] {
+    for name in [
+        PROG_FROM_VM,
+        PROG_TO_VM,
+        PROG_TO_VM_TRACE,
+        PROG_TO_TUNNEL,
+        PROG_FROM_UNDERLAY,
+        PROG_PASS,
+    ] {
         let prog: &mut Xdp = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing"))?
@@ -619,6 +635,13 @@ fn load_programs(
         prog.load()
             .with_context(|| format!("the verifier rejected {name}"))?;
     }
+    let tunnel_tx: &mut aya::programs::SchedClassifier = ebpf
+        .program_mut(PROG_TUNNEL_TX)
+        .context("program tunnel_tx missing")?
+        .try_into()?;
+    tunnel_tx
+        .load()
+        .context("the verifier rejected tunnel_tx")?;
     let to_vm: &mut Xdp = ebpf.program_mut(PROG_TO_VM).expect("loaded").try_into()?;
     let to_vm_fd = to_vm.fd()?.try_clone()?;
     pin_programs(ebpf, dir)?;
