@@ -113,6 +113,11 @@ impl Desired {
         out
     }
 
+    /// The member the database named for group `g` before this change.
+    pub fn group_active_before(&self, g: u32) -> Option<u32> {
+        self.group_active.before(&g)
+    }
+
     /// The ports of a flood domain.
     pub fn flood_members(&self, domain: u32) -> impl Iterator<Item = u32> + '_ {
         self.flood.members(domain)

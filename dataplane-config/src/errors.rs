@@ -12,6 +12,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// The object the error is about, as (kind, id), when its label names
+    /// one ("port ID (NAME)"); errors about a document's sections or
+    /// unnamed objects have none.
+    pub fn subject(&self) -> Option<(crate::Kind, String)> {
+        crate::Kind::ALL.into_iter().find_map(|kind| {
+            let rest = self.object.strip_prefix(kind.noun())?.strip_prefix(' ')?;
+            let id = rest.split(" (").next().unwrap_or(rest);
+            (!id.is_empty()).then(|| (kind, id.to_string()))
+        })
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.field.is_empty() {

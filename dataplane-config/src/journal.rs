@@ -104,6 +104,14 @@ impl<K: Ord + Clone, V: Clone> Journaled<K, V> {
         &self.map
     }
 
+    /// The value of `key` at the last commit.
+    pub fn before(&self, key: &K) -> Option<V> {
+        match self.undo.iter().find(|(k, _)| k == key) {
+            Some((_, old)) => old.clone(),
+            None => self.map.get(key).cloned(),
+        }
+    }
+
     /// Keys changed since the last commit (some may have changed back).
     pub fn changed(&self) -> impl Iterator<Item = &K> {
         self.undo.iter().map(|(k, _)| k)

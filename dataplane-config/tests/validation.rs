@@ -595,3 +595,21 @@ fn vxlan_networks_need_a_unique_vni_and_chassis_an_ipv4_underlay() {
     doc["ports"][0]["binding:host_id"] = json!("h1");
     check(&doc).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn an_error_names_its_object_as_kind_and_id() {
+    let mut doc = base();
+    doc["ports"][0]["mac_address"] = json!("bad");
+    let e = check(&doc).expect_err("a bad MAC");
+    assert_eq!(
+        e.0[0].subject(),
+        Some((dataplane_config::Kind::Port, PORT.to_string()))
+    );
+    doc = base();
+    doc["security_groups"] = json!([{ "id": "sg1", "name": "web", "stateful": false }]);
+    let e = check(&doc).expect_err("stateless");
+    assert_eq!(
+        e.0[0].subject(),
+        Some((dataplane_config::Kind::SecurityGroup, "sg1".to_string()))
+    );
+}

@@ -128,7 +128,12 @@ fn inner(
 /// no single remote port has. A local port's MAC from another chassis is
 /// refused.
 #[inline(always)]
-fn sender(slot: u32, chassis: u32, unknown: &PortInfo, src: &[u8; 6]) -> Result<PortInfo, DropReason> {
+fn sender(
+    slot: u32,
+    chassis: u32,
+    unknown: &PortInfo,
+    src: &[u8; 6],
+) -> Result<PortInfo, DropReason> {
     let entry = forward::lookup(slot, unknown, src);
     if entry.kind != TARGET_PORT {
         return Ok(*unknown);

@@ -27,12 +27,7 @@ pub fn tag_from_tunnel(ctx: &XdpContext, sender: &PortInfo) -> Result<(), DropRe
 }
 
 #[inline(always)]
-fn tag_with(
-    ctx: &XdpContext,
-    sender: &PortInfo,
-    group: u32,
-    flags: u32,
-) -> Result<(), DropReason> {
+fn tag_with(ctx: &XdpContext, sender: &PortInfo, group: u32, flags: u32) -> Result<(), DropReason> {
     // Make the area exactly LEN bytes, whatever was there (a frame run
     // again, as BPF_PROG_TEST_RUN's repeat does, already has one). A
     // trace's mark survives.

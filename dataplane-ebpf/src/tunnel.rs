@@ -112,12 +112,7 @@ fn set_key(ctx: &TcContext, ip: [u8; 4], vni: u32) -> bool {
     key.tunnel_ttl = OUTER_TTL;
     // SAFETY: the helper reads `key` for the given size.
     unsafe {
-        bpf_skb_set_tunnel_key(
-            ctx.skb.skb,
-            &mut key,
-            size_of::<bpf_tunnel_key>() as u32,
-            0,
-        ) == 0
+        bpf_skb_set_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, 0) == 0
     }
 }
 

@@ -2,16 +2,23 @@
 //! follows taps that are re-created, answers the control socket, serves
 //! metrics, and leaves the datapath running (or removes it) when it stops.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
-use dataplane_config::{ConfigErrors, Update};
+use std::collections::{BTreeMap, BTreeSet};
+
+use dataplane_config::{Change, ConfigErrors, Kind, Update};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
     control,
-    controller::{Applied, Controller},
+    controller::{Applied, Controller, HostOptions},
     datapath::{self, Options},
     interfaces,
     source::Source,
@@ -21,6 +28,8 @@ use crate::{
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub datapath: Options,
+    /// One chassis of many (tunnels to the others); None: one host.
+    pub host: Option<HostOptions>,
     /// On SIGINT/SIGTERM, detach and remove everything.
     pub cleanup: bool,
     /// Serve Prometheus metrics here.
@@ -29,6 +38,8 @@ pub struct RunOptions {
 
 /// How often taps are checked for re-creation, and retired ports cleaned.
 const TICK: Duration = Duration::from_secs(1);
+/// How often what this host knows is published (claims, attached taps).
+const PUBLISH: Duration = Duration::from_millis(200);
 /// How soon after a change that retired ports their cleanup runs (past the
 /// datapath's grace period).
 const CLEANUP_DELAY: Duration = Duration::from_millis(60);
@@ -46,7 +57,10 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
         .await
         .with_context(|| format!("reading {}", source.describe()))?;
     let fresh = !datapath::instance_dir(&instance).exists();
-    let mut ctl = Controller::open(opts.datapath.clone())?;
+    let mut ctl = Controller::open(opts.datapath.clone(), opts.host.as_ref())?;
+    // A database's ports exist before their VMs are plugged in: such a
+    // port waits for its tap (attached within a tick of it appearing).
+    ctl.set_require_taps(!source.partial());
     forward_ebpf_logs(&mut ctl);
     let adopted = ctl.datapath_mut().adopt_links()?;
     if adopted > 0 {
@@ -55,7 +69,8 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
             "took over the XDP links of the previous run"
         );
     }
-    let applied = match ctl.apply(&first, &tap) {
+    let mut deferred = Deferred::new();
+    let applied = match apply_update(&mut ctl, &first, source.partial(), &mut deferred) {
         Ok(a) => a,
         Err(e) => {
             // Leave nothing behind that this run created.
@@ -63,13 +78,19 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
             return Err(e).context("applying the configuration");
         }
     };
+    let status = Arc::new(Mutex::new(AgentStatus {
+        source: source.describe(),
+        ..AgentStatus::default()
+    }));
+    update_status(&status, &source, applied.generation);
     if let Some(addr) = opts.metrics {
-        crate::metrics::serve(addr, ctl.datapath().dir().clone()).await?;
+        crate::metrics::serve(addr, ctl.datapath().dir().clone(), status.clone()).await?;
     }
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut requests = control::listen(&instance)?;
     let mut tick = tokio::time::interval(TICK);
+    let mut publish = tokio::time::interval(PUBLISH);
     // Ready only now: signals, the source's watch and the control socket
     // are in place (the test harness and operators take this line as the
     // agent being ready).
@@ -88,9 +109,18 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM"); break }
             update = source.next() => {
                 match update {
-                    Ok(u) => { let _ = apply(&mut ctl, &u, "reload"); }
+                    Ok(u) => {
+                        if let Ok(a) = apply(&mut ctl, &u, "reload", source.partial(), &mut deferred) {
+                            update_status(&status, &source, a.generation);
+                        }
+                    }
                     Err(e) => report("reload", &e),
                 }
+            }
+            _ = publish.tick() => {
+                source.publish(&ctl.facts()).await;
+                let generation = ctl.datapath().generation();
+                update_status(&status, &source, generation);
             }
             _ = tick.tick() => {
                 follow_taps(&mut ctl);
@@ -117,8 +147,14 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
 
 /// Applies an update; logs the outcome. A refused update changes nothing:
 /// the last good configuration stays live.
-fn apply(ctl: &mut Controller, update: &Update, why: &str) -> Result<Applied> {
-    match ctl.apply(update, &tap) {
+fn apply(
+    ctl: &mut Controller,
+    update: &Update,
+    why: &str,
+    partial: bool,
+    deferred: &mut Deferred,
+) -> Result<Applied> {
+    match apply_update(ctl, update, partial, deferred) {
         Ok(applied) => {
             info!(
                 ports = applied.ports,
@@ -144,6 +180,76 @@ fn report(why: &str, e: &anyhow::Error) {
     }
 }
 
+/// Changes a partial source delivered that were refused, by object:
+/// tried again with every later update (the objects they need may come
+/// later: a database's writers do not order their writes for us).
+pub type Deferred = BTreeMap<(Kind, String), Change>;
+
+/// Applies an update all or nothing; with `partial` (a database whose
+/// objects come from many writers), the objects the errors name are set
+/// aside in `deferred` (and logged) and the rest applies, so that one bad
+/// object does not hold back every other change.
+fn apply_update(
+    ctl: &mut Controller,
+    update: &Update,
+    partial: bool,
+    deferred: &mut Deferred,
+) -> Result<Applied> {
+    let mut changes = ctl.changes(update);
+    if partial {
+        if matches!(update, Update::Snapshot(_)) {
+            // A full read is the whole truth: older refusals are moot.
+            deferred.clear();
+        }
+        let newer: BTreeSet<(Kind, String)> =
+            changes.iter().map(|c| (c.kind, c.id.clone())).collect();
+        let mut all: Vec<Change> = std::mem::take(deferred)
+            .into_iter()
+            .filter(|(k, _)| !newer.contains(k))
+            .map(|(_, c)| c)
+            .collect();
+        all.append(&mut changes);
+        changes = all;
+    }
+    loop {
+        match ctl.apply_changes(&changes, &tap) {
+            Ok(a) => return Ok(a),
+            Err(e) if partial => {
+                let Some(errors) = e.downcast_ref::<ConfigErrors>() else {
+                    return Err(e);
+                };
+                let refused: BTreeSet<(Kind, String)> =
+                    errors.0.iter().filter_map(|x| x.subject()).collect();
+                let (aside, rest): (Vec<Change>, Vec<Change>) = changes
+                    .into_iter()
+                    .partition(|c| refused.contains(&(c.kind, c.id.clone())));
+                if aside.is_empty() {
+                    return Err(e);
+                }
+                error!("{errors}; these objects wait, the others apply");
+                deferred.extend(aside.into_iter().map(|c| ((c.kind, c.id.clone()), c)));
+                changes = rest;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What the agent reports of itself (metrics).
+#[derive(Clone, Debug, Default)]
+pub struct AgentStatus {
+    pub source: String,
+    pub generation: u64,
+    pub source_status: crate::source::SourceStatus,
+}
+
+fn update_status<S: Source>(status: &Arc<Mutex<AgentStatus>>, source: &S, generation: u64) {
+    if let Ok(mut s) = status.lock() {
+        s.generation = generation;
+        s.source_status = source.status();
+    }
+}
+
 /// `dataplane apply FILE`: the source loads FILE; once applied, FILE is the
 /// configuration from then on.
 fn apply_request<S: Source>(ctl: &mut Controller, source: &mut S, path: &Path) -> String {
@@ -153,7 +259,7 @@ fn apply_request<S: Source>(ctl: &mut Controller, source: &mut S, path: &Path) -
             source.describe()
         );
     };
-    let result = loaded.and_then(|u| apply(ctl, &u, "apply"));
+    let result = loaded.and_then(|u| apply(ctl, &u, "apply", false, &mut Deferred::new()));
     match result {
         Ok(applied) => {
             source.loaded(path);

@@ -4,10 +4,26 @@
 //! what it was.
 
 use anyhow::{Context, Result};
-use dataplane_config::{Change, ConfigError, ConfigErrors, Engine, Store, Touched, Update};
+use dataplane_config::{
+    Change, ConfigError, ConfigErrors, Engine, Store, Touched, Update,
+    compile::{Locality, Place, TUNNEL_PORT_ID},
+};
 use tracing::debug;
 
-use crate::datapath::{ApplySummary, Datapath, Options};
+use crate::{
+    datapath::{ApplySummary, Datapath, Options},
+    source::Facts,
+};
+
+/// This host as one chassis of many.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// Its chassis name: ports whose `binding:host_id` it is are local.
+    pub chassis: String,
+    /// The interface and address of the underlay (tunnels run over it).
+    pub underlay_dev: String,
+    pub underlay_ip: std::net::Ipv4Addr,
+}
 
 /// What an applied change did.
 #[derive(Clone, Debug, Default)]
@@ -33,8 +49,10 @@ pub struct Controller {
 
 impl Controller {
     /// Opens (or adopts) the datapath; the compiler keeps the indexes a
-    /// previous run gave its ports, groups and security groups.
-    pub fn open(opts: Options) -> Result<Controller> {
+    /// previous run gave its ports, groups and security groups. With
+    /// `host`, this host is one chassis of many: its tunnel is set up, and
+    /// ports bound to other chassis are reached through it.
+    pub fn open(opts: Options, host: Option<&HostOptions>) -> Result<Controller> {
         let max_ports = opts.max_ports;
         let datapath = Datapath::open(opts)?;
         let mut engine = Engine::new(max_ports);
@@ -51,12 +69,82 @@ impl Controller {
         for &i in &adopted.stale_ports {
             engine.reserve_port(i);
         }
-        Ok(Controller {
+        let mut ctl = Controller {
             store: Store::default(),
             engine,
             datapath,
             require_taps: true,
-        })
+        };
+        if let Some(host) = host {
+            ctl.join(host)?;
+        }
+        Ok(ctl)
+    }
+
+    /// Sets up the tunnel and places ports from this chassis's view. The
+    /// compiler's change (the tunnel pseudo port) is written with the
+    /// first configuration.
+    fn join(&mut self, host: &HostOptions) -> Result<()> {
+        let dev = crate::tunnel::ensure(&host.underlay_dev, host.underlay_ip)
+            .context("setting up the tunnel")?;
+        let here = Locality {
+            chassis: Some(host.chassis.clone()),
+            tunnel_ifindex: Some(dev.tx),
+        };
+        self.engine
+            .set_locality(&self.store, here, &crate::interfaces::ifindex)?;
+        let port = self
+            .engine
+            .indexes()
+            .ports
+            .get(TUNNEL_PORT_ID)
+            .context("the tunnel port has no index")?;
+        self.datapath.attach_tunnel(&dev, port)
+    }
+
+    /// What this host knows that the others need (see `source::Facts`).
+    pub fn facts(&self) -> Facts {
+        let mut facts = Facts::default();
+        for port in self.store.ports().values() {
+            if let Some(r) = self.engine.port(port.id()) {
+                if matches!(r.place, Place::Local(Some(_))) {
+                    facts
+                        .attached
+                        .insert(port.id().to_string(), port.spec.tap.clone());
+                }
+            }
+        }
+        let local = |index: u32| {
+            self.engine
+                .indexes()
+                .ports
+                .id_of(index)
+                .filter(|id| facts.attached.contains_key(*id))
+                .cloned()
+        };
+        let groups: std::collections::BTreeSet<u32> = self
+            .engine
+            .desired()
+            .slotted
+            .group_members
+            .keys()
+            .filter(|k| local(k.port).is_some())
+            .map(|k| k.group)
+            .collect();
+        for g in groups {
+            let (Some(state), Some(name)) = (
+                self.datapath.group_state(g),
+                self.engine.indexes().groups.id_of(g),
+            ) else {
+                continue;
+            };
+            if let Some(port) = local(state.active) {
+                facts
+                    .claims
+                    .insert(name.replacen(' ', "/", 1), (port, state.changes));
+            }
+        }
+        facts
     }
 
     /// Whether a port whose tap does not exist is refused (the default).
@@ -83,13 +171,28 @@ impl Controller {
     /// Applies `update`; `tap` resolves a tap name to its interface index.
     /// Configuration errors come back as [`ConfigErrors`] (downcast).
     pub fn apply(&mut self, update: &Update, tap: &dyn Fn(&str) -> Option<u32>) -> Result<Applied> {
-        let changes: Vec<Change> = match update {
+        let changes = self.changes(update);
+        self.apply_changes(&changes, tap)
+    }
+
+    /// The changes `update` makes to the configuration in force.
+    pub fn changes(&self, update: &Update) -> Vec<Change> {
+        match update {
             Update::Changes(c) => c.clone(),
             Update::Snapshot(doc) => self.store.diff(doc),
-        };
-        let touched = self.store.apply(&changes)?;
+        }
+    }
+
+    /// Applies `changes`, all or nothing.
+    pub fn apply_changes(
+        &mut self,
+        changes: &[Change],
+        tap: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<Applied> {
+        let touched = self.store.apply(changes)?;
         if self.require_taps {
-            if let Err(e) = missing_taps(&self.store, &touched, tap) {
+            let here = self.engine.locality().chassis.clone();
+            if let Err(e) = missing_taps(&self.store, &touched, here.as_deref(), tap) {
                 self.store.rollback();
                 return Err(e.into());
             }
@@ -179,10 +282,12 @@ impl Controller {
     }
 }
 
-/// Every VM port a change touched must have its tap.
+/// Every local VM port a change touched must have its tap (`here`: this
+/// host's chassis; ports bound to others have their taps there).
 fn missing_taps(
     store: &Store,
     touched: &Touched,
+    here: Option<&str>,
     tap: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<(), ConfigErrors> {
     let mut errors = Vec::new();
@@ -190,7 +295,8 @@ fn missing_taps(
         let Some(port) = store.port(id) else {
             continue;
         };
-        if port.spec.router.is_none() && tap(&port.spec.tap).is_none() {
+        let local = here.is_none() || port.spec.host.as_deref() == here;
+        if local && port.spec.router.is_none() && tap(&port.spec.tap).is_none() {
             errors.push(ConfigError {
                 object: port.label(),
                 field: "tap_name".into(),

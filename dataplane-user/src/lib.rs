@@ -16,6 +16,8 @@ pub mod datapath;
 pub mod interfaces;
 pub mod metrics;
 pub mod monitor;
+pub mod publish;
 pub mod show;
 pub mod source;
 pub mod trace;
+pub mod tunnel;

@@ -7,9 +7,10 @@ use clap::{Parser, Subcommand};
 use dataplane_agent::{
     agent::{self, RunOptions},
     commands::{self, print_view},
+    controller::HostOptions,
     datapath::{self, Options},
     show,
-    source::FileSource,
+    source::{EtcdSource, FileSource, etcd::EtcdOptions},
     trace,
 };
 use dataplane_config::{ConfigErrors, MacAddr};
@@ -37,8 +38,10 @@ enum Command {
     /// Load the datapath, attach it to every port's tap and enforce the configuration.
     Run {
         /// Configuration file (TOML or JSON, Neutron resource and field names).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "etcd", conflicts_with = "etcd")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// Ports the datapath is sized for.
         #[arg(long, default_value_t = Options::default().max_ports)]
         max_ports: u32,
@@ -56,6 +59,19 @@ enum Command {
         /// format at http://ADDR/metrics (for example 127.0.0.1:9477).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+    },
+    /// Write a configuration file into etcd as the agents' database
+    /// (what Neutron's driver does): only the objects that differ are
+    /// written, and the ones the file no longer holds are deleted.
+    Publish {
+        /// Configuration file (TOML or JSON, Neutron resource and field names).
+        file: PathBuf,
+        /// etcd endpoints.
+        #[arg(long, required = true, value_delimiter = ',')]
+        etcd: Vec<String>,
+        /// Prefix of the layout in etcd.
+        #[arg(long, default_value = "/aap")]
+        etcd_prefix: String,
     },
     /// Stream drop events (port, reason, addresses) as they happen.
     Monitor {
@@ -130,8 +146,38 @@ enum Command {
     Stop,
 }
 
+/// The database of many hosts (instead of `--config`).
+#[derive(clap::Args)]
+struct EtcdArgs {
+    /// etcd endpoints (e.g. http://10.0.0.1:2379): read the configuration
+    /// from etcd and join the other hosts.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Prefix of the layout in etcd.
+    #[arg(long, default_value = "/aap")]
+    etcd_prefix: String,
+    /// This host's chassis name: ports whose binding:host_id it is are
+    /// local (default: the host name).
+    #[arg(long, requires = "etcd")]
+    chassis: Option<String>,
+    /// The underlay interface tunnels to other hosts run over.
+    #[arg(long, requires = "etcd")]
+    underlay_dev: Option<String>,
+    /// This host's address on the underlay (the tunnels' source).
+    #[arg(long, requires = "etcd")]
+    underlay_ip: Option<std::net::Ipv4Addr>,
+    /// Seconds this host's records outlive it in etcd (its lease), 1-10.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i64).range(1..=10))]
+    lease_ttl: i64,
+}
+
 #[derive(Subcommand)]
 enum ShowWhat {
+    /// The hosts this one knows (chassis), with their underlay addresses.
+    Chassis {
+        #[arg(long)]
+        json: bool,
+    },
     /// Groups of ports sharing an address: members and the active one.
     Groups {
         #[arg(long)]
@@ -188,6 +234,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run {
             config,
+            etcd,
             max_ports,
             max_connections,
             cleanup,
@@ -200,11 +247,26 @@ fn dispatch(cli: Cli) -> Result<()> {
                     max_connections,
                     attach: true,
                 },
+                host: None,
                 cleanup,
                 metrics,
             },
-            &config,
+            config,
+            etcd,
         ),
+        Command::Publish {
+            file,
+            etcd,
+            etcd_prefix,
+        } => {
+            let (written, deleted) =
+                runtime()?.block_on(dataplane_agent::publish::file(&file, &etcd, &etcd_prefix))?;
+            println!(
+                "published {}: {written} object(s) written, {deleted} deleted",
+                file.display()
+            );
+            Ok(())
+        }
         Command::Check {
             config,
             skip_interfaces,
@@ -272,6 +334,9 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn show(instance: &str, what: ShowWhat) -> Result<()> {
     let dir = datapath::instance_dir(instance);
     match what {
+        ShowWhat::Chassis { json } => {
+            print_view(&show::chassis(&dir)?, json, |v| show::render_chassis(v))
+        }
         ShowWhat::Ports { json } => print_view(&show::ports(&dir)?, json, show::render_ports),
         ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
             show::render_security_groups(v)
@@ -285,11 +350,48 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
     }
 }
 
-/// `dataplane run --config FILE`: the agent on a file source.
-fn run(opts: RunOptions, config: &std::path::Path) -> Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?
-        .block_on(async { agent::run(opts, FileSource::new(config)?).await })
+        .build()?)
+}
+
+/// `dataplane run`: the agent on a file, or on etcd as one host of many.
+fn run(mut opts: RunOptions, config: Option<PathBuf>, etcd: EtcdArgs) -> Result<()> {
+    if let Some(config) = config {
+        return runtime()?.block_on(async { agent::run(opts, FileSource::new(&config)?).await });
+    }
+    let chassis = match etcd.chassis {
+        Some(c) => c,
+        None => hostname()?,
+    };
+    let (Some(underlay_dev), Some(underlay_ip)) = (etcd.underlay_dev, etcd.underlay_ip) else {
+        anyhow::bail!(
+            "--etcd needs --underlay-dev and --underlay-ip (the tunnels' interface and address)"
+        );
+    };
+    opts.host = Some(HostOptions {
+        chassis: chassis.clone(),
+        underlay_dev,
+        underlay_ip,
+    });
+    let source = EtcdSource::new(EtcdOptions {
+        endpoints: etcd.etcd,
+        prefix: etcd.etcd_prefix.trim_end_matches('/').to_string(),
+        chassis,
+        underlay_ip,
+        lease_ttl: etcd.lease_ttl,
+    });
+    runtime()?.block_on(agent::run(opts, source))
+}
+
+/// This host's name (the default chassis name, as Neutron's host is).
+fn hostname() -> Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        anyhow::bail!("cannot read the host name: give --chassis");
+    }
+    Ok(dataplane_agent::datapath::pins::c_str(&buf))
 }

@@ -3,7 +3,12 @@
 //! maps afresh (what `show` reads), so a restarted agent serves counters
 //! that continue where they were.
 
-use std::{fmt::Write as _, net::SocketAddr, path::PathBuf};
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use anyhow::Result;
 use common::DropReason;
@@ -13,7 +18,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::show;
+use crate::{agent::AgentStatus, show};
 
 /// (metric name, help, how to read it from a port's counters).
 type Counter = (&'static str, &'static str, fn(&show::StatsView) -> u64);
@@ -23,6 +28,40 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// What the agent knows of its configuration source.
+fn agent_lines(a: &AgentStatus) -> String {
+    let mut out = String::new();
+    let s = &a.source_status;
+    if let Some(connected) = s.connected {
+        let _ = writeln!(
+            out,
+            "# HELP dataplane_source_connected Whether the agent reaches its database (1) or not (0)."
+        );
+        let _ = writeln!(out, "# TYPE dataplane_source_connected gauge");
+        let _ = writeln!(
+            out,
+            "dataplane_source_connected{{source=\"{}\"}} {}",
+            label(&a.source),
+            u8::from(connected)
+        );
+    }
+    if let Some(revision) = s.revision {
+        let _ = writeln!(
+            out,
+            "# HELP dataplane_source_revision The database revision last delivered to the agent."
+        );
+        let _ = writeln!(out, "# TYPE dataplane_source_revision gauge");
+        let _ = writeln!(out, "dataplane_source_revision {revision}");
+        let _ = writeln!(
+            out,
+            "# HELP dataplane_source_resyncs_total Full reads of the database (start, reconnections, compactions)."
+        );
+        let _ = writeln!(out, "# TYPE dataplane_source_resyncs_total counter");
+        let _ = writeln!(out, "dataplane_source_resyncs_total {}", s.resyncs);
+    }
+    out
 }
 
 /// The exposition text for the instance in `dir`.
@@ -183,7 +222,7 @@ fn conntrack(out: &mut String, dir: &std::path::Path) -> Result<()> {
 }
 
 /// Serves `/metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, dir: PathBuf) -> Result<()> {
+pub async fn serve(addr: SocketAddr, dir: PathBuf, status: Arc<Mutex<AgentStatus>>) -> Result<()> {
     let listener = TcpListener::bind(addr).await?;
     info!(%addr, "serving metrics at /metrics");
     tokio::spawn(async move {
@@ -192,6 +231,7 @@ pub async fn serve(addr: SocketAddr, dir: PathBuf) -> Result<()> {
                 continue;
             };
             let dir = dir.clone();
+            let agent = status.lock().map(|s| s.clone()).unwrap_or_default();
             tokio::spawn(async move {
                 // Read the request head (up to an empty line, 4 KiB, or
                 // 2 s); only its request line matters.
@@ -207,7 +247,8 @@ pub async fn serve(addr: SocketAddr, dir: PathBuf) -> Result<()> {
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path = request.split_whitespace().nth(1).unwrap_or("");
                 let (status, body) = if path == "/metrics" {
-                    match tokio::task::spawn_blocking(move || render(&dir)).await {
+                    let text = move || render(&dir).map(|m| m + &agent_lines(&agent));
+                    match tokio::task::spawn_blocking(text).await {
                         Ok(Ok(body)) => ("200 OK", body),
                         Ok(Err(e)) => ("500 Internal Server Error", format!("{e:#}\n")),
                         Err(e) => ("500 Internal Server Error", format!("{e}\n")),

@@ -83,11 +83,26 @@ pub struct PortView {
     pub stats: StatsView,
 }
 
+/// A port on another chassis, as this host reaches it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemotePortView {
+    pub id: String,
+    pub index: u32,
+    pub network: u32,
+    pub mac: String,
+    pub chassis: String,
+    pub chassis_ip: String,
+    pub vni: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PortsView {
     pub active_slot: u32,
     pub generation: u64,
+    /// The ports on this host.
     pub ports: Vec<PortView>,
+    /// Ports on other chassis this host reaches through its tunnel.
+    pub remote: Vec<RemotePortView>,
     /// Drops on interfaces that were not (or no longer) a port.
     pub unattributed: StatsView,
 }
@@ -188,12 +203,82 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
+    let remote = remote_ports(dir, slot, &meta)?;
     Ok(PortsView {
         active_slot: slot,
         generation: cfg.generation,
         ports: out,
+        remote,
         unattributed: (&sum_stats(&stats, 0)).into(),
     })
+}
+
+/// Ports on other chassis in the live slot.
+fn remote_ports(
+    dir: &Path,
+    slot: u32,
+    meta: &Array<MapData, PortMeta>,
+) -> Result<Vec<RemotePortView>> {
+    let names: BTreeMap<u32, String> = chassis(dir)?
+        .into_iter()
+        .map(|c| (c.index, c.name))
+        .collect();
+    let mut out = Vec::new();
+    for item in pinned::REMOTE_PORTS(dir)?.iter() {
+        let (k, r) = item?;
+        if k.slot != slot {
+            continue;
+        }
+        let m = meta.get(&k.port, 0).unwrap_or_default();
+        out.push(RemotePortView {
+            id: c_str(&m.id),
+            index: k.port,
+            network: r.info.network,
+            mac: MacAddr(r.info.mac).to_string(),
+            chassis: names.get(&r.chassis).cloned().unwrap_or_default(),
+            chassis_ip: Ipv4Addr::from(r.chassis_ip).to_string(),
+            vni: r.vni,
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// A host this one knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChassisView {
+    pub name: String,
+    pub underlay_ip: String,
+    pub index: u32,
+}
+
+/// The live chassis this host accepts tunnelled frames from.
+pub fn chassis(dir: &Path) -> Result<Vec<ChassisView>> {
+    let slot = pinned::CONFIG(dir)?.get(&0, 0)?.active_slot;
+    let mut out = Vec::new();
+    for item in pinned::CHASSIS(dir)?.iter() {
+        let (k, c) = item?;
+        if k.slot == slot {
+            out.push(ChassisView {
+                name: c_str(&c.name),
+                underlay_ip: Ipv4Addr::from(k.ip).to_string(),
+                index: c.index,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub fn render_chassis(view: &[ChassisView]) -> String {
+    let mut s = String::new();
+    if view.is_empty() {
+        s.push_str("no chassis (one host, or the tunnel's database not read yet)\n");
+    }
+    for c in view {
+        let _ = writeln!(s, "{:<24} {}", c.name, c.underlay_ip);
+    }
+    s
 }
 
 fn stats_line(s: &StatsView) -> String {
@@ -257,6 +342,16 @@ pub fn render_ports(view: &PortsView) -> String {
         let _ = writeln!(s, "\nnot tied to a port:");
         for (reason, n) in &view.unattributed.drops {
             let _ = writeln!(s, "  dropped {n:>8} {reason}");
+        }
+    }
+    if !view.remote.is_empty() {
+        let _ = writeln!(s, "\n{} port(s) on other chassis:", view.remote.len());
+        for r in &view.remote {
+            let _ = writeln!(
+                s,
+                "  {:<40} {} on {} ({}), vni {}",
+                r.id, r.mac, r.chassis, r.chassis_ip, r.vni
+            );
         }
     }
     s

@@ -332,6 +332,12 @@ impl Lab {
     /// agent detaches taps that left the configuration, and before it
     /// handles SIGHUP, watches the file and listens for `apply`.
     pub fn start_file(&mut self, path: &std::path::Path, expected: usize) -> Result<()> {
+        self.start_with(&["run", "--config", path.to_str().unwrap()], expected)
+    }
+
+    /// Starts the agent with `args` (`run` and its source) and waits until
+    /// it is ready with a new generation holding `expected` local ports.
+    pub fn start_with(&mut self, args: &[&str], expected: usize) -> Result<()> {
         let before = self
             .show_ports()
             .ok()
@@ -340,7 +346,7 @@ impl Lab {
         let ready_before = self.log_count(READY);
         let log = self.dir.path().join("agent.log");
         let child = self
-            .dataplane(&["run", "--config", path.to_str().unwrap()])
+            .dataplane(args)
             .args(
                 (!self.run_args.iter().any(|a| a == "--max-ports"))
                     .then_some(["--max-ports", "64"])

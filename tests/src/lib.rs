@@ -4,6 +4,7 @@
 //! for the demo.
 
 pub mod capture;
+pub mod cloud;
 pub mod etcd;
 pub mod lab;
 pub mod model;

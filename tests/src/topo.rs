@@ -100,3 +100,19 @@ pub fn router(id: &str, interfaces: &[RouterInterface]) -> (Value, Vec<Value>) {
         .collect();
     (json!({ "id": id, "name": id }), ports)
 }
+
+/// A network that spans hosts: VXLAN with VNI `vni`.
+pub fn vxlan_network(id: &str, vni: u32) -> Value {
+    json!({
+        "id": id, "name": id,
+        "provider:network_type": "vxlan",
+        "provider:segmentation_id": vni,
+    })
+}
+
+/// [`port`] bound to host `host` (`binding:host_id`).
+pub fn port_on(vm: &Vm, host: &str, network: &str, fixed_ips: &[(&str, &str)]) -> Value {
+    let mut p = port(vm, network, fixed_ips);
+    p["binding:host_id"] = json!(host);
+    p
+}

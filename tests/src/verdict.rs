@@ -102,12 +102,15 @@ impl Verdicts {
         }
         let taps = taps(&topology, &ifindexes);
         let (dp, first_apply) = ns.run_inside(move || {
-            let mut dp = Controller::open(Options {
-                instance: crate::netns::unique("dpv"),
-                max_ports,
-                max_connections,
-                attach: false,
-            })?;
+            let mut dp = Controller::open(
+                Options {
+                    instance: crate::netns::unique("dpv"),
+                    max_ports,
+                    max_connections,
+                    attach: false,
+                },
+                None,
+            )?;
             let started = std::time::Instant::now();
             dp.apply(&Update::Snapshot(document), &|t| taps.get(t).copied())?;
             Ok((dp, started.elapsed()))

@@ -8,12 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use aya::{
-    maps::{DevMapHash, HashOfMaps, Map, MapData},
-    programs::ProgramFd,
-};
+use aya::maps::{DevMapHash, HashOfMaps, Map, MapData};
 use common::{FloodKey, MAX_FLOOD_MEMBERS};
 use dataplane_config::desired::Desired;
+
+use super::DevmapPrograms;
 
 struct FloodSet {
     map: DevMapHash<MapData>,
@@ -76,7 +75,7 @@ impl FloodSets {
         outer: &mut HashOfMaps<MapData, FloodKey, DevMapHash<MapData>>,
         slot: u32,
         d: &Desired,
-        to_vm: &ProgramFd,
+        progs: &DevmapPrograms,
     ) -> Result<()> {
         let domains: Vec<u32> = self.pending[slot as usize].iter().copied().collect();
         for domain in domains {
@@ -85,7 +84,7 @@ impl FloodSets {
                 .members(domain)
                 .filter_map(|p| d.tx_ports.get(&p).map(|&ifindex| (p, ifindex)))
                 .collect();
-            self.sync_one(outer, slot, domain, want, to_vm)
+            self.sync_one(outer, slot, domain, want, progs)
                 .with_context(|| format!("flood set of domain {domain:#x}"))?;
             self.pending[slot as usize].remove(&domain);
         }
@@ -98,7 +97,7 @@ impl FloodSets {
         slot: u32,
         domain: u32,
         want: BTreeMap<u32, u32>,
-        to_vm: &ProgramFd,
+        progs: &DevmapPrograms,
     ) -> Result<()> {
         let key = FloodKey { slot, domain };
         if want.is_empty() {
@@ -120,7 +119,8 @@ impl FloodSets {
             }
             for (&p, &ifindex) in &want {
                 if set.members.get(&p) != Some(&ifindex) {
-                    set.map.insert(p, ifindex, Some(to_vm), 0)?;
+                    set.map
+                        .insert(p, ifindex, Some(progs.for_ifindex(ifindex)), 0)?;
                     set.members.insert(p, ifindex);
                 }
             }
@@ -137,7 +137,7 @@ impl FloodSets {
             MapData::create(obj, "flood_set", None).context("creating a flood set")?,
         ))?;
         for (&p, &ifindex) in &want {
-            map.insert(p, ifindex, Some(to_vm), 0)?;
+            map.insert(p, ifindex, Some(progs.for_ifindex(ifindex)), 0)?;
         }
         outer.insert(key, &map, 0)?;
         self.sets

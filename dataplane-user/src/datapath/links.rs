@@ -10,8 +10,9 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::programs::{
-    Xdp, XdpMode,
+    SchedClassifier, TcAttachType, Xdp, XdpMode,
     links::{FdLink, PinnedLink},
+    tc::SchedClassifierLink,
     xdp::{XdpLink, XdpLinkId},
 };
 use tracing::{debug, info};
@@ -142,5 +143,92 @@ impl Links {
         for ifindex in self.ifindexes() {
             self.detach(xdp, ifindex);
         }
+    }
+}
+
+/// Links of the tunnel's programs, by name (`links/tunnel/<name>`): like
+/// the taps', pinned, and taken over by the next run with its own
+/// program (one link update, no gap).
+pub struct NamedLinks {
+    dir: PathBuf,
+    held: BTreeMap<String, FdLink>,
+}
+
+impl NamedLinks {
+    pub fn new(instance_dir: &Path) -> NamedLinks {
+        NamedLinks {
+            dir: instance_dir.join("links").join("tunnel"),
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// Attaches `xdp` to `ifindex` under `name`, taking over a previous
+    /// run's link if it is still attached there.
+    pub fn xdp(&mut self, name: &str, xdp: &mut Xdp, ifindex: u32) -> Result<()> {
+        let pin = self.dir.join(name);
+        let adopted = PinnedLink::from_pin(&pin)
+            .map_err(anyhow::Error::from)
+            .and_then(|pinned| {
+                let link = XdpLink::try_from(FdLink::from(pinned))?;
+                let id = xdp.attach_to_link(link)?;
+                Ok(FdLink::try_from(xdp.take_link(id)?)?)
+            });
+        let link = match adopted {
+            // A link whose interface is gone refuses the update.
+            Ok(link) => link,
+            _ => {
+                let _ = std::fs::remove_file(&pin);
+                let id = xdp
+                    .attach_to_if_index(ifindex, XdpMode::default())
+                    .with_context(|| format!("attaching {name} to interface {ifindex}"))?;
+                let link = FdLink::try_from(xdp.take_link(id)?)
+                    .map_err(|e| anyhow::anyhow!("{name}: no XDP link ({e})"))?;
+                self.pin(name, link)?
+            }
+        };
+        self.held.insert(name.to_string(), link);
+        Ok(())
+    }
+
+    /// Attaches `tc` to the ingress of `ifname` (TCX) under `name`, taking
+    /// over a previous run's link likewise.
+    pub fn tc_ingress(&mut self, name: &str, tc: &mut SchedClassifier, ifname: &str) -> Result<()> {
+        let pin = self.dir.join(name);
+        let adopted = PinnedLink::from_pin(&pin)
+            .map_err(anyhow::Error::from)
+            .and_then(|pinned| {
+                let link = SchedClassifierLink::try_from(FdLink::from(pinned))?;
+                let id = tc.attach_to_link(link)?;
+                Ok(FdLink::try_from(tc.take_link(id)?)?)
+            });
+        let link = match adopted {
+            Ok(link) => link,
+            _ => {
+                let _ = std::fs::remove_file(&pin);
+                let id = tc
+                    .attach(ifname, TcAttachType::Ingress)
+                    .with_context(|| format!("attaching {name} to {ifname}"))?;
+                let link = FdLink::try_from(tc.take_link(id)?)
+                    .map_err(|e| anyhow::anyhow!("{name}: no TCX link ({e})"))?;
+                self.pin(name, link)?
+            }
+        };
+        self.held.insert(name.to_string(), link);
+        Ok(())
+    }
+
+    fn pin(&self, name: &str, link: FdLink) -> Result<FdLink> {
+        std::fs::create_dir_all(&self.dir)?;
+        let pin = self.dir.join(name);
+        let pinned = link
+            .pin(&pin)
+            .with_context(|| format!("pinning {}", pin.display()))?;
+        Ok(FdLink::from(pinned))
+    }
+
+    /// Detaches everything (removing the pins ends the links).
+    pub fn detach_all(&mut self) {
+        self.held.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

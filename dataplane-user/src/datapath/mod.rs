@@ -32,7 +32,7 @@ use aya::{
 };
 use common::{
     CT_STATS_AGENT, CtStats, DpConfig, GroupMeta, GroupState, JUMP_ROUTE_V4, JUMP_ROUTE_V6, Limits,
-    PortMeta, PortStats, SgMeta, SgStats,
+    PortMeta, PortStats, SgMeta, SgStats, TunnelConfig,
 };
 use dataplane_config::desired::Desired;
 use tracing::{debug, info};
@@ -119,6 +119,24 @@ fn failpoint(name: &str) {
     }
 }
 
+/// The programs of device-map entries: `to_vm` on a port's tap,
+/// `to_tunnel` on the tunnel interface (other chassis).
+pub struct DevmapPrograms {
+    to_vm: ProgramFd,
+    to_tunnel: ProgramFd,
+    tunnel_ifindex: Option<u32>,
+}
+
+impl DevmapPrograms {
+    fn for_ifindex(&self, ifindex: u32) -> &ProgramFd {
+        if Some(ifindex) == self.tunnel_ifindex {
+            &self.to_tunnel
+        } else {
+            &self.to_vm
+        }
+    }
+}
+
 /// What an apply changed.
 #[derive(Clone, Debug, Default)]
 pub struct ApplySummary {
@@ -164,9 +182,10 @@ pub struct Datapath {
     maps: Maps,
     current: DpConfig,
     last_switch: Instant,
-    to_vm_fd: ProgramFd,
+    progs: DevmapPrograms,
     flood: flood::FloodSets,
     links: links::Links,
+    tunnel_links: links::NamedLinks,
     written: Written,
     retired: Vec<Retired>,
     /// The first apply compares every desired entry, not just the changed
@@ -202,19 +221,20 @@ impl Datapath {
         pins::prepare(&dir, &specs)?;
         let mut ebpf = load(&dir, &specs)?;
         let mut maps = Maps::take(&mut ebpf, limits)?;
-        let to_vm_fd = load_programs(&mut ebpf, &dir, &mut maps.jump)?;
+        let progs = load_programs(&mut ebpf, &dir, &mut maps.jump)?;
         let current = maps.config.get(&0, 0)?;
         let flood = flood::FloodSets::open(&maps.flood);
         let mut dp = Datapath {
             ebpf,
             attach: opts.attach,
             links: links::Links::new(&dir),
+            tunnel_links: links::NamedLinks::new(&dir),
             dir,
             maps,
             current,
             // A previous run may have switched slots just now.
             last_switch: Instant::now(),
-            to_vm_fd,
+            progs,
             flood,
             written: Written::default(),
             retired: Vec::new(),
@@ -230,12 +250,14 @@ impl Datapath {
     /// and the taps in `TX_PORTS` (rewritten with this run's `to_vm`).
     fn read_back(&mut self) -> Result<()> {
         let slot = self.current.active_slot;
+        // Live: ports of the live slot, here or on other chassis.
         let live: BTreeSet<u32> = self
             .maps
             .ports
             .contents(slot)
             .values()
             .map(|p| p.index)
+            .chain(self.maps.remote_ports.contents(slot).keys().map(|k| k.port))
             .collect();
         for i in 1..self.maps.port_meta.len() {
             let meta = self.maps.port_meta.get(&i, 0)?;
@@ -292,6 +314,45 @@ impl Datapath {
             );
         }
         Ok(())
+    }
+
+    /// Attaches the tunnel's programs to its interfaces (taking over a
+    /// previous run's links) and tells the programs about them; `port` is
+    /// the index of the tunnel pseudo port (its counters).
+    pub fn attach_tunnel(&mut self, dev: &crate::tunnel::Devices, port: u32) -> Result<()> {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_FROM_UNDERLAY)
+            .context("program from_underlay missing")?
+            .try_into()?;
+        self.tunnel_links.xdp("underlay", xdp, dev.underlay)?;
+        let pass: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_PASS)
+            .context("program pass missing")?
+            .try_into()?;
+        self.tunnel_links.xdp("rx", pass, dev.rx)?;
+        let tc: &mut aya::programs::SchedClassifier = self
+            .ebpf
+            .program_mut(PROG_TUNNEL_TX)
+            .context("program tunnel_tx missing")?
+            .try_into()?;
+        self.tunnel_links
+            .tc_ingress("tx", tc, crate::tunnel::RX_DEV)?;
+        let config = TunnelConfig {
+            tx_ifindex: dev.tx,
+            vxlan_ifindex: dev.vxlan,
+            local_ip: dev.underlay_ip.octets(),
+            port,
+        };
+        self.maps.tunnel.set(0, config, 0)?;
+        self.progs.tunnel_ifindex = Some(dev.tx);
+        Ok(())
+    }
+
+    /// A group's runtime state (its active member, its count of changes).
+    pub fn group_state(&self, group: u32) -> Option<GroupState> {
+        self.maps.group_state.get(&group, 0).ok()
     }
 
     /// What the previous run left (indexes to keep, ports to clean up).
@@ -364,7 +425,7 @@ impl Datapath {
         let entries = self.maps.sync(target, &d.slotted)?;
         self.sync_tx_ports(d)?;
         self.flood
-            .sync(&mut self.maps.flood, target, d, &self.to_vm_fd)?;
+            .sync(&mut self.maps.flood, target, d, &self.progs)?;
         let mut attached = Vec::new();
         if self.attach {
             let wanted: Vec<u32> = if self.first {
@@ -439,7 +500,7 @@ impl Datapath {
             if self.written.tx.get(&index) != Some(&ifindex) {
                 self.maps
                     .tx_ports
-                    .insert(index, ifindex, Some(&self.to_vm_fd), 0)
+                    .insert(index, ifindex, Some(self.progs.for_ifindex(ifindex)), 0)
                     .with_context(|| format!("TX_PORTS entry of port {index}"))?;
                 self.written.tx.insert(index, ifindex);
             }
@@ -477,6 +538,7 @@ impl Datapath {
                 });
             }
         }
+        self.active_members(d)?;
         for &g in d.group_meta.changed() {
             if d.group_meta.get(&g).is_none() && self.written.groups.remove(&g).is_some() {
                 self.maps.group_meta.set(g, GroupMeta::default(), 0)?;
@@ -498,6 +560,31 @@ impl Datapath {
             }
         }
         Ok(detached)
+    }
+
+    /// The active members the database named: written once per change of
+    /// the record (the datapath's own learning goes on from there); a
+    /// record that went takes the member with it.
+    fn active_members(&mut self, d: &Desired) -> Result<()> {
+        for &g in d.group_active.changed() {
+            let Ok(mut state) = self.maps.group_state.get(&g, 0) else {
+                continue;
+            };
+            let want = d.group_active.get(&g).copied();
+            let now = match want {
+                Some(p) => p,
+                // The record went: only a member it named stops being active.
+                None if d.group_active_before(g) == Some(state.active) => 0,
+                None => continue,
+            };
+            if state.active != now {
+                state.active = now;
+                state.changed_ns = monotonic_ns();
+                state.changes += 1;
+                self.maps.group_state.set(g, state, 0)?;
+            }
+        }
+        Ok(())
     }
 
     /// Cleans up after ports that left, once no packet can use the old slot:
@@ -579,6 +666,10 @@ impl Datapath {
         if remove {
             let xdp = from_vm(&mut self.ebpf)?;
             self.links.detach_all(xdp);
+            self.tunnel_links.detach_all();
+            if self.progs.tunnel_ifindex.is_some() {
+                crate::tunnel::remove();
+            }
         }
         let dir = self.dir.clone();
         drop(self);
@@ -587,6 +678,17 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+/// CLOCK_MONOTONIC in ns, as the programs' `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn from_vm(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
@@ -619,7 +721,7 @@ fn load_programs(
     ebpf: &mut Ebpf,
     dir: &std::path::Path,
     jump: &mut aya::maps::ProgramArray<aya::maps::MapData>,
-) -> Result<ProgramFd> {
+) -> Result<DevmapPrograms> {
     for name in [
         PROG_FROM_VM,
         PROG_TO_VM,
@@ -642,8 +744,15 @@ fn load_programs(
     tunnel_tx
         .load()
         .context("the verifier rejected tunnel_tx")?;
-    let to_vm: &mut Xdp = ebpf.program_mut(PROG_TO_VM).expect("loaded").try_into()?;
-    let to_vm_fd = to_vm.fd()?.try_clone()?;
+    let fd = |ebpf: &mut Ebpf, name: &str| -> Result<ProgramFd> {
+        let prog: &mut Xdp = ebpf.program_mut(name).expect("loaded").try_into()?;
+        Ok(prog.fd()?.try_clone()?)
+    };
+    let progs = DevmapPrograms {
+        to_vm: fd(ebpf, PROG_TO_VM)?,
+        to_tunnel: fd(ebpf, PROG_TO_TUNNEL)?,
+        tunnel_ifindex: None,
+    };
     pin_programs(ebpf, dir)?;
     for (name, slot) in ROUTING_PROGRAMS {
         let prog: &mut Xdp = ebpf
@@ -655,7 +764,7 @@ fn load_programs(
         jump.set(slot, prog.fd()?, 0)
             .with_context(|| format!("installing {name} in JUMP"))?;
     }
-    Ok(to_vm_fd)
+    Ok(progs)
 }
 
 /// Pins the programs `dataplane trace` runs, replacing a previous run's.

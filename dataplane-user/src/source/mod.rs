@@ -4,14 +4,41 @@
 //! one is refused. A new source (a database, say) implements [`Source`]
 //! and plugs into the same agent loop.
 
+pub mod etcd;
 pub mod file;
 
-use std::{future::Future, path::Path};
+use std::{collections::BTreeMap, future::Future, path::Path};
 
 use anyhow::Result;
 use dataplane_config::Update;
 
+pub use etcd::EtcdSource;
 pub use file::FileSource;
+
+/// What this host knows that others need: published by sources shared
+/// between hosts (a database), ignored by a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Local ports whose tap is attached: port id -> tap.
+    pub attached: BTreeMap<String, String>,
+    /// Shared addresses whose active member is a local port, as the
+    /// datapath learned it: "<network id>/<address or MAC>" -> (port id,
+    /// the group's count of changes, so that only a new claim is told).
+    pub claims: BTreeMap<String, (String, u64)>,
+}
+
+/// How a source is doing, for logs, metrics and `dataplane status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// Whether it reaches its database (None: not a database).
+    pub connected: Option<bool>,
+    /// The database revision last delivered.
+    pub revision: Option<i64>,
+    /// Full reads since the start (the first, reconnections, compactions).
+    pub resyncs: u64,
+    /// The last error talking to it.
+    pub last_error: Option<String>,
+}
 
 /// A source of configuration updates.
 pub trait Source: Send {
@@ -32,4 +59,20 @@ pub trait Source: Send {
     /// The update `load` returned for `path` was applied: FILE is the
     /// configuration from now on.
     fn loaded(&mut self, _path: &Path) {}
+
+    /// Whether the valid objects of an update apply when others are
+    /// refused (a database holding objects written by many writers),
+    /// rather than the whole update being refused (a file).
+    fn partial(&self) -> bool {
+        false
+    }
+
+    /// Tells the others what this host knows (a database source).
+    fn publish(&mut self, _facts: &Facts) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    fn status(&self) -> SourceStatus {
+        SourceStatus::default()
+    }
 }

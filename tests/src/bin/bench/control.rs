@@ -55,12 +55,15 @@ impl Bench {
         let doc = Document::parse(&config.to_string(), Format::Json)?;
         let resolve = taps.clone();
         let (ctl, first) = ns.run_inside(move || {
-            let mut ctl = Controller::open(Options {
-                instance: lab::netns::unique("dpc"),
-                max_ports,
-                max_connections: 1024,
-                attach: false,
-            })?;
+            let mut ctl = Controller::open(
+                Options {
+                    instance: lab::netns::unique("dpc"),
+                    max_ports,
+                    max_connections: 1024,
+                    attach: false,
+                },
+                None,
+            )?;
             ctl.set_require_taps(false);
             let started = std::time::Instant::now();
             ctl.apply(&Update::Snapshot(doc), &|t| resolve.get(t).copied())?;

@@ -1,0 +1,192 @@
+//! Many hypervisors on one machine: each host is a namespace (a [`Lab`]:
+//! its VMs behind taps, its own agent and bpffs instance) with an underlay
+//! interface `ul0` on a bridge in an underlay namespace, where a real etcd
+//! runs as the hosts' database. Everything goes away on drop, agents first.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{etcd::Etcd, lab::Lab, netns::Netns};
+
+/// The underlay's subnet: host i is .(i+1), etcd is .250.
+pub const UNDERLAY_PREFIX: &str = "192.168.100";
+/// Underlay MTU: VM frames (1500) plus VXLAN's 50 bytes fit.
+const UNDERLAY_MTU: &str = "1600";
+/// The layout's prefix in etcd.
+pub const PREFIX: &str = "/aap";
+
+pub struct Host {
+    pub name: String,
+    pub ip: String,
+    pub lab: Lab,
+}
+
+pub struct Cloud {
+    // Dropped first: agents stop before etcd and the underlay go.
+    pub hosts: Vec<Host>,
+    pub etcd: Etcd,
+    pub underlay: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl Cloud {
+    /// `n` hosts named h1..hn on an underlay, and etcd, all started.
+    pub fn new(n: usize) -> Result<Cloud> {
+        let underlay = Netns::new("dpu")?;
+        underlay.ip(&["link", "add", "ulbr", "type", "bridge"])?;
+        underlay.ip(&["link", "set", "ulbr", "mtu", UNDERLAY_MTU])?;
+        underlay.ip(&[
+            "addr",
+            "add",
+            &format!("{UNDERLAY_PREFIX}.250/24"),
+            "dev",
+            "ulbr",
+        ])?;
+        underlay.ip(&["link", "set", "ulbr", "up"])?;
+        let etcd = Etcd::start(Some(&underlay), &format!("{UNDERLAY_PREFIX}.250"), 2379)?;
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let name = format!("h{}", i + 1);
+            let ip = format!("{UNDERLAY_PREFIX}.{}", i + 1);
+            let lab = Lab::new(false)?;
+            let peer = format!("uh{}", i + 1);
+            lab.hv.ip(&[
+                "link",
+                "add",
+                "ul0",
+                "mtu",
+                UNDERLAY_MTU,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+                "netns",
+                &underlay.name,
+            ])?;
+            underlay.ip(&[
+                "link",
+                "set",
+                &peer,
+                "mtu",
+                UNDERLAY_MTU,
+                "master",
+                "ulbr",
+                "up",
+            ])?;
+            lab.hv
+                .ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
+            lab.hv.ip(&["link", "set", "ul0", "up"])?;
+            hosts.push(Host { name, ip, lab });
+        }
+        Ok(Cloud {
+            hosts,
+            etcd,
+            underlay,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .expect("no such host")
+    }
+
+    pub fn host_mut(&mut self, name: &str) -> &mut Host {
+        self.hosts
+            .iter_mut()
+            .find(|h| h.name == name)
+            .expect("no such host")
+    }
+
+    /// Writes `config` into etcd with `dataplane publish` (run in the
+    /// underlay namespace, where etcd is).
+    pub fn publish(&self, config: &Value) -> Result<()> {
+        let path = self.dir.path().join("config.json");
+        std::fs::write(&path, serde_json::to_string_pretty(config)?)?;
+        let out = self
+            .underlay
+            .command(crate::lab::dataplane_bin().to_str().unwrap())
+            .args(["publish", path.to_str().unwrap(), "--etcd", &self.etcd.url])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "dataplane publish failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts host `name`'s agent on etcd; waits until it is ready with
+    /// `expected` local ports.
+    pub fn start(&mut self, name: &str, expected: usize) -> Result<()> {
+        let url = self.etcd.url.clone();
+        let host = self.host_mut(name);
+        let (chassis, ip) = (host.name.clone(), host.ip.clone());
+        host.lab.start_with(
+            &[
+                "run",
+                "--etcd",
+                &url,
+                "--chassis",
+                &chassis,
+                "--underlay-dev",
+                "ul0",
+                "--underlay-ip",
+                &ip,
+                "--lease-ttl",
+                "4",
+            ],
+            expected,
+        )
+    }
+
+    /// Waits until every running agent sees `want` chassis.
+    pub fn wait_chassis(&self, host: &str, want: &[&str], within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        let lab = &self.host(host).lab;
+        loop {
+            let seen: Vec<String> = lab
+                .show("chassis")
+                .ok()
+                .and_then(|v| {
+                    v.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|c| c["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
+            let mut w: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            w.sort();
+            if seen == w {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{host} sees chassis {seen:?}, not {w:?}:\n{}",
+                    lab.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until host `name` sees `n` ports on other chassis.
+    pub fn wait_remote_ports(&self, name: &str, n: usize, within: Duration) -> Result<()> {
+        let lab = &self.host(name).lab;
+        crate::lab::wait_for(within, &format!("{name} sees {n} remote ports"), || {
+            lab.show_ports()
+                .ok()
+                .and_then(|v| v["remote"].as_array().map(|a| a.len()))
+                == Some(n)
+        })
+        .with_context(|| lab.agent_log())
+    }
+}
