@@ -34,6 +34,7 @@ use crate::{
 /// The outer headers' facts this program needs.
 struct Outer {
     src: [u8; 4],
+    dst: [u8; 4],
     vni: u32,
 }
 
@@ -49,7 +50,7 @@ fn vxlan(pkt: &Packet) -> Option<Outer> {
     if vihl != 0x45 || proto != IPPROTO_UDP || fragmented {
         return None;
     }
-    let src = pkt.read::<[u8; 4]>(ETH_HLEN + 12)?;
+    let [s0, s1, s2, s3, d0, d1, d2, d3] = pkt.read::<[u8; 8]>(ETH_HLEN + 12)?;
     let l4 = ETH_HLEN + 20;
     if pkt.be16_at(l4 + 2)? != VXLAN_PORT {
         return None;
@@ -59,7 +60,8 @@ fn vxlan(pkt: &Packet) -> Option<Outer> {
         return None;
     }
     Some(Outer {
-        src,
+        src: [s0, s1, s2, s3],
+        dst: [d0, d1, d2, d3],
         vni: u32::from_be_bytes([0, v0, v1, v2]),
     })
 }
@@ -70,15 +72,24 @@ pub fn run(ctx: &XdpContext) -> u32 {
     let Some(outer) = vxlan(&pkt) else {
         return xdp_action::XDP_PASS;
     };
+    let Some(t) = TUNNEL.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let (local_ip, tunnel) = (t.local_ip, t.port);
+    if outer.dst != local_ip {
+        // Another host's (a flooded underlay frame): not ours to take.
+        return xdp_action::XDP_PASS;
+    }
     let slot = config::active_slot();
-    let tunnel = TUNNEL.get(0).map(|t| t.port).unwrap_or(0);
+    // Drops before the sender is known are charged to no port (the
+    // "unattributed" counters of `show ports`).
     let key = ChassisKey {
         slot,
         ip: outer.src,
     };
     // SAFETY: copied out at once.
     let Some(chassis) = (unsafe { CHASSIS.get(key) }).map(|c| c.index) else {
-        return drop::drop(ctx, tunnel, DropReason::TunnelSource, NOTIFY);
+        return drop::drop(ctx, 0, DropReason::TunnelSource, NOTIFY);
     };
     let key = VniKey {
         slot,
@@ -86,11 +97,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
     };
     // SAFETY: copied out at once.
     let Some(network) = (unsafe { VNIS.get(key) }).map(|v| v.network) else {
-        return drop::drop(ctx, tunnel, DropReason::TunnelVni, NOTIFY);
+        return drop::drop(ctx, 0, DropReason::TunnelVni, NOTIFY);
     };
     // SAFETY: ctx.ctx is the program's xdp_md.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, VXLAN_OVERHEAD as i32) } != 0 {
-        return drop::drop(ctx, tunnel, DropReason::Malformed, NOTIFY);
+        return drop::drop(ctx, 0, DropReason::Malformed, NOTIFY);
     }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let unknown = PortInfo {
@@ -114,7 +125,7 @@ fn inner(
     unknown: &PortInfo,
 ) -> Result<u32, (u32, DropReason)> {
     let eth = parse::eth(pkt).map_err(|r| (unknown.index, r))?;
-    let sender = sender(slot, chassis, unknown, &eth.src).map_err(|r| (unknown.index, r))?;
+    let sender = sender(slot, chassis, unknown, &eth.src).map_err(|r| (0, r))?;
     if sender.flags & PORT_F_REMOTE != 0 && !meta::tracing(ctx) {
         claims(pkt, slot, &sender, eth.proto, &eth.src);
     }

@@ -174,7 +174,8 @@ pub fn scenario(bridge: bool, vmac: bool) -> Result<(Lab, Outcome)> {
     Ok((lab, outcome))
 }
 
-fn parse_ping(text: &str) -> Result<Outcome> {
+/// A ping's summary and the last sequence answered.
+pub fn parse_ping(text: &str) -> Result<Outcome> {
     let Some(summary) = text.lines().find(|l| l.contains("packets transmitted")) else {
         bail!("no ping summary in:\n{text}");
     };

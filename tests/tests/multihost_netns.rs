@@ -1,57 +1,569 @@
-//! Many hypervisors: host namespaces on an underlay, each with its own
-//! agent on a real etcd, VMs behind taps on each; traffic between hosts
-//! goes over VXLAN.
+//! Many hypervisors: host namespaces on an underlay bridge, each with its
+//! own agent on a real etcd (in the underlay namespace), VMs behind taps on
+//! each; traffic between hosts goes over VXLAN. L2 and routing across
+//! hosts, ARP answered locally for remote addresses, a remote group with a
+//! member on another host, keepalived failing over between hosts, etcd
+//! dying or cut off, an agent killed, a host dying, and what must still be
+//! refused.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lab::{
-    cloud::Cloud,
-    lab::WAIT,
+    capture::{Capture, frame},
+    cloud::{Cloud, Host},
+    lab::{Vm, WAIT, ping_result, wait_for},
     require_root,
-    topo::{config, port_on, subnet, vxlan_network},
+    topo::{config, pair, port_on, router, subnet, vxlan_network},
+    vrrp,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
-/// Three hosts, a VM on each (net1, 10.30.0.0/24), all agents running.
+/// A VM named `name` on `host` with `ip` (/24) on `network`; its port.
+fn vm(cloud: &mut Cloud, host: &str, name: &str, mac: &str, ip: &str, subnet: &str) -> Value {
+    let lab = &mut cloud.host_mut(host).lab;
+    let i = lab.add_vm(name, mac).unwrap();
+    let vm = &lab.vms[i];
+    vm.sh(&format!("ip addr add {ip}/24 dev eth0")).unwrap();
+    let network = if subnet == "sub2" { "net2" } else { "net1" };
+    port_on(vm, host, network, &[(subnet, ip)])
+}
+
+/// Borrows only the hosts, so that etcd can be killed meanwhile.
+fn vm_of<'a>(hosts: &'a [Host], host: &str, name: &str) -> &'a Vm {
+    hosts
+        .iter()
+        .find(|h| h.name == host)
+        .expect("no such host")
+        .lab
+        .vm(name)
+}
+
+/// Publishes `cfg`, starts the agents (with their local port counts) and
+/// waits until every host sees every chassis and `remote` ports elsewhere.
+fn start(cloud: &mut Cloud, cfg: &Value, hosts: &[(&str, usize, usize)]) {
+    cloud.publish(cfg).unwrap();
+    for (name, local, _) in hosts {
+        cloud.start(name, *local).unwrap();
+    }
+    let names: Vec<&str> = hosts.iter().map(|(n, _, _)| *n).collect();
+    for (name, _, remote) in hosts {
+        cloud.wait_chassis(name, &names, WAIT).unwrap();
+        cloud.wait_remote_ports(name, *remote, WAIT).unwrap();
+    }
+}
+
+fn networks() -> (Vec<Value>, Vec<Value>) {
+    (
+        vec![vxlan_network("net1", 3001), vxlan_network("net2", 3002)],
+        vec![
+            subnet("sub1", "net1", "10.30.0.0/24", Some("10.30.0.1")),
+            subnet("sub2", "net2", "10.31.0.0/24", Some("10.31.0.1")),
+        ],
+    )
+}
+
+/// vm1 on h1, vm2 on h2, vm3 on h3 (net1); vm4 on h2 (net2); router r1
+/// between the two networks.
 fn three_hosts() -> (Cloud, Value) {
     let mut cloud = Cloud::new(3).unwrap();
-    let mut ports = Vec::new();
-    for (i, name) in ["h1", "h2", "h3"].iter().enumerate() {
-        let lab = &mut cloud.host_mut(name).lab;
-        let vm = lab
-            .add_vm(
-                &format!("vm{}", i + 1),
-                &format!("fa:16:3e:30:00:{:02x}", i + 1),
-            )
-            .unwrap();
-        let vm = &lab.vms[vm];
-        let ip = format!("10.30.0.{}", 11 + i);
-        vm.sh(&format!("ip addr add {ip}/24 dev eth0")).unwrap();
-        ports.push(port_on(vm, name, "net1", &[("sub1", &ip)]));
-    }
-    let cfg = config(
-        vec![vxlan_network("net1", 3001)],
-        vec![subnet("sub1", "net1", "10.30.0.0/24", Some("10.30.0.1"))],
-        ports,
+    let vms = [
+        ("h1", "vm1", "fa:16:3e:30:00:01", "10.30.0.11", "sub1"),
+        ("h2", "vm2", "fa:16:3e:30:00:02", "10.30.0.12", "sub1"),
+        ("h3", "vm3", "fa:16:3e:30:00:03", "10.30.0.13", "sub1"),
+        ("h2", "vm4", "fa:16:3e:31:00:04", "10.31.0.14", "sub2"),
+    ];
+    let mut ports: Vec<Value> = vms
+        .iter()
+        .map(|(host, name, mac, ip, sub)| vm(&mut cloud, host, name, mac, ip, sub))
+        .collect();
+    vm_of(&cloud.hosts, "h1", "vm1")
+        .sh("ip route add 10.31.0.0/24 via 10.30.0.1")
+        .unwrap();
+    vm_of(&cloud.hosts, "h2", "vm4")
+        .sh("ip route add 10.30.0.0/24 via 10.31.0.1")
+        .unwrap();
+    let (r, interfaces) = router(
+        "r1",
+        &[
+            ("net1", "fa:16:3e:30:ff:01", &[("sub1", "10.30.0.1")]),
+            ("net2", "fa:16:3e:31:ff:01", &[("sub2", "10.31.0.1")]),
+        ],
     );
-    cloud.publish(&cfg).unwrap();
-    for name in ["h1", "h2", "h3"] {
-        cloud.start(name, 1).unwrap();
-    }
-    for name in ["h1", "h2", "h3"] {
-        cloud.wait_chassis(name, &["h1", "h2", "h3"], WAIT).unwrap();
-        cloud.wait_remote_ports(name, 2, WAIT).unwrap();
-    }
+    ports.extend(interfaces);
+    let (nets, subnets) = networks();
+    let mut cfg = config(nets, subnets, ports);
+    cfg["routers"] = json!([r]);
+    start(
+        &mut cloud,
+        &cfg,
+        &[("h1", 1, 3), ("h2", 2, 2), ("h3", 1, 3)],
+    );
     (cloud, cfg)
 }
 
+/// ARP requests for `addr` in what `cap` sees within `window`.
+fn arp_requests_for(cap: &Capture, addr: [u8; 4], window: Duration) -> usize {
+    cap.count(window, |f| {
+        frame::arp(f).is_some_and(|a| a.0 == 1 && a.3 == addr)
+    })
+}
+
 #[test]
-fn vms_on_different_hosts_reach_each_other() {
+fn l2_routing_and_arp_between_hosts() {
     require_root!();
     let (cloud, _) = three_hosts();
-    let vm1 = cloud.host("h1").lab.vm("vm1");
+    let (vm1, vm2, vm3) = (
+        vm_of(&cloud.hosts, "h1", "vm1"),
+        vm_of(&cloud.hosts, "h2", "vm2"),
+        vm_of(&cloud.hosts, "h3", "vm3"),
+    );
+    // ARP for a remote port's unique address: h1 answers it; vm2 on h2
+    // never sees the request.
+    let cap = vm2.capture().unwrap();
+    cap.drain();
+    let out = vm1.sh("arping -c 2 -w 2 -I eth0 10.30.0.12; true").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        text.contains("fa:16:3e:30:00:02"),
+        "answered with vm2's MAC: {text}"
+    );
+    assert_eq!(
+        arp_requests_for(&cap, [10, 30, 0, 12], Duration::from_millis(500)),
+        0
+    );
+    let answered = cloud.host("h1").lab.port(vm1).unwrap()["stats"]["arp_replies"]
+        .as_u64()
+        .unwrap();
+    assert!(answered >= 2, "answered on h1: {answered}");
+    // L2 across hosts, both ways, and from the third.
     vm1.reaches("10.30.0.12", WAIT).unwrap();
     vm1.reaches("10.30.0.13", WAIT).unwrap();
-    let vm3 = cloud.host("h3").lab.vm("vm3");
-    vm3.reaches("10.30.0.12", Duration::from_secs(5)).unwrap();
+    vm3.reaches("10.30.0.12", WAIT).unwrap();
+    // Routed across hosts: vm1 (h1, net1) to vm4 (h2, net2) through r1,
+    // which every host's datapath is.
+    vm1.reaches("10.31.0.14", WAIT).unwrap();
+    let out = vm1.sh("ping -n -c 1 -W 2 10.31.0.14").unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ttl=63"),
+        "one routed hop: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Python in a VM: a TCP server on `port` answering "hello".
+fn serve(vm: &Vm, port: u16) {
+    vm.sh(&format!(
+        "/usr/bin/python3 -c \"import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('', {port}))\ns.listen(16)\nwhile True:\n    c,_=s.accept(); c.sendall(b'hello'); c.close()\" >/dev/null 2>&1 &"
+    ))
+    .unwrap();
+}
+
+fn connect(vm: &Vm, dst: &str, port: u16, src: Option<&str>) -> bool {
+    let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
+    let out = vm
+        .ns
+        .try_exec(&[
+            "sh",
+            "-c",
+            &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
+        ])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("hello")
+}
+
+#[test]
+fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
+    require_root!();
+    let mut cloud = Cloud::new(3).unwrap();
+    let mut web = vm(
+        &mut cloud,
+        "h2",
+        "web",
+        "fa:16:3e:32:00:02",
+        "10.30.0.20",
+        "sub1",
+    );
+    let mut client = vm(
+        &mut cloud,
+        "h1",
+        "client",
+        "fa:16:3e:32:00:01",
+        "10.30.0.21",
+        "sub1",
+    );
+    let mut other = vm(
+        &mut cloud,
+        "h3",
+        "other",
+        "fa:16:3e:32:00:03",
+        "10.30.0.22",
+        "sub1",
+    );
+    web["security_groups"] = json!(["web"]);
+    client["security_groups"] = json!(["clients"]);
+    client["allowed_address_pairs"] = json!([pair("10.30.0.100", None)]);
+    other["security_groups"] = json!(["others"]);
+    let (nets, subnets) = networks();
+    let mut cfg = config(nets, subnets, vec![web, client, other]);
+    let open_out = json!({ "direction": "egress" });
+    cfg["security_groups"] = json!([
+        { "id": "web", "security_group_rules": [
+            open_out,
+            { "direction": "ingress", "protocol": "tcp", "port_range_min": 80,
+              "port_range_max": 80, "remote_group_id": "clients" },
+        ]},
+        { "id": "clients", "security_group_rules": [open_out] },
+        { "id": "others", "security_group_rules": [open_out] },
+    ]);
+    start(
+        &mut cloud,
+        &cfg,
+        &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
+    );
+    let (web, client, other) = (
+        vm_of(&cloud.hosts, "h2", "web"),
+        vm_of(&cloud.hosts, "h1", "client"),
+        vm_of(&cloud.hosts, "h3", "other"),
+    );
+    client.sh("ip addr add 10.30.0.100/32 dev eth0").unwrap();
+    serve(web, 80);
+    wait_for(WAIT, "the member on h1 connects by its fixed IP", || {
+        connect(client, "10.30.0.20", 80, None)
+    })
+    .unwrap();
+    assert!(
+        connect(client, "10.30.0.20", 80, Some("10.30.0.100")),
+        "by its allowed address pair"
+    );
+    let refused = |h: &str| {
+        cloud.host(h).lab.port(web).unwrap()["stats"]["drops"]["sg_ingress"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = refused("h2");
+    assert!(!connect(other, "10.30.0.20", 80, None), "not a member");
+    assert!(
+        refused("h2") > before,
+        "refused by web's ingress rules on h2"
+    );
+}
+
+#[test]
+fn keepalived_fails_over_between_vms_on_two_hosts() {
+    require_root!();
+    let mut cloud = Cloud::new(3).unwrap();
+    let mut m1 = vm(&mut cloud, "h1", "m1", vrrp::MAC_M1, "10.30.0.41", "sub1");
+    let mut m2 = vm(&mut cloud, "h2", "m2", vrrp::MAC_M2, "10.30.0.42", "sub1");
+    let c = vm(&mut cloud, "h3", "c", vrrp::MAC_C, "10.30.0.40", "sub1");
+    let vip = "10.30.0.100";
+    m1["allowed_address_pairs"] = json!([pair(vip, None)]);
+    m2["allowed_address_pairs"] = json!([pair(vip, None)]);
+    let (nets, subnets) = networks();
+    let cfg = config(nets, subnets, vec![m1, m2, c]);
+    start(
+        &mut cloud,
+        &cfg,
+        &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
+    );
+    let (m1, m2, c) = (
+        vm_of(&cloud.hosts, "h1", "m1"),
+        vm_of(&cloud.hosts, "h2", "m2"),
+        vm_of(&cloud.hosts, "h3", "c"),
+    );
+    for (host, vm, prio) in [("h1", m1, 200), ("h2", m2, 100)] {
+        keepalived_for(&cloud, host, vm, prio, vip);
+    }
+    wait_for(Duration::from_secs(20), "m1 to become master", || {
+        holds(m1, vip)
+    })
+    .unwrap();
+    c.reaches(vip, WAIT).unwrap();
+    let out = cloud.host("h3").lab.dir.path().join("vip-ping.out");
+    c.sh(&format!(
+        "ping -n -i 0.1 -c 120 -W 1 {vip} > {} 2>&1 &",
+        out.display()
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    m1.sh("ip link set eth0 down").unwrap();
+    wait_for(Duration::from_secs(20), "m2 to become master", || {
+        holds(m2, vip)
+    })
+    .unwrap();
+    // h3's datapath learns the new master from its gratuitous ARP, which
+    // h2 replicated to it.
+    let m2_port = m2.port_id.clone();
+    let h3 = &cloud.host("h3").lab;
+    wait_for(WAIT, "h3 sends the VIP to m2", || {
+        h3.active_member(vip).as_deref() == Some(m2_port.as_str())
+    })
+    .unwrap();
+    let (sent, received) = ping_result(&out);
+    eprintln!(
+        "VIP failover across hosts: {} of {sent} pings lost",
+        sent - received
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let last = vrrp::parse_ping(&text).unwrap().last_reply;
+    assert!(received > 0 && last + 10 >= sent, "service resumed: {text}");
+    // And h2 told the others: the record names m2.
+    let record = cloud
+        .etcd
+        .get(&format!("/aap/active/net1/{vip}/32"))
+        .unwrap()
+        .unwrap_or_default();
+    assert!(record.contains(&m2_port), "etcd's active member: {record}");
+}
+
+/// Whether `vm` holds `vip` on eth0.
+fn holds(vm: &Vm, vip: &str) -> bool {
+    vm.sh("ip -4 -o addr show")
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {vip}/")))
+        .unwrap_or(false)
+}
+
+/// keepalived in `vm` for `vip` (virtual router 61).
+fn keepalived_for(cloud: &Cloud, host: &str, vm: &Vm, priority: u32, vip: &str) {
+    let dir = cloud.host(host).lab.dir.path().to_path_buf();
+    let name = &vm.name;
+    let conf = format!(
+        "global_defs {{\n  router_id {name}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}}\n\
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 61\n    \
+         priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n"
+    );
+    let path = dir.join(format!("{name}.keepalived.conf"));
+    std::fs::write(&path, conf).unwrap();
+    vm.sh(&format!(
+        "keepalived --dont-fork --vrrp --use-file={conf} --pid={d}/{name}.pid \
+         --vrrp_pid={d}/{name}.vrrp.pid --log-console > {d}/{name}.keepalived.log 2>&1 &",
+        conf = path.display(),
+        d = dir.display(),
+    ))
+    .unwrap();
+}
+
+/// Blocks (true) or lets through (false) the hosts' connections to etcd,
+/// in the underlay namespace; tunnels are not touched.
+fn cut_etcd(cloud: &Cloud, cut: bool) {
+    // Both ways: a watch stream already open pushes from etcd without the
+    // client sending anything.
+    let script = if cut {
+        "nft add table inet cut; \
+         nft add chain inet cut in '{ type filter hook input priority 0; }'; \
+         nft add chain inet cut out '{ type filter hook output priority 0; }'; \
+         nft add rule inet cut in ip saddr 192.168.100.1-192.168.100.249 tcp dport 2379 drop; \
+         nft add rule inet cut out ip daddr 192.168.100.1-192.168.100.249 tcp sport 2379 drop"
+    } else {
+        "nft delete table inet cut"
+    };
+    cloud.underlay.sh(script).unwrap();
+}
+
+#[test]
+fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
+    require_root!();
+    let (mut cloud, mut cfg) = three_hosts();
+    let (vm1, vm2, vm3) = (
+        vm_of(&cloud.hosts, "h1", "vm1"),
+        vm_of(&cloud.hosts, "h2", "vm2"),
+        vm_of(&cloud.hosts, "h3", "vm3"),
+    );
+    vm1.reaches("10.30.0.12", WAIT).unwrap();
+    vm3.reaches("10.30.0.12", WAIT).unwrap();
+    // etcd dies during traffic: established and new flows to known ports
+    // go on.
+    let pinged = cloud
+        .host("h1")
+        .lab
+        .ping_in_background(vm1, "10.30.0.12", 150);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.etcd.kill().unwrap();
+    serve(vm2, 8080);
+    wait_for(WAIT, "a new connection with etcd gone", || {
+        connect(vm3, "10.30.0.12", 8080, None)
+    })
+    .unwrap();
+    let (sent, received) = ping_result(&pinged);
+    assert_eq!(sent, received, "no ping lost with etcd gone");
+    cloud.etcd.restart().unwrap();
+    for h in ["h1", "h2", "h3"] {
+        cloud.wait_chassis(h, &["h1", "h2", "h3"], WAIT).unwrap();
+    }
+    // The hosts are cut off from etcd; a change is written meanwhile (a
+    // pair for vm1); once they reach etcd again, it is enforced.
+    cut_etcd(&cloud, true);
+    let vm1_port = vm1.port_id.clone();
+    for p in cfg["ports"].as_array_mut().unwrap() {
+        if p["id"] == vm1_port.as_str() {
+            p["allowed_address_pairs"] = json!([pair("10.30.0.150", None)]);
+        }
+    }
+    cloud.publish(&cfg).unwrap();
+    vm1.sh("ip addr add 10.30.0.150/32 dev eth0").unwrap();
+    assert!(
+        !vm1.ping_from("10.30.0.12", Some("10.30.0.150"), 2),
+        "not enforced while h1 cannot read it"
+    );
+    cut_etcd(&cloud, false);
+    vm1.reaches_from("10.30.0.12", Some("10.30.0.150"), Duration::from_secs(30))
+        .unwrap();
+}
+
+#[test]
+fn an_agent_killed_loses_no_packet() {
+    require_root!();
+    let (mut cloud, _) = three_hosts();
+    let vm1 = vm_of(&cloud.hosts, "h1", "vm1");
+    vm1.reaches("10.30.0.12", WAIT).unwrap();
+    let pinged = cloud
+        .host("h1")
+        .lab
+        .ping_in_background(vm1, "10.30.0.12", 200);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.host_mut("h1").lab.kill_agent().unwrap();
+    cloud.host_mut("h2").lab.kill_agent().unwrap();
+    cloud.start("h1", 1).unwrap();
+    cloud.start("h2", 2).unwrap();
+    let (sent, received) = ping_result(&pinged);
+    assert_eq!(sent, received, "no ping lost while the agents restarted");
+}
+
+#[test]
+fn a_dead_host_loses_its_addresses_within_the_lease() {
+    require_root!();
+    let mut cloud = Cloud::new(3).unwrap();
+    let vip = "10.30.0.100";
+    let mut m1 = vm(
+        &mut cloud,
+        "h1",
+        "m1",
+        "fa:16:3e:33:00:01",
+        "10.30.0.51",
+        "sub1",
+    );
+    let mut m2 = vm(
+        &mut cloud,
+        "h2",
+        "m2",
+        "fa:16:3e:33:00:02",
+        "10.30.0.52",
+        "sub1",
+    );
+    let c = vm(
+        &mut cloud,
+        "h3",
+        "c",
+        "fa:16:3e:33:00:03",
+        "10.30.0.50",
+        "sub1",
+    );
+    m1["allowed_address_pairs"] = json!([pair(vip, None)]);
+    m2["allowed_address_pairs"] = json!([pair(vip, None)]);
+    let (nets, subnets) = networks();
+    let cfg = config(nets, subnets, vec![m1, m2, c]);
+    start(
+        &mut cloud,
+        &cfg,
+        &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
+    );
+    let (m1, m2, c) = (
+        vm_of(&cloud.hosts, "h1", "m1"),
+        vm_of(&cloud.hosts, "h2", "m2"),
+        vm_of(&cloud.hosts, "h3", "c"),
+    );
+    keepalived_for(&cloud, "h1", m1, 200, vip);
+    keepalived_for(&cloud, "h2", m2, 100, vip);
+    wait_for(Duration::from_secs(20), "m1 to become master", || {
+        holds(m1, vip)
+    })
+    .unwrap();
+    c.reaches(vip, WAIT).unwrap();
+    let m1_port = m1.port_id.clone();
+    wait_for(WAIT, "h3 sends the VIP to m1", || {
+        cloud.host("h3").lab.active_member(vip).as_deref() == Some(m1_port.as_str())
+    })
+    .unwrap();
+    // h1 dies: its agent is killed and its underlay link goes down.
+    let died = Instant::now();
+    cloud.hosts[0].lab.kill_agent().unwrap();
+    let (m2, c) = (
+        vm_of(&cloud.hosts, "h2", "m2"),
+        vm_of(&cloud.hosts, "h3", "c"),
+    );
+    cloud
+        .host("h1")
+        .lab
+        .hv
+        .ip(&["link", "set", "ul0", "down"])
+        .unwrap();
+    // Within the lease (4 s) the others forget h1 and its ports.
+    cloud
+        .wait_chassis("h3", &["h2", "h3"], Duration::from_secs(15))
+        .unwrap();
+    eprintln!("h1 gone from h3's view after {:?}", died.elapsed());
+    cloud.wait_remote_ports("h3", 1, WAIT).unwrap();
+    // m2 took the VIP over (m1's adverts stopped reaching it) and the
+    // client reaches it there.
+    wait_for(Duration::from_secs(20), "m2 to become master", || {
+        holds(m2, vip)
+    })
+    .unwrap();
+    c.reaches(vip, WAIT).unwrap();
+    let m2_port = m2.port_id.clone();
+    assert_eq!(
+        cloud.host("h3").lab.active_member(vip).as_deref(),
+        Some(m2_port.as_str())
+    );
+}
+
+#[test]
+fn spoofing_is_dropped_at_its_host_and_foreign_tunnels_are_refused() {
+    require_root!();
+    let (cloud, _) = three_hosts();
+    let (vm1, vm2) = (
+        vm_of(&cloud.hosts, "h1", "vm1"),
+        vm_of(&cloud.hosts, "h2", "vm2"),
+    );
+    vm1.reaches("10.30.0.12", WAIT).unwrap();
+    let cap = vm2.capture().unwrap();
+    cap.drain();
+    // A VM spoofing its source is stopped by its own host.
+    vm1.scapy(
+        "sendp([Ether(src=MAC, dst='fa:16:3e:30:00:02')/IP(src='10.30.0.77', dst='10.30.0.12')/ICMP()] * 5, iface=IFACE)",
+    )
+    .unwrap();
+    let h1 = &cloud.host("h1").lab;
+    wait_for(WAIT, "h1 counts the spoofed source", || {
+        h1.drops(vm1, "ipv4_src") >= 5
+    })
+    .unwrap();
+    // A VXLAN frame from an underlay address that is no chassis.
+    let script = "from scapy.all import Ether, IP, UDP, ICMP, sendp\n\
+        from scapy.layers.vxlan import VXLAN\n\
+        inner = Ether(src='fa:16:3e:30:00:01', dst='fa:16:3e:30:00:02')/IP(src='10.30.0.11', dst='10.30.0.12')/ICMP()\n\
+        sendp([Ether(dst='ff:ff:ff:ff:ff:ff')/IP(src='192.168.100.250', dst='192.168.100.2')/UDP(sport=40000, dport=4789)/VXLAN(vni=3001)/inner] * 5, iface='ulbr', verbose=0)\n";
+    let out = cloud
+        .underlay
+        .command("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h2 = &cloud.host("h2").lab;
+    wait_for(WAIT, "h2 refuses the foreign tunnel", || {
+        h2.show_ports()
+            .ok()
+            .and_then(|v| v["unattributed"]["drops"]["tunnel_source"].as_u64())
+            >= Some(5)
+    })
+    .unwrap();
+    let leaked = cap.count(Duration::from_millis(500), |f| {
+        frame::ipv4(f).is_some_and(|(src, _, _)| src == [10, 30, 0, 77] || src == [10, 30, 0, 11])
+    });
+    assert_eq!(leaked, 0, "neither reached vm2");
 }
