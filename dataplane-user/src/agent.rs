@@ -10,10 +10,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
-    control,
+    control::{self, Request},
     controller::{Applied, Controller},
     datapath::{self, Options},
     interfaces,
+    lifecycle::{self, Exit},
+    lock::InstanceLock,
     source::Source,
 };
 
@@ -41,6 +43,8 @@ fn tap(name: &str) -> Option<u32> {
 /// must apply: a configuration error then comes back as [`ConfigErrors`].
 pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let instance = opts.datapath.instance.clone();
+    // One agent per instance, for the agent's whole life (see lock.rs).
+    let _lock = InstanceLock::acquire(&instance)?;
     let first = source
         .next()
         .await
@@ -81,11 +85,11 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
         pins = %ctl.datapath().dir().display(),
         "datapath ready"
     );
-    loop {
+    let exit = loop {
         let cleanup = tokio::time::sleep(CLEANUP_DELAY);
         tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT"); break }
-            _ = sigterm.recv() => { info!("SIGTERM"); break }
+            _ = sigint.recv() => { info!("SIGINT"); break Exit::Signal }
+            _ = sigterm.recv() => { info!("SIGTERM"); break Exit::Signal }
             update = source.next() => {
                 match update {
                     Ok(u) => { let _ = apply(&mut ctl, &u, "reload"); }
@@ -97,22 +101,19 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
                 housekeeping(&mut ctl);
             }
             _ = cleanup, if ctl.has_retired() => housekeeping(&mut ctl),
-            Some((path, reply)) = requests.recv() => {
-                let answer = apply_request(&mut ctl, &mut source, &path);
-                let _ = reply.send(answer);
-            }
+            Some(pending) = requests.recv() => match &pending.request {
+                Request::Apply(path) => {
+                    let answer = apply_request(&mut ctl, &mut source, path);
+                    pending.answer(answer).await;
+                }
+                Request::Stop => {
+                    info!("`dataplane stop`: removing the datapath");
+                    break Exit::Stop(pending);
+                }
+            },
         }
-    }
-    let _ = std::fs::remove_file(control::socket_path(&instance));
-    ctl.shutdown(opts.cleanup)?;
-    if opts.cleanup {
-        info!("detached and unpinned");
-    } else {
-        info!(
-            "exiting; the datapath keeps running on its pinned links and maps (`dataplane stop` removes it)"
-        );
-    }
-    Ok(())
+    };
+    lifecycle::finish(ctl, &instance, opts.cleanup, exit).await
 }
 
 /// Applies an update; logs the outcome. A refused update changes nothing:

@@ -6,7 +6,10 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use dataplane_config::{ConfigError, ConfigErrors, Store, Topology};
 
-use crate::{control, datapath, interfaces, show, trace};
+use crate::{
+    control::{self, Request},
+    datapath, interfaces, lifecycle, show, trace,
+};
 
 /// Validates a configuration file; with `interfaces`, its taps must exist.
 pub fn check(path: &Path, interfaces: bool) -> Result<Topology> {
@@ -42,18 +45,21 @@ pub fn taps_exist(store: &Store) -> Result<(), ConfigErrors> {
 pub fn apply(instance: &str, file: &Path) -> Result<u64> {
     check(file, true)?;
     let path = std::fs::canonicalize(file)?;
-    let reply = control::request(instance, &path)?;
+    let reply = control::request(
+        instance,
+        &Request::Apply(path.clone()),
+        std::time::Duration::from_secs(600),
+    )?;
     match reply.split_once(' ') {
         Some(("ok", generation)) => Ok(generation.trim().parse()?),
         _ => bail!("the agent refused {}: {reply}", path.display()),
     }
 }
 
-/// Removes an instance's pinned state.
-pub fn stop(instance: &str) -> Result<std::path::PathBuf> {
-    let dir = datapath::instance_dir(instance);
-    datapath::pins::remove(&dir)?;
-    Ok(dir)
+/// `dataplane stop`: the running agent removes the datapath and exits, or,
+/// without one, the pinned state is removed (see `lifecycle`).
+pub fn stop(instance: &str) -> Result<lifecycle::Stopped> {
+    lifecycle::stop(instance)
 }
 
 /// Runs frames through the instance's programs: the frames of a pcap file,

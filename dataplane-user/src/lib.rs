@@ -6,6 +6,8 @@
 //! - `agent`: the loop (a [`source::Source`], signals, taps, control socket);
 //! - `controller`: one change, all or nothing (store, compiler, datapath);
 //! - `datapath`: the loaded programs and their pinned maps;
+//! - `lock`, `control`, `lifecycle`: one agent per instance, its control
+//!   socket, how an instance ends;
 //! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
 
 pub mod agent;
@@ -14,6 +16,8 @@ pub mod control;
 pub mod controller;
 pub mod datapath;
 pub mod interfaces;
+pub mod lifecycle;
+pub mod lock;
 pub mod metrics;
 pub mod monitor;
 pub mod show;

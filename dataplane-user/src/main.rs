@@ -126,7 +126,10 @@ enum Command {
         #[command(subcommand)]
         what: ShowWhat,
     },
-    /// Remove an instance's pinned state (after a crash, or to start afresh).
+    /// Remove an instance's datapath on purpose: the running agent detaches
+    /// and removes it and exits (stop returns once it has), or, with no
+    /// agent running, the pinned state it left is removed. An instance
+    /// that does not exist is an error.
     Stop,
 }
 
@@ -262,8 +265,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             dataplane_agent::monitor::run(&datapath::instance_dir(&instance), json, count)
         }
         Command::Stop => {
-            let dir = commands::stop(&instance)?;
-            println!("removed {}", dir.display());
+            println!("{}", commands::stop(&instance)?);
             Ok(())
         }
     }
