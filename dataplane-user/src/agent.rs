@@ -160,6 +160,7 @@ fn apply_request<S: Source>(ctl: &mut Controller, source: &mut S, path: &Path) -
             source.loaded(path);
             format!("ok {}", applied.generation)
         }
+        Err(e) if crate::commands::is_config_error(&e) => format!("invalid {e:#}"),
         Err(e) => format!("error {e:#}"),
     }
 }

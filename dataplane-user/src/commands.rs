@@ -4,12 +4,29 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use dataplane_config::{ConfigError, ConfigErrors, Store, Topology};
+use dataplane_config::{CompileError, ConfigError, ConfigErrors, Store, Topology};
 
 use crate::{
     control::{self, Request},
     datapath, interfaces, lifecycle, show, trace,
 };
+
+/// Whether `e` is a configuration refused (it does not validate, or does
+/// not fit the datapath's limits): the CLI exits with status 2 for those.
+pub fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<ConfigErrors>() || cause.is::<CompileError>() || cause.is::<Refused>()
+    })
+}
+
+/// The running agent refused a configuration (`invalid` on the control
+/// socket).
+#[derive(Debug, thiserror::Error)]
+#[error("the agent refused {path}: {reason}")]
+pub struct Refused {
+    pub path: String,
+    pub reason: String,
+}
 
 /// Validates a configuration file; with `interfaces`, its taps must exist.
 pub fn check(path: &Path, interfaces: bool) -> Result<Topology> {
@@ -52,7 +69,12 @@ pub fn apply(instance: &str, file: &Path) -> Result<u64> {
     )?;
     match reply.split_once(' ') {
         Some(("ok", generation)) => Ok(generation.trim().parse()?),
-        _ => bail!("the agent refused {}: {reply}", path.display()),
+        Some(("invalid", reason)) => Err(Refused {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
+        .into()),
+        _ => bail!("the agent could not apply {}: {reply}", path.display()),
     }
 }
 

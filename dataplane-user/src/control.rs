@@ -4,7 +4,9 @@
 //!
 //! - `apply PATH`: apply the configuration file PATH and watch it from
 //!   then on (a bare absolute path, what older clients send, means the
-//!   same); the reply is `ok <generation>` or `error <message>`;
+//!   same); the reply is `ok <generation>`, `invalid <errors>` (the
+//!   configuration was refused: it does not validate or does not fit) or
+//!   `error <message>`;
 //! - `stop`: detach and remove the datapath, then exit; the reply,
 //!   `ok stopped` or `error <message>`, comes once everything is removed.
 

@@ -1,6 +1,6 @@
 //! `dataplane`: runs, checks and inspects the allowed-address-pairs datapath.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -12,7 +12,7 @@ use dataplane_agent::{
     source::FileSource,
     trace,
 };
-use dataplane_config::{ConfigErrors, MacAddr};
+use dataplane_config::MacAddr;
 
 #[derive(Parser)]
 #[command(
@@ -158,24 +158,39 @@ enum ShowWhat {
     },
 }
 
+/// Exit status of a configuration refused (invalid, or too large for the
+/// datapath's limits), whichever command found it.
+const EXIT_CONFIG: u8 = 2;
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for people at a terminal, not escape codes in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // Rust ignores SIGPIPE, so a closed pipe (`dataplane show ... | head`)
+        // turns every print into a panic. A command's output going nowhere
+        // ends it quietly instead, as for any Unix filter. (The agent keeps
+        // ignoring it: a client closing its control connection early must
+        // not kill it.)
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
-                eprintln!("{errors}");
-                ExitCode::from(2)
+            if commands::is_config_error(&e) {
+                eprintln!("{e:#}");
+                ExitCode::from(EXIT_CONFIG)
             } else {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE

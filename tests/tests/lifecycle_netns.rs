@@ -274,3 +274,12 @@ fn an_agent_whose_pins_were_removed_under_it_does_not_claim_the_datapath_runs_on
     assert!(log.contains("was removed while the agent ran"), "{log}");
     assert_removed(&lab);
 }
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    require_root!();
+    let lab = lab();
+    let log = lab.agent_log();
+    assert!(log.contains("datapath ready"));
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
+}

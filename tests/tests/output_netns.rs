@@ -1,0 +1,205 @@
+//! What the commands print must be true: a closed pipe, exit codes of
+//! configuration errors.
+
+use std::{
+    io::Read,
+    process::{Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use lab::{
+    lab::{Lab, Vm, WAIT},
+    require_root,
+    topo::{config, network, pair, port, subnet},
+};
+use serde_json::{Value, json};
+
+const MAC_M1: &str = "fa:16:3e:72:00:01";
+const MAC_M2: &str = "fa:16:3e:72:00:02";
+const MAC_C: &str = "fa:16:3e:72:00:0c";
+const VMAC: &str = "00:00:5e:00:01:72";
+const VIP: &str = "10.6.0.100";
+
+fn topology(lab: &Lab) -> Value {
+    let mut p1 = port(lab.vm("m1"), "net", &[("v4", "10.6.0.10")]);
+    p1["allowed_address_pairs"] = json!([pair(VIP, Some(VMAC))]);
+    let mut p2 = port(lab.vm("m2"), "net", &[("v4", "10.6.0.11")]);
+    p2["allowed_address_pairs"] = json!([pair(VIP, Some(VMAC))]);
+    let pc = port(lab.vm("c"), "net", &[("v4", "10.6.0.12")]);
+    config(
+        vec![network("net")],
+        vec![subnet("v4", "net", "10.6.0.0/24", None)],
+        vec![p1, p2, pc],
+    )
+}
+
+/// m1 and m2 share a VIP with one MAC; c is a client.
+fn lab_with(run_args: &[&str]) -> Lab {
+    let mut lab = Lab::new(false).unwrap();
+    lab.run_args = run_args.iter().map(|a| a.to_string()).collect();
+    for (name, mac, ip) in [
+        ("m1", MAC_M1, "10.6.0.10"),
+        ("m2", MAC_M2, "10.6.0.11"),
+        ("c", MAC_C, "10.6.0.12"),
+    ] {
+        lab.add_vm(name, mac).unwrap();
+        lab.vm(name)
+            .sh(&format!("ip addr add {ip}/24 dev eth0"))
+            .unwrap();
+    }
+    let cfg = topology(&lab);
+    lab.start(&cfg).unwrap();
+    lab
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Makes `vm` send two pings from an address that is not its own.
+fn spoof(vm: &Vm, from: &str, to: &str) {
+    vm.sh(&format!(
+        "ip addr replace {from}/32 dev eth0 && ip neigh replace {to} lladdr ff:ff:ff:ff:ff:ff \
+         dev eth0 nud permanent"
+    ))
+    .unwrap();
+    assert!(!vm.ping_from(to, Some(from), 2));
+}
+/// A command whose reader went away ends quietly: no panic, no 101.
+fn assert_quiet_on_closed_pipe(mut child: std::process::Child, mut poke: impl FnMut()) {
+    // Close our end of its stdout before it writes.
+    drop(child.stdout.take());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("it kept running with nobody reading");
+        }
+        poke();
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_ne!(status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_closed_pipe_ends_show_and_monitor_quietly() {
+    require_root!();
+    let lab = lab_with(&[]);
+    for what in ["ports", "groups", "conntrack", "security-groups"] {
+        let child = lab
+            .dataplane(&["show", what, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert_quiet_on_closed_pipe(child, || std::thread::sleep(Duration::from_millis(20)));
+    }
+    let child = lab
+        .dataplane(&["monitor"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = lab.vm("c");
+    assert_quiet_on_closed_pipe(child, || spoof(c, "10.6.0.99", "10.6.0.10"));
+}
+/// `dataplane ARGS` in the lab's namespace; its output.
+fn dataplane(lab: &Lab, args: &[&str]) -> Output {
+    lab.dataplane(args).output().unwrap()
+}
+
+#[test]
+fn every_configuration_error_exits_2() {
+    require_root!();
+    let lab = lab_with(&["--max-ports", "3"]);
+    let dir = lab.dir.path();
+    let file = |name: &str, content: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let cases = [
+        file("syntax.toml", b"[[ports]\nid = 1\n"),
+        file(
+            "type.toml",
+            b"[[ports]]\nid = \"p\"\nfixed_ips = \"10.0.0.1\"\n",
+        ),
+        file(
+            "type2.toml",
+            b"[dataplane]\nmax_allowed_address_pair = \"ten\"\n",
+        ),
+        file("syntax.json", b"{\"ports\": [}"),
+        file("type.json", b"{\"ports\": [{\"id\": 5}]}"),
+        file("latin1.toml", b"[[networks]]\nid = \"r\xe9seau\"\n"),
+    ];
+    for path in &cases {
+        for args in [
+            vec!["check", "--skip-interfaces", "--config", path],
+            vec!["apply", path],
+        ] {
+            let out = dataplane(&lab, &args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        }
+    }
+    // Valid, but larger than the running agent's maps (--max-ports 3): the
+    // agent refuses it, and that is a configuration error too.
+    lab.hv
+        .ip(&[
+            "link",
+            "add",
+            "tapextra0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "tapextra0p",
+        ])
+        .unwrap();
+    let mut big = topology(&lab);
+    big["ports"].as_array_mut().unwrap().push(json!({
+        "id": "extra-0",
+        "name": "extra",
+        "network_id": "net",
+        "mac_address": "fa:16:3e:72:01:01",
+        "fixed_ips": [{ "subnet_id": "v4", "ip_address": "10.6.0.50" }],
+        "tap_name": "tapextra0",
+        "security_groups": ["open"],
+    }));
+    let generation = lab.show_ports().unwrap()["generation"].as_u64();
+    let path = lab.write_config("big.json", &big).unwrap();
+    let out = dataplane(&lab, &["apply", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-ports"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(lab.show_ports().unwrap()["generation"].as_u64(), generation);
+    // So is a start with it.
+    let other = format!("{}b", lab.instance);
+    let out = lab
+        .hv
+        .command(lab::lab::dataplane_bin().to_str().unwrap())
+        .args(["--instance", &other, "run", "--config"])
+        .arg(&path)
+        .args(["--max-ports", "3", "--cleanup"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/{other}")).exists());
+}
