@@ -268,6 +268,9 @@ pub struct GroupMemberView {
     pub index: u32,
     /// The MAC this member uses for the shared address.
     pub mac: String,
+    /// Whether the member's tap is there (its device-map entry): a member
+    /// without one receives nothing.
+    pub has_tap: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,20 +279,32 @@ pub struct GroupView {
     /// "<network id> <address>" or "<network id> <MAC>".
     pub name: String,
     pub members: Vec<GroupMemberView>,
-    /// Port id of the active member, if one has claimed the address.
+    /// Port id of the active member: the one frames for the group go to.
+    /// None while no member has claimed the address, or when the one that
+    /// did can no longer receive (see `lost_active`): frames then go to
+    /// every member.
     pub active: Option<String>,
-    /// Seconds since the active member last changed.
+    /// The member the datapath still records as active although its tap is
+    /// gone: the next frame for the group finds it unreachable, forgets
+    /// it and goes to every member.
+    pub lost_active: Option<String>,
+    /// Seconds since the active member last changed (claimed, or forgotten).
     pub changed_secs_ago: Option<f64>,
     pub changes: u64,
 }
 
 fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// A clock's time in nanoseconds.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: ts is a valid timespec; bpf_ktime_get_ns uses this clock.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: ts is a valid timespec; bpf_ktime_get_ns uses CLOCK_MONOTONIC.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -302,6 +317,9 @@ pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
     let state: Array<MapData, common::GroupState> = pinned::GROUP_STATE(dir)?;
     let names: Array<MapData, common::GroupMeta> = pinned::GROUP_META(dir)?;
     let meta: Array<MapData, PortMeta> = pinned::PORT_META(dir)?;
+    // What `forward` sends to: the kernel removes a tap's entry when the
+    // tap goes.
+    let tx_ports = pinned::TX_PORTS(dir)?;
     let port_id = |index: u32| {
         meta.get(&index, 0)
             .map(|m| c_str(&m.id))
@@ -315,6 +333,7 @@ pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
                 port: port_id(k.port),
                 index: k.port,
                 mac: MacAddr(v.mac).to_string(),
+                has_tap: tx_ports.get(k.port, 0).is_ok(),
             });
         }
     }
@@ -323,13 +342,21 @@ pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
     for (g, mut members) in by_group {
         members.sort_by_key(|m| m.index);
         let st = state.get(&g, 0).unwrap_or_default();
-        let active = members
+        // As `groups::active_member` and `forward` decide: a recorded
+        // member of this slot, whose tap can take the frame.
+        let recorded = members
             .iter()
             .find(|m| m.index == st.active && st.active != 0);
+        let (active, lost_active) = match recorded {
+            Some(m) if m.has_tap => (Some(m.port.clone()), None),
+            Some(m) => (None, Some(m.port.clone())),
+            None => (None, None),
+        };
         out.push(GroupView {
             index: g,
             name: names.get(&g, 0).map(|m| c_str(&m.name)).unwrap_or_default(),
-            active: active.map(|m| m.port.clone()),
+            active,
+            lost_active,
             changed_secs_ago: (st.changed_ns != 0)
                 .then(|| now.saturating_sub(st.changed_ns) as f64 / 1e9),
             changes: st.changes,
@@ -348,17 +375,36 @@ pub fn render_groups(groups: &[GroupView]) -> String {
         let _ = writeln!(s, "group {} ({})", g.index, g.name);
         for m in &g.members {
             let mark = if g.active.as_deref() == Some(m.port.as_str()) {
-                "* active"
+                " * active"
+            } else if !m.has_tap {
+                " (no tap: receives nothing)"
             } else {
                 ""
             };
-            let _ = writeln!(s, "  {} {} {mark}", m.port, m.mac);
+            let _ = writeln!(s, "  {} {}{mark}", m.port, m.mac);
         }
-        match g.changed_secs_ago {
-            Some(ago) => {
+        let last = match g.changed_secs_ago {
+            Some(ago) => format!("last change {ago:.1}s ago, {} change(s)", g.changes),
+            None => "never claimed".into(),
+        };
+        match (&g.active, &g.lost_active) {
+            (Some(_), _) => {
+                let ago = g.changed_secs_ago.unwrap_or_default();
                 let _ = writeln!(s, "  active since {ago:.1}s ago, {} change(s)", g.changes);
             }
-            None => s.push_str("  no active member yet: traffic goes to every member\n"),
+            (None, Some(lost)) => {
+                let _ = writeln!(
+                    s,
+                    "  no active member: {lost} claimed the address but its tap is gone \
+                     (the next frame for the group forgets it); traffic goes to every member ({last})"
+                );
+            }
+            (None, None) => {
+                let _ = writeln!(
+                    s,
+                    "  no active member: traffic goes to every member ({last})"
+                );
+            }
         }
     }
     s
@@ -504,9 +550,12 @@ fn walk_conntrack(
 pub fn render_conntrack(view: &ConntrackView) -> String {
     let t = &view.table;
     let mut s = format!(
-        "{} connection(s); table: {} of {} entries, {} created, {} removed, {} evicted (table full)\n",
+        "{} connection(s); table: {} of {} entries, {} created, {} removed, {} evicted when full\n",
         t.live, t.entries, t.capacity, t.created, t.removed, t.evicted
     );
+    if t.entries >= u64::from(t.capacity) {
+        s += "  the table is full: each new connection evicts the least recently used one\n";
+    }
     for c in &view.connections {
         let _ = writeln!(
             s,
@@ -569,4 +618,62 @@ pub fn render_security_groups(view: &[SecurityGroupView]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(entries: u64, capacity: u32) -> ConntrackView {
+        ConntrackView {
+            table: CtTableView {
+                capacity,
+                entries,
+                live: entries,
+                created: entries + 5,
+                removed: 5,
+                evicted: 0,
+            },
+            connections: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn conntrack_says_the_table_is_full_only_when_it_is() {
+        let text = render_conntrack(&table(3, 131072));
+        assert!(text.contains("3 of 131072 entries"), "{text}");
+        assert!(
+            !text.contains("full)") && !text.contains("is full"),
+            "{text}"
+        );
+        let text = render_conntrack(&table(128, 128));
+        assert!(text.contains("the table is full"), "{text}");
+    }
+
+    #[test]
+    fn groups_without_an_active_member_say_so() {
+        let member = |port: &str, has_tap| GroupMemberView {
+            port: port.into(),
+            index: 1,
+            mac: "00:00:5e:00:01:01".into(),
+            has_tap,
+        };
+        let group = |active: Option<&str>, lost: Option<&str>| GroupView {
+            index: 1,
+            name: "net 10.0.0.100".into(),
+            members: vec![member("m1", lost.is_none()), member("m2", true)],
+            active: active.map(Into::into),
+            lost_active: lost.map(Into::into),
+            changed_secs_ago: Some(7.0),
+            changes: 2,
+        };
+        let text = render_groups(&[group(None, None)]);
+        assert!(!text.contains("active since"), "{text}");
+        assert!(text.contains("no active member: traffic goes to every member"));
+        let text = render_groups(&[group(None, Some("m1"))]);
+        assert!(!text.contains("* active"), "{text}");
+        assert!(text.contains("m1 claimed the address but its tap is gone"));
+        let text = render_groups(&[group(Some("m2"), None)]);
+        assert!(text.contains("active since 7.0s ago"), "{text}");
+    }
 }

@@ -1,4 +1,5 @@
-//! What the commands print must be true: a closed pipe, exit codes of
+//! What the commands print must be true: `show groups` after an active
+//! member's tap went, `show conntrack`, a closed pipe, exit codes of
 //! configuration errors.
 
 use std::{
@@ -8,6 +9,7 @@ use std::{
 };
 
 use lab::{
+    capture::frame,
     lab::{Lab, Vm, WAIT},
     require_root,
     topo::{config, network, pair, port, subnet},
@@ -61,6 +63,74 @@ fn text(out: &Output) -> String {
     )
 }
 
+fn groups_text(lab: &Lab) -> String {
+    let out = lab.dataplane(&["show", "groups"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn show_groups_does_not_call_a_member_without_its_tap_active() {
+    require_root!();
+    let lab = lab_with(&[]);
+    let (m1, m2, c) = (lab.vm("m1"), lab.vm("m2"), lab.vm("c"));
+    m1.scapy(&format!(
+        "sendp(Ether(src='{VMAC}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{VMAC}', \
+         psrc='{VIP}', pdst='{VIP}'), iface=IFACE)"
+    ))
+    .unwrap();
+    assert_eq!(
+        lab.active_member(VMAC).as_deref(),
+        Some(m1.port_id.as_str())
+    );
+    assert!(groups_text(&lab).contains("* active"));
+
+    // m1's tap goes. Before any frame for the group: frames would go to
+    // every member, and show says so.
+    lab.hv.ip(&["link", "del", &m1.tap]).unwrap();
+    assert_eq!(
+        lab.active_member(VMAC),
+        None,
+        "a member without its tap shown active:\n{}",
+        groups_text(&lab)
+    );
+    let groups = lab.show("groups").unwrap();
+    let g = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"].as_str().unwrap().contains(VMAC))
+        .unwrap();
+    assert_eq!(g["lost_active"], m1.port_id.as_str(), "{g}");
+    let shown = groups_text(&lab);
+    assert!(!shown.contains("* active"), "{shown}");
+    assert!(shown.contains("its tap is gone"), "{shown}");
+
+    // A frame for the group: the datapath forgets m1; m2 gets it.
+    let cap = m2.capture().unwrap();
+    cap.drain();
+    c.scapy(&format!(
+        "sendp(Ether(src=MAC, dst='{VMAC}')/IP(src='10.6.0.12', dst='{VIP}')/UDP(sport=9, \
+         dport=9)/Raw(b'after-m1-went'), iface=IFACE)"
+    ))
+    .unwrap();
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::contains(
+            f,
+            b"after-m1-went"
+        ))
+        .is_some()
+    );
+    let shown = groups_text(&lab);
+    assert!(
+        !shown.contains("active since"),
+        "no member is active, yet:\n{shown}"
+    );
+    assert!(
+        shown.contains("no active member: traffic goes to every member"),
+        "{shown}"
+    );
+}
 /// Makes `vm` send two pings from an address that is not its own.
 fn spoof(vm: &Vm, from: &str, to: &str) {
     vm.sh(&format!(
@@ -118,6 +188,23 @@ fn a_closed_pipe_ends_show_and_monitor_quietly() {
     let c = lab.vm("c");
     assert_quiet_on_closed_pipe(child, || spoof(c, "10.6.0.99", "10.6.0.10"));
 }
+
+#[test]
+fn show_conntrack_says_full_only_when_full() {
+    require_root!();
+    let lab = lab_with(&[]);
+    lab.vm("c").reaches("10.6.0.10", WAIT).unwrap();
+    let out = lab.dataplane(&["show", "conntrack"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(shown.contains("connection(s)"), "{shown}");
+    assert!(
+        !shown.contains("full)"),
+        "a table of 131072 is not full:\n{shown}"
+    );
+    assert!(!shown.contains("table is full"), "{shown}");
+}
+
 /// `dataplane ARGS` in the lab's namespace; its output.
 fn dataplane(lab: &Lab, args: &[&str]) -> Output {
     lab.dataplane(args).output().unwrap()
