@@ -13,6 +13,7 @@ use crate::{
     control::{self, Request},
     controller::{Applied, Controller},
     datapath::{self, Options},
+    facts::Publisher,
     interfaces,
     lifecycle::{self, Exit},
     lock::InstanceLock,
@@ -74,6 +75,8 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut requests = control::listen(&instance)?;
     let mut tick = tokio::time::interval(TICK);
+    let mut facts = Publisher::new(&instance, source.describe());
+    facts.publish(ctl.store(), applied.generation);
     // Ready only now: signals, the source's watch and the control socket
     // are in place (the test harness and operators take this line as the
     // agent being ready).
@@ -92,18 +95,26 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM"); break Exit::Signal }
             update = source.next() => {
                 match update {
-                    Ok(u) => { let _ = apply(&mut ctl, &u, "reload"); }
+                    Ok(u) => {
+                        if apply(&mut ctl, &u, "reload").is_ok() {
+                            facts.changed();
+                        }
+                    }
                     Err(e) => report("reload", &e),
                 }
             }
             _ = tick.tick() => {
                 follow_taps(&mut ctl);
                 housekeeping(&mut ctl);
+                facts.publish(ctl.store(), ctl.datapath().generation());
             }
             _ = cleanup, if ctl.has_retired() => housekeeping(&mut ctl),
             Some(pending) = requests.recv() => match &pending.request {
                 Request::Apply(path) => {
                     let answer = apply_request(&mut ctl, &mut source, path);
+                    if answer.starts_with("ok") {
+                        facts.changed();
+                    }
                     pending.answer(answer).await;
                 }
                 Request::Stop => {

@@ -94,8 +94,8 @@ pub fn trace(
 ) -> Result<Vec<trace::Trace>> {
     let dir = datapath::instance_dir(instance);
     let probe = trace::Probe::open(&dir)?;
-    let ports = show::ports(&dir)?;
-    let source = trace::find_port(&ports, port)?;
+    let ports = show::named_ports(&dir)?;
+    let source = ports.find(port)?;
     let frames = match pcap {
         Some(path) => trace::read_pcap(path)?,
         None => vec![probe.build(&ports, source, &description)?],

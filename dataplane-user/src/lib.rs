@@ -6,8 +6,8 @@
 //! - `agent`: the loop (a [`source::Source`], signals, taps, control socket);
 //! - `controller`: one change, all or nothing (store, compiler, datapath);
 //! - `datapath`: the loaded programs and their pinned maps;
-//! - `lock`, `control`, `lifecycle`: one agent per instance, its control
-//!   socket, how an instance ends;
+//! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
+//!   control socket, what it publishes for readers, how an instance ends;
 //! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
 
 pub mod agent;
@@ -15,6 +15,7 @@ pub mod commands;
 pub mod control;
 pub mod controller;
 pub mod datapath;
+pub mod facts;
 pub mod interfaces;
 pub mod lifecycle;
 pub mod lock;

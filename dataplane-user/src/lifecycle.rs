@@ -21,6 +21,7 @@ use crate::{
     control::{self, NoAgent, Pending, Request},
     controller::Controller,
     datapath::{self, pins},
+    facts::Facts,
     lock::{self, InstanceLock},
 };
 
@@ -55,7 +56,10 @@ pub async fn finish(ctl: Controller, instance: &str, cleanup: bool, exit: Exit) 
     }
     let result = ctl.shutdown(remove);
     match (&result, remove) {
-        (Ok(()), true) => info!("detached and unpinned: the datapath is removed"),
+        (Ok(()), true) => {
+            Facts::remove(instance);
+            info!("detached and unpinned: the datapath is removed");
+        }
         (Ok(()), false) => info!(
             "exiting; the datapath keeps running on its pinned links and maps \
              (`dataplane stop` removes it)"
@@ -169,8 +173,9 @@ fn remove_unattended(instance: &str, lock: InstanceLock) -> Result<Stopped> {
         });
     }
     let links = pins::remove(&dir)?;
-    // A killed agent's leftover, ours to remove while we hold the lock.
+    // A killed agent's leftovers, ours to remove while we hold the lock.
     control::remove_socket(instance);
+    Facts::remove(instance);
     drop(lock);
     Ok(Stopped::Pins { dir, links })
 }

@@ -5,9 +5,10 @@
 //! kernel drops the lock when the holder exits, however it exits (SIGKILL
 //! included), so a lock is never stale.
 //!
-//! What belongs to the lock holder: the control socket (only the holder
-//! creates or removes it), and the pinned state while it runs (`dataplane
-//! stop` takes the lock before it removes pins, or asks the holder to).
+//! What belongs to the lock holder: the control socket and the facts file
+//! beside it (only the holder creates or removes them), and the pinned
+//! state while it runs (`dataplane stop` takes the lock before it removes
+//! pins, or asks the holder to).
 
 use std::{
     fs::File,
@@ -19,7 +20,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-/// Where the agent's lock and control socket live.
+/// Where the agent's lock, control socket and facts live.
 pub const RUN_DIR: &str = "/run/dataplane";
 
 pub fn lock_path(instance: &str) -> PathBuf {

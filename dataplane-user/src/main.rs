@@ -57,7 +57,7 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
     },
-    /// Stream drop events (port, reason, addresses) as they happen.
+    /// Stream drop events (time, port, reason, addresses) from now on.
     Monitor {
         /// One JSON object per line.
         #[arg(long)]
@@ -65,6 +65,17 @@ enum Command {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<usize>,
+        /// Only drops of this port (its id, name or tap); repeatable.
+        #[arg(long)]
+        port: Vec<String>,
+        /// Only drops for this reason (as `show ports` names them, e.g.
+        /// ipv4_src); repeatable.
+        #[arg(long)]
+        reason: Vec<String>,
+        /// First the events the datapath queued before the monitor started
+        /// (by default only drops from now on are shown).
+        #[arg(long)]
+        backlog: bool,
     },
     /// Run a packet through the running datapath's programs
     /// (BPF_PROG_TEST_RUN, live maps) and print what they decide: the drop
@@ -72,7 +83,7 @@ enum Command {
     /// Changes no state (no group claim, no tracked connection); port
     /// counters do count the packet.
     Trace {
-        /// The sending port (its id or tap name).
+        /// The sending port (its id, name or tap).
         port: String,
         /// icmp, tcp, udp, arp (a request for --dst) or arp-reply.
         #[arg(long, default_value = "icmp")]
@@ -276,8 +287,21 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Monitor { json, count } => {
-            dataplane_agent::monitor::run(&datapath::instance_dir(&instance), json, count)
+        Command::Monitor {
+            json,
+            count,
+            port,
+            reason,
+            backlog,
+        } => {
+            let filter = dataplane_agent::monitor::Filter::new(&instance, &port, &reason)?;
+            let options = dataplane_agent::monitor::Options {
+                json,
+                count,
+                backlog,
+                filter,
+            };
+            dataplane_agent::monitor::run(&datapath::instance_dir(&instance), &options)
         }
         Command::Stop => {
             println!("{}", commands::stop(&instance)?);
@@ -289,7 +313,7 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn show(instance: &str, what: ShowWhat) -> Result<()> {
     let dir = datapath::instance_dir(instance);
     match what {
-        ShowWhat::Ports { json } => print_view(&show::ports(&dir)?, json, show::render_ports),
+        ShowWhat::Ports { json } => print_view(&show::named_ports(&dir)?, json, show::render_ports),
         ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
             show::render_security_groups(v)
         }),

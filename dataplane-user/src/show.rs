@@ -19,7 +19,10 @@ use serde::Serialize;
 
 use dataplane_config::MacAddr;
 
-use crate::datapath::{maps::open_pinned, pinned, pins::c_str};
+use crate::{
+    datapath::{maps::open_pinned, pinned, pins::c_str},
+    facts::Facts,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AddressView {
@@ -72,6 +75,9 @@ impl From<&PortStats> for StatsView {
 #[derive(Debug, Clone, Serialize)]
 pub struct PortView {
     pub id: String,
+    /// The port's name in the configuration ("" if it has none, or if the
+    /// agent published no names: see [`named_ports`]).
+    pub name: String,
     pub tap: String,
     pub ifindex: u32,
     pub index: u32,
@@ -90,6 +96,41 @@ pub struct PortsView {
     pub ports: Vec<PortView>,
     /// Drops on interfaces that were not (or no longer) a port.
     pub unattributed: StatsView,
+}
+
+impl PortsView {
+    /// The port `name` designates: its id, its tap, or its name (which
+    /// must then be unique).
+    pub fn find(&self, name: &str) -> Result<&PortView> {
+        if let Some(p) = self.ports.iter().find(|p| p.id == name || p.tap == name) {
+            return Ok(p);
+        }
+        let named: Vec<&PortView> = self.ports.iter().filter(|p| p.name == name).collect();
+        match named.as_slice() {
+            [one] => Ok(one),
+            [] => anyhow::bail!("no port with id, name or tap {name:?} in the live configuration"),
+            many => anyhow::bail!(
+                "{} ports are named {name:?} ({}): give the id or the tap",
+                many.len(),
+                many.iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The port of index `index`, if it is in the live configuration.
+    pub fn by_index(&self, index: u32) -> Option<&PortView> {
+        self.ports.iter().find(|p| p.index == index)
+    }
+}
+
+/// The instance name of an instance directory (/sys/fs/bpf/NAME).
+pub fn instance_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn kind(flags: u32) -> String {
@@ -119,7 +160,21 @@ fn sum_stats(stats: &PerCpuArray<MapData, PortStats>, index: u32) -> PortStats {
     total
 }
 
-/// Reads every port of the live slot with its addresses and counters.
+/// [`ports`] with each port's name, from what the agent published (see
+/// `facts`): for people and for finding ports by name. (Metrics and other
+/// frequent readers skip the names: the file lists every port.)
+pub fn named_ports(dir: &Path) -> Result<PortsView> {
+    let mut view = ports(dir)?;
+    if let Some(facts) = Facts::read(&instance_of(dir)) {
+        for p in &mut view.ports {
+            p.name = facts.port_name(&p.id).unwrap_or_default().to_string();
+        }
+    }
+    Ok(view)
+}
+
+/// Reads every port of the live slot with its addresses and counters
+/// (names left empty: see [`named_ports`]).
 pub fn ports(dir: &Path) -> Result<PortsView> {
     let config: Array<MapData, DpConfig> = pinned::CONFIG(dir)?;
     let cfg = config.get(&0, 0)?;
@@ -176,6 +231,7 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
         let m = meta.get(&info.index, 0).unwrap_or_default();
         out.push(PortView {
             id: c_str(&m.id),
+            name: String::new(),
             tap: c_str(&m.tap),
             ifindex: info.ifindex,
             index: info.index,
@@ -228,9 +284,14 @@ pub fn render_ports(view: &PortsView) -> String {
         view.ports.len()
     );
     for p in &view.ports {
+        let name = if p.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", p.name)
+        };
         let _ = writeln!(
             s,
-            "\nport {}\n  tap {} (ifindex {}), index {}, network {}, mac {}, port security {}",
+            "\nport {}{name}\n  tap {} (ifindex {}), index {}, network {}, mac {}, port security {}",
             p.id,
             p.tap,
             p.ifindex,

@@ -295,13 +295,9 @@ fn by_index(ports: &PortsView, index: u32) -> Result<&PortView> {
         .with_context(|| format!("port index {index} is not in the live configuration"))
 }
 
-/// Finds a port by id or tap name.
+/// Finds a port by id, name or tap.
 pub fn find_port<'a>(ports: &'a PortsView, name: &str) -> Result<&'a PortView> {
-    ports
-        .ports
-        .iter()
-        .find(|p| p.id == name || p.tap == name)
-        .with_context(|| format!("no port with id or tap {name:?} in the live configuration"))
+    ports.find(name)
 }
 
 /// `m` as the bytes of the XDP metadata area.

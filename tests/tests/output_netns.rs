@@ -1,16 +1,16 @@
 //! What the commands print must be true: `show groups` after an active
-//! member's tap went, `show conntrack`, a closed pipe, exit codes of
-//! configuration errors.
+//! member's tap went, `monitor` (from now on, wall-clock times, filters),
+//! a closed pipe, exit codes of configuration errors.
 
 use std::{
     io::Read,
     process::{Output, Stdio},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use lab::{
     capture::frame,
-    lab::{Lab, Vm, WAIT},
+    lab::{Lab, Vm, WAIT, wait_for},
     require_root,
     topo::{config, network, pair, port, subnet},
 };
@@ -131,6 +131,55 @@ fn show_groups_does_not_call_a_member_without_its_tap_active() {
         "{shown}"
     );
 }
+
+/// Starts `dataplane monitor ARGS` with stdout and stderr in files, and
+/// waits until it says it streams.
+fn monitor(lab: &Lab, name: &str, args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+    let out = lab.dir.path().join(format!("{name}.out"));
+    let err = lab.dir.path().join(format!("{name}.err"));
+    let mut cmd = lab.dataplane(&["monitor"]);
+    cmd.args(args)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let ready = wait_for(WAIT, "the monitor streams", || {
+        std::fs::read_to_string(&err).is_ok_and(|e| e.contains("monitor: streaming"))
+    });
+    if ready.is_err() {
+        let _ = child.kill();
+        panic!(
+            "monitor not ready: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+    (child, out)
+}
+
+/// Waits for the monitor to exit by itself (`--count`) while `poke` makes
+/// drops; returns its JSON events.
+fn events_until_exit(
+    mut child: std::process::Child,
+    out: &std::path::Path,
+    mut poke: impl FnMut(),
+) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the monitor did not print its events: {}",
+                std::fs::read_to_string(out).unwrap_or_default()
+            );
+        }
+        poke();
+    }
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Makes `vm` send two pings from an address that is not its own.
 fn spoof(vm: &Vm, from: &str, to: &str) {
     vm.sh(&format!(
@@ -140,6 +189,69 @@ fn spoof(vm: &Vm, from: &str, to: &str) {
     .unwrap();
     assert!(!vm.ping_from(to, Some(from), 2));
 }
+
+#[test]
+fn monitor_starts_from_now_with_wall_clock_times_and_filters() {
+    require_root!();
+    let lab = lab_with(&[]);
+    let (m1, c) = (lab.vm("m1"), lab.vm("c"));
+    // A backlog: c's spoofed pings, queued while no monitor reads.
+    spoof(c, "10.6.0.99", "10.6.0.10");
+    wait_for(WAIT, "c's drops counted", || lab.drops(c, "ipv4_src") >= 2).unwrap();
+
+    // Asked for, the backlog comes first, without new drops.
+    let (child, out) = monitor(
+        &lab,
+        "backlog",
+        &["--json", "--count", "1", "--backlog", "--port", "c"],
+    );
+    let events = events_until_exit(child, &out, || {
+        std::thread::sleep(Duration::from_millis(50))
+    });
+    assert_eq!(events[0]["port"], c.port_id.as_str());
+
+    // More backlog; then a monitor from now on sees m1's new drop first,
+    // with its wall-clock time.
+    spoof(c, "10.6.0.98", "10.6.0.10");
+    wait_for(WAIT, "c's drops counted", || lab.drops(c, "ipv4_src") >= 4).unwrap();
+    let (child, out) = monitor(&lab, "now", &["--json", "--count", "1"]);
+    let events = events_until_exit(child, &out, || spoof(m1, "10.6.0.97", "10.6.0.12"));
+    let e = &events[0];
+    assert_eq!(e["port"], m1.port_id.as_str(), "backlog replayed: {e}");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let at = e["unix_time"].as_f64().unwrap();
+    assert!(
+        (now - at).abs() < 60.0,
+        "event at {at}, now {now}: not wall-clock time"
+    );
+    assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+
+    // Filters by port name and reason: c's drops only, though m1's come too.
+    let (child, out) = monitor(
+        &lab,
+        "filtered",
+        &[
+            "--json", "--count", "2", "--port", "c", "--reason", "ipv4_src",
+        ],
+    );
+    let events = events_until_exit(child, &out, || {
+        spoof(m1, "10.6.0.96", "10.6.0.12");
+        spoof(c, "10.6.0.95", "10.6.0.10");
+    });
+    for e in &events {
+        assert_eq!(e["port"], c.port_id.as_str(), "{e}");
+        assert_eq!(e["reason"], "ipv4_src");
+    }
+    // An unknown reason or port is an error.
+    for args in [["--reason", "ipv4_srcc"], ["--port", "nobody"]] {
+        let out = lab.dataplane(&["monitor"]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+}
+
 /// A command whose reader went away ends quietly: no panic, no 101.
 fn assert_quiet_on_closed_pipe(mut child: std::process::Child, mut poke: impl FnMut()) {
     // Close our end of its stdout before it writes.

@@ -439,12 +439,18 @@ fn monitor_streams_security_group_drops_but_not_traces() {
     let lab = lab();
     let (a, web) = (lab.vm("a"), lab.vm("web"));
     let out = lab.dir.path().join("monitor.out");
+    let err = lab.dir.path().join("monitor.err");
     let mut child = lab
         .dataplane(&["monitor", "--json"])
         .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // It streams drops from the moment it says so.
+    lab::lab::wait_for(lab::lab::WAIT, "the monitor streams", || {
+        std::fs::read_to_string(&err).is_ok_and(|e| e.contains("monitor: streaming"))
+    })
+    .unwrap();
     let t = &trace(
         &lab,
         &[
