@@ -8,7 +8,9 @@ use dataplane_config::{CompileError, ConfigError, ConfigErrors, Store, Topology}
 
 use crate::{
     control::{self, Request},
-    datapath, interfaces, lifecycle, show, trace,
+    datapath, explain,
+    facts::Facts,
+    interfaces, lifecycle, show, trace,
 };
 
 /// Whether `e` is a configuration refused (it does not validate, or does
@@ -96,13 +98,37 @@ pub fn trace(
     let probe = trace::Probe::open(&dir)?;
     let ports = show::named_ports(&dir)?;
     let source = ports.find(port)?;
+    let facts = Facts::read(instance);
+    let mut description = description;
+    let mut gateway = None;
+    // A VM sends a packet for another subnet to its gateway.
+    if let (None, None, None, Some(dst), Some(facts)) = (
+        &pcap,
+        &description.via,
+        &description.dst_mac,
+        description.dst,
+        &facts,
+    ) {
+        if !description.proto.to_ascii_lowercase().starts_with("arp") {
+            if let Some((via, why)) = explain::gateway(facts, source, dst)? {
+                description.via = Some(via);
+                gateway = Some(why);
+            }
+        }
+    }
     let frames = match pcap {
         Some(path) => trace::read_pcap(path)?,
         None => vec![probe.build(&ports, source, &description)?],
     };
+    let explainer = explain::Explainer::new(&dir, &ports, facts.as_ref())?;
     frames
         .iter()
-        .map(|frame| probe.run(&ports, source, frame))
+        .map(|frame| {
+            let mut t = probe.run(&ports, source, frame)?;
+            t.gateway = gateway.clone();
+            trace::explain(&mut t, &explainer, &ports, source)?;
+            Ok(t)
+        })
         .collect()
 }
 

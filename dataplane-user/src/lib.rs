@@ -15,6 +15,7 @@ pub mod commands;
 pub mod control;
 pub mod controller;
 pub mod datapath;
+pub mod explain;
 pub mod facts;
 pub mod interfaces;
 pub mod lifecycle;

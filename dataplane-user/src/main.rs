@@ -79,9 +79,13 @@ enum Command {
     },
     /// Run a packet through the running datapath's programs
     /// (BPF_PROG_TEST_RUN, live maps) and print what they decide: the drop
-    /// reason, or each port it reaches and whether that port accepts it.
+    /// reason, or each port it reaches and whether that port accepts it,
+    /// with the routing step and the security groups that decided.
     /// Changes no state (no group claim, no tracked connection); port
-    /// counters do count the packet.
+    /// counters do count the packet. Exit status: 3 if the datapath drops
+    /// the packet (with --pcap: any of the file's), 0 if it gets through
+    /// (delivered, answered or passed to the host), 1 if it cannot be
+    /// traced.
     Trace {
         /// The sending port (its id, name or tap).
         port: String,
@@ -101,7 +105,9 @@ enum Command {
         /// table has for --via, or for --dst).
         #[arg(long)]
         dst_mac: Option<MacAddr>,
-        /// Next hop (the gateway) for a destination on another network.
+        /// Next hop (the gateway) for a destination on another network
+        /// (default: the gateway of the port's subnet when --dst is not on
+        /// it).
         #[arg(long)]
         via: Option<std::net::IpAddr>,
         #[arg(long, default_value_t = 40000)]
@@ -172,6 +178,8 @@ enum ShowWhat {
 /// Exit status of a configuration refused (invalid, or too large for the
 /// datapath's limits), whichever command found it.
 const EXIT_CONFIG: u8 = 2;
+/// Exit status of `trace` when the datapath drops the packet.
+const EXIT_DROPPED: u8 = 3;
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -197,7 +205,7 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if commands::is_config_error(&e) {
                 eprintln!("{e:#}");
@@ -212,7 +220,7 @@ fn main() -> ExitCode {
 
 // One flat match over the subcommands, each arm handing its arguments to
 // the library: long only by the Trace arm's fields.
-fn dispatch(cli: Cli) -> Result<()> {
+fn dispatch(cli: Cli) -> Result<ExitCode> {
     let instance = cli.instance;
     match cli.command {
         Command::Run {
@@ -233,7 +241,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 metrics,
             },
             &config,
-        ),
+        )
+        .map(|()| ExitCode::SUCCESS),
         Command::Check {
             config,
             skip_interfaces,
@@ -245,13 +254,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 t.subnets.len(),
                 t.ports.len()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Show { what } => show(&instance, what),
+        Command::Show { what } => show(&instance, what).map(|()| ExitCode::SUCCESS),
         Command::Apply { file } => {
             let generation = commands::apply(&instance, &file)?;
             println!("applied {} as generation {generation}", file.display());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Trace {
             port,
@@ -278,14 +287,19 @@ fn dispatch(cli: Cli) -> Result<()> {
                 dport,
                 tcp_flags,
             };
-            for t in commands::trace(&instance, &port, description, pcap.as_deref())? {
+            let traces = commands::trace(&instance, &port, description, pcap.as_deref())?;
+            for t in &traces {
                 if json {
-                    println!("{}", serde_json::to_string(&t)?);
+                    println!("{}", serde_json::to_string(t)?);
                 } else {
-                    print!("{}", trace::render(&t));
+                    print!("{}", trace::render(t));
                 }
             }
-            Ok(())
+            Ok(if traces.iter().any(|t| t.dropped()) {
+                ExitCode::from(EXIT_DROPPED)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Monitor {
             json,
@@ -301,11 +315,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                 backlog,
                 filter,
             };
-            dataplane_agent::monitor::run(&datapath::instance_dir(&instance), &options)
+            dataplane_agent::monitor::run(&datapath::instance_dir(&instance), &options)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Stop => {
             println!("{}", commands::stop(&instance)?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

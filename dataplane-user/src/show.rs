@@ -82,6 +82,9 @@ pub struct PortView {
     pub ifindex: u32,
     pub index: u32,
     pub network: u32,
+    /// Security-group policy and identity (indexes, as `POLICY` keys hold them).
+    pub policy: u32,
+    pub identity: u32,
     pub mac: String,
     pub port_security: bool,
     pub macs: Vec<String>,
@@ -236,6 +239,8 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
             ifindex: info.ifindex,
             index: info.index,
             network: info.network,
+            policy: info.policy,
+            identity: info.identity,
             mac: MacAddr(info.mac).to_string(),
             port_security: info.flags & PORT_F_SECURITY != 0,
             macs: port_macs.remove(&info.index).unwrap_or_default(),
