@@ -17,10 +17,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
-    control,
+    control::{self, Request},
     controller::{Applied, Controller, HostOptions},
     datapath::{self, Options},
+    facts::Publisher,
     interfaces,
+    lifecycle::{self, Exit},
+    lock::InstanceLock,
     source::Source,
 };
 
@@ -52,6 +55,8 @@ fn tap(name: &str) -> Option<u32> {
 /// must apply: a configuration error then comes back as [`ConfigErrors`].
 pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let instance = opts.datapath.instance.clone();
+    // One agent per instance, for the agent's whole life (see lock.rs).
+    let _lock = InstanceLock::acquire(&instance)?;
     let first = source
         .next()
         .await
@@ -91,6 +96,8 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let mut requests = control::listen(&instance)?;
     let mut tick = tokio::time::interval(TICK);
     let mut publish = tokio::time::interval(PUBLISH);
+    let mut names = Publisher::new(&instance, source.describe());
+    names.publish(ctl.store(), applied.generation);
     // Ready only now: signals, the source's watch and the control socket
     // are in place (the test harness and operators take this line as the
     // agent being ready).
@@ -102,47 +109,49 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
         pins = %ctl.datapath().dir().display(),
         "datapath ready"
     );
-    loop {
+    let exit = loop {
         let cleanup = tokio::time::sleep(CLEANUP_DELAY);
         tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT"); break }
-            _ = sigterm.recv() => { info!("SIGTERM"); break }
+            _ = sigint.recv() => { info!("SIGINT"); break Exit::Signal }
+            _ = sigterm.recv() => { info!("SIGTERM"); break Exit::Signal }
             update = source.next() => {
                 match update {
                     Ok(u) => {
                         if let Ok(a) = apply(&mut ctl, &u, "reload", source.partial(), &mut deferred) {
                             update_status(&status, &source, a.generation);
+                            names.changed();
                         }
                     }
                     Err(e) => report("reload", &e),
                 }
             }
             _ = publish.tick() => {
-                source.publish(&ctl.facts()).await;
+                source.publish(&ctl.report()).await;
                 let generation = ctl.datapath().generation();
                 update_status(&status, &source, generation);
             }
             _ = tick.tick() => {
                 follow_taps(&mut ctl);
                 housekeeping(&mut ctl);
+                names.publish(ctl.store(), ctl.datapath().generation());
             }
             _ = cleanup, if ctl.has_retired() => housekeeping(&mut ctl),
-            Some((path, reply)) = requests.recv() => {
-                let answer = apply_request(&mut ctl, &mut source, &path);
-                let _ = reply.send(answer);
-            }
+            Some(pending) = requests.recv() => match &pending.request {
+                Request::Apply(path) => {
+                    let answer = apply_request(&mut ctl, &mut source, path);
+                    if answer.starts_with("ok") {
+                        names.changed();
+                    }
+                    pending.answer(answer).await;
+                }
+                Request::Stop => {
+                    info!("`dataplane stop`: removing the datapath");
+                    break Exit::Stop(pending);
+                }
+            },
         }
-    }
-    let _ = std::fs::remove_file(control::socket_path(&instance));
-    ctl.shutdown(opts.cleanup)?;
-    if opts.cleanup {
-        info!("detached and unpinned");
-    } else {
-        info!(
-            "exiting; the datapath keeps running on its pinned links and maps (`dataplane stop` removes it)"
-        );
-    }
-    Ok(())
+    };
+    lifecycle::finish(ctl, &instance, opts.cleanup, exit).await
 }
 
 /// Applies an update; logs the outcome. A refused update changes nothing:
@@ -265,6 +274,7 @@ fn apply_request<S: Source>(ctl: &mut Controller, source: &mut S, path: &Path) -
             source.loaded(path);
             format!("ok {}", applied.generation)
         }
+        Err(e) if crate::commands::is_config_error(&e) => format!("invalid {e:#}"),
         Err(e) => format!("error {e:#}"),
     }
 }

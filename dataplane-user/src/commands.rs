@@ -4,9 +4,31 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use dataplane_config::{ConfigError, ConfigErrors, Store, Topology};
+use dataplane_config::{CompileError, ConfigError, ConfigErrors, Store, Topology};
 
-use crate::{control, datapath, interfaces, show, trace};
+use crate::{
+    control::{self, Request},
+    datapath, explain,
+    facts::Facts,
+    interfaces, lifecycle, show, trace,
+};
+
+/// Whether `e` is a configuration refused (it does not validate, or does
+/// not fit the datapath's limits): the CLI exits with status 2 for those.
+pub fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<ConfigErrors>() || cause.is::<CompileError>() || cause.is::<Refused>()
+    })
+}
+
+/// The running agent refused a configuration (`invalid` on the control
+/// socket).
+#[derive(Debug, thiserror::Error)]
+#[error("the agent refused {path}: {reason}")]
+pub struct Refused {
+    pub path: String,
+    pub reason: String,
+}
 
 /// Validates a configuration file; with `interfaces`, its taps must exist.
 pub fn check(path: &Path, interfaces: bool) -> Result<Topology> {
@@ -42,18 +64,26 @@ pub fn taps_exist(store: &Store) -> Result<(), ConfigErrors> {
 pub fn apply(instance: &str, file: &Path) -> Result<u64> {
     check(file, true)?;
     let path = std::fs::canonicalize(file)?;
-    let reply = control::request(instance, &path)?;
+    let reply = control::request(
+        instance,
+        &Request::Apply(path.clone()),
+        std::time::Duration::from_secs(600),
+    )?;
     match reply.split_once(' ') {
         Some(("ok", generation)) => Ok(generation.trim().parse()?),
-        _ => bail!("the agent refused {}: {reply}", path.display()),
+        Some(("invalid", reason)) => Err(Refused {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
+        .into()),
+        _ => bail!("the agent could not apply {}: {reply}", path.display()),
     }
 }
 
-/// Removes an instance's pinned state.
-pub fn stop(instance: &str) -> Result<std::path::PathBuf> {
-    let dir = datapath::instance_dir(instance);
-    datapath::pins::remove(&dir)?;
-    Ok(dir)
+/// `dataplane stop`: the running agent removes the datapath and exits, or,
+/// without one, the pinned state is removed (see `lifecycle`).
+pub fn stop(instance: &str) -> Result<lifecycle::Stopped> {
+    lifecycle::stop(instance)
 }
 
 /// Runs frames through the instance's programs: the frames of a pcap file,
@@ -66,15 +96,39 @@ pub fn trace(
 ) -> Result<Vec<trace::Trace>> {
     let dir = datapath::instance_dir(instance);
     let probe = trace::Probe::open(&dir)?;
-    let ports = show::ports(&dir)?;
-    let source = trace::find_port(&ports, port)?;
+    let ports = show::named_ports(&dir)?;
+    let source = ports.find(port)?;
+    let facts = Facts::read(instance);
+    let mut description = description;
+    let mut gateway = None;
+    // A VM sends a packet for another subnet to its gateway.
+    if let (None, None, None, Some(dst), Some(facts)) = (
+        &pcap,
+        &description.via,
+        &description.dst_mac,
+        description.dst,
+        &facts,
+    ) {
+        if !description.proto.to_ascii_lowercase().starts_with("arp") {
+            if let Some((via, why)) = explain::gateway(facts, source, dst)? {
+                description.via = Some(via);
+                gateway = Some(why);
+            }
+        }
+    }
     let frames = match pcap {
         Some(path) => trace::read_pcap(path)?,
         None => vec![probe.build(&ports, source, &description)?],
     };
+    let explainer = explain::Explainer::new(&dir, &ports, facts.as_ref())?;
     frames
         .iter()
-        .map(|frame| probe.run(&ports, source, frame))
+        .map(|frame| {
+            let mut t = probe.run(&ports, source, frame)?;
+            t.gateway = gateway.clone();
+            trace::explain(&mut t, &explainer, &ports, source)?;
+            Ok(t)
+        })
         .collect()
 }
 

@@ -12,7 +12,7 @@ use tracing::debug;
 
 use crate::{
     datapath::{ApplySummary, Datapath, Options},
-    source::Facts,
+    source::HostReport,
 };
 
 /// This host as one chassis of many.
@@ -102,13 +102,13 @@ impl Controller {
         self.datapath.attach_tunnel(&dev, port)
     }
 
-    /// What this host knows that the others need (see `source::Facts`).
-    pub fn facts(&self) -> Facts {
-        let mut facts = Facts::default();
+    /// What this host knows that the others need (see `source::HostReport`).
+    pub fn report(&self) -> HostReport {
+        let mut report = HostReport::default();
         for port in self.store.ports().values() {
             if let Some(r) = self.engine.port(port.id()) {
                 if matches!(r.place, Place::Local(Some(_))) {
-                    facts
+                    report
                         .attached
                         .insert(port.id().to_string(), port.spec.tap.clone());
                 }
@@ -119,7 +119,7 @@ impl Controller {
                 .indexes()
                 .ports
                 .id_of(index)
-                .filter(|id| facts.attached.contains_key(*id))
+                .filter(|id| report.attached.contains_key(*id))
                 .cloned()
         };
         let groups: std::collections::BTreeSet<u32> = self
@@ -139,12 +139,12 @@ impl Controller {
                 continue;
             };
             if let Some(port) = local(state.active) {
-                facts
+                report
                     .claims
                     .insert(name.replacen(' ', "/", 1), (port, state.changes));
             }
         }
-        facts
+        report
     }
 
     /// Whether a port whose tap does not exist is refused (the default).

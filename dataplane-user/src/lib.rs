@@ -6,6 +6,8 @@
 //! - `agent`: the loop (a [`source::Source`], signals, taps, control socket);
 //! - `controller`: one change, all or nothing (store, compiler, datapath);
 //! - `datapath`: the loaded programs and their pinned maps;
+//! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
+//!   control socket, what it publishes for readers, how an instance ends;
 //! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
 
 pub mod agent;
@@ -13,7 +15,11 @@ pub mod commands;
 pub mod control;
 pub mod controller;
 pub mod datapath;
+pub mod explain;
+pub mod facts;
 pub mod interfaces;
+pub mod lifecycle;
+pub mod lock;
 pub mod metrics;
 pub mod monitor;
 pub mod publish;

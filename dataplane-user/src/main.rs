@@ -1,6 +1,6 @@
 //! `dataplane`: runs, checks and inspects the allowed-address-pairs datapath.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -13,7 +13,7 @@ use dataplane_agent::{
     source::{EtcdSource, FileSource, etcd::EtcdOptions},
     trace,
 };
-use dataplane_config::{ConfigErrors, MacAddr};
+use dataplane_config::MacAddr;
 
 #[derive(Parser)]
 #[command(
@@ -73,7 +73,7 @@ enum Command {
         #[arg(long, default_value = "/aap")]
         etcd_prefix: String,
     },
-    /// Stream drop events (port, reason, addresses) as they happen.
+    /// Stream drop events (time, port, reason, addresses) from now on.
     Monitor {
         /// One JSON object per line.
         #[arg(long)]
@@ -81,14 +81,29 @@ enum Command {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<usize>,
+        /// Only drops of this port (its id, name or tap); repeatable.
+        #[arg(long)]
+        port: Vec<String>,
+        /// Only drops for this reason (as `show ports` names them, e.g.
+        /// ipv4_src); repeatable.
+        #[arg(long)]
+        reason: Vec<String>,
+        /// First the events the datapath queued before the monitor started
+        /// (by default only drops from now on are shown).
+        #[arg(long)]
+        backlog: bool,
     },
     /// Run a packet through the running datapath's programs
     /// (BPF_PROG_TEST_RUN, live maps) and print what they decide: the drop
-    /// reason, or each port it reaches and whether that port accepts it.
+    /// reason, or each port it reaches and whether that port accepts it,
+    /// with the routing step and the security groups that decided.
     /// Changes no state (no group claim, no tracked connection); port
-    /// counters do count the packet.
+    /// counters do count the packet. Exit status: 3 if the datapath drops
+    /// the packet (with --pcap: any of the file's), 0 if it gets through
+    /// (delivered, answered or passed to the host), 1 if it cannot be
+    /// traced.
     Trace {
-        /// The sending port (its id or tap name).
+        /// The sending port (its id, name or tap).
         port: String,
         /// icmp, tcp, udp, arp (a request for --dst) or arp-reply.
         #[arg(long, default_value = "icmp")]
@@ -106,7 +121,9 @@ enum Command {
         /// table has for --via, or for --dst).
         #[arg(long)]
         dst_mac: Option<MacAddr>,
-        /// Next hop (the gateway) for a destination on another network.
+        /// Next hop (the gateway) for a destination on another network
+        /// (default: the gateway of the port's subnet when --dst is not on
+        /// it).
         #[arg(long)]
         via: Option<std::net::IpAddr>,
         #[arg(long, default_value_t = 40000)]
@@ -142,7 +159,10 @@ enum Command {
         #[command(subcommand)]
         what: ShowWhat,
     },
-    /// Remove an instance's pinned state (after a crash, or to start afresh).
+    /// Remove an instance's datapath on purpose: the running agent detaches
+    /// and removes it and exits (stop returns once it has), or, with no
+    /// agent running, the pinned state it left is removed. An instance
+    /// that does not exist is an error.
     Stop,
 }
 
@@ -201,24 +221,41 @@ enum ShowWhat {
     },
 }
 
+/// Exit status of a configuration refused (invalid, or too large for the
+/// datapath's limits), whichever command found it.
+const EXIT_CONFIG: u8 = 2;
+/// Exit status of `trace` when the datapath drops the packet.
+const EXIT_DROPPED: u8 = 3;
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for people at a terminal, not escape codes in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // Rust ignores SIGPIPE, so a closed pipe (`dataplane show ... | head`)
+        // turns every print into a panic. A command's output going nowhere
+        // ends it quietly instead, as for any Unix filter. (The agent keeps
+        // ignoring it: a client closing its control connection early must
+        // not kill it.)
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
-                eprintln!("{errors}");
-                ExitCode::from(2)
+            if commands::is_config_error(&e) {
+                eprintln!("{e:#}");
+                ExitCode::from(EXIT_CONFIG)
             } else {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
@@ -229,7 +266,7 @@ fn main() -> ExitCode {
 
 // One flat match over the subcommands, each arm handing its arguments to
 // the library: long only by the Trace arm's fields.
-fn dispatch(cli: Cli) -> Result<()> {
+fn dispatch(cli: Cli) -> Result<ExitCode> {
     let instance = cli.instance;
     match cli.command {
         Command::Run {
@@ -253,7 +290,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             },
             config,
             etcd,
-        ),
+        )
+        .map(|()| ExitCode::SUCCESS),
         Command::Publish {
             file,
             etcd,
@@ -265,7 +303,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "published {}: {written} object(s) written, {deleted} deleted",
                 file.display()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check {
             config,
@@ -278,13 +316,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 t.subnets.len(),
                 t.ports.len()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Show { what } => show(&instance, what),
+        Command::Show { what } => show(&instance, what).map(|()| ExitCode::SUCCESS),
         Command::Apply { file } => {
             let generation = commands::apply(&instance, &file)?;
             println!("applied {} as generation {generation}", file.display());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Trace {
             port,
@@ -311,22 +349,40 @@ fn dispatch(cli: Cli) -> Result<()> {
                 dport,
                 tcp_flags,
             };
-            for t in commands::trace(&instance, &port, description, pcap.as_deref())? {
+            let traces = commands::trace(&instance, &port, description, pcap.as_deref())?;
+            for t in &traces {
                 if json {
-                    println!("{}", serde_json::to_string(&t)?);
+                    println!("{}", serde_json::to_string(t)?);
                 } else {
-                    print!("{}", trace::render(&t));
+                    print!("{}", trace::render(t));
                 }
             }
-            Ok(())
+            Ok(if traces.iter().any(|t| t.dropped()) {
+                ExitCode::from(EXIT_DROPPED)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Monitor { json, count } => {
-            dataplane_agent::monitor::run(&datapath::instance_dir(&instance), json, count)
+        Command::Monitor {
+            json,
+            count,
+            port,
+            reason,
+            backlog,
+        } => {
+            let filter = dataplane_agent::monitor::Filter::new(&instance, &port, &reason)?;
+            let options = dataplane_agent::monitor::Options {
+                json,
+                count,
+                backlog,
+                filter,
+            };
+            dataplane_agent::monitor::run(&datapath::instance_dir(&instance), &options)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Stop => {
-            let dir = commands::stop(&instance)?;
-            println!("removed {}", dir.display());
-            Ok(())
+            println!("{}", commands::stop(&instance)?);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -337,7 +393,7 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         ShowWhat::Chassis { json } => {
             print_view(&show::chassis(&dir)?, json, |v| show::render_chassis(v))
         }
-        ShowWhat::Ports { json } => print_view(&show::ports(&dir)?, json, show::render_ports),
+        ShowWhat::Ports { json } => print_view(&show::named_ports(&dir)?, json, show::render_ports),
         ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
             show::render_security_groups(v)
         }),

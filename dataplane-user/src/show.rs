@@ -19,7 +19,10 @@ use serde::Serialize;
 
 use dataplane_config::MacAddr;
 
-use crate::datapath::{maps::open_pinned, pinned, pins::c_str};
+use crate::{
+    datapath::{maps::open_pinned, pinned, pins::c_str},
+    facts::Facts,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AddressView {
@@ -72,10 +75,16 @@ impl From<&PortStats> for StatsView {
 #[derive(Debug, Clone, Serialize)]
 pub struct PortView {
     pub id: String,
+    /// The port's name in the configuration ("" if it has none, or if the
+    /// agent published no names: see [`named_ports`]).
+    pub name: String,
     pub tap: String,
     pub ifindex: u32,
     pub index: u32,
     pub network: u32,
+    /// Security-group policy and identity (indexes, as `POLICY` keys hold them).
+    pub policy: u32,
+    pub identity: u32,
     pub mac: String,
     pub port_security: bool,
     pub macs: Vec<String>,
@@ -107,6 +116,41 @@ pub struct PortsView {
     pub unattributed: StatsView,
 }
 
+impl PortsView {
+    /// The port `name` designates: its id, its tap, or its name (which
+    /// must then be unique).
+    pub fn find(&self, name: &str) -> Result<&PortView> {
+        if let Some(p) = self.ports.iter().find(|p| p.id == name || p.tap == name) {
+            return Ok(p);
+        }
+        let named: Vec<&PortView> = self.ports.iter().filter(|p| p.name == name).collect();
+        match named.as_slice() {
+            [one] => Ok(one),
+            [] => anyhow::bail!("no port with id, name or tap {name:?} in the live configuration"),
+            many => anyhow::bail!(
+                "{} ports are named {name:?} ({}): give the id or the tap",
+                many.len(),
+                many.iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The port of index `index`, if it is in the live configuration.
+    pub fn by_index(&self, index: u32) -> Option<&PortView> {
+        self.ports.iter().find(|p| p.index == index)
+    }
+}
+
+/// The instance name of an instance directory (/sys/fs/bpf/NAME).
+pub fn instance_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn kind(flags: u32) -> String {
     let mut kinds = Vec::new();
     if flags & ADDR_F_FIXED != 0 {
@@ -134,7 +178,21 @@ fn sum_stats(stats: &PerCpuArray<MapData, PortStats>, index: u32) -> PortStats {
     total
 }
 
-/// Reads every port of the live slot with its addresses and counters.
+/// [`ports`] with each port's name, from what the agent published (see
+/// `facts`): for people and for finding ports by name. (Metrics and other
+/// frequent readers skip the names: the file lists every port.)
+pub fn named_ports(dir: &Path) -> Result<PortsView> {
+    let mut view = ports(dir)?;
+    if let Some(facts) = Facts::read(&instance_of(dir)) {
+        for p in &mut view.ports {
+            p.name = facts.port_name(&p.id).unwrap_or_default().to_string();
+        }
+    }
+    Ok(view)
+}
+
+/// Reads every port of the live slot with its addresses and counters
+/// (names left empty: see [`named_ports`]).
 pub fn ports(dir: &Path) -> Result<PortsView> {
     let config: Array<MapData, DpConfig> = pinned::CONFIG(dir)?;
     let cfg = config.get(&0, 0)?;
@@ -191,10 +249,13 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
         let m = meta.get(&info.index, 0).unwrap_or_default();
         out.push(PortView {
             id: c_str(&m.id),
+            name: String::new(),
             tap: c_str(&m.tap),
             ifindex: info.ifindex,
             index: info.index,
             network: info.network,
+            policy: info.policy,
+            identity: info.identity,
             mac: MacAddr(info.mac).to_string(),
             port_security: info.flags & PORT_F_SECURITY != 0,
             macs: port_macs.remove(&info.index).unwrap_or_default(),
@@ -313,9 +374,14 @@ pub fn render_ports(view: &PortsView) -> String {
         view.ports.len()
     );
     for p in &view.ports {
+        let name = if p.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", p.name)
+        };
         let _ = writeln!(
             s,
-            "\nport {}\n  tap {} (ifindex {}), index {}, network {}, mac {}, port security {}",
+            "\nport {}{name}\n  tap {} (ifindex {}), index {}, network {}, mac {}, port security {}",
             p.id,
             p.tap,
             p.ifindex,
@@ -363,6 +429,9 @@ pub struct GroupMemberView {
     pub index: u32,
     /// The MAC this member uses for the shared address.
     pub mac: String,
+    /// Whether the member's tap is there (its device-map entry): a member
+    /// without one receives nothing.
+    pub has_tap: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -371,20 +440,32 @@ pub struct GroupView {
     /// "<network id> <address>" or "<network id> <MAC>".
     pub name: String,
     pub members: Vec<GroupMemberView>,
-    /// Port id of the active member, if one has claimed the address.
+    /// Port id of the active member: the one frames for the group go to.
+    /// None while no member has claimed the address, or when the one that
+    /// did can no longer receive (see `lost_active`): frames then go to
+    /// every member.
     pub active: Option<String>,
-    /// Seconds since the active member last changed.
+    /// The member the datapath still records as active although its tap is
+    /// gone: the next frame for the group finds it unreachable, forgets
+    /// it and goes to every member.
+    pub lost_active: Option<String>,
+    /// Seconds since the active member last changed (claimed, or forgotten).
     pub changed_secs_ago: Option<f64>,
     pub changes: u64,
 }
 
 fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// A clock's time in nanoseconds.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: ts is a valid timespec; bpf_ktime_get_ns uses this clock.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: ts is a valid timespec; bpf_ktime_get_ns uses CLOCK_MONOTONIC.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -397,6 +478,9 @@ pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
     let state: Array<MapData, common::GroupState> = pinned::GROUP_STATE(dir)?;
     let names: Array<MapData, common::GroupMeta> = pinned::GROUP_META(dir)?;
     let meta: Array<MapData, PortMeta> = pinned::PORT_META(dir)?;
+    // What `forward` sends to: the kernel removes a tap's entry when the
+    // tap goes.
+    let tx_ports = pinned::TX_PORTS(dir)?;
     let port_id = |index: u32| {
         meta.get(&index, 0)
             .map(|m| c_str(&m.id))
@@ -410,6 +494,7 @@ pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
                 port: port_id(k.port),
                 index: k.port,
                 mac: MacAddr(v.mac).to_string(),
+                has_tap: tx_ports.get(k.port, 0).is_ok(),
             });
         }
     }
@@ -418,13 +503,21 @@ pub fn groups(dir: &Path) -> Result<Vec<GroupView>> {
     for (g, mut members) in by_group {
         members.sort_by_key(|m| m.index);
         let st = state.get(&g, 0).unwrap_or_default();
-        let active = members
+        // As `groups::active_member` and `forward` decide: a recorded
+        // member of this slot, whose tap can take the frame.
+        let recorded = members
             .iter()
             .find(|m| m.index == st.active && st.active != 0);
+        let (active, lost_active) = match recorded {
+            Some(m) if m.has_tap => (Some(m.port.clone()), None),
+            Some(m) => (None, Some(m.port.clone())),
+            None => (None, None),
+        };
         out.push(GroupView {
             index: g,
             name: names.get(&g, 0).map(|m| c_str(&m.name)).unwrap_or_default(),
-            active: active.map(|m| m.port.clone()),
+            active,
+            lost_active,
             changed_secs_ago: (st.changed_ns != 0)
                 .then(|| now.saturating_sub(st.changed_ns) as f64 / 1e9),
             changes: st.changes,
@@ -443,17 +536,36 @@ pub fn render_groups(groups: &[GroupView]) -> String {
         let _ = writeln!(s, "group {} ({})", g.index, g.name);
         for m in &g.members {
             let mark = if g.active.as_deref() == Some(m.port.as_str()) {
-                "* active"
+                " * active"
+            } else if !m.has_tap {
+                " (no tap: receives nothing)"
             } else {
                 ""
             };
-            let _ = writeln!(s, "  {} {} {mark}", m.port, m.mac);
+            let _ = writeln!(s, "  {} {}{mark}", m.port, m.mac);
         }
-        match g.changed_secs_ago {
-            Some(ago) => {
+        let last = match g.changed_secs_ago {
+            Some(ago) => format!("last change {ago:.1}s ago, {} change(s)", g.changes),
+            None => "never claimed".into(),
+        };
+        match (&g.active, &g.lost_active) {
+            (Some(_), _) => {
+                let ago = g.changed_secs_ago.unwrap_or_default();
                 let _ = writeln!(s, "  active since {ago:.1}s ago, {} change(s)", g.changes);
             }
-            None => s.push_str("  no active member yet: traffic goes to every member\n"),
+            (None, Some(lost)) => {
+                let _ = writeln!(
+                    s,
+                    "  no active member: {lost} claimed the address but its tap is gone \
+                     (the next frame for the group forgets it); traffic goes to every member ({last})"
+                );
+            }
+            (None, None) => {
+                let _ = writeln!(
+                    s,
+                    "  no active member: traffic goes to every member ({last})"
+                );
+            }
         }
     }
     s
@@ -599,9 +711,12 @@ fn walk_conntrack(
 pub fn render_conntrack(view: &ConntrackView) -> String {
     let t = &view.table;
     let mut s = format!(
-        "{} connection(s); table: {} of {} entries, {} created, {} removed, {} evicted (table full)\n",
+        "{} connection(s); table: {} of {} entries, {} created, {} removed, {} evicted when full\n",
         t.live, t.entries, t.capacity, t.created, t.removed, t.evicted
     );
+    if t.entries >= u64::from(t.capacity) {
+        s += "  the table is full: each new connection evicts the least recently used one\n";
+    }
     for c in &view.connections {
         let _ = writeln!(
             s,
@@ -664,4 +779,62 @@ pub fn render_security_groups(view: &[SecurityGroupView]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(entries: u64, capacity: u32) -> ConntrackView {
+        ConntrackView {
+            table: CtTableView {
+                capacity,
+                entries,
+                live: entries,
+                created: entries + 5,
+                removed: 5,
+                evicted: 0,
+            },
+            connections: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn conntrack_says_the_table_is_full_only_when_it_is() {
+        let text = render_conntrack(&table(3, 131072));
+        assert!(text.contains("3 of 131072 entries"), "{text}");
+        assert!(
+            !text.contains("full)") && !text.contains("is full"),
+            "{text}"
+        );
+        let text = render_conntrack(&table(128, 128));
+        assert!(text.contains("the table is full"), "{text}");
+    }
+
+    #[test]
+    fn groups_without_an_active_member_say_so() {
+        let member = |port: &str, has_tap| GroupMemberView {
+            port: port.into(),
+            index: 1,
+            mac: "00:00:5e:00:01:01".into(),
+            has_tap,
+        };
+        let group = |active: Option<&str>, lost: Option<&str>| GroupView {
+            index: 1,
+            name: "net 10.0.0.100".into(),
+            members: vec![member("m1", lost.is_none()), member("m2", true)],
+            active: active.map(Into::into),
+            lost_active: lost.map(Into::into),
+            changed_secs_ago: Some(7.0),
+            changes: 2,
+        };
+        let text = render_groups(&[group(None, None)]);
+        assert!(!text.contains("active since"), "{text}");
+        assert!(text.contains("no active member: traffic goes to every member"));
+        let text = render_groups(&[group(None, Some("m1"))]);
+        assert!(!text.contains("* active"), "{text}");
+        assert!(text.contains("m1 claimed the address but its tap is gone"));
+        let text = render_groups(&[group(Some("m2"), None)]);
+        assert!(text.contains("active since 7.0s ago"), "{text}");
+    }
 }

@@ -39,6 +39,7 @@ use dataplane_config::MacAddr;
 
 use crate::{
     datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE, pinned},
+    explain::{Explainer, RouteStep, SgStep},
     show::{self, PortView, PortsView},
 };
 
@@ -72,17 +73,24 @@ pub struct Description {
 #[derive(Clone, Debug, Serialize)]
 pub struct Delivery {
     pub port: String,
+    /// The port's name ("" if unknown).
+    pub name: String,
     /// "delivered" or "dropped".
     pub verdict: String,
     pub reason: Option<String>,
     /// The Ethernet destination the VM sees (a routed frame to a group is
     /// readdressed per member).
     pub dst_mac: String,
+    /// The security groups' say, sender's egress then receiver's ingress
+    /// (filled by [`explain`]).
+    pub security_groups: Vec<SgStep>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Trace {
     pub port: String,
+    /// The port's name ("" if unknown).
+    pub name: String,
     pub packet: String,
     /// from_vm's XDP action.
     pub action: String,
@@ -95,9 +103,27 @@ pub struct Trace {
     pub deliveries: Vec<Delivery>,
     /// The answer of the ARP/ND responder, for an answered request.
     pub reply: Option<String>,
+    /// The gateway the packet was addressed to, when `--via` was not given
+    /// and the destination is not on the port's subnet.
+    pub gateway: Option<String>,
+    /// The routing step, for a packet sent to a router interface (filled by
+    /// [`explain`]).
+    pub route: Option<RouteStep>,
+    /// The frame as traced, and as `from_vm` passed it on.
+    #[serde(skip)]
+    pub frames: (Vec<u8>, Vec<u8>),
 }
 
 impl Trace {
+    /// Whether the datapath drops the packet: no port receives it, and it
+    /// is neither answered nor passed to the host.
+    pub fn dropped(&self) -> bool {
+        match self.verdict.as_str() {
+            "answered" | "passed to the host" => false,
+            _ => self.delivered_to().is_empty(),
+        }
+    }
+
     /// Whether some port receives the packet (or, for a request the
     /// datapath answers, the sender receives the answer).
     pub fn delivered_to(&self) -> Vec<&str> {
@@ -109,9 +135,13 @@ impl Trace {
     }
 }
 
-/// A trace for people: the packet, the decision, then one line per port.
+/// A trace for people: the packet, the decision, the routing step, then
+/// one line per port with the security groups' say, then the outcome.
 pub fn render(t: &Trace) -> String {
-    let mut s = format!("{} sends {}\n", t.port, t.packet);
+    let mut s = format!("{} sends {}\n", label(&t.port, &t.name), t.packet);
+    if let Some(g) = &t.gateway {
+        s += &format!("  via {g}\n");
+    }
     s += &format!("  from_vm: {} ({})", t.verdict, t.action);
     if let (Some(r), Some(d)) = (&t.reason, &t.reason_description) {
         s += &format!(": {r} ({d})");
@@ -120,17 +150,85 @@ pub fn render(t: &Trace) -> String {
         s += &format!(", flooded to the {f}");
     }
     s += "\n";
+    if let Some(r) = &t.route {
+        s += &format!("  route: router {}", r.router);
+        match &r.to {
+            Some(to) => s += &format!(" -> {to}"),
+            None => s += ": no route to the destination",
+        }
+        if let (Some(src), Some(dst), Some(a), Some(b)) =
+            (&r.src_mac, &r.dst_mac, r.ttl_in, r.ttl_out)
+        {
+            s += &format!(", rewritten {src} > {dst}, ttl {a} -> {b}");
+        }
+        s += "\n";
+    }
     if let Some(r) = &t.reply {
-        s += &format!("  answer to {}: {r}\n", t.port);
+        s += &format!("  answer to {}: {r}\n", label(&t.port, &t.name));
     }
     for d in &t.deliveries {
-        s += &format!("  to_vm {} (dst {}): {}", d.port, d.dst_mac, d.verdict);
+        s += &format!(
+            "  to_vm {} (dst {}): {}",
+            label(&d.port, &d.name),
+            d.dst_mac,
+            d.verdict
+        );
         if let Some(r) = &d.reason {
             s += &format!(": {r}");
         }
         s += "\n";
+        for step in &d.security_groups {
+            s += &format!("    {} {}: {}\n", step.direction, step.verdict, step.detail);
+        }
     }
+    s += if t.dropped() {
+        "  => dropped\n"
+    } else {
+        "  => gets through\n"
+    };
     s
+}
+
+/// "id (name)", or the id of a port without a name.
+fn label(id: &str, name: &str) -> String {
+    if name.is_empty() {
+        id.to_string()
+    } else {
+        format!("{id} ({name})")
+    }
+}
+
+/// Names what decided `t` (see `explain`): the routing step and, for each
+/// receiver, the security groups. `sender` sent it; `ports` as traced.
+pub fn explain(
+    t: &mut Trace,
+    explainer: &Explainer,
+    ports: &PortsView,
+    sender: &PortView,
+) -> Result<()> {
+    let (input, forwarded) = &t.frames;
+    t.route = explainer.route(sender, input, forwarded)?;
+    for d in &mut t.deliveries {
+        let Some(receiver) = ports.ports.iter().find(|p| p.id == d.port) else {
+            continue;
+        };
+        let mut steps = explainer.security_groups(sender, receiver, forwarded)?;
+        // The programs decided; say so where this reading disagrees.
+        let refused = steps.iter().any(|s| s.verdict == "refused");
+        let sg_drop = d
+            .reason
+            .as_deref()
+            .is_some_and(|r| matches!(r, "sg_ingress" | "sg_egress" | "ct_invalid"));
+        let delivered = d.verdict == "delivered";
+        if (delivered && refused) || (sg_drop && !refused) {
+            for step in &mut steps {
+                step.detail += " (but the datapath decided otherwise: this reading of the maps \
+                                 does not explain its verdict)";
+            }
+        }
+        d.security_groups = steps;
+    }
+    Ok(())
 }
 
 /// The running datapath's programs, opened from their pins.
@@ -177,6 +275,7 @@ impl Probe {
         let meta = out.meta.unwrap_or_default();
         let mut trace = Trace {
             port: source.id.clone(),
+            name: source.name.clone(),
             packet: summary(frame),
             action: XDP_ACTIONS
                 .get(action as usize)
@@ -188,6 +287,9 @@ impl Probe {
             flood: None,
             deliveries: Vec::new(),
             reply: None,
+            gateway: None,
+            route: None,
+            frames: (frame.to_vec(), out.frame.clone()),
         };
         match (action, meta.out_kind) {
             (XDP_DROP, OUT_DROP) => {
@@ -246,17 +348,21 @@ impl Probe {
         Ok(match action {
             XDP_PASS => Delivery {
                 port: dest.id.clone(),
+                name: dest.name.clone(),
                 verdict: "delivered".into(),
                 reason: None,
                 dst_mac,
+                security_groups: Vec::new(),
             },
             XDP_DROP => Delivery {
                 port: dest.id.clone(),
+                name: dest.name.clone(),
                 verdict: "dropped".into(),
                 reason: (meta.out_kind == OUT_DROP)
                     .then(|| DropReason::from_u32(meta.out).map(|r| r.name().to_string()))
                     .flatten(),
                 dst_mac,
+                security_groups: Vec::new(),
             },
             a => bail!("to_vm returned {a} for {}: not understood", dest.id),
         })
@@ -295,13 +401,9 @@ fn by_index(ports: &PortsView, index: u32) -> Result<&PortView> {
         .with_context(|| format!("port index {index} is not in the live configuration"))
 }
 
-/// Finds a port by id or tap name.
+/// Finds a port by id, name or tap.
 pub fn find_port<'a>(ports: &'a PortsView, name: &str) -> Result<&'a PortView> {
-    ports
-        .ports
-        .iter()
-        .find(|p| p.id == name || p.tap == name)
-        .with_context(|| format!("no port with id or tap {name:?} in the live configuration"))
+    ports.find(name)
 }
 
 /// `m` as the bytes of the XDP metadata area.

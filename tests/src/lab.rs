@@ -519,6 +519,31 @@ impl Lab {
         Ok(())
     }
 
+    /// The running agent's PID.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(|a| a.child.id())
+    }
+
+    /// Waits (up to `within`) for the agent to exit by itself (after
+    /// `dataplane stop`, say); returns how it exited.
+    pub fn wait_agent_exit(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        let agent = self.agent.as_mut().context("no agent running")?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = agent.child.try_wait()? {
+                self.agent = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the agent did not exit within {within:?}:\n{}",
+                    self.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the agent with SIGINT and waits for it.
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut agent) = self.agent.take() {
@@ -565,8 +590,11 @@ impl Drop for Lab {
         if let Some(mut agent) = self.agent.take() {
             let _ = stop_agent(&mut agent);
         }
-        // Whatever the agent left pinned goes too.
+        // Whatever the agent left pinned goes too, and what it published.
         let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/{}", self.instance));
+        for ext in ["json", "sock"] {
+            let _ = std::fs::remove_file(format!("/run/dataplane/{}.{ext}", self.instance));
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use std::{collections::BTreeSet, time::Duration};
 use lab::{
     capture::frame,
     lab::{Lab, Vm},
-    netns::run,
     require_root,
     topo::{config, network, open_group, pair, port, router, subnet},
 };
@@ -97,16 +96,35 @@ fn lab() -> Lab {
     lab
 }
 
-/// `dataplane trace --json ARGS...` (one object per traced frame).
+/// `dataplane trace --json ARGS...` (one object per traced frame). Its
+/// exit status says whether the datapath drops the packet (any of a pcap
+/// file's): 3 if so, else 0.
 fn trace(lab: &Lab, args: &[&str]) -> Vec<Value> {
     let mut cmd = lab.dataplane(&["trace", "--json"]);
     cmd.args(args);
-    let out = run(&mut cmd).unwrap();
-    String::from_utf8(out.stdout)
+    let out = cmd.output().unwrap();
+    let traces: Vec<Value> = String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    let dropped = traces.iter().any(dropped);
+    let expected = if dropped { 3 } else { 0 };
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "trace {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    traces
+}
+
+/// Whether a trace says the packet is dropped: no one receives it and it
+/// is neither answered nor passed to the host.
+fn dropped(t: &Value) -> bool {
+    let through = ["answered", "passed to the host"].contains(&t["verdict"].as_str().unwrap());
+    !through && delivered(t).is_empty()
 }
 
 fn delivered(t: &Value) -> BTreeSet<String> {
@@ -407,15 +425,18 @@ fn trace_builds_packets_and_changes_no_state() {
     assert_eq!(t["deliveries"][0]["reason"], "sg_ingress", "{t}");
 
     // The human form names the reason.
-    let out = run(&mut lab.dataplane(&[
-        "trace",
-        &a.port_id,
-        "--src",
-        "10.9.1.77",
-        "--dst",
-        "10.9.1.20",
-    ]))
-    .unwrap();
+    let out = lab
+        .dataplane(&[
+            "trace",
+            &a.port_id,
+            "--src",
+            "10.9.1.77",
+            "--dst",
+            "10.9.1.20",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("dropped") && text.contains("ipv4_src"),
@@ -439,12 +460,18 @@ fn monitor_streams_security_group_drops_but_not_traces() {
     let lab = lab();
     let (a, web) = (lab.vm("a"), lab.vm("web"));
     let out = lab.dir.path().join("monitor.out");
+    let err = lab.dir.path().join("monitor.err");
     let mut child = lab
         .dataplane(&["monitor", "--json"])
         .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // It streams drops from the moment it says so.
+    lab::lab::wait_for(lab::lab::WAIT, "the monitor streams", || {
+        std::fs::read_to_string(&err).is_ok_and(|e| e.contains("monitor: streaming"))
+    })
+    .unwrap();
     let t = &trace(
         &lab,
         &[
@@ -478,4 +505,78 @@ fn monitor_streams_security_group_drops_but_not_traces() {
     assert_eq!(e["src"], "10.9.1.10");
     assert_eq!(e["dst"], "10.9.1.20");
     assert_eq!(e["src_mac"], MAC_A);
+}
+
+/// Ports by name (the README's example), the exit status of a drop, the
+/// security group that allowed a packet or the groups none of whose rules
+/// did, the routing step, and the gateway of the port's subnet as the next
+/// hop when --via is not given.
+#[test]
+fn trace_names_ports_groups_routes_and_gateways() {
+    require_root!();
+    let lab = lab();
+    let (web, far) = (lab.vm("web"), lab.vm("far"));
+    let human = |args: &[&str]| {
+        let out = lab.dataplane(&["trace"]).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // By name; refused by web's group: exit 3, and why.
+    let (code, text) = human(&["a", "--proto", "tcp", "--dst", "10.9.1.20", "--dport", "81"]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains(&web.port_id), "{text}");
+    assert!(
+        text.contains("no ingress rule of")
+            && text.contains("security groups (web)")
+            && text.contains("tcp port 81 from 10.9.1.10"),
+        "{text}"
+    );
+    assert!(text.contains("=> dropped"), "{text}");
+
+    // Allowed: which group allowed it, on each side.
+    let t = &trace(
+        &lab,
+        &["a", "--proto", "tcp", "--dst", "10.9.1.20", "--dport", "80"],
+    )[0];
+    assert_eq!(delivered(t), BTreeSet::from([web.port_id.clone()]), "{t}");
+    let steps = t["deliveries"][0]["security_groups"].as_array().unwrap();
+    let step = |dir: &str| steps.iter().find(|s| s["direction"] == dir).unwrap();
+    assert_eq!(step("egress")["group"], "clients", "{t}");
+    assert_eq!(step("ingress")["group"], "web", "{t}");
+
+    // Off the subnet, no --via: through the subnet's gateway, routed.
+    let t = &trace(&lab, &["a", "--dst", "10.9.2.10"])[0];
+    assert_eq!(delivered(t), BTreeSet::from([far.port_id.clone()]), "{t}");
+    assert!(
+        t["gateway"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.9.1.1, the gateway of subnet s1"),
+        "{t}"
+    );
+    assert!(t["packet"].as_str().unwrap().contains(GW1_MAC), "{t}");
+    let route = &t["route"];
+    assert_eq!(route["router"], "r1", "{t}");
+    assert!(route["to"].as_str().unwrap().contains("10.9.2.0/24"), "{t}");
+    assert_eq!(
+        (route["ttl_in"].as_u64(), route["ttl_out"].as_u64()),
+        (Some(64), Some(63))
+    );
+    assert_eq!(route["src_mac"], GW2_MAC);
+    assert_eq!(route["dst_mac"], MAC_FAR);
+    let (code, text) = human(&["a", "--dst", "10.9.2.10"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("route: router r1"), "{text}");
+
+    // On the subnet: straight to the owner, no gateway.
+    let t = &trace(&lab, &["a", "--dst", "10.9.1.20"])[0];
+    assert!(t["gateway"].is_null() && t["route"].is_null(), "{t}");
+
+    // A port that does not exist is an error (1), not a drop.
+    let (code, text) = human(&["nobody", "--dst", "10.9.1.20"]);
+    assert_eq!(code, Some(1), "{text}");
 }

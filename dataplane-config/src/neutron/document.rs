@@ -145,8 +145,17 @@ impl Document {
 
     /// Reads and parses a file; its format from its name or first character.
     pub fn read(path: &Path) -> anyhow::Result<Document> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        // Text that is not UTF-8 is a configuration error like any syntax
+        // error (TOML and JSON are UTF-8), not a failure to read.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigErrors::one(
+                "configuration",
+                "",
+                format!("not UTF-8 text: {}", e.utf8_error()),
+            )
+        })?;
         Ok(Document::parse(&text, Format::detect(path, &text))?)
     }
 

@@ -124,8 +124,12 @@ impl Links {
 
     pub fn detach(&mut self, xdp: &mut Xdp, ifindex: u32) {
         match self.by_ifindex.remove(&ifindex) {
-            // Removing the pin and closing our fd ends the link.
+            // Detached at once (not when the kernel frees the link after
+            // our fd and the pin are gone), then unpinned and closed.
             Some(Attachment::Pinned { link, pin }) => {
+                if let Err(e) = super::pins::detach_link(&pin) {
+                    debug!(ifindex, error = %e, "BPF_LINK_DETACH");
+                }
                 let _ = std::fs::remove_file(&pin);
                 drop(link);
             }
@@ -137,6 +141,18 @@ impl Links {
             }
             None => {}
         }
+    }
+
+    /// Pins of this run's links that are gone (someone removed them):
+    /// those links end with this process.
+    pub fn missing_pins(&self) -> Vec<PathBuf> {
+        self.by_ifindex
+            .values()
+            .filter_map(|a| match a {
+                Attachment::Pinned { pin, .. } if !pin.exists() => Some(pin.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn detach_all(&mut self, xdp: &mut Xdp) {

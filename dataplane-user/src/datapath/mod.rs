@@ -658,6 +658,16 @@ impl Datapath {
         self.links.adopt(xdp)
     }
 
+    /// What of this instance's pinned state is gone although this run did
+    /// not remove it (the datapath cannot outlive the agent without it):
+    /// the maps directory, or links of this run.
+    pub fn missing_pins(&self) -> Vec<PathBuf> {
+        let maps = self.dir.join("maps");
+        let mut missing = if maps.exists() { vec![] } else { vec![maps] };
+        missing.extend(self.links.missing_pins());
+        missing
+    }
+
     /// With `remove`, detaches from every interface and removes the pinned
     /// maps and links so nothing of this instance stays in the kernel;
     /// without, leaves the datapath running on its pinned links and maps

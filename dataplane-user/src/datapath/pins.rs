@@ -74,12 +74,92 @@ pub fn prepare(dir: &Path, specs: &[MapSpec]) -> Result<()> {
     Ok(())
 }
 
-/// Removes the instance directory and everything pinned in it.
-pub fn remove(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+/// Removes the instance directory and everything pinned in it. Its XDP
+/// links are detached first, at once: removing a pin only drops a
+/// reference, and the link would leave its interface only once the last
+/// one (an agent's) is gone, after an RCU grace period. Returns how many
+/// links were detached.
+pub fn remove(dir: &Path) -> Result<usize> {
+    if !dir.exists() {
+        return Ok(0);
     }
-    Ok(())
+    let detached = detach_links(&dir.join("links"));
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(detached)
+}
+
+/// Detaches every link pinned under `dir` (the tunnel's are one level
+/// down); returns how many.
+fn detach_links(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                detach_links(&path)
+            } else {
+                usize::from(detach_link(&path).is_ok())
+            }
+        })
+        .sum()
+}
+
+/// Detaches the BPF link pinned at `pin` now (BPF_LINK_DETACH), whoever
+/// else holds a reference to it; the pin stays (a defunct link).
+pub fn detach_link(pin: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    #[repr(C)]
+    struct LinkDetach {
+        link_fd: u32,
+    }
+    let path = CString::new(pin.as_os_str().as_bytes())?;
+    let get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    // SAFETY: bpf(2) with an attribute struct of the size given; the path
+    // outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &get as *const ObjGet,
+            size_of::<ObjGet>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let detach = LinkDetach { link_fd: fd as u32 };
+    // SAFETY: as above; fd is the link's, closed right after.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            &detach as *const LinkDetach,
+            size_of::<LinkDetach>(),
+        )
+    };
+    let result = if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
+    // SAFETY: closing the fd BPF_OBJ_GET gave us.
+    unsafe { libc::close(fd as i32) };
+    result
 }
 
 /// A NUL-padded byte string as text.

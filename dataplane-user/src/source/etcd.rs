@@ -28,7 +28,7 @@ use etcd_client::{
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{Facts, Source, SourceStatus};
+use super::{HostReport, Source, SourceStatus};
 
 /// What the agent needs to join the database.
 #[derive(Clone, Debug)]
@@ -335,15 +335,15 @@ impl Source for EtcdSource {
         true
     }
 
-    async fn publish(&mut self, facts: &Facts) {
+    async fn publish(&mut self, report: &HostReport) {
         if self.conn.is_none() {
             return;
         }
-        if let Err(e) = self.publish_bindings(facts).await {
+        if let Err(e) = self.publish_bindings(report).await {
             self.lost(format!("publishing bindings: {e:#}"));
             return;
         }
-        if let Err(e) = self.publish_claims(facts).await {
+        if let Err(e) = self.publish_claims(report).await {
             self.lost(format!("publishing claims: {e:#}"));
         }
     }
@@ -356,12 +356,12 @@ impl Source for EtcdSource {
 impl EtcdSource {
     /// Bindings of local ports whose tap is attached: written and removed
     /// as that changes, under the lease.
-    async fn publish_bindings(&mut self, facts: &Facts) -> Result<()> {
+    async fn publish_bindings(&mut self, report: &HostReport) -> Result<()> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         let prefix = format!("{}/bindings", self.opts.prefix);
-        for (port, tap) in &facts.attached {
+        for (port, tap) in &report.attached {
             if self.bindings.get(port) == Some(tap) {
                 continue;
             }
@@ -378,7 +378,7 @@ impl EtcdSource {
         let gone: Vec<String> = self
             .bindings
             .keys()
-            .filter(|p| !facts.attached.contains_key(*p))
+            .filter(|p| !report.attached.contains_key(*p))
             .cloned()
             .collect();
         for port in gone {
@@ -393,11 +393,11 @@ impl EtcdSource {
     /// agent last saw, so that a late writer cannot undo a newer claim
     /// (it sees the newer record by the watch, and its own claim is not
     /// new any more).
-    async fn publish_claims(&mut self, facts: &Facts) -> Result<()> {
+    async fn publish_claims(&mut self, report: &HostReport) -> Result<()> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        for (key, (port, changes)) in &facts.claims {
+        for (key, (port, changes)) in &report.claims {
             if self.told.get(key) == Some(changes) {
                 continue;
             }

@@ -18,7 +18,7 @@ pub use file::FileSource;
 /// What this host knows that others need: published by sources shared
 /// between hosts (a database), ignored by a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Facts {
+pub struct HostReport {
     /// Local ports whose tap is attached: port id -> tap.
     pub attached: BTreeMap<String, String>,
     /// Shared addresses whose active member is a local port, as the
@@ -68,7 +68,7 @@ pub trait Source: Send {
     }
 
     /// Tells the others what this host knows (a database source).
-    fn publish(&mut self, _facts: &Facts) -> impl Future<Output = ()> + Send {
+    fn publish(&mut self, _report: &HostReport) -> impl Future<Output = ()> + Send {
         async {}
     }
 
