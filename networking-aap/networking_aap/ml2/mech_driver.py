@@ -60,7 +60,8 @@ class AapMechanismDriver(api.MechanismDriver):
         for resource, handler in (
                 (resources.SECURITY_GROUP, self._security_group_event),
                 (resources.SECURITY_GROUP_RULE, self._rule_event),
-                (resources.ROUTER, self._router_event)):
+                (resources.ROUTER, self._router_event),
+                (resources.ROUTER_INTERFACE, self._router_event)):
             for event in (events.AFTER_CREATE, events.AFTER_UPDATE,
                           events.AFTER_DELETE):
                 registry.subscribe(handler, resource, event)
@@ -205,30 +206,54 @@ class AapMechanismDriver(api.MechanismDriver):
         yield aap.NETWORKS, plugin.get_networks(ctx)
         yield aap.SUBNETS, plugin.get_subnets(ctx)
         yield aap.PORTS, plugin.get_ports(ctx)
-        yield aap.SECURITY_GROUPS, plugin.get_security_groups(ctx)
+        # One by one: the list call shapes the rules differently from
+        # GET /security-groups/<id> (belongs_to_default_sg), which the
+        # callbacks write.
+        yield aap.SECURITY_GROUPS, (
+            sg for sg in (self._read_security_group(ctx, s['id']) for s in
+                          plugin.get_security_groups(ctx, fields=['id']))
+            if sg is not None)
         l3 = directory.get_plugin(plugin_constants.L3)
         if l3 is not None:
             yield aap.ROUTERS, l3.get_routers(ctx)
 
     # -- ML2 hooks ------------------------------------------------------
 
+    # Networks and subnets are read back through the plugin, as the API
+    # shows them: context.current lacks a network's subnets list and
+    # carries a subnet's whole network, and a subnet change also changes
+    # its network (subnets, revision_number) without a network hook.
+
     def create_network_postcommit(self, context):
-        self._write(aap.NETWORKS, context.current)
+        self._write_read_back(aap.NETWORKS, context.current)
 
     def update_network_postcommit(self, context):
-        self._write(aap.NETWORKS, context.current)
+        self._write_read_back(aap.NETWORKS, context.current)
 
     def delete_network_postcommit(self, context):
         self._remove(aap.NETWORKS, context.current['id'])
 
     def create_subnet_postcommit(self, context):
-        self._write(aap.SUBNETS, context.current)
+        self._write_read_back(aap.SUBNETS, context.current)
+        self._write_read_back(aap.NETWORKS,
+                              {'id': context.current['network_id']})
 
     def update_subnet_postcommit(self, context):
-        self._write(aap.SUBNETS, context.current)
+        self._write_read_back(aap.SUBNETS, context.current)
 
     def delete_subnet_postcommit(self, context):
         self._remove(aap.SUBNETS, context.current['id'])
+        self._write_read_back(aap.NETWORKS,
+                              {'id': context.current['network_id']})
+
+    def _write_read_back(self, kind, obj):
+        getter = {aap.NETWORKS: self._plugin().get_network,
+                  aap.SUBNETS: self._plugin().get_subnet}[kind]
+        try:
+            fresh = getter(self._admin(), obj['id'])
+        except n_exc.NotFound:
+            return  # deleted meanwhile: its delete hook removes it
+        self._write(kind, fresh)
 
     def create_port_postcommit(self, context):
         self._write(aap.PORTS, context.current)
@@ -266,11 +291,16 @@ class AapMechanismDriver(api.MechanismDriver):
         if sg_id:
             self._write_security_group(sg_id)
 
+    def _read_security_group(self, ctx, sg_id):
+        try:
+            return self._plugin().get_security_group(ctx, sg_id)
+        except n_exc.NotFound:
+            return None
+
     def _write_security_group(self, sg_id, fallback=None):
         """Rewrites the whole group, rules nested, as the API shows it."""
-        try:
-            sg = self._plugin().get_security_group(self._admin(), sg_id)
-        except n_exc.NotFound:
+        sg = self._read_security_group(self._admin(), sg_id)
+        if sg is None:
             # Deleted meanwhile, or not committed yet (a default group
             # created inside another transaction): the event's own copy.
             if not fallback or 'security_group_rules' not in fallback:
@@ -279,7 +309,8 @@ class AapMechanismDriver(api.MechanismDriver):
         self._write(aap.SECURITY_GROUPS, sg)
 
     def _router_event(self, resource, event, trigger, payload):
-        if event == events.AFTER_DELETE:
+        # An interface added or removed changes the router's revision.
+        if event == events.AFTER_DELETE and resource == resources.ROUTER:
             self._remove(aap.ROUTERS, payload.resource_id)
             return
         l3 = directory.get_plugin(plugin_constants.L3)
