@@ -201,7 +201,8 @@ class Watcher:
             if self._response.status_code != 200:
                 raise RuntimeError('watch: HTTP %s'
                                    % self._response.status_code)
-            for line in self._response.iter_lines():
+            # chunk_size=None: hand over each message as it arrives.
+            for line in self._response.iter_lines(chunk_size=None):
                 if self._stop.is_set():
                     return
                 if not line.strip():
