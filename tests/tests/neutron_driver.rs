@@ -655,7 +655,57 @@ fn resync(etcd: &mut Etcd, n: &mut Neutron, port: u16) -> Result<()> {
     );
     // And the API still works, driver included.
     n.cli(&["port", "delete", "vm1"])?;
-    wait_gone(etcd, &port_key)
+    wait_gone(etcd, &port_key)?;
+
+    // 4. etcd is down while the API changes something: the call still
+    //    succeeds, and the change reaches etcd once it is back.
+    etcd.kill()?;
+    let net2 = n.cli_json(&["network", "create", "net2"])?;
+    etcd.restart()?;
+    let t = Instant::now();
+    wait_json(
+        etcd,
+        &format!("/aap/neutron/networks/{}", s(&net2, "id")),
+        "a network created while etcd was down",
+        |_| true,
+    )?;
+    eprintln!(
+        "resync: a change made while etcd was down in etcd {:.0?} after it was back",
+        t.elapsed()
+    );
+
+    // 5. Status across a driver restart: an attached port stays ACTIVE; one
+    //    whose binding record went while the driver was down turns DOWN.
+    let lease = Lease::grant(etcd, 10)?;
+    lease.put(etcd, "/aap/chassis/h1", &chassis("h1"))?;
+    let mut ports = vec![];
+    for name in ["vm3", "vm4"] {
+        let p = n.cli_json(&["port", "create", name, "--network", "net1", "--host", "h1"])?;
+        let id = s(&p, "id").to_string();
+        lease.put(etcd, &format!("/aap/bindings/{id}"), &binding("h1", &id))?;
+        ports.push(format!("/aap/neutron/ports/{id}"));
+    }
+    for key in &ports {
+        wait_json(etcd, key, "port ACTIVE", |v| s(v, "status") == "ACTIVE")?;
+    }
+    let vm3_revision = mod_revision(etcd, &ports[0])?;
+    n.stop();
+    let vm4 = ports[1].rsplit('/').next().unwrap_or_default();
+    etcd.etcdctl(&["del", &format!("/aap/bindings/{vm4}")])?;
+    n.restart()?;
+    wait_json(etcd, &ports[1], "vm4 DOWN after the restart", |v| {
+        s(v, "status") == "DOWN"
+    })?;
+    let vm3 = etcd_json(etcd, &ports[0])?.context("vm3 in etcd")?;
+    assert_eq!(s(&vm3, "status"), "ACTIVE", "vm3 stays ACTIVE");
+    assert_eq!(
+        mod_revision(etcd, &ports[0])?,
+        vm3_revision,
+        "vm3 untouched (no flap)"
+    );
+    let shown = n.cli_json(&["port", "show", "vm3"])?;
+    assert_eq!(s(&shown, "status"), "ACTIVE");
+    Ok(())
 }
 
 /// The driver's pure parts (layout, ordering, resync diff): Python unit
