@@ -67,6 +67,24 @@ class Layout:
         return name if name and '/' not in name else None
 
 
+def api_shape(obj, attribute_map):
+    """``obj`` with only the attributes the API shows an admin: those of
+    ``attribute_map`` (Neutron's attribute map of the resource's
+    collection, extensions included) marked visible, as Neutron's API
+    strips the others (standard_attr_id, a router's gw_port_id, ...) from
+    what the plugin returns. Without a map, ``obj`` unchanged."""
+    if not attribute_map:
+        return obj
+    shaped = {}
+    for name, value in obj.items():
+        spec = attribute_map.get(name)
+        if spec is None and name == 'project_id':
+            spec = attribute_map.get('tenant_id')
+        if spec and spec.get('is_visible'):
+            shaped[name] = value
+    return shaped
+
+
 def encode(obj):
     """One canonical JSON text per object, so equal objects compare equal
     as text and a resync can tell what changed without parsing etcd."""

@@ -513,6 +513,25 @@ fn scenario(etcd: &Etcd, n: &Neutron) -> Result<()> {
             .any(|k| k.contains(&p2_id) || k.contains(&itf_id)),
         "{keys:?}"
     );
+    same_as_the_api(etcd, n)
+}
+
+/// Every object under /aap/neutron/ is exactly what the API's GET returns.
+fn same_as_the_api(etcd: &Etcd, n: &Neutron) -> Result<()> {
+    for (key, value) in snapshot(etcd)? {
+        let mut parts = key.split('/').skip(3);
+        let (kind, id) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let (path, field) = match kind {
+            "security_groups" => ("security-groups", "security_group"),
+            k => (k, k.trim_end_matches('s')),
+        };
+        let api = n.api("GET", &format!("/{path}/{id}"), None)?;
+        let mine: Value = serde_json::from_str(&value)?;
+        assert_eq!(mine, api[field], "{key} differs from GET /v2.0/{path}/{id}");
+    }
     Ok(())
 }
 
@@ -616,6 +635,7 @@ fn resync(etcd: &mut Etcd, n: &mut Neutron, port: u16) -> Result<()> {
         .collect::<Result<_>>()?;
     n.restart()?;
     let took = wait_snapshot(etcd, &want, "driver restart: etcd as the database says")?;
+    same_as_the_api(etcd, n)?;
     eprintln!("resync: driver restart -> etcd corrected {took:.0?} after the API was up");
     for (k, rev) in revisions {
         assert_eq!(
@@ -729,4 +749,88 @@ fn driver_unit_tests() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the driver writes, the agent's configuration code accepts: every
+/// object under /aap/neutron/ written by a real Neutron (IPv4 and IPv6
+/// subnets, a port with a pair, groups, a router and its interface) as one
+/// document through `dataplane_config::validate`.
+#[test]
+#[ignore = "dataplane-config refuses fields Neutron 29's API returns (networks: ipv4_address_scope, \
+            ipv6_address_scope, qinq, vlan_transparent; rules: standard_attr_id) and its default \
+            IPv6 gateway (the subnet-router anycast address, prefix::): run with --ignored once it accepts them"]
+fn agent_accepts_what_the_driver_writes() -> Result<()> {
+    lab::require_root!();
+    let etcd = Etcd::start(None, IP, 23841)?;
+    let n = Neutron::start(Options::new(&etcd.url))?;
+    let r = (|| -> Result<()> {
+        n.cli(&["network", "create", "net1"])?;
+        n.cli(&[
+            "subnet",
+            "create",
+            "v4",
+            "--network",
+            "net1",
+            "--subnet-range",
+            "10.0.0.0/24",
+        ])?;
+        n.cli(&[
+            "subnet",
+            "create",
+            "v6",
+            "--network",
+            "net1",
+            "--ip-version",
+            "6",
+            "--subnet-range",
+            "fd00::/64",
+        ])?;
+        n.cli(&["security", "group", "create", "web"])?;
+        n.cli(&[
+            "security",
+            "group",
+            "rule",
+            "create",
+            "web",
+            "--protocol",
+            "tcp",
+            "--remote-group",
+            "web",
+        ])?;
+        n.cli(&[
+            "port",
+            "create",
+            "vm1",
+            "--network",
+            "net1",
+            "--security-group",
+            "web",
+            "--allowed-address",
+            "ip-address=10.0.0.100",
+            "--host",
+            "h1",
+        ])?;
+        n.cli(&["router", "create", "r1"])?;
+        n.cli(&["router", "add", "subnet", "r1", "v4"])?;
+        // net1, v4, v6, default and web, vm1, the interface, r1.
+        wait_for(WAIT, "every object in etcd", || {
+            etcd.keys("/aap/neutron/")
+                .map(|k| k.len() == 8)
+                .unwrap_or(false)
+        })?;
+        let mut doc = serde_json::Map::new();
+        for (key, value) in snapshot(&etcd)? {
+            let kind = key.split('/').nth(3).context("a kind")?.to_string();
+            let list = doc.entry(kind).or_insert_with(|| Value::Array(vec![]));
+            list.as_array_mut()
+                .expect("an array")
+                .push(serde_json::from_str(&value)?);
+        }
+        let text = Value::Object(doc).to_string();
+        let document = dataplane_config::Document::parse(&text, dataplane_config::Format::Json)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        dataplane_config::validate(&document).map_err(|e| anyhow::anyhow!("{e}\n{text}"))?;
+        Ok(())
+    })();
+    with_log(&n, r)
 }

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 
+from neutron_lib.api import attributes as api_attributes
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import events
 from neutron_lib.callbacks import registry
@@ -151,7 +152,16 @@ class AapMechanismDriver(api.MechanismDriver):
 
     # -- writes ---------------------------------------------------------
 
+    @staticmethod
+    def _api_shape(kind, obj):
+        """As the API returns it to an admin: the plugin's dicts carry
+        attributes the API never shows (standard_attr_id, a router's
+        gw_port_id, ...); a group's nested rules are left as the API
+        leaves them."""
+        return aap.api_shape(obj, api_attributes.RESOURCES.get(kind))
+
     def _write(self, kind, obj):
+        obj = self._api_shape(kind, obj)
         key = self.layout.key(kind, obj['id'])
         started = time.monotonic()
         try:
@@ -190,6 +200,7 @@ class AapMechanismDriver(api.MechanismDriver):
         desired = {}
         for kind, objs in self._all_objects():
             for obj in objs:
+                obj = self._api_shape(kind, obj)
                 desired[self.layout.key(kind, obj['id'])] = aap.encode(obj)
         puts, deletes = aap.diff(desired, actual)
         skipped = self.store.apply_conditional(puts, deletes)
@@ -219,10 +230,10 @@ class AapMechanismDriver(api.MechanismDriver):
 
     # -- ML2 hooks ------------------------------------------------------
 
-    # Networks and subnets are read back through the plugin, as the API
-    # shows them: context.current lacks a network's subnets list and
-    # carries a subnet's whole network, and a subnet change also changes
-    # its network (subnets, revision_number) without a network hook.
+    # Objects are read back through the plugin, as the API shows them:
+    # context.current lacks a network's subnets list and carries a
+    # subnet's whole network, and a subnet change also changes its network
+    # (subnets, revision_number) without a network hook.
 
     def create_network_postcommit(self, context):
         self._write_read_back(aap.NETWORKS, context.current)
@@ -248,19 +259,23 @@ class AapMechanismDriver(api.MechanismDriver):
 
     def _write_read_back(self, kind, obj):
         getter = {aap.NETWORKS: self._plugin().get_network,
-                  aap.SUBNETS: self._plugin().get_subnet}[kind]
+                  aap.SUBNETS: self._plugin().get_subnet,
+                  aap.PORTS: self._plugin().get_port}[kind]
         try:
             fresh = getter(self._admin(), obj['id'])
         except n_exc.NotFound:
             return  # deleted meanwhile: its delete hook removes it
         self._write(kind, fresh)
 
+    # Ports too: the API adds the binding's drivers to
+    # binding:vif_details, which context.current lacks.
+
     def create_port_postcommit(self, context):
-        self._write(aap.PORTS, context.current)
+        self._write_read_back(aap.PORTS, context.current)
 
     def update_port_postcommit(self, context):
         port = context.current
-        self._write(aap.PORTS, port)
+        self._write_read_back(aap.PORTS, port)
         if port.get(portbindings.VIF_TYPE) == portbindings.VIF_TYPE_TAP:
             # Bound (or rebound): ACTIVE if its tap is attached already.
             with self._bindings_lock:

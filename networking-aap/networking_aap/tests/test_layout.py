@@ -72,6 +72,15 @@ class LayoutTest(unittest.TestCase):
         self.assertFalse(layout.binding_matches(
             {'chassis': ''}, {'binding:host_id': ''}))
 
+    def test_api_shape_keeps_visible_attributes_only(self):
+        amap = {'id': {'is_visible': True}, 'tenant_id': {'is_visible': True},
+                'gw_port_id': {'is_visible': False}, 'name': {}}
+        obj = {'id': 'r', 'project_id': 'p', 'gw_port_id': 'g',
+               'standard_attr_id': 7, 'name': 'r1'}
+        self.assertEqual(layout.api_shape(obj, amap),
+                         {'id': 'r', 'project_id': 'p'})
+        self.assertIs(layout.api_shape(obj, None), obj)
+
     def test_prefix_end(self):
         self.assertEqual(layout.prefix_end('/aap/bindings/'),
                          b'/aap/bindings0')
