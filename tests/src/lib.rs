@@ -1,5 +1,6 @@
 //! Test harness: network namespaces, VMs behind taps, the datapath agent,
-//! packet capture, configuration builders and BPF_PROG_TEST_RUN verdicts.
+//! packet capture, configuration builders and BPF_PROG_TEST_RUN verdicts;
+//! a real etcd, and a real Neutron API server with the ML2 driver.
 //! The integration tests in `tests/` use it, and so does `cargo xtask run`
 //! for the demo.
 
@@ -9,6 +10,7 @@ pub mod etcd;
 pub mod lab;
 pub mod model;
 pub mod netns;
+pub mod neutron;
 pub mod pkt;
 pub mod rng;
 pub mod topo;

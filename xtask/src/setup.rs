@@ -31,6 +31,8 @@ const PACKAGES: &[&str] = &[
     "etcd-client",       // etcdctl, for inspecting it
     "protobuf-compiler", // protoc: the etcd client crate generates its gRPC code
     "libprotobuf-dev",   // the standard .proto files protoc needs
+    "mariadb-server",    // Neutron's database in the ML2 driver tests (started by them)
+    "python3-venv",      // the tests' venv for Neutron and the driver (Debian's python3)
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
