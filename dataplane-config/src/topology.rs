@@ -98,6 +98,8 @@ pub struct Port {
     pub security_groups: Vec<usize>,
     /// Host interface carrying the port's traffic.
     pub tap: String,
+    /// The chassis the port is bound to (`binding:host_id`), if any.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +240,7 @@ impl Topology {
             port_security_enabled: p.port_security_enabled,
             security_groups,
             tap: p.spec.tap.clone(),
+            host: p.spec.host.clone(),
         });
     }
 }

@@ -108,10 +108,17 @@ impl Cloud {
     pub fn publish(&self, config: &Value) -> Result<()> {
         let path = self.dir.path().join("config.json");
         std::fs::write(&path, serde_json::to_string_pretty(config)?)?;
+        self.publish_file(&path).map(drop)
+    }
+
+    /// `dataplane publish FILE` into this cloud's etcd; its output.
+    pub fn publish_file(&self, path: &std::path::Path) -> Result<String> {
         let out = self
             .underlay
             .command(crate::lab::dataplane_bin().to_str().unwrap())
-            .args(["publish", path.to_str().unwrap(), "--etcd", &self.etcd.url])
+            .arg("publish")
+            .arg(path)
+            .args(["--etcd", &self.etcd.url])
             .output()?;
         if !out.status.success() {
             bail!(
@@ -120,7 +127,7 @@ impl Cloud {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts host `name`'s agent on etcd; waits until it is ready with

@@ -10,7 +10,10 @@
 //! its adverts from the base interface: adverts carry the member's fixed
 //! IP, which port security binds to the port's MAC, not the virtual one.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -45,8 +48,10 @@ impl Outcome {
     }
 }
 
-fn keepalived(lab: &Lab, vm: &Vm, priority: u32, vmac: bool) -> Result<()> {
-    let dir = lab.dir.path();
+/// Starts keepalived in `vm` (VRRP only, no fork; its files in `dir`) for
+/// `vip`/24 on virtual router `vrid` with `priority`; with `vmac`, on a
+/// shared virtual MAC, adverts sent from the base interface.
+pub fn keepalived(dir: &Path, vm: &Vm, vrid: u8, priority: u32, vip: &str, vmac: bool) -> Result<()> {
     let name = &vm.name;
     let vmac_opts = if vmac {
         "use_vmac\n    vmac_xmit_base"
@@ -55,9 +60,9 @@ fn keepalived(lab: &Lab, vm: &Vm, priority: u32, vmac: bool) -> Result<()> {
     };
     let conf = format!(
         "global_defs {{\n  router_id {name}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}}\n\
-         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id {vrid}\n    \
          priority {priority}\n    advert_int 1\n    {vmac_opts}\n    \
-         virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n"
+         virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n"
     );
     let path = dir.join(format!("{name}.keepalived.conf"));
     std::fs::write(&path, conf)?;
@@ -70,10 +75,10 @@ fn keepalived(lab: &Lab, vm: &Vm, priority: u32, vmac: bool) -> Result<()> {
     Ok(())
 }
 
-/// Whether `vm` holds the VIP (on eth0 or on keepalived's vmac interface).
-fn holds_vip(vm: &Vm) -> bool {
+/// Whether `vm` holds `vip` (on eth0 or on keepalived's vmac interface).
+pub fn holds(vm: &Vm, vip: &str) -> bool {
     vm.sh("ip -4 -o addr show")
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {VIP}/")))
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {vip}/")))
         .unwrap_or(false)
 }
 
@@ -133,10 +138,10 @@ pub fn scenario(bridge: bool, vmac: bool) -> Result<(Lab, Outcome)> {
         lab.start(&cfg)?;
     }
     let (m1, m2, c) = (lab.vm("m1"), lab.vm("m2"), lab.vm("c"));
-    keepalived(&lab, m1, 200, vmac)?;
-    keepalived(&lab, m2, 100, vmac)?;
+    keepalived(lab.dir.path(), m1, 51, 200, VIP, vmac)?;
+    keepalived(lab.dir.path(), m2, 51, 100, VIP, vmac)?;
     wait_until("m1 to become master", Duration::from_secs(15), || {
-        holds_vip(m1)
+        holds(m1, VIP)
     })?;
     if !wait_until_ok(Duration::from_secs(10), || c.ping(VIP, 1)) {
         let diag = m1.sh("ip -d addr; ip neigh; sysctl net.ipv4.conf.all.arp_ignore net.ipv4.conf.eth0.arp_ignore")?;
@@ -162,7 +167,7 @@ pub fn scenario(bridge: bool, vmac: bool) -> Result<(Lab, Outcome)> {
     std::thread::sleep(FAIL_AFTER);
     m1.sh("ip link set eth0 down")?;
     wait_until("m2 to become master", Duration::from_secs(15), || {
-        holds_vip(m2)
+        holds(m2, VIP)
     })?;
     wait_until(
         "the client's ping to finish",

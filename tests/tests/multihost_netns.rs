@@ -274,7 +274,7 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
         keepalived_for(&cloud, host, vm, prio, vip);
     }
     wait_for(Duration::from_secs(20), "m1 to become master", || {
-        holds(m1, vip)
+        vrrp::holds(m1, vip)
     })
     .unwrap();
     c.reaches(vip, WAIT).unwrap();
@@ -287,7 +287,7 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     std::thread::sleep(Duration::from_secs(3));
     m1.sh("ip link set eth0 down").unwrap();
     wait_for(Duration::from_secs(20), "m2 to become master", || {
-        holds(m2, vip)
+        vrrp::holds(m2, vip)
     })
     .unwrap();
     // h3's datapath learns the new master from its gratuitous ARP, which
@@ -315,31 +315,9 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     assert!(record.contains(&m2_port), "etcd's active member: {record}");
 }
 
-/// Whether `vm` holds `vip` on eth0.
-fn holds(vm: &Vm, vip: &str) -> bool {
-    vm.sh("ip -4 -o addr show")
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {vip}/")))
-        .unwrap_or(false)
-}
-
 /// keepalived in `vm` for `vip` (virtual router 61).
 fn keepalived_for(cloud: &Cloud, host: &str, vm: &Vm, priority: u32, vip: &str) {
-    let dir = cloud.host(host).lab.dir.path().to_path_buf();
-    let name = &vm.name;
-    let conf = format!(
-        "global_defs {{\n  router_id {name}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}}\n\
-         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 61\n    \
-         priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n"
-    );
-    let path = dir.join(format!("{name}.keepalived.conf"));
-    std::fs::write(&path, conf).unwrap();
-    vm.sh(&format!(
-        "keepalived --dont-fork --vrrp --use-file={conf} --pid={d}/{name}.pid \
-         --vrrp_pid={d}/{name}.vrrp.pid --log-console > {d}/{name}.keepalived.log 2>&1 &",
-        conf = path.display(),
-        d = dir.display(),
-    ))
-    .unwrap();
+    vrrp::keepalived(cloud.host(host).lab.dir.path(), vm, 61, priority, vip, false).unwrap();
 }
 
 /// Blocks (true) or lets through (false) the hosts' connections to etcd,
@@ -474,7 +452,7 @@ fn a_dead_host_loses_its_addresses_within_the_lease() {
     keepalived_for(&cloud, "h1", m1, 200, vip);
     keepalived_for(&cloud, "h2", m2, 100, vip);
     wait_for(Duration::from_secs(20), "m1 to become master", || {
-        holds(m1, vip)
+        vrrp::holds(m1, vip)
     })
     .unwrap();
     c.reaches(vip, WAIT).unwrap();
@@ -505,7 +483,7 @@ fn a_dead_host_loses_its_addresses_within_the_lease() {
     // m2 took the VIP over (m1's adverts stopped reaching it) and the
     // client reaches it there.
     wait_for(Duration::from_secs(20), "m2 to become master", || {
-        holds(m2, vip)
+        vrrp::holds(m2, vip)
     })
     .unwrap();
     c.reaches(vip, WAIT).unwrap();

@@ -57,13 +57,18 @@ pub fn test(args: &[String]) -> Result<()> {
     })
 }
 
-pub fn demo(hold: bool) -> Result<()> {
+pub fn demo(hold: bool, hosts: bool) -> Result<()> {
     let bin = dataplane_bin()?;
+    let (demo, config) = if hosts {
+        ("demo_hosts", "demo/hosts.toml")
+    } else {
+        ("demo", "demo/demo.toml")
+    };
     with_sigint_ignored(|| {
         status(
             Command::new("cargo")
-                .args(["run", "--quiet", "-p", "tests", "--bin", "demo", "--"])
-                .arg(root().join("demo/demo.toml"))
+                .args(["run", "--quiet", "-p", "tests", "--bin", demo, "--"])
+                .arg(root().join(config))
                 .args(hold.then_some("--hold"))
                 .current_dir(root())
                 .env("DATAPLANE_BIN", &bin),

@@ -39,6 +39,10 @@ enum Task {
         /// Keep the topology and datapath up until Ctrl-C, for inspection.
         #[arg(long)]
         hold: bool,
+        /// The multi-host demo: three hypervisors, etcd, VXLAN, keepalived
+        /// failing over when a host dies.
+        #[arg(long)]
+        hosts: bool,
     },
     /// Per-packet cost of each path against the empty-program floor, its
     /// scaling with ports, pairs and rules, and control-plane timings;
@@ -61,10 +65,10 @@ fn main() -> Result<()> {
             setup::run()?;
             build::bench()
         }
-        Task::Run { hold } => {
+        Task::Run { hold, hosts } => {
             util::require_root("cargo xtask run")?;
             setup::run()?;
-            build::demo(hold)
+            build::demo(hold, hosts)
         }
     }
 }
