@@ -106,11 +106,10 @@ fn fixed_ip_on_network_or_gateway_address() {
         "fixed_ips[0].ip_address",
         "network or broadcast",
     );
-    rejects(
-        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"),
-        "fixed_ips[0].ip_address",
-        "gateway_ip",
-    );
+    // Neutron lets any port hold the subnet's gateway_ip when no router
+    // interface does (a VM that is the subnet's gateway; its IPAM only
+    // checks check_subnet_ip), so a VM port may.
+    accepts(|p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"));
 }
 
 #[test]
@@ -251,14 +250,14 @@ fn duplicate_pairs() {
         "allowed_address_pairs[1]",
         "duplicate of allowed_address_pairs[0]",
     );
-    rejects(
-        |p| {
-            p["allowed_address_pairs"] =
-                json!([{ "ip_address": "10.9.0.0/24" }, { "ip_address": "10.9.0.77/24" }])
-        },
-        "allowed_address_pairs[1]",
-        "duplicate",
-    );
+    // Neutron compares pairs as written: 10.9.0.0/24 and 10.9.0.77/24 are
+    // two pairs to it (and to its database). They are one entry in the
+    // datapath.
+    let t = accepts(|p| {
+        p["allowed_address_pairs"] =
+            json!([{ "ip_address": "10.9.0.0/24" }, { "ip_address": "10.9.0.77/24" }])
+    });
+    assert_eq!(t.ports[0].allowed_address_pairs.len(), 1, "merged");
     // The same IP with two different MACs is two pairs.
     accepts(
         |p| p["allowed_address_pairs"] = json!([{ "ip_address": "10.0.0.100" }, { "ip_address": "10.0.0.100", "mac_address": "00:00:5e:00:01:01" }]),
@@ -294,7 +293,7 @@ fn what_neutron_accepts() {
             { "ip_address": "10.0.0.5" },
             { "ip_address": "10.0.0.77/24" },
             { "ip_address": "0.0.0.0/0", "mac_address": "fa:16:3e:00:00:99" },
-            { "ip_address": "::/0" },
+            { "ip_address": "::/1" },
             { "ip_address": "fd00::10" },
         ])
     });
@@ -330,24 +329,31 @@ fn misspelt_fields_are_refused() {
 #[test]
 fn subnet_errors() {
     let mut doc = base();
-    doc["subnets"][0]["cidr"] = json!("10.0.0.5/24");
+    doc["subnets"][0]["gateway_ip"] = json!("10.0.0.255");
     doc["subnets"][1]["ip_version"] = json!(4);
-    doc["subnets"][2]["gateway_ip"] = json!("10.9.9.9");
+    doc["subnets"][2]["gateway_ip"] = json!("fd00::1");
     let e = check(&doc).expect_err("bad subnets").to_string();
     assert!(
+        e.contains("subnet sub1: gateway_ip: Gateway is not valid on subnet: 10.0.0.255 is the network or broadcast address of 10.0.0.0/24"),
+        "{e}"
+    );
+    assert!(
+        e.contains("subnet sub6: ip_version: cidr 'fd00::/64' does not match the ip_version '4'"),
+        "{e}"
+    );
+    assert!(
         e.contains(
-            "subnet sub1: cidr: \"10.0.0.5/24\" has host bits set; did you mean 10.0.0.0/24?"
+            "subnet sub2: gateway_ip: gateway_ip 'fd00::1' does not match the ip_version '4'"
         ),
         "{e}"
     );
-    assert!(
-        e.contains("subnet sub6: ip_version: 4 does not match cidr fd00::/64"),
-        "{e}"
-    );
-    assert!(
-        e.contains("subnet sub2: gateway_ip: 10.9.9.9 is outside cidr 10.1.0.0/24"),
-        "{e}"
-    );
+    // Neutron takes a cidr with host bits (and stores it without them) and
+    // a gateway outside the subnet (reached on the link).
+    let mut doc = base();
+    doc["subnets"][0]["cidr"] = json!("10.0.0.5/24");
+    doc["subnets"][2]["gateway_ip"] = json!("10.9.9.9");
+    let t = check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.subnets[0].cidr.to_string(), "10.0.0.0/24");
 }
 
 #[test]
@@ -455,11 +461,15 @@ fn routers_and_their_interfaces() {
     doc["ports"][1]["tap_name"] = json!("tapr1");
     rejects_doc(&doc, "r1-if0", "tap_name", "no tap");
 
-    // The interface takes the gateway address; a VM port may not.
-    rejects(
-        |p| p["fixed_ips"][0]["ip_address"] = json!("10.0.0.1"),
-        "fixed_ips[0].ip_address",
-        "gateway_ip",
+    // The interface takes the gateway address; a VM port cannot while the
+    // interface holds it (Neutron: "IP address 10.0.0.1 already allocated").
+    let mut doc = with_router();
+    doc["ports"][0]["fixed_ips"][0]["ip_address"] = json!("10.0.0.1");
+    rejects_doc(
+        &doc,
+        "r1-if0",
+        "fixed_ips",
+        "10.0.0.1 is already used by port 5e1c0a2b",
     );
 
     let mut doc = with_router();
