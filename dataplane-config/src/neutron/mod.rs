@@ -3,6 +3,7 @@
 
 pub mod document;
 pub mod fields;
+pub mod forms;
 pub mod mac;
 pub mod raw;
 pub mod syntax;
