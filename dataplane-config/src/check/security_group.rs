@@ -458,15 +458,12 @@ fn remote(
             }
             // Host bits are kept by Neutron (and shown without them as
             // normalized_cidr); they do not matter to the match.
-            Some(net) => {
-                let written = net.to_string();
-                let key = if written == "0.0.0.0/0" || written == "::/0" {
-                    "+".to_string()
-                } else {
-                    written
-                };
-                (Remote::Prefix(net.trunc()), key)
+            // Neutron takes 0.0.0.0/0 and ::/0 as no prefix (_rule_to_key;
+            // `openstack security group rule list` shows them for none).
+            Some(net) if matches!(net.to_string().as_str(), "0.0.0.0/0" | "::/0") => {
+                (Remote::Any, "+".to_string())
             }
+            Some(net) => (Remote::Prefix(net.trunc()), net.to_string()),
             None => {
                 errors.push(
                     label,
