@@ -142,7 +142,7 @@ fn fixed_ips(errors: &mut Errors, label: &str, p: &RawPort) -> Vec<FixedIpSpec> 
             errors.push(
                 label,
                 "fixed_ips",
-                "Invalid data format for fixed IP: 'None'",
+                "null is not a list of fixed IPs (Neutron: Invalid data format for fixed IP)",
             );
             return Vec::new();
         }
