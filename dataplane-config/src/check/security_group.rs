@@ -92,39 +92,8 @@ fn rule(
             );
         }
     }
-    let direction = match r.direction.as_deref() {
-        Some("ingress") => Some(Direction::Ingress),
-        Some("egress") => Some(Direction::Egress),
-        Some(d) => {
-            errors.push(
-                label,
-                field("direction"),
-                format!("{d:?} is neither ingress nor egress"),
-            );
-            None
-        }
-        None => {
-            errors.push(label, field("direction"), "missing (required)");
-            None
-        }
-    };
-    let ipv6 = match &r.ethertype {
-        Given::Absent => false,
-        Given::Value(e) if e.eq_ignore_ascii_case("IPv4") => false,
-        Given::Value(e) if e.eq_ignore_ascii_case("IPv6") => true,
-        other => {
-            let shown = match other {
-                Given::Value(e) => format!("{e:?}"),
-                _ => "null".to_string(),
-            };
-            errors.push(
-                label,
-                field("ethertype"),
-                format!("{shown} is neither IPv4 nor IPv6 (in any case)"),
-            );
-            false
-        }
-    };
+    let direction = direction(errors, label, &field("direction"), r.direction.as_deref());
+    let ipv6 = ethertype(errors, label, &field("ethertype"), &r.ethertype);
     let protocol = protocol(errors, label, &field("protocol"), r.protocol.as_ref(), ipv6);
     let number = protocol.as_ref().and_then(|p| p.number);
     let ports = ports(errors, label, &field, number, r);
@@ -150,6 +119,43 @@ fn rule(
         },
         key,
     ))
+}
+
+/// `validate_values(['ingress', 'egress'])`.
+fn direction(errors: &mut Errors, label: &str, field: &str, d: Option<&str>) -> Option<Direction> {
+    match d {
+        Some("ingress") => Some(Direction::Ingress),
+        Some("egress") => Some(Direction::Egress),
+        Some(d) => {
+            errors.push(label, field, format!("{d:?} is neither ingress nor egress"));
+            None
+        }
+        None => {
+            errors.push(label, field, "missing (required)");
+            None
+        }
+    }
+}
+
+/// `convert_ethertype_to_case_insensitive`: IPv6 or not; absent is IPv4.
+fn ethertype(errors: &mut Errors, label: &str, field: &str, e: &Given<String>) -> bool {
+    match e {
+        Given::Absent => false,
+        Given::Value(e) if e.eq_ignore_ascii_case("IPv4") => false,
+        Given::Value(e) if e.eq_ignore_ascii_case("IPv6") => true,
+        other => {
+            let shown = match other {
+                Given::Value(e) => format!("{e:?}"),
+                _ => "null".to_string(),
+            };
+            errors.push(
+                label,
+                field,
+                format!("{shown} is neither IPv4 nor IPv6 (in any case)"),
+            );
+            false
+        }
+    }
 }
 
 /// A rule's protocol after Neutron's conversion: its number (none for a
@@ -333,10 +339,10 @@ fn ports(
     protocol: Option<u8>,
     r: &RawRule,
 ) -> PortMatch {
-    let min_field = field("port_range_min");
-    let max_field = field("port_range_max");
-    let min = port_value(errors, label, &min_field, r.port_range_min.as_ref());
-    let max = port_value(errors, label, &max_field, r.port_range_max.as_ref());
+    let fields = [field("port_range_min"), field("port_range_max")];
+    let min = port_value(errors, label, &fields[0], r.port_range_min.as_ref());
+    let max = port_value(errors, label, &fields[1], r.port_range_max.as_ref());
+    let [min_field, max_field] = fields;
     match (protocol, min, max) {
         (_, None, None) | (_, Some(1), Some(65535)) => PortMatch::Any,
         (None, _, _) => {
@@ -344,56 +350,15 @@ fn ports(
             PortMatch::Any
         }
         (Some(p), lo, hi) if has_ports(p) => {
-            if lo == Some(0) || hi == Some(0) {
-                let f = if lo == Some(0) { min_field } else { max_field };
-                errors.push(label, f, "port 0 is not within 1-65535");
-                return PortMatch::Any;
-            }
-            match (lo, hi) {
-                (Some(lo), Some(hi)) if lo <= hi => PortMatch::Range(lo as u16, hi as u16),
-                (Some(lo), Some(hi)) => {
-                    errors.push(
-                        label,
-                        max_field,
-                        format!("{hi} is below port_range_min {lo}"),
-                    );
-                    PortMatch::Any
-                }
-                (lo, _) => {
-                    let f = if lo.is_none() { min_field } else { max_field };
-                    errors.push(
-                        label,
-                        f,
-                        format!(
-                            "missing: protocol {p} needs both port_range_min and port_range_max \
-                             (a single port is min = max)"
-                        ),
-                    );
-                    PortMatch::Any
-                }
-            }
+            port_range(p, lo, hi).unwrap_or_else(|(at_max, message)| {
+                errors.push(label, if at_max { max_field } else { min_field }, message);
+                PortMatch::Any
+            })
         }
-        (Some(1 | 58), t, c) => {
-            for (value, what, f) in [(t, "type", &min_field), (c, "code", &max_field)] {
-                if let Some(v) = value.filter(|v| *v > 255) {
-                    let attr = f.rsplit('.').next().unwrap_or_default();
-                    errors.push(label, f, format!("ICMP {what} ({attr}) {v} is not 0-255"));
-                    return PortMatch::Any;
-                }
-            }
-            match (t, c) {
-                (Some(t), c) => PortMatch::Icmp(t as u8, c.map(|c| c as u8)),
-                (None, Some(c)) => {
-                    errors.push(
-                        label,
-                        max_field,
-                        format!("an ICMP code ({c}) needs an ICMP type (port_range_min)"),
-                    );
-                    PortMatch::Any
-                }
-                (None, None) => PortMatch::Any,
-            }
-        }
+        (Some(1 | 58), t, c) => icmp(t, c).unwrap_or_else(|(at_max, message)| {
+            errors.push(label, if at_max { max_field } else { min_field }, message);
+            PortMatch::Any
+        }),
         (Some(p), _, _) => {
             errors.push(
                 label,
@@ -405,6 +370,47 @@ fn ports(
             );
             PortMatch::Any
         }
+    }
+}
+
+/// A TCP, UDP, SCTP, DCCP or UDP-Lite range: both ends, neither 0, min <=
+/// max. An error says whether it is port_range_max's.
+fn port_range(p: u8, lo: Option<i64>, hi: Option<i64>) -> Result<PortMatch, (bool, String)> {
+    if lo == Some(0) || hi == Some(0) {
+        return Err((lo != Some(0), "port 0 is not within 1-65535".into()));
+    }
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok(PortMatch::Range(lo as u16, hi as u16)),
+        (Some(lo), Some(hi)) => Err((true, format!("{hi} is below port_range_min {lo}"))),
+        (lo, _) => Err((
+            lo.is_some(),
+            format!(
+                "missing: protocol {p} needs both port_range_min and port_range_max (a single \
+                 port is min = max)"
+            ),
+        )),
+    }
+}
+
+/// An ICMP type and optional code, each 0-255; a code needs a type.
+fn icmp(t: Option<i64>, c: Option<i64>) -> Result<PortMatch, (bool, String)> {
+    for (value, at_max, what) in [(t, false, "type"), (c, true, "code")] {
+        if let Some(v) = value.filter(|v| *v > 255) {
+            let attr = if at_max {
+                "port_range_max"
+            } else {
+                "port_range_min"
+            };
+            return Err((at_max, format!("ICMP {what} ({attr}) {v} is not 0-255")));
+        }
+    }
+    match (t, c) {
+        (Some(t), c) => Ok(PortMatch::Icmp(t as u8, c.map(|c| c as u8))),
+        (None, Some(c)) => Err((
+            true,
+            format!("an ICMP code ({c}) needs an ICMP type (port_range_min)"),
+        )),
+        (None, None) => Ok(PortMatch::Any),
     }
 }
 

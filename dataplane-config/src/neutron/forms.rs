@@ -324,7 +324,40 @@ fn api_form(r: Resource, item: &mut Value) -> Result<(), (Option<String>, String
 /// column headers) as an API object, when the row says everything the
 /// datapath needs.
 fn list_row(r: Resource, row: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    let columns: &[(&str, &str)] = match r {
+    let columns = list_columns(r)?;
+    let mut m = Map::new();
+    for (header, v) in row {
+        let Some((_, field)) = columns.iter().find(|(h, _)| h == header) else {
+            return Err(format!(
+                "{header:?} is not a column of `openstack {} list`",
+                r.command()
+            ));
+        };
+        m.insert(field.to_string(), v.clone());
+    }
+    match r {
+        // Without --long the list has no gateway: unknown, so none.
+        Resource::Subnet if !row.contains_key("Gateway") => {
+            m.insert("gateway_ip".into(), Value::Null);
+        }
+        Resource::Router if !row.contains_key("Routes") => {
+            return Err(
+                "a row of `openstack router list` without --long, which does not print the \
+                 static routes (refused rather than ignored): use `openstack router list --long`"
+                    .into(),
+            );
+        }
+        Resource::SecurityGroupRule => rule_row(&mut m)?,
+        _ => {}
+    }
+    Ok(m)
+}
+
+/// The columns of `openstack <resource> list -f json` and the API fields
+/// they show (with and without `--long`), for the lists that say what the
+/// datapath needs.
+fn list_columns(r: Resource) -> Result<&'static [(&'static str, &'static str)], String> {
+    Ok(match r {
         Resource::Network => &[
             ("ID", "id"),
             ("Name", "name"),
@@ -393,33 +426,7 @@ fn list_row(r: Resource, row: &Map<String, Value>) -> Result<Map<String, Value>,
                     .into(),
             );
         }
-    };
-    let mut m = Map::new();
-    for (header, v) in row {
-        let Some((_, field)) = columns.iter().find(|(h, _)| h == header) else {
-            return Err(format!(
-                "{header:?} is not a column of `openstack {} list`",
-                r.command()
-            ));
-        };
-        m.insert(field.to_string(), v.clone());
-    }
-    match r {
-        // Without --long the list has no gateway: unknown, so none.
-        Resource::Subnet if !row.contains_key("Gateway") => {
-            m.insert("gateway_ip".into(), Value::Null);
-        }
-        Resource::Router if !row.contains_key("Routes") => {
-            return Err(
-                "a row of `openstack router list` without --long, which does not print the \
-                 static routes (refused rather than ignored): use `openstack router list --long`"
-                    .into(),
-            );
-        }
-        Resource::SecurityGroupRule => rule_row(&mut m)?,
-        _ => {}
-    }
-    Ok(m)
+    })
 }
 
 /// The columns `openstack security group rule list` formats: "IP Range"
@@ -612,6 +619,16 @@ fn skip(out: &mut Map<String, Value>) -> Vec<ConfigError> {
             message: message.to_string(),
         })
     };
+    let down_routers = skip_routers(out, &mut note);
+    skip_ports(out, &mut note, &down_routers);
+    skipped
+}
+
+/// Records a notice: object, field, message.
+type Note<'a> = dyn FnMut(String, &str, &str) + 'a;
+
+/// Routers down (returned, for their interfaces) and external gateways.
+fn skip_routers(out: &mut Map<String, Value>, note: &mut Note) -> BTreeSet<String> {
     let mut down_routers = BTreeSet::new();
     if let Some(Value::Array(routers)) = out.get_mut("routers") {
         routers.retain_mut(|router| {
@@ -650,6 +667,12 @@ fn skip(out: &mut Map<String, Value>) -> Vec<ConfigError> {
             true
         });
     }
+    down_routers
+}
+
+/// Gateway and floating IP ports, ports down and interfaces of routers
+/// down.
+fn skip_ports(out: &mut Map<String, Value>, note: &mut Note, down_routers: &BTreeSet<String>) {
     if let Some(Value::Array(ports)) = out.get_mut("ports") {
         ports.retain(|port| {
             let Some(m) = port.as_object() else {
@@ -698,7 +721,6 @@ fn skip(out: &mut Map<String, Value>) -> Vec<ConfigError> {
             }
         });
     }
-    skipped
 }
 
 fn admin_down(m: &Map<String, Value>) -> bool {

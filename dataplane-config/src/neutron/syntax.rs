@@ -3,13 +3,13 @@
 //! built-ins under them) read it, so that what Neutron accepts is accepted
 //! here and what it refuses is refused with its reason.
 //!
-//! - [`ip_address`]: `validators.validate_ip_address`
-//! - [`subnet`]: `validators.validate_subnet`
-//! - [`ip_network`]: `netaddr.IPNetwork` (`convert_ip_prefix_to_cidr`)
-//! - [`overlaps_multicast`]: `validators.validate_subnet_not_multicast`
-//! - [`python_int`]: Python's `int()` of a string (`convert_to_int`,
+//! - [`ip_address`] is `validators.validate_ip_address`
+//! - [`subnet`] is `validators.validate_subnet`
+//! - [`ip_network`] is `netaddr.IPNetwork` (`convert_ip_prefix_to_cidr`)
+//! - [`overlaps_multicast`] is `validators.validate_subnet_not_multicast`
+//! - [`python_int`] is Python's `int()` of a string (`convert_to_int`,
 //!   `netutils.is_valid_port`)
-//! - [`boolean`]: `converters.convert_to_boolean`
+//! - [`boolean`] is `converters.convert_to_boolean`
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

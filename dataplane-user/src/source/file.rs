@@ -109,7 +109,7 @@ impl Source for FileSource {
 /// external gateway, a floating IP's port, ...).
 pub fn log_skipped(document: &Document) {
     for s in &document.skipped {
-        warn!("not served, left out: {s}");
+        warn!("not served: {s}");
     }
 }
 
