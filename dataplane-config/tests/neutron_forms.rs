@@ -232,9 +232,9 @@ fn cli_stream() -> String {
         ("port", "port-vrrp-a.json"),
         ("port", "port-vrrp-b.json"),
         ("port", "port-no-security.json"),
-        ("port", "port-061ebe03-37e6-40c4-a817-5104e0f89e57.json"),
-        ("port", "port-4faf6e38-bd10-40f9-b3d0-9b9762341527.json"),
-        ("port", "port-61e90743-5fcf-4902-87fe-af8e37295088.json"),
+        ("port", "port-dhcp.json"),
+        ("port", "port-router-v4.json"),
+        ("port", "port-router-v6.json"),
     ] {
         text.push_str(&format!(
             "{{\"{key}\": {}}}\n",
