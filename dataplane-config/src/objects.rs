@@ -94,6 +94,17 @@ pub enum Remote {
     Group(String),
 }
 
+/// `device_owner` values of ports Neutron lets hold an IPv6 subnet's
+/// network (subnet-router anycast) address (`ROUTER_PORT_OWNERS`; a port
+/// without an owner may too).
+pub const ROUTER_PORT_OWNERS: &[&str] = &[
+    "network:router_interface",
+    "network:ha_router_replicated_interface",
+    "network:router_interface_distributed",
+    "network:router_centralized_snat",
+    "network:router_gateway",
+];
+
 /// `device_owner` values of router interface ports.
 pub const ROUTER_INTERFACE_OWNERS: &[&str] = &[
     "network:router_interface",
@@ -108,8 +119,15 @@ pub struct PortSpec {
     pub name: String,
     pub network_id: String,
     pub mac: MacAddr,
+    /// As written (`compute:nova`, `network:dhcp`, ...; empty when none).
+    pub device_owner: String,
     pub fixed_ips: Vec<FixedIpSpec>,
+    /// One entry per pair the datapath enforces: pairs Neutron keeps apart
+    /// but that mean the same (10.0.0.1 and 10.0.0.1/32) are merged.
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// How many pairs the port lists, as Neutron counts them against
+    /// `max_allowed_address_pair`.
+    pub pairs_written: usize,
     /// As written; the network's default applies when absent.
     pub port_security_enabled: Option<bool>,
     /// Security group ids as written (the store sorts and dedups them).

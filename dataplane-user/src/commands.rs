@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use dataplane_config::{CompileError, ConfigError, ConfigErrors, Store, Topology};
+use dataplane_config::{CompileError, ConfigError, ConfigErrors, Document, Store, Topology};
 
 use crate::{
     control::{self, Request},
@@ -31,8 +31,11 @@ pub struct Refused {
 }
 
 /// Validates a configuration file; with `interfaces`, its taps must exist.
+/// What the file holds that the datapath leaves out is logged.
 pub fn check(path: &Path, interfaces: bool) -> Result<Topology> {
-    let store = dataplane_config::load(path)?;
+    let document = Document::read(path)?;
+    crate::source::file::log_skipped(&document);
+    let store = dataplane_config::validate(&document)?;
     if interfaces {
         taps_exist(&store)?;
     }

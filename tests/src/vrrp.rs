@@ -51,7 +51,14 @@ impl Outcome {
 /// Starts keepalived in `vm` (VRRP only, no fork; its files in `dir`) for
 /// `vip`/24 on virtual router `vrid` with `priority`; with `vmac`, on a
 /// shared virtual MAC, adverts sent from the base interface.
-pub fn keepalived(dir: &Path, vm: &Vm, vrid: u8, priority: u32, vip: &str, vmac: bool) -> Result<()> {
+pub fn keepalived(
+    dir: &Path,
+    vm: &Vm,
+    vrid: u8,
+    priority: u32,
+    vip: &str,
+    vmac: bool,
+) -> Result<()> {
     let name = &vm.name;
     let vmac_opts = if vmac {
         "use_vmac\n    vmac_xmit_base"

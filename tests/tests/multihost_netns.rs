@@ -317,7 +317,15 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
 
 /// keepalived in `vm` for `vip` (virtual router 61).
 fn keepalived_for(cloud: &Cloud, host: &str, vm: &Vm, priority: u32, vip: &str) {
-    vrrp::keepalived(cloud.host(host).lab.dir.path(), vm, 61, priority, vip, false).unwrap();
+    vrrp::keepalived(
+        cloud.host(host).lab.dir.path(),
+        vm,
+        61,
+        priority,
+        vip,
+        false,
+    )
+    .unwrap();
 }
 
 /// Blocks (true) or lets through (false) the hosts' connections to etcd,

@@ -106,6 +106,40 @@ fn unknown_fields(errors: &mut Errors, label: &str, prefix: &str, extra: &Extra)
     }
 }
 
+/// Fields this datapath does not know, for a Neutron resource: accepted when
+/// Neutron returns them for it (`ignored`, see [`crate::neutron::fields`]),
+/// refused otherwise.
+fn unknown_fields_in(
+    errors: &mut Errors,
+    label: &str,
+    prefix: &str,
+    extra: &Extra,
+    ignored: &[&str],
+) {
+    for key in extra.keys() {
+        if !crate::neutron::fields::known(ignored, key) {
+            errors.push(
+                label,
+                format!("{prefix}{key}"),
+                "unknown field (not one Neutron returns for this resource; unknown fields are \
+                 refused so that a typo cannot weaken security)",
+            );
+        }
+    }
+}
+
+/// A nested object (a fixed IP, an allowed address pair) has no fields
+/// beyond the ones the datapath reads.
+fn no_other_fields(errors: &mut Errors, label: &str, prefix: &str, extra: &Extra) {
+    for key in extra.keys() {
+        errors.push(
+            label,
+            format!("{prefix}{key}"),
+            "unknown field (Neutron has no such attribute here)",
+        );
+    }
+}
+
 fn required<'a>(
     errors: &mut Errors,
     label: &str,

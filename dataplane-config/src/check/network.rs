@@ -1,16 +1,17 @@
 //! Settings, networks, subnets and routers on their own.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::{optional, raw, required, unknown_fields};
+use super::{optional, raw, required, unknown_fields, unknown_fields_in};
 use crate::{
     errors::Errors,
     neutron::{
-        Object,
-        raw::{RawActive, RawChassis, RawNetwork, RawRouter, RawSettings, RawSubnet},
+        Object, fields,
+        raw::{Given, RawActive, RawChassis, RawNetwork, RawRouter, RawSettings, RawSubnet},
+        syntax,
     },
     objects::{
         Active, Chassis, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, MAX_VNI, Network, Router, Settings,
@@ -40,12 +41,26 @@ pub fn settings(errors: &mut Errors, label: &str, value: &Value) -> Option<Setti
 
 pub fn network(errors: &mut Errors, label: &str, object: &Object) -> Option<Network> {
     let n: RawNetwork = raw(errors, label, &object.value)?;
-    unknown_fields(errors, label, "", &n.extra);
+    unknown_fields_in(errors, label, "", &n.extra, fields::NETWORK);
     let vni = vni(errors, label, &n);
+    let port_security_enabled = match &n.port_security_enabled {
+        Given::Absent => true,
+        Given::Null => {
+            errors.push(
+                label,
+                "port_security_enabled",
+                "null cannot be converted to boolean",
+            );
+            true
+        }
+        Given::Value(v) => syntax::boolean(v)
+            .map_err(|e| errors.push(label, "port_security_enabled", e))
+            .unwrap_or(true),
+    };
     Some(Network {
         id: object.id.clone(),
         name: n.name.unwrap_or_default(),
-        port_security_enabled: n.port_security_enabled.unwrap_or(true),
+        port_security_enabled,
         vni,
     })
 }
@@ -134,38 +149,48 @@ pub fn active(errors: &mut Errors, label: &str, object: &Object) -> Option<Activ
     })
 }
 
+/// A subnet as Neutron takes it: `cidr` as `validate_subnet` reads it, host
+/// bits dropped (Neutron stores 10.0.0.5/24 as 10.0.0.0/24), never the
+/// IPv6 `::` prefix; `ip_version` 4 or 6 and the cidr's (may be left out
+/// here); `gateway_ip` of that version, anywhere (Neutron allows a gateway
+/// outside the subnet) but an IPv4 subnet's network or broadcast address;
+/// absent, Neutron's default, `null`, none.
 pub fn subnet(errors: &mut Errors, label: &str, object: &Object) -> Option<Subnet> {
     let s: RawSubnet = raw(errors, label, &object.value)?;
-    unknown_fields(errors, label, "", &s.extra);
+    unknown_fields_in(errors, label, "", &s.extra, fields::SUBNET);
     let network_id = required(errors, label, "network_id", &s.network_id);
-    let cidr = required(errors, label, "cidr", &s.cidr).and_then(|c| match c.parse::<IpNet>() {
-        Ok(net) if net.trunc() != net => {
-            errors.push(
-                label,
-                "cidr",
-                format!("{c:?} has host bits set; did you mean {}?", net.trunc()),
-            );
+    let cidr = match &s.cidr {
+        None => {
+            errors.push(label, "cidr", "missing (required)");
             None
         }
-        Ok(net) => Some(net),
-        Err(_) => {
-            errors.push(
-                label,
-                "cidr",
-                format!("{c:?} is not a CIDR such as 10.0.0.0/24"),
-            );
-            None
-        }
-    });
-    if let (Some(v), Some(net)) = (s.ip_version, cidr) {
+        Some(c) => match syntax::subnet(c) {
+            Ok(net) if net.trunc().addr() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+                errors.push(label, "cidr", "IPv6 subnet '::' is not supported");
+                None
+            }
+            Ok(net) => Some(net.trunc()),
+            Err(e) => {
+                errors.push(
+                    label,
+                    "cidr",
+                    format!("{e} (expected a CIDR such as 10.0.0.0/24)"),
+                );
+                None
+            }
+        },
+    };
+    let version = s
+        .ip_version
+        .as_ref()
+        .and_then(|v| ip_version(errors, label, v));
+    if let (Some(v), Some(net)) = (version, cidr) {
         let actual = if net.addr().is_ipv4() { 4 } else { 6 };
-        if v != 4 && v != 6 {
-            errors.push(label, "ip_version", format!("{v} is neither 4 nor 6"));
-        } else if v != actual {
+        if v != actual {
             errors.push(
                 label,
                 "ip_version",
-                format!("{v} does not match cidr {net} (IPv{actual})"),
+                format!("cidr '{net}' does not match the ip_version '{v}'"),
             );
         }
     }
@@ -179,26 +204,74 @@ pub fn subnet(errors: &mut Errors, label: &str, object: &Object) -> Option<Subne
     })
 }
 
+/// `convert_to_int`, then one of 4 and 6.
+fn ip_version(errors: &mut Errors, label: &str, value: &Value) -> Option<i64> {
+    let n = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => syntax::python_int(s),
+        _ => None,
+    };
+    match n {
+        Some(v @ (4 | 6)) => Some(v),
+        Some(v) => {
+            errors.push(label, "ip_version", format!("{v} is not in [4, 6]"));
+            None
+        }
+        None => {
+            errors.push(
+                label,
+                "ip_version",
+                format!("{value} is not an integer (4 or 6)"),
+            );
+            None
+        }
+    }
+}
+
 fn gateway(
     errors: &mut Errors,
     label: &str,
-    value: &Option<String>,
+    value: &Given<String>,
     cidr: Option<IpNet>,
 ) -> Option<IpAddr> {
-    let g = optional(value)?;
-    let Ok(ip) = g.parse::<IpAddr>() else {
-        errors.push(label, "gateway_ip", format!("{g:?} is not an IP address"));
-        return None;
+    let g = match value {
+        Given::Null => return None,
+        // Neutron's default (`_gateway_ip_str`): the first address after
+        // the network address for IPv4, the network (subnet-router anycast)
+        // address itself for IPv6.
+        Given::Absent => {
+            return cidr.and_then(|net| match net {
+                IpNet::V4(n) => u32::from(n.network())
+                    .checked_add(1)
+                    .map(|a| IpAddr::V4(a.into())),
+                IpNet::V6(n) => Some(IpAddr::V6(n.network())),
+            });
+        }
+        Given::Value(g) => g,
+    };
+    let ip = match syntax::ip_address(g) {
+        Ok(ip) => ip,
+        Err(e) => {
+            errors.push(label, "gateway_ip", e);
+            return None;
+        }
     };
     if let Some(net) = cidr {
-        if !net.contains(&ip) {
-            errors.push(label, "gateway_ip", format!("{ip} is outside cidr {net}"));
-        } else if ip == net.network() {
+        if ip.is_ipv4() != net.addr().is_ipv4() {
+            let v = if net.addr().is_ipv4() { 4 } else { 6 };
             errors.push(
                 label,
                 "gateway_ip",
-                format!("{ip} is the network address of {net}"),
+                format!("gateway_ip '{g}' does not match the ip_version '{v}'"),
             );
+        } else if let IpNet::V4(n) = net {
+            if IpAddr::V4(n.network()) == ip || IpAddr::V4(n.broadcast()) == ip {
+                errors.push(
+                    label,
+                    "gateway_ip",
+                    format!("Gateway is not valid on subnet: {ip} is the network or broadcast address of {net}"),
+                );
+            }
         }
     }
     Some(ip)
@@ -206,18 +279,26 @@ fn gateway(
 
 pub fn router(errors: &mut Errors, label: &str, object: &Object) -> Option<Router> {
     let r: RawRouter = raw(errors, label, &object.value)?;
-    unknown_fields(errors, label, "", &r.extra);
-    if !r.routes.is_empty() {
+    unknown_fields_in(errors, label, "", &r.extra, fields::ROUTER);
+    if r.routes.as_ref().is_some_and(|v| !v.is_empty()) {
         errors.push(
             label,
             "routes",
-            "static routes are not supported yet (only connected subnets are routed)",
+            "static routes are not supported yet (only connected subnets are routed; ignoring a \
+             route could send traffic around the next hop it names)",
         );
     }
     if r.external_gateway_info.is_some() {
         errors.push(
             label,
             "external_gateway_info",
+            "external gateways (SNAT, floating IPs) are not supported",
+        );
+    }
+    if r.external_gateways.as_ref().is_some_and(|v| !v.is_empty()) {
+        errors.push(
+            label,
+            "external_gateways",
             "external gateways (SNAT, floating IPs) are not supported",
         );
     }

@@ -4,14 +4,17 @@
 //!
 //! Sources hand the agent objects, not files: a file is split here, an etcd
 //! key holds one object. The store validates each object on its own
-//! (`check`) and then against the others.
+//! (`check`) and then against the others. The forms a file may take
+//! (Neutron's API bodies, `openstack` output) are brought to one first
+//! ([`super::forms`]).
 
 use std::{path::Path, str::FromStr};
 
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::errors::{ConfigErrors, Errors};
+use super::forms;
+use crate::errors::{ConfigError, ConfigErrors, Errors};
 
 /// The resources a configuration holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +95,10 @@ pub struct Object {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Document {
     pub objects: Vec<Object>,
+    /// What the document holds that the datapath cannot serve and was
+    /// safely left out (a router's external gateway, a floating IP's port,
+    /// ...): for the reader to be told, not errors.
+    pub skipped: Vec<ConfigError>,
 }
 
 /// File formats the loader reads.
@@ -102,13 +109,27 @@ pub enum Format {
 }
 
 impl Format {
-    /// By extension; otherwise JSON if the text starts with `{`.
+    /// By extension; otherwise JSON if the text starts with an object or a
+    /// list of objects.
     pub fn detect(path: &Path, text: &str) -> Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some("json") => Format::Json,
             Some("toml") => Format::Toml,
-            _ if text.trim_start().starts_with('{') => Format::Json,
-            _ => Format::Toml,
+            _ => Format::of_text(text),
+        }
+    }
+
+    /// `{`, or a list of objects (`[{`, `[]`: TOML's `[table]` and
+    /// `[[table]]` start with `[` too).
+    fn of_text(text: &str) -> Format {
+        let t = text.trim_start();
+        let list = t
+            .strip_prefix('[')
+            .is_some_and(|rest| rest.trim_start().starts_with(['{', ']']));
+        if t.starts_with('{') || list {
+            Format::Json
+        } else {
+            Format::Toml
         }
     }
 }
@@ -118,12 +139,7 @@ impl FromStr for Document {
 
     /// JSON or TOML, told apart by the first character.
     fn from_str(text: &str) -> Result<Document, ConfigErrors> {
-        let format = if text.trim_start().starts_with('{') {
-            Format::Json
-        } else {
-            Format::Toml
-        };
-        Document::parse(text, format)
+        Document::parse(text, Format::of_text(text))
     }
 }
 
@@ -132,15 +148,30 @@ impl Document {
     /// sections and objects without an id are reported here; the objects
     /// themselves are checked by the store.
     pub fn parse(text: &str, format: Format) -> Result<Document, ConfigErrors> {
-        let value: Value = match format {
-            Format::Toml => toml::from_str(text).map_err(|e| {
+        Document::parse_named(text, format, None)
+    }
+
+    /// Parses configuration text from a file called `name`, which says
+    /// what a bare object or list (as `openstack … -f json` prints it)
+    /// holds: `ports.json`, `security-group-rules.json`. JSON text may hold
+    /// several values one after another (API bodies concatenated).
+    pub fn parse_named(
+        text: &str,
+        format: Format,
+        name: Option<&str>,
+    ) -> Result<Document, ConfigErrors> {
+        let values: Vec<Value> = match format {
+            Format::Toml => vec![toml::from_str(text).map_err(|e| {
                 ConfigErrors::one("configuration", "", format!("not valid TOML: {e}"))
-            })?,
-            Format::Json => serde_json::from_str(text).map_err(|e| {
-                ConfigErrors::one("configuration", "", format!("not valid JSON: {e}"))
-            })?,
+            })?],
+            Format::Json => serde_json::Deserializer::from_str(text)
+                .into_iter::<Value>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ConfigErrors::one("configuration", "", format!("not valid JSON: {e}"))
+                })?,
         };
-        Document::from_value(value)
+        Document::from_values(values, name)
     }
 
     /// Reads and parses a file; its format from its name or first character.
@@ -156,11 +187,29 @@ impl Document {
                 format!("not UTF-8 text: {}", e.utf8_error()),
             )
         })?;
-        Ok(Document::parse(&text, Format::detect(path, &text))?)
+        let name = path.file_name().and_then(|n| n.to_str());
+        Ok(Document::parse_named(
+            &text,
+            Format::detect(path, &text),
+            name,
+        )?)
     }
 
     /// Splits a parsed document into its objects.
     pub fn from_value(value: Value) -> Result<Document, ConfigErrors> {
+        Document::from_values(vec![value], None)
+    }
+
+    /// Brings a document's values to one form, then splits it.
+    fn from_values(values: Vec<Value>, name: Option<&str>) -> Result<Document, ConfigErrors> {
+        let normalized = forms::normalize(values, name)?;
+        let mut doc = Document::split(normalized.value)?;
+        doc.skipped = normalized.skipped;
+        Ok(doc)
+    }
+
+    /// Splits a document in the combined form into its objects.
+    fn split(value: Value) -> Result<Document, ConfigErrors> {
         let mut errors = Errors::default();
         let Value::Object(top) = value else {
             return Err(ConfigErrors::one(

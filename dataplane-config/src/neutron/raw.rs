@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, de::IgnoredAny};
+use serde_json::Value;
 
-/// Fields a Neutron API dump carries that this datapath has no use for. They
-/// are accepted so that real dumps load; any other unknown field is an error,
-/// because a misspelt security field silently ignored is a hole.
+/// Fields accepted and ignored by `check::unknown_fields`, for objects
+/// without a list of their own. Neutron's resources each have theirs,
+/// exactly what Neutron returns for them ([`super::fields`]).
 pub const IGNORED_FIELDS: &[&str] = &[
     "description",
     "project_id",
@@ -65,16 +66,36 @@ pub const IGNORED_FIELDS: &[&str] = &[
 /// Unknown fields of one object, collected for validation.
 pub type Extra = BTreeMap<String, IgnoredAny>;
 
+/// A field whose absence and `null` mean different things to Neutron (a
+/// subnet without `gateway_ip` gets the default gateway, one with `null`
+/// has none; a pair without `mac_address` takes the port's, one with
+/// `null` is refused). Use with `#[serde(default)]`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub enum Given<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.map_or(Given::Null, Given::Value))
+    }
+}
+
 /// A Neutron security group with its rules nested, as `openstack security
 /// group show` and the API's GET return them.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawSecurityGroup {
     pub id: Option<String>,
     pub name: Option<String>,
-    /// Stateless groups are refused until they are supported.
-    pub stateful: Option<bool>,
+    /// Stateless groups are refused until they are supported. A boolean
+    /// as Neutron's `convert_to_boolean` reads it.
     #[serde(default)]
-    pub security_group_rules: Vec<RawRule>,
+    pub stateful: Given<Value>,
+    /// `null` is no rules.
+    pub security_group_rules: Option<Vec<RawRule>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -83,24 +104,23 @@ pub struct RawSecurityGroup {
 pub struct RawRule {
     pub id: Option<String>,
     pub direction: Option<String>,
-    pub ethertype: Option<String>,
-    /// A name (tcp, udp, icmp, ipv6-icmp, any, ...) or a number.
-    pub protocol: Option<RawProtocol>,
-    pub port_range_min: Option<i64>,
-    pub port_range_max: Option<i64>,
+    /// IPv4 when absent; `null` is refused, as Neutron does.
+    #[serde(default)]
+    pub ethertype: Given<String>,
+    /// A name (tcp, udp, icmp, ipv6-icmp, any, ...) or a number, as a
+    /// number or a string; `null` is any protocol.
+    pub protocol: Option<Value>,
+    /// Numbers or numeric strings (Neutron's `convert_validate_port_value`).
+    pub port_range_min: Option<Value>,
+    pub port_range_max: Option<Value>,
     pub remote_ip_prefix: Option<String>,
     pub remote_group_id: Option<String>,
     /// Address groups are refused until they are supported.
     pub remote_address_group_id: Option<String>,
+    /// The group the rule belongs to: its own group, when given.
+    pub security_group_id: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawProtocol {
-    Number(i64),
-    Name(String),
 }
 
 /// A Neutron router. Its interfaces are ports whose `device_owner` is a
@@ -112,10 +132,12 @@ pub struct RawRouter {
     pub name: Option<String>,
     /// Static routes (`[{destination, nexthop}]`): not supported yet, so a
     /// non-empty list is refused rather than ignored.
-    #[serde(default)]
-    pub routes: Vec<IgnoredAny>,
-    /// External gateway (SNAT, floating IPs): not supported, refused.
+    pub routes: Option<Vec<IgnoredAny>>,
+    /// External gateway (SNAT, floating IPs): not supported, refused (a
+    /// file source drops it with a notice before it gets here).
     pub external_gateway_info: Option<IgnoredAny>,
+    /// The same for several gateways (`external-gateway-multihoming`).
+    pub external_gateways: Option<Vec<IgnoredAny>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -134,7 +156,8 @@ pub struct RawNetwork {
     pub id: Option<String>,
     pub name: Option<String>,
     /// Default of `port_security_enabled` for the network's ports.
-    pub port_security_enabled: Option<bool>,
+    #[serde(default)]
+    pub port_security_enabled: Given<Value>,
     /// `vxlan` networks span hosts (their VNI is the segmentation id).
     #[serde(rename = "provider:network_type")]
     pub network_type: Option<String>,
@@ -151,8 +174,11 @@ pub struct RawSubnet {
     pub name: Option<String>,
     pub network_id: Option<String>,
     pub cidr: Option<String>,
-    pub gateway_ip: Option<String>,
-    pub ip_version: Option<i64>,
+    /// Absent: Neutron's default gateway; `null`: none.
+    #[serde(default)]
+    pub gateway_ip: Given<String>,
+    /// 4 or 6, as a number or a numeric string (`convert_to_int`).
+    pub ip_version: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -166,13 +192,17 @@ pub struct RawPort {
     pub host_id: Option<String>,
     pub network_id: Option<String>,
     pub mac_address: Option<String>,
+    /// `null` is refused, as Neutron does.
     #[serde(default)]
-    pub fixed_ips: Vec<RawFixedIp>,
+    pub fixed_ips: Given<Vec<RawFixedIp>>,
+    /// `null` is no pairs.
+    pub allowed_address_pairs: Option<Vec<RawAddressPair>>,
+    /// A boolean as Neutron's `convert_to_boolean` reads it; `null` is
+    /// refused.
     #[serde(default)]
-    pub allowed_address_pairs: Vec<RawAddressPair>,
-    pub port_security_enabled: Option<bool>,
-    #[serde(default)]
-    pub security_groups: Vec<String>,
+    pub port_security_enabled: Given<Value>,
+    /// `null` is no groups.
+    pub security_groups: Option<Vec<String>>,
     /// The host interface of the port; defaults to Neutron's
     /// "tap" + the first 11 characters of the port id.
     pub tap_name: Option<String>,
@@ -195,8 +225,11 @@ pub struct RawFixedIp {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAddressPair {
-    pub ip_address: Option<String>,
-    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub ip_address: Given<String>,
+    /// Absent: the port's MAC; `null` is refused, as Neutron does.
+    #[serde(default)]
+    pub mac_address: Given<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

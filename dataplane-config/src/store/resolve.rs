@@ -12,7 +12,7 @@ use crate::{
     errors::Errors,
     journal::members,
     neutron::Kind,
-    objects::{FixedIp, Port, PortSpec},
+    objects::{FixedIp, Port, PortSpec, ROUTER_PORT_OWNERS},
 };
 
 /// Resolves every touched port (written, or depending on something that
@@ -75,13 +75,13 @@ fn resolve(store: &Store, errors: &mut Errors, spec: PortSpec) -> Option<Port> {
         );
     }
     let max = store.settings.get().max_allowed_address_pairs;
-    if spec.allowed_address_pairs.len() > max {
+    if spec.pairs_written > max {
         errors.push(
             &label,
             "allowed_address_pairs",
             format!(
                 "{} pairs exceed max_allowed_address_pair = {max}",
-                spec.allowed_address_pairs.len()
+                spec.pairs_written
             ),
         );
     }
@@ -161,7 +161,14 @@ fn fixed_ips(store: &Store, errors: &mut Errors, label: &str, spec: &PortSpec) -
     out
 }
 
-/// What is wrong with `ip` as a fixed IP of the port on `subnet_id`.
+/// What is wrong with `ip` as a fixed IP of the port on `subnet_id`
+/// (Neutron's `ipam.utils.check_subnet_ip`: inside the subnet; not an IPv4
+/// subnet's network or broadcast address (a /31 has no broadcast address,
+/// a /32's only address is its network address); not an IPv6 subnet's
+/// network address unless the port is a router's or has no owner). A port
+/// may hold the subnet's `gateway_ip`: Neutron lets an admin give it to any
+/// port (a VM that is the subnet's gateway), and only router interfaces
+/// take part in routing.
 fn address_problem(
     store: &Store,
     spec: &PortSpec,
@@ -177,26 +184,27 @@ fn address_problem(
     }
     match s.cidr {
         IpNet::V4(net)
-            if net.prefix_len() < 31
-                && (IpAddr::V4(net.network()) == ip || IpAddr::V4(net.broadcast()) == ip) =>
+            if IpAddr::V4(net.network()) == ip
+                || net.prefix_len() < 31 && IpAddr::V4(net.broadcast()) == ip =>
         {
-            return Some(format!(
+            Some(format!(
                 "{ip} is the network or broadcast address of {}",
                 s.cidr
-            ));
+            ))
         }
-        IpNet::V6(_) if s.cidr.network() == ip => {
-            return Some(format!(
-                "{ip} is the subnet-router anycast address of {}",
+        IpNet::V6(_)
+            if s.cidr.network() == ip
+                && !spec.device_owner.is_empty()
+                && !ROUTER_PORT_OWNERS.contains(&spec.device_owner.as_str()) =>
+        {
+            Some(format!(
+                "{ip} is the subnet-router anycast address of {} (only a router's port or a \
+                 port without device_owner may hold it)",
                 s.cidr
-            ));
+            ))
         }
-        _ => {}
+        _ => None,
     }
-    if s.gateway_ip == Some(ip) && !spec.is_router_interface() {
-        return Some(format!("{ip} is the gateway_ip of subnet {}", s.id));
-    }
-    None
 }
 
 fn security_groups(

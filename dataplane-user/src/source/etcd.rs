@@ -201,16 +201,17 @@ impl EtcdSource {
             let key = String::from_utf8_lossy(kv.key());
             if let Entry::Object(kind, id) = self.entry(&key) {
                 self.note_active(kind, &id, kv);
-                objects.push(Object {
-                    kind,
-                    id,
-                    value: value(kv.value()),
-                });
+                if let Some(value) = served(kind, &id, value(kv.value())) {
+                    objects.push(Object { kind, id, value });
+                }
             }
         }
         // What is referred to before what refers to it (document order).
         objects.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-        Document { objects }
+        Document {
+            objects,
+            skipped: Vec::new(),
+        }
     }
 
     fn note_active(&mut self, kind: Kind, id: &str, kv: &KeyValue) {
@@ -244,7 +245,8 @@ impl EtcdSource {
             let value = match event.event_type() {
                 EventType::Put => {
                     self.note_active(kind, &id, kv);
-                    Some(value(kv.value()))
+                    // An object left out is as good as deleted.
+                    served(kind, &id, value(kv.value()))
                 }
                 EventType::Delete => {
                     if kind == Kind::Active {
@@ -259,6 +261,17 @@ impl EtcdSource {
         }
         changes
     }
+}
+
+/// The object as the datapath serves it, or None if it is left out
+/// (a port or router administratively down, a gateway or floating IP
+/// port: see `forms::leave_out`); what is left out or ignored is logged.
+fn served(kind: Kind, id: &str, mut value: Value) -> Option<Value> {
+    let (left_out, notes) = dataplane_config::neutron::forms::leave_out(kind, &mut value);
+    for note in notes {
+        info!(key = id, "etcd: {note}");
+    }
+    (!left_out).then_some(value)
 }
 
 /// A value as JSON; what is not JSON stays a string, which the checks

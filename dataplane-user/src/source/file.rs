@@ -48,7 +48,9 @@ impl FileSource {
     }
 
     fn read(&self) -> Result<Update> {
-        Ok(Update::Snapshot(Document::read(&self.path)?))
+        let document = Document::read(&self.path)?;
+        log_skipped(&document);
+        Ok(Update::Snapshot(document))
     }
 }
 
@@ -85,6 +87,7 @@ impl Source for FileSource {
     fn load(&mut self, path: &Path) -> Option<Result<Update>> {
         Some(
             Document::read(path)
+                .inspect(log_skipped)
                 .map(Update::Snapshot)
                 .with_context(|| format!("reading {}", path.display())),
         )
@@ -99,6 +102,14 @@ impl Source for FileSource {
             }
             Err(e) => warn!("cannot watch {}: {e:#}", path.display()),
         }
+    }
+}
+
+/// Tells what a document holds that the datapath leaves out (a router's
+/// external gateway, a floating IP's port, ...).
+pub fn log_skipped(document: &Document) {
+    for s in &document.skipped {
+        warn!("not served: {s}");
     }
 }
 

@@ -103,7 +103,10 @@ fn main() -> Result<()> {
         cloud.etcd.url, cloud.underlay.name
     );
 
-    step(&format!("VMs of {}, each on its port's host", config.display()))?;
+    step(&format!(
+        "VMs of {}, each on its port's host",
+        config.display()
+    ))?;
     for port in &topology.ports {
         let host = port
             .host
@@ -135,7 +138,9 @@ fn main() -> Result<()> {
     step("dataplane publish demo/hosts.toml (what Neutron's ML2 driver does)")?;
     print!("   {}", cloud.publish_file(&config)?);
 
-    step("An agent per host: dataplane run --etcd URL --chassis hN --underlay-dev ul0 --underlay-ip IP")?;
+    step(
+        "An agent per host: dataplane run --etcd URL --chassis hN --underlay-dev ul0 --underlay-ip IP",
+    )?;
     for name in ["h1", "h2", "h3"] {
         let local = topology
             .ports
@@ -180,9 +185,11 @@ fn main() -> Result<()> {
     println!("   vrrp-a is master");
     expect_reply(client, &format!("ping {vip}"), reaches(client, vip), true)?;
     let active_key = format!("{PREFIX}/active/{}/{vip}/32", topology.networks[0].id);
-    wait_for(Duration::from_secs(20), "etcd to name vrrp-a active", || {
-        names_active(&cloud, &active_key, a)
-    })?;
+    wait_for(
+        Duration::from_secs(20),
+        "etcd to name vrrp-a active",
+        || names_active(&cloud, &active_key, a),
+    )?;
     println!(
         "   etcd {active_key}: {}",
         cloud.etcd.get(&active_key)?.unwrap_or_default()
@@ -208,9 +215,11 @@ fn main() -> Result<()> {
         died.elapsed().as_secs_f64()
     );
     expect_reply(client, &format!("ping {vip}"), reaches(client, vip), true)?;
-    wait_for(Duration::from_secs(20), "etcd to name vrrp-b active", || {
-        names_active(&cloud, &active_key, b)
-    })?;
+    wait_for(
+        Duration::from_secs(20),
+        "etcd to name vrrp-b active",
+        || names_active(&cloud, &active_key, b),
+    )?;
     println!(
         "   etcd {active_key}: {}",
         cloud.etcd.get(&active_key)?.unwrap_or_default()
@@ -238,7 +247,10 @@ fn main() -> Result<()> {
     }
 
     step("dataplane show ports   (on h3: its port, and the remote one on h2)")?;
-    print_cmd("dataplane show ports", h3.dataplane(&["show", "ports"]).output()?);
+    print_cmd(
+        "dataplane show ports",
+        h3.dataplane(&["show", "ports"]).output()?,
+    );
 
     if hold {
         println!(
