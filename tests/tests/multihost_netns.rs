@@ -249,6 +249,88 @@ fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
 }
 
 #[test]
+fn routed_between_hosts_the_sender_keeps_its_remote_group() {
+    require_root!();
+    let mut cloud = Cloud::new(2).unwrap();
+    let mut client = vm(
+        &mut cloud,
+        "h1",
+        "client",
+        "fa:16:3e:34:00:01",
+        "10.30.0.21",
+        "sub1",
+    );
+    let mut other = vm(
+        &mut cloud,
+        "h1",
+        "other",
+        "fa:16:3e:34:00:02",
+        "10.30.0.22",
+        "sub1",
+    );
+    let mut web = vm(
+        &mut cloud,
+        "h2",
+        "web",
+        "fa:16:3e:34:00:03",
+        "10.31.0.20",
+        "sub2",
+    );
+    web["security_groups"] = json!(["web"]);
+    client["security_groups"] = json!(["clients"]);
+    other["security_groups"] = json!(["others"]);
+    let (r, interfaces) = router(
+        "r1",
+        &[
+            ("net1", "fa:16:3e:30:ff:01", &[("sub1", "10.30.0.1")]),
+            ("net2", "fa:16:3e:31:ff:01", &[("sub2", "10.31.0.1")]),
+        ],
+    );
+    let (nets, subnets) = networks();
+    let mut ports = vec![web, client, other];
+    ports.extend(interfaces);
+    let mut cfg = config(nets, subnets, ports);
+    cfg["routers"] = json!([r]);
+    let open_out = json!({ "direction": "egress" });
+    cfg["security_groups"] = json!([
+        { "id": "web", "security_group_rules": [
+            open_out,
+            { "direction": "ingress", "protocol": "tcp", "port_range_min": 80,
+              "port_range_max": 80, "remote_group_id": "clients" },
+        ]},
+        { "id": "clients", "security_group_rules": [open_out] },
+        { "id": "others", "security_group_rules": [open_out] },
+    ]);
+    start(&mut cloud, &cfg, &[("h1", 2, 1), ("h2", 1, 2)]);
+    let (web, client, other) = (
+        vm_of(&cloud.hosts, "h2", "web"),
+        vm_of(&cloud.hosts, "h1", "client"),
+        vm_of(&cloud.hosts, "h1", "other"),
+    );
+    for vm in [client, other] {
+        vm.sh("ip route add 10.31.0.0/24 via 10.30.0.1").unwrap();
+    }
+    web.sh("ip route add 10.30.0.0/24 via 10.31.0.1").unwrap();
+    serve(web, 80);
+    // h1 routes, so web's host sees the router's MAC: it finds the sender
+    // by its source address on the router's other network.
+    wait_for(
+        WAIT,
+        "a member of clients connects across the router",
+        || connect(client, "10.31.0.20", 80, None),
+    )
+    .unwrap();
+    let refused = || {
+        cloud.host("h2").lab.port(web).unwrap()["stats"]["drops"]["sg_ingress"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = refused();
+    assert!(!connect(other, "10.31.0.20", 80, None), "not a member");
+    assert!(refused() > before, "refused by web's ingress rules on h2");
+}
+
+#[test]
 fn keepalived_fails_over_between_vms_on_two_hosts() {
     require_root!();
     let mut cloud = Cloud::new(3).unwrap();
