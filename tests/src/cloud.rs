@@ -16,6 +16,8 @@ pub const UNDERLAY_PREFIX: &str = "192.168.100";
 const UNDERLAY_MTU: &str = "1600";
 /// The layout's prefix in etcd.
 pub const PREFIX: &str = "/aap";
+/// Where each host's agent serves metrics (inside the host's namespace).
+const METRICS: &str = "127.0.0.1:9464";
 
 pub struct Host {
     pub name: String,
@@ -149,9 +151,38 @@ impl Cloud {
                 &ip,
                 "--lease-ttl",
                 "4",
+                "--metrics",
+                METRICS,
             ],
             expected,
         )
+    }
+
+    /// Host `name`'s agent's metrics (Prometheus text), or "" if it does
+    /// not answer.
+    pub fn metrics(&self, name: &str) -> String {
+        self.host(name)
+            .lab
+            .hv
+            .run_inside(|| {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(METRICS)?;
+                s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })
+            .unwrap_or_default()
+    }
+
+    /// One series' value in host `name`'s metrics (the first line that
+    /// starts with `series`).
+    pub fn metric(&self, name: &str, series: &str) -> Option<f64> {
+        self.metrics(name)
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 
     /// Waits until every running agent sees `want` chassis.

@@ -438,6 +438,11 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
     );
     vm1.reaches("10.30.0.12", WAIT).unwrap();
     vm3.reaches("10.30.0.12", WAIT).unwrap();
+    assert_eq!(cloud.metric("h1", "dataplane_source_connected"), Some(1.0));
+    let revision = cloud
+        .metric("h1", "dataplane_source_revision")
+        .unwrap_or(0.0);
+    assert!(revision > 0.0, "the revision applied is shown");
     // etcd dies during traffic: established and new flows to known ports
     // go on.
     let pinged = cloud
@@ -446,6 +451,10 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
         .ping_in_background(vm1, "10.30.0.12", 150);
     std::thread::sleep(Duration::from_millis(500));
     cloud.etcd.kill().unwrap();
+    wait_for(WAIT, "h1's metrics to show etcd lost", || {
+        cloud.metric("h1", "dataplane_source_connected") == Some(0.0)
+    })
+    .unwrap();
     serve(vm2, 8080);
     wait_for(WAIT, "a new connection with etcd gone", || {
         connect(vm3, "10.30.0.12", 8080, None)
@@ -457,6 +466,11 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
     for h in ["h1", "h2", "h3"] {
         cloud.wait_chassis(h, &["h1", "h2", "h3"], WAIT).unwrap();
     }
+    wait_for(WAIT, "h1's metrics to show etcd back", || {
+        cloud.metric("h1", "dataplane_source_connected") == Some(1.0)
+            && cloud.metric("h1", "dataplane_source_revision") > Some(revision)
+    })
+    .unwrap();
     // The hosts are cut off from etcd; a change is written meanwhile (a
     // pair for vm1); once they reach etcd again, it is enforced.
     cut_etcd(&cloud, true);
