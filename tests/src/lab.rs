@@ -152,6 +152,70 @@ impl Vm {
         }
     }
 
+    /// Starts a TCP server in the VM answering every connection to each of
+    /// `ports` (IPv4 and IPv6) with "hello-<port>"; returns once all of
+    /// them listen.
+    pub fn serve_tcp(&self, ports: &[u16]) -> Result<()> {
+        let script = format!(
+            "import socket, threading\n\
+             def serve(family, port):\n\
+             \x20   s = socket.socket(family, socket.SOCK_STREAM)\n\
+             \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             \x20   if family == socket.AF_INET6:\n\
+             \x20       s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
+             \x20   s.bind(('', port))\n\
+             \x20   s.listen(64)\n\
+             \x20   while True:\n\
+             \x20       c, _ = s.accept()\n\
+             \x20       threading.Thread(target=talk, args=(c, port)).start()\n\
+             def talk(c, port):\n\
+             \x20   c.sendall(b'hello-%d\\n' % port)\n\
+             \x20   while c.recv(4096):\n\
+             \x20       pass\n\
+             \x20   c.close()\n\
+             ts = [threading.Thread(target=serve, args=(f, p)) for p in {ports:?} for f in (socket.AF_INET, socket.AF_INET6)]\n\
+             [t.start() for t in ts]\n"
+        );
+        let mut child = self
+            .ns
+            .command("/usr/bin/python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        // Reaped in the background: it lives as long as the namespace.
+        std::thread::spawn(move || child.wait());
+        wait_for(
+            WAIT,
+            &format!("{} to listen on {ports:?}", self.name),
+            || {
+                let out = self.ns.try_exec(&["ss", "-Hltn"]);
+                let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+                let text = text.unwrap_or_default();
+                ports.iter().all(|p| {
+                    text.lines()
+                        .filter(|l| l.contains(&format!(":{p} ")))
+                        .count()
+                        >= 2
+                })
+            },
+        )
+    }
+
+    /// Connects to `dst`:`port` (optionally from `src`); true if the
+    /// greeting of [`Vm::serve_tcp`] came back.
+    pub fn connects(&self, dst: &str, port: u16, src: Option<&str>) -> bool {
+        let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
+        self.ns
+            .try_exec(&[
+                "sh",
+                "-c",
+                &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
+            ])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("hello-{port}")))
+    }
+
     /// Runs a scapy script in the VM with the layers imported, `IFACE`
     /// ("eth0") and `MAC` (this VM's MAC) defined.
     pub fn scapy(&self, body: &str) -> Result<std::process::Output> {

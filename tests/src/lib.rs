@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod cloud;
+pub mod demo;
 pub mod etcd;
 pub mod lab;
 pub mod model;

@@ -150,27 +150,6 @@ fn l2_routing_and_arp_between_hosts() {
     );
 }
 
-/// Python in a VM: a TCP server on `port` answering "hello".
-fn serve(vm: &Vm, port: u16) {
-    vm.sh(&format!(
-        "/usr/bin/python3 -c \"import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('', {port}))\ns.listen(16)\nwhile True:\n    c,_=s.accept(); c.sendall(b'hello'); c.close()\" >/dev/null 2>&1 &"
-    ))
-    .unwrap();
-}
-
-fn connect(vm: &Vm, dst: &str, port: u16, src: Option<&str>) -> bool {
-    let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
-    let out = vm
-        .ns
-        .try_exec(&[
-            "sh",
-            "-c",
-            &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
-        ])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("hello")
-}
-
 #[test]
 fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
     require_root!();
@@ -226,13 +205,13 @@ fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
         vm_of(&cloud.hosts, "h3", "other"),
     );
     client.sh("ip addr add 10.30.0.100/32 dev eth0").unwrap();
-    serve(web, 80);
+    web.serve_tcp(&[80]).unwrap();
     wait_for(WAIT, "the member on h1 connects by its fixed IP", || {
-        connect(client, "10.30.0.20", 80, None)
+        client.connects("10.30.0.20", 80, None)
     })
     .unwrap();
     assert!(
-        connect(client, "10.30.0.20", 80, Some("10.30.0.100")),
+        client.connects("10.30.0.20", 80, Some("10.30.0.100")),
         "by its allowed address pair"
     );
     let refused = |h: &str| {
@@ -241,7 +220,7 @@ fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
             .unwrap_or(0)
     };
     let before = refused("h2");
-    assert!(!connect(other, "10.30.0.20", 80, None), "not a member");
+    assert!(!other.connects("10.30.0.20", 80, None), "not a member");
     assert!(
         refused("h2") > before,
         "refused by web's ingress rules on h2"
@@ -311,13 +290,13 @@ fn routed_between_hosts_the_sender_keeps_its_remote_group() {
         vm.sh("ip route add 10.31.0.0/24 via 10.30.0.1").unwrap();
     }
     web.sh("ip route add 10.30.0.0/24 via 10.31.0.1").unwrap();
-    serve(web, 80);
+    web.serve_tcp(&[80]).unwrap();
     // h1 routes, so web's host sees the router's MAC: it finds the sender
     // by its source address on the router's other network.
     wait_for(
         WAIT,
         "a member of clients connects across the router",
-        || connect(client, "10.31.0.20", 80, None),
+        || client.connects("10.31.0.20", 80, None),
     )
     .unwrap();
     let refused = || {
@@ -326,27 +305,47 @@ fn routed_between_hosts_the_sender_keeps_its_remote_group() {
             .unwrap_or(0)
     };
     let before = refused();
-    assert!(!connect(other, "10.31.0.20", 80, None), "not a member");
+    assert!(!other.connects("10.31.0.20", 80, None), "not a member");
     assert!(refused() > before, "refused by web's ingress rules on h2");
 }
 
-#[test]
-fn keepalived_fails_over_between_vms_on_two_hosts() {
-    require_root!();
+/// The VIP both tests of a VIP across hosts share.
+const VIP: &str = "10.30.0.100";
+
+/// m1 on h1 and m2 on h2, both with the pair `VIP`, and a client c on h3
+/// (MACs and last address bytes from `macs`/`ips`, on net1); the agents
+/// started, keepalived not yet.
+fn vip_across_hosts(macs: [&str; 3], ips: [&str; 3]) -> Cloud {
     let mut cloud = Cloud::new(3).unwrap();
-    let mut m1 = vm(&mut cloud, "h1", "m1", vrrp::MAC_M1, "10.30.0.41", "sub1");
-    let mut m2 = vm(&mut cloud, "h2", "m2", vrrp::MAC_M2, "10.30.0.42", "sub1");
-    let c = vm(&mut cloud, "h3", "c", vrrp::MAC_C, "10.30.0.40", "sub1");
-    let vip = "10.30.0.100";
-    m1["allowed_address_pairs"] = json!([pair(vip, None)]);
-    m2["allowed_address_pairs"] = json!([pair(vip, None)]);
+    let mut ports = Vec::new();
+    for (i, (host, name)) in [("h1", "m1"), ("h2", "m2"), ("h3", "c")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut p = vm(&mut cloud, host, name, macs[i], ips[i], "sub1");
+        if name != "c" {
+            p["allowed_address_pairs"] = json!([pair(VIP, None)]);
+        }
+        ports.push(p);
+    }
     let (nets, subnets) = networks();
-    let cfg = config(nets, subnets, vec![m1, m2, c]);
+    let cfg = config(nets, subnets, ports);
     start(
         &mut cloud,
         &cfg,
         &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
     );
+    cloud
+}
+
+#[test]
+fn keepalived_fails_over_between_vms_on_two_hosts() {
+    require_root!();
+    let cloud = vip_across_hosts(
+        [vrrp::MAC_M1, vrrp::MAC_M2, vrrp::MAC_C],
+        ["10.30.0.41", "10.30.0.42", "10.30.0.40"],
+    );
+    let vip = VIP;
     let (m1, m2, c) = (
         vm_of(&cloud.hosts, "h1", "m1"),
         vm_of(&cloud.hosts, "h2", "m2"),
@@ -455,9 +454,9 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
         cloud.metric("h1", "dataplane_source_connected") == Some(0.0)
     })
     .unwrap();
-    serve(vm2, 8080);
+    vm2.serve_tcp(&[8080]).unwrap();
     wait_for(WAIT, "a new connection with etcd gone", || {
-        connect(vm3, "10.30.0.12", 8080, None)
+        vm3.connects("10.30.0.12", 8080, None)
     })
     .unwrap();
     let (sent, received) = ping_result(&pinged);
@@ -513,41 +512,15 @@ fn an_agent_killed_loses_no_packet() {
 #[test]
 fn a_dead_host_loses_its_addresses_within_the_lease() {
     require_root!();
-    let mut cloud = Cloud::new(3).unwrap();
-    let vip = "10.30.0.100";
-    let mut m1 = vm(
-        &mut cloud,
-        "h1",
-        "m1",
-        "fa:16:3e:33:00:01",
-        "10.30.0.51",
-        "sub1",
+    let mut cloud = vip_across_hosts(
+        [
+            "fa:16:3e:33:00:01",
+            "fa:16:3e:33:00:02",
+            "fa:16:3e:33:00:03",
+        ],
+        ["10.30.0.51", "10.30.0.52", "10.30.0.50"],
     );
-    let mut m2 = vm(
-        &mut cloud,
-        "h2",
-        "m2",
-        "fa:16:3e:33:00:02",
-        "10.30.0.52",
-        "sub1",
-    );
-    let c = vm(
-        &mut cloud,
-        "h3",
-        "c",
-        "fa:16:3e:33:00:03",
-        "10.30.0.50",
-        "sub1",
-    );
-    m1["allowed_address_pairs"] = json!([pair(vip, None)]);
-    m2["allowed_address_pairs"] = json!([pair(vip, None)]);
-    let (nets, subnets) = networks();
-    let cfg = config(nets, subnets, vec![m1, m2, c]);
-    start(
-        &mut cloud,
-        &cfg,
-        &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
-    );
+    let vip = VIP;
     let (m1, m2, c) = (
         vm_of(&cloud.hosts, "h1", "m1"),
         vm_of(&cloud.hosts, "h2", "m2"),
