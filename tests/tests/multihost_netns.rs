@@ -360,12 +360,20 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     .unwrap();
     c.reaches(vip, WAIT).unwrap();
     let out = cloud.host("h3").lab.dir.path().join("vip-ping.out");
-    c.sh(&format!(
-        "ping -n -i 0.1 -c 120 -W 1 {vip} > {} 2>&1 &",
-        out.display()
-    ))
-    .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    let ping = c
+        .sh(&format!(
+            "ping -n -i 0.1 -c 600 -W 1 {vip} > {} 2>&1 & echo $!",
+            out.display()
+        ))
+        .unwrap();
+    let ping = String::from_utf8_lossy(&ping.stdout).trim().to_string();
+    let replied = |seq: u32| {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains(&format!("icmp_seq={seq} ")))
+    };
+    wait_for(WAIT, "the client's pings to be answered", || replied(20)).unwrap();
+    // Over: m1's VM loses its link; m2 (on h2) takes the VIP.
+    let over = started.elapsed();
     m1.sh("ip link set eth0 down").unwrap();
     wait_for(Duration::from_secs(20), "m2 to become master", || {
         vrrp::holds(m2, vip)
@@ -373,27 +381,64 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     .unwrap();
     // h3's datapath learns the new master from its gratuitous ARP, which
     // h2 replicated to it.
-    let m2_port = m2.port_id.clone();
+    let (m1_port, m2_port) = (m1.port_id.clone(), m2.port_id.clone());
     let h3 = &cloud.host("h3").lab;
     wait_for(WAIT, "h3 sends the VIP to m2", || {
         h3.active_member(vip).as_deref() == Some(m2_port.as_str())
     })
     .unwrap();
+    // And h2 told the others: etcd's record names m2.
+    wait_for(WAIT, "etcd's active member to be m2", || {
+        cloud
+            .etcd
+            .get(&format!("/aap/active/net1/{vip}/32"))
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.contains(&m2_port))
+    })
+    .unwrap();
+    // And back: m1 returns and, with the higher priority, takes it again.
+    let seq = |at: Duration| (at.as_millis() / 100) as u32;
+    wait_for(WAIT, "pings answered by m2", || {
+        replied(seq(started.elapsed()).saturating_sub(5))
+    })
+    .unwrap();
+    let back = started.elapsed();
+    m1.sh("ip link set eth0 up").unwrap();
+    wait_for(Duration::from_secs(20), "m1 to become master again", || {
+        vrrp::holds(m1, vip) && h3.active_member(vip).as_deref() == Some(m1_port.as_str())
+    })
+    .unwrap();
+    wait_for(WAIT, "pings answered by m1 again", || {
+        replied(seq(started.elapsed()).saturating_sub(5))
+    })
+    .unwrap();
+    // SIGINT: ping prints its summary and exits.
+    nix_kill(&ping, "INT");
     let (sent, received) = ping_result(&out);
-    eprintln!(
-        "VIP failover across hosts: {} of {sent} pings lost",
-        sent - received
-    );
     let text = std::fs::read_to_string(&out).unwrap();
+    let answered: std::collections::BTreeSet<u32> = text
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let lost = |from: u32, to: u32| (from..to).filter(|s| !answered.contains(s)).count();
+    eprintln!(
+        "VIP across hosts: {} of {sent} pings lost; failing over h1 -> h2: {}, back h2 -> h1: {}",
+        sent - received,
+        lost(seq(over), seq(back)),
+        lost(seq(back), sent + 1)
+    );
     let last = vrrp::parse_ping(&text).unwrap().last_reply;
     assert!(received > 0 && last + 10 >= sent, "service resumed: {text}");
-    // And h2 told the others: the record names m2.
-    let record = cloud
-        .etcd
-        .get(&format!("/aap/active/net1/{vip}/32"))
-        .unwrap()
-        .unwrap_or_default();
-    assert!(record.contains(&m2_port), "etcd's active member: {record}");
+}
+
+/// Sends signal `sig` to process `pid` (a background command's `$!`).
+fn nix_kill(pid: &str, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
 }
 
 /// keepalived in `vm` for `vip` (virtual router 61).
