@@ -189,18 +189,23 @@ impl Vm {
         wait_for(
             WAIT,
             &format!("{} to listen on {ports:?}", self.name),
-            || {
-                let out = self.ns.try_exec(&["ss", "-Hltn"]);
-                let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-                let text = text.unwrap_or_default();
-                ports.iter().all(|p| {
-                    text.lines()
-                        .filter(|l| l.contains(&format!(":{p} ")))
-                        .count()
-                        >= 2
-                })
-            },
+            || ports.iter().all(|p| self.listening(*p) >= 2),
         )
+    }
+
+    /// Whether a TCP socket in the VM listens on `port`.
+    pub fn listens(&self, port: u16) -> bool {
+        self.listening(port) > 0
+    }
+
+    /// How many TCP sockets in the VM listen on `port` (IPv4, IPv6).
+    fn listening(&self, port: u16) -> usize {
+        let out = self.ns.try_exec(&["ss", "-Hltn"]);
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        text.unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!(":{port} ")))
+            .count()
     }
 
     /// Connects to `dst`:`port` (optionally from `src`); true if the
@@ -660,6 +665,14 @@ impl Drop for Lab {
             let _ = std::fs::remove_file(format!("/run/dataplane/{}.{ext}", self.instance));
         }
     }
+}
+
+/// How many replies a background ping ([`Lab::ping_in_background`]) has
+/// had so far.
+pub fn ping_replies(out: &std::path::Path) -> usize {
+    std::fs::read_to_string(out)
+        .map(|t| t.lines().filter(|l| l.contains("icmp_seq=")).count())
+        .unwrap_or(0)
 }
 
 /// (sent, received) of a background ping ([`Lab::ping_in_background`]),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lab::{
     capture::{Capture, frame},
     cloud::{Cloud, Host},
-    lab::{Vm, WAIT, ping_result, wait_for},
+    lab::{Vm, WAIT, ping_replies, ping_result, wait_for},
     require_root,
     topo::{config, pair, port_on, router, subnet, vxlan_network},
     vrrp,
@@ -493,7 +493,7 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
         .host("h1")
         .lab
         .ping_in_background(vm1, "10.30.0.12", 150);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(WAIT, "pings answered", || ping_replies(&pinged) >= 10).unwrap();
     cloud.etcd.kill().unwrap();
     wait_for(WAIT, "h1's metrics to show etcd lost", || {
         cloud.metric("h1", "dataplane_source_connected") == Some(0.0)
@@ -545,7 +545,7 @@ fn an_agent_killed_loses_no_packet() {
         .host("h1")
         .lab
         .ping_in_background(vm1, "10.30.0.12", 200);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(WAIT, "pings answered", || ping_replies(&pinged) >= 10).unwrap();
     cloud.host_mut("h1").lab.kill_agent().unwrap();
     cloud.host_mut("h2").lab.kill_agent().unwrap();
     cloud.start("h1", 1).unwrap();

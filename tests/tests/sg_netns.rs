@@ -113,6 +113,16 @@ fn lab(extra_web_rules: Vec<Value>) -> (Lab, Value) {
     (lab, cfg)
 }
 
+/// Connections from `src` to port 80 that `vm`'s port tracks.
+fn tracked(lab: &Lab, vm: &lab::lab::Vm, src: &str) -> usize {
+    lab.show("conntrack").unwrap()["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["port"] == vm.port_id.as_str() && c["src"] == src && c["dport"] == 80)
+        .count()
+}
+
 #[test]
 fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
     require_root!();
@@ -245,8 +255,11 @@ fn membership_and_rule_changes_take_effect_live() {
     client
         .sh("((for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 0.4; done | timeout 5 nc 10.6.0.10 80) >/dev/null 2>&1 &) ; true")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
     let web = lab.vm("web");
+    wait_for(WAIT, "the long-lived connection", || {
+        tracked(&lab, web, "10.6.0.20") > 0
+    })
+    .unwrap();
     let before = lab.drops(web, "sg_ingress");
     let mut no_web = cfg.clone();
     no_web["security_groups"][0]["security_group_rules"] = json!([
@@ -254,11 +267,12 @@ fn membership_and_rule_changes_take_effect_live() {
         rule("egress", "IPv6", json!({})),
     ]);
     lab.reload(&no_web).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        lab.drops(web, "sg_ingress") > before,
-        "the established connection kept flowing after its rule was removed"
-    );
+    wait_for(
+        WAIT,
+        "the established connection to be cut once its rule is gone",
+        || lab.drops(web, "sg_ingress") > before,
+    )
+    .unwrap();
     assert!(
         !client.connects("10.6.0.10", 80, None),
         "after the rule was removed"
@@ -291,7 +305,10 @@ fn thousands_of_rules_still_enforce_exactly() {
     let (web, client) = (lab.vm("web"), lab.vm("client"));
     web.sh("(timeout 8 nc -l -N -p 25000 </dev/null >/dev/null 2>&1 &); (timeout 8 nc -l -N -p 10005 </dev/null >/dev/null 2>&1 &); true")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(WAIT, "web to listen", || {
+        web.listens(25000) && web.listens(10005)
+    })
+    .unwrap();
     assert!(
         client.connects("10.6.0.10", 80, None),
         "port 80 from clients"
@@ -440,7 +457,6 @@ fn egress_rules_and_routed_traffic() {
     lab.start(&cfg).unwrap();
     let (c1, web) = (lab.vm("c1"), lab.vm("web"));
     web.serve_tcp(&[80, 81]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         c1.connects("10.7.2.10", 80, None),
         "routed, allowed both ways"
@@ -514,7 +530,6 @@ fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
     client
         .sh("((for i in $(seq 1 15); do echo line-$i; sleep 0.3; done | timeout 8 nc -s 10.6.0.100 10.6.0.10 80) >/dev/null 2>&1 &) ; true")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
     let packets = |lab: &Lab| -> u64 {
         let v = lab.show("conntrack").unwrap()["connections"].clone();
         v.as_array()
@@ -526,18 +541,19 @@ fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
             .map(|c| c["packets"].as_u64().unwrap())
             .sum()
     };
+    wait_for(WAIT, "the connection from the VIP", || packets(&lab) > 0).unwrap();
     let before = packets(&lab);
-    assert!(before > 0, "no connection from the VIP");
     let denied = lab.drops(web, "sg_ingress");
     // The other holder goes away.
     let mut without = shared.clone();
     without["ports"].as_array_mut().unwrap().remove(2);
     lab.reload(&without).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        packets(&lab) > before,
-        "the connection stopped after the other holder left"
-    );
+    wait_for(
+        WAIT,
+        "the connection to go on after the other holder left",
+        || packets(&lab) > before,
+    )
+    .unwrap();
     assert_eq!(
         lab.drops(web, "sg_ingress"),
         denied,

@@ -493,11 +493,11 @@ fn failover(md: &mut String) -> Result<()> {
     writeln!(
         md,
         "\nTwo VMs run keepalived (advert_int 1 s, priorities 200 and 100) for a VIP they \
-         hold as an allowed address pair; a third pings it every 0.1 s; {} s in, the \
-         master's link goes down. Both columns hold keepalived's own takeover time (three \
+         hold as an allowed address pair; a third pings it every 0.1 s; after {} answered \
+         pings, the master's link goes down. Both columns hold keepalived's own takeover time (three \
          missed adverts plus skew); the difference between them is what the switch adds \
          (the datapath learns the new master from its gratuitous ARP).\n",
-        vrrp::FAIL_AFTER.as_secs()
+        vrrp::FAIL_AFTER_REPLIES
     )?;
     Ok(())
 }
