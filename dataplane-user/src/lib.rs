@@ -14,6 +14,7 @@ pub mod agent;
 pub mod commands;
 pub mod control;
 pub mod controller;
+pub mod costs;
 pub mod datapath;
 pub mod explain;
 pub mod facts;

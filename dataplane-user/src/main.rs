@@ -2,12 +2,13 @@
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane_agent::{
     agent::{self, RunOptions},
     commands::{self, print_view},
     controller::HostOptions,
+    costs,
     datapath::{self, Options},
     show,
     source::{EtcdSource, FileSource, etcd::EtcdOptions},
@@ -219,6 +220,16 @@ enum ShowWhat {
         #[arg(long)]
         json: bool,
     },
+    /// What each program costs under the traffic of the next SECONDS: runs
+    /// and mean ns per run, from the kernel's run-time statistics (switched
+    /// on for the sample only).
+    Programs {
+        #[arg(long)]
+        json: bool,
+        /// How long to sample.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        sample: f64,
+    },
 }
 
 /// Exit status of a configuration refused (invalid, or too large for the
@@ -402,6 +413,13 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         }
         ShowWhat::Groups { json } => {
             print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
+        }
+        ShowWhat::Programs { json, sample } => {
+            let sample = std::time::Duration::try_from_secs_f64(sample)
+                .ok()
+                .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
+                .context("--sample: a number of seconds, more than 0 and at most 3600")?;
+            print_view(&costs::sample(&dir, sample)?, json, costs::render)
         }
     }
 }
