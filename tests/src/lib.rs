@@ -13,6 +13,7 @@ pub mod model;
 pub mod netns;
 pub mod neutron;
 pub mod pkt;
+pub mod probe;
 pub mod rng;
 pub mod topo;
 pub mod verdict;

@@ -756,9 +756,6 @@ fn driver_unit_tests() -> Result<()> {
 /// subnets, a port with a pair, groups, a router and its interface) as one
 /// document through `dataplane_config::validate`.
 #[test]
-#[ignore = "dataplane-config refuses fields Neutron 29's API returns (networks: ipv4_address_scope, \
-            ipv6_address_scope, qinq, vlan_transparent; rules: standard_attr_id) and its default \
-            IPv6 gateway (the subnet-router anycast address, prefix::): run with --ignored once it accepts them"]
 fn agent_accepts_what_the_driver_writes() -> Result<()> {
     lab::require_root!();
     let etcd = Etcd::start(None, IP, 23841)?;
