@@ -70,7 +70,7 @@ fn revisions(etcd: &Etcd) -> Vec<(String, i64)> {
 #[test]
 fn publish_writes_the_difference_and_refuses_what_agents_would_refuse() {
     require_root!();
-    let etcd = Etcd::start(None, "127.0.0.1", 23861).unwrap();
+    let etcd = Etcd::start(None, "127.0.0.1", 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut a = port("a", "fa:16:3e:41:00:01", "10.40.0.10");
     let b = port("b", "fa:16:3e:41:00:02", "10.40.0.11");
