@@ -16,6 +16,7 @@
 
 mod control;
 mod forwarding;
+mod neutron_fw;
 
 use std::{fmt::Write as _, path::PathBuf};
 
