@@ -355,6 +355,11 @@ pub struct Sample {
     pub delivered: u64,
     pub secs: f64,
     pub busy_secs: f64,
+    /// CPU time of the trafgen process (and the shell starting it) and of
+    /// the kernel's softirq threads: where every stage of the frames' trip
+    /// is charged (see [`path_cpu_secs`]), without other work on the
+    /// machine.
+    pub path_secs: f64,
 }
 
 fn run_once(h: &Hypervisor, traffic: Traffic, round: usize) -> Result<Sample> {
@@ -382,6 +387,7 @@ fn trafgen_once(from: Iface, to: Iface, dir: &Path, desc: &str, n: u64) -> Resul
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let (sent0, got0) = (from.packets("tx")?, to.packets("rx")?);
     let busy0 = busy_ticks()?;
+    let path0 = path_cpu_secs()?;
     let t = Instant::now();
     from.ns
         .sh(&format!(
@@ -391,6 +397,7 @@ fn trafgen_once(from: Iface, to: Iface, dir: &Path, desc: &str, n: u64) -> Resul
         ))
         .context("trafgen")?;
     let secs = t.elapsed().as_secs_f64();
+    let path1 = path_cpu_secs()?;
     let busy1 = busy_ticks()?;
     let (sent1, got1) = (from.packets("tx")?, to.packets("rx")?);
     Ok(Sample {
@@ -398,7 +405,56 @@ fn trafgen_once(from: Iface, to: Iface, dir: &Path, desc: &str, n: u64) -> Resul
         delivered: got1 - got0,
         secs,
         busy_secs: (busy1 - busy0) as f64 / ticks_per_sec,
+        path_secs: path1 - path0,
     })
+}
+
+/// CPU seconds of this process's finished children (a trafgen run and
+/// the shell that started it, once waited for) and of the ksoftirqd
+/// threads. The kernel here charges softirq time (tick accounting, no
+/// IRQ_TIME_ACCOUNTING) to the task it interrupted: the frames' trip
+/// through veths, XDP or bridges, tunnels and the receiver's stack runs in
+/// softirq on the sending CPU, in trafgen's context or, when the kernel
+/// defers it, ksoftirqd's. Unlike the machine's busy time, it leaves out
+/// what other work a shared machine runs meanwhile (but for the softirq
+/// threads' share of that).
+fn path_cpu_secs() -> Result<f64> {
+    // SAFETY: getrusage fills the struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        ensure!(
+            libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut ru) == 0,
+            "getrusage: {}",
+            std::io::Error::last_os_error()
+        );
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(tv(ru.ru_utime) + tv(ru.ru_stime) + ksoftirqd_secs()?)
+}
+
+/// utime + stime of every ksoftirqd thread, in seconds.
+fn ksoftirqd_secs() -> Result<f64> {
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut ticks = 0u64;
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("ksoftirqd/") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is the
+        // 3rd field of the line, utime the 14th and stime the 15th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        ticks += f.iter().sum::<u64>();
+    }
+    Ok(ticks as f64 / ticks_per_sec)
 }
 
 /// One measured cell: medians over the rounds.
