@@ -4,8 +4,14 @@
 //! one run.
 //!
 //! - `hosts-forwarding`: a flow across hosts against the same flow within
-//!   one host, and the tunnel's floor.
+//!   one host, and the tunnel's floor;
+//! - `hosts-etcd`: an etcd write until the first packet it lets through
+//!   arrives on another host.
 
 mod bridges;
+mod etcd;
 pub mod forwarding;
+mod sender;
 mod stats;
+
+pub use etcd::run as etcd;
