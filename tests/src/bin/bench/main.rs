@@ -3,9 +3,9 @@
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
 //! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
-//! or any of the multi-host sections `hosts-forwarding,hosts-etcd`
-//! (`hosts` for all of them; comma-separated) runs only those sections,
-//! into the folder given as the first argument.
+//! or any of the multi-host sections `hosts-forwarding,hosts-etcd,
+//! hosts-failover` (`hosts` for the three; comma-separated) runs only
+//! those sections, into the folder given as the first argument.
 //!
 //! Every path runs the real `from_vm` (and the routing program it
 //! tail-calls) with real maps, through BPF_PROG_TEST_RUN. The receiving
@@ -372,6 +372,9 @@ fn main() -> Result<()> {
     }
     if wanted("hosts-etcd") {
         md += &timed("hosts-etcd", hosts::etcd)?;
+    }
+    if wanted("hosts-failover") {
+        md += &timed("hosts-failover", hosts::failover)?;
     }
 
     std::fs::write(out_dir.join("bench.md"), &md)?;
