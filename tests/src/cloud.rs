@@ -36,52 +36,12 @@ pub struct Cloud {
 impl Cloud {
     /// `n` hosts named h1..hn on an underlay, and etcd, all started.
     pub fn new(n: usize) -> Result<Cloud> {
-        let underlay = Netns::new("dpu")?;
-        underlay.ip(&["link", "add", "ulbr", "type", "bridge"])?;
-        underlay.ip(&["link", "set", "ulbr", "mtu", UNDERLAY_MTU])?;
-        underlay.ip(&[
-            "addr",
-            "add",
-            &format!("{UNDERLAY_PREFIX}.250/24"),
-            "dev",
-            "ulbr",
-        ])?;
-        underlay.ip(&["link", "set", "ulbr", "up"])?;
+        let underlay = underlay()?;
         let etcd = Etcd::start(Some(&underlay), &format!("{UNDERLAY_PREFIX}.250"), 2379)?;
         let mut hosts = Vec::new();
         for i in 0..n {
-            let name = format!("h{}", i + 1);
-            let ip = format!("{UNDERLAY_PREFIX}.{}", i + 1);
             let lab = Lab::new(false)?;
-            let peer = format!("uh{}", i + 1);
-            lab.hv.ip(&[
-                "link",
-                "add",
-                "ul0",
-                "mtu",
-                UNDERLAY_MTU,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                &underlay.name,
-            ])?;
-            underlay.ip(&[
-                "link",
-                "set",
-                &peer,
-                "mtu",
-                UNDERLAY_MTU,
-                "master",
-                "ulbr",
-                "up",
-            ])?;
-            lab.hv
-                .ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
-            lab.hv.ip(&["link", "set", "ul0", "up"])?;
-            hosts.push(Host { name, ip, lab });
+            hosts.push(join_underlay(&underlay, lab, i)?);
         }
         Ok(Cloud {
             hosts,
@@ -227,4 +187,59 @@ impl Cloud {
         })
         .with_context(|| lab.agent_log())
     }
+}
+
+/// The underlay: a namespace holding the bridge `ulbr` that every host's
+/// `ul0` joins, with `UNDERLAY_PREFIX.250` (etcd's address).
+pub fn underlay() -> Result<Netns> {
+    let underlay = Netns::new("dpu")?;
+    underlay.ip(&["link", "add", "ulbr", "type", "bridge"])?;
+    underlay.ip(&["link", "set", "ulbr", "mtu", UNDERLAY_MTU])?;
+    underlay.ip(&[
+        "addr",
+        "add",
+        &format!("{UNDERLAY_PREFIX}.250/24"),
+        "dev",
+        "ulbr",
+    ])?;
+    underlay.ip(&["link", "set", "ulbr", "up"])?;
+    Ok(underlay)
+}
+
+/// Makes `lab` host number `i` (named h<i+1>, address `UNDERLAY_PREFIX`.<i+1>)
+/// on `underlay`: its `ul0` is a veth whose other end is on the bridge.
+/// Baselines without this datapath (a Linux bridge and a vxlan device per
+/// host) are built on the same underlay.
+pub fn join_underlay(underlay: &Netns, lab: Lab, i: usize) -> Result<Host> {
+    let name = format!("h{}", i + 1);
+    let ip = format!("{UNDERLAY_PREFIX}.{}", i + 1);
+    let peer = format!("uh{}", i + 1);
+    lab.hv.ip(&[
+        "link",
+        "add",
+        "ul0",
+        "mtu",
+        UNDERLAY_MTU,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+        "netns",
+        &underlay.name,
+    ])?;
+    underlay.ip(&[
+        "link",
+        "set",
+        &peer,
+        "mtu",
+        UNDERLAY_MTU,
+        "master",
+        "ulbr",
+        "up",
+    ])?;
+    lab.hv
+        .ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
+    lab.hv.ip(&["link", "set", "ul0", "up"])?;
+    Ok(Host { name, ip, lab })
 }

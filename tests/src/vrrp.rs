@@ -83,6 +83,25 @@ pub fn keepalived(
     Ok(())
 }
 
+/// Sends `signal` to the keepalived processes [`keepalived`] started in
+/// `vm` (files in `dir`), by the PIDs they wrote; a PID that is no longer
+/// keepalived's is left alone.
+pub fn signal_keepalived(dir: &Path, vm: &Vm, signal: i32) {
+    for file in [format!("{}.vrrp.pid", vm.name), format!("{}.pid", vm.name)] {
+        let Some(pid) = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "keepalived" {
+            // SAFETY: signalling a process this harness started.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+}
+
 /// Whether `vm` holds `vip` (on eth0 or on keepalived's vmac interface).
 pub fn holds(vm: &Vm, vip: &str) -> bool {
     vm.sh("ip -4 -o addr show")
