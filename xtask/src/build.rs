@@ -104,3 +104,66 @@ pub fn bench() -> Result<()> {
             .env("DATAPLANE_BIN", &bin),
     )
 }
+
+/// `cargo xtask bench --smoke`: every section of the benchmark with tiny
+/// counts (`BENCH_SMOKE`), debug builds (those `test` already made), into a
+/// temporary folder; the benchmark fails a section that produced no rows,
+/// and this checks that every section's heading is in the output.
+pub fn bench_smoke() -> Result<()> {
+    let started = std::time::Instant::now();
+    let bin = dataplane_bin()?;
+    let out = tempfile_dir("aap-bench-smoke")?;
+    let result = with_sigint_ignored(|| {
+        status(
+            Command::new("cargo")
+                .args(["run", "--quiet", "-p", "tests", "--bin", "bench", "--"])
+                .arg(&out)
+                .current_dir(root())
+                .env("DATAPLANE_BIN", &bin)
+                .env("BENCH_SMOKE", "1"),
+        )
+    })
+    .and_then(|()| check_smoke_output(&out.join("bench.md")));
+    let _ = std::fs::remove_dir_all(&out);
+    result?;
+    eprintln!(
+        "bench smoke: every section ran, {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Headings every full run of the benchmark writes, one per section.
+const SECTION_HEADINGS: &[&str] = &[
+    "## Paths",
+    "## Control plane",
+    "## BPF time per packet under real traffic",
+    "## Forwarding between real interfaces",
+    "## VRRP failover",
+    "## Forwarding across hosts",
+    "## etcd write to the first packet on another host",
+    "## VIP failover across hosts",
+];
+
+fn check_smoke_output(md: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(md).map_err(|e| anyhow::anyhow!("{}: {e}", md.display()))?;
+    let missing: Vec<&str> = SECTION_HEADINGS
+        .iter()
+        .copied()
+        .filter(|h| !text.lines().any(|l| l.starts_with(h)))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "bench smoke: sections missing from {}: {missing:?}",
+        md.display()
+    );
+    Ok(())
+}
+
+/// A fresh folder under the system's temporary directory.
+fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -47,7 +47,12 @@ enum Task {
     /// Per-packet cost of each path against the empty-program floor, its
     /// scaling with ports, pairs and rules, and control-plane timings;
     /// writes results/bench.md and results/bench.svg (needs root).
-    Bench,
+    Bench {
+        /// Every section with tiny counts into a temporary folder, checking
+        /// that each produced its rows (CI; the numbers mean nothing).
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -58,12 +63,24 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             util::require_root("cargo xtask test")?;
             setup::run()?;
-            build::test(&args)
+            let tests = build::test(&args);
+            // The whole suite also checks that the benchmark still runs;
+            // a filtered run is someone looking at a few tests.
+            let smoke = if args.is_empty() {
+                build::bench_smoke()
+            } else {
+                Ok(())
+            };
+            tests.and(smoke)
         }
-        Task::Bench => {
+        Task::Bench { smoke } => {
             util::require_root("cargo xtask bench")?;
             setup::run()?;
-            build::bench()
+            if smoke {
+                build::bench_smoke()
+            } else {
+                build::bench()
+            }
         }
         Task::Run { hold, hosts } => {
             util::require_root("cargo xtask run")?;

@@ -10,36 +10,65 @@ use crate::util::{output, require_root, status};
 
 /// Debian packages the tests, demo and benchmarks use.
 const PACKAGES: &[&str] = &[
-    "bpftool",           // inspecting pinned maps (README, tests)
-    "iproute2",          // namespaces, veth, bridge
-    "iputils-ping",      // ping / ping -6
-    "arping",            // ARP and gratuitous ARP from VMs
-    "tcpdump",           // debugging captures
-    "python3-scapy",     // crafted and spoofed packets
-    "keepalived",        // real VRRP between VMs sharing an address
-    "iperf3",            // TCP/UDP traffic
-    "hping3",            // adversarial traffic
-    "netsniff-ng",       // trafgen, the benchmark's traffic generator
-    "nftables",          // the iptables-style baseline in benchmarks
-    "ebtables",          // the linuxbridge anti-spoofing baseline
-    "iptables", // iptables-nft, iptables-legacy and ebtables-nft: Neutron's firewall baseline
-    "ethtool",  // GRO on veth (XDP redirect target)
-    "netcat-openbsd", // TCP/UDP connection tests
-    "dnsmasq-base", // DHCP server inside a VM
-    "busybox",  // udhcpc, the DHCP client
-    "util-linux", // nsenter
-    "etcd-server", // the north-bound database of many hosts (tests start it)
-    "etcd-client", // etcdctl, for inspecting it
+    "bpftool",       // inspecting pinned maps (README, tests)
+    "iproute2",      // namespaces, veth, bridge
+    "iputils-ping",  // ping / ping -6
+    "arping",        // ARP and gratuitous ARP from VMs
+    "tcpdump",       // debugging captures
+    "python3-scapy", // crafted and spoofed packets
+    "keepalived",    // real VRRP between VMs sharing an address
+    "iperf3",        // TCP/UDP traffic
+    "hping3",        // adversarial traffic
+    "netsniff-ng",   // trafgen, the benchmark's traffic generator
+    "nftables",      // the iptables-style baseline in benchmarks
+    // Neutron's firewall baseline: iptables-nft, iptables-legacy and
+    // ebtables-nft, each called by that name (the `ebtables` package and
+    // its alternative are not used: it selects ebtables-legacy, whose nat
+    // table this kernel lacks).
+    "iptables",
+    "procps",            // sysctl
+    "ethtool",           // GRO on veth (XDP redirect target)
+    "netcat-openbsd",    // TCP/UDP connection tests
+    "dnsmasq-base",      // DHCP server inside a VM
+    "busybox",           // udhcpc, the DHCP client
+    "util-linux",        // nsenter
+    "etcd-server",       // the north-bound database of many hosts (tests start it)
+    "etcd-client",       // etcdctl, for inspecting it
     "protobuf-compiler", // protoc: the etcd client crate generates its gRPC code
-    "libprotobuf-dev", // the standard .proto files protoc needs
-    "mariadb-server", // Neutron's database in the ML2 driver tests (started by them)
-    "python3-venv", // the tests' venv for Neutron and the driver (Debian's python3)
+    "libprotobuf-dev",   // the standard .proto files protoc needs
+    "mariadb-server",    // Neutron's database in the ML2 driver tests (started by them)
+    "python3-venv",      // the tests' venv for Neutron and the driver (Debian's python3)
+];
+
+/// Commands the tests, demo and benchmark run by name, and the package of
+/// each: checked after the install, so that a package that stops shipping
+/// one (or a tool used without its package listed) fails here, by name,
+/// rather than halfway through a benchmark.
+const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("bridge", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("sysctl", "procps"),
+    ("ethtool", "ethtool"),
+    ("ping", "iputils-ping"),
+    ("arping", "arping"),
+    ("trafgen", "netsniff-ng"),
+    ("nft", "nftables"),
+    ("ebtables-nft", "iptables"),
+    ("iptables-nft-restore", "iptables"),
+    ("iptables-legacy-restore", "iptables"),
+    ("keepalived", "keepalived"),
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("bpftool", "bpftool"),
+    ("stdbuf", "coreutils"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> Result<()> {
     packages()?;
+    tools()?;
     rust_components()?;
     bpf_linker()?;
     eprintln!("setup: everything is in place");
@@ -67,6 +96,25 @@ fn packages() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+fn tools() -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .collect();
+    let missing: Vec<String> = TOOLS
+        .iter()
+        .filter(|(tool, _)| !dirs.iter().any(|d| d.join(tool).is_file()))
+        .map(|(tool, package)| format!("{tool} (package {package})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "setup: commands missing after the install: {}",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn installed_components(toolchain: &str) -> String {

@@ -48,10 +48,24 @@ const PAIRS: [&str; 2] = ["10.30.0.100", "172.16.30.0/24"];
 pub const DPORT_MIN: u16 = 2000;
 const DPORT_MAX: u16 = 2009;
 pub const ROUNDS: usize = 3;
+
+/// Rounds of a section (one in a smoke run).
+pub fn rounds() -> usize {
+    crate::pick(ROUNDS, 1)
+}
 /// Packets per run of a single flow or of spoofed traffic.
 pub const PACKETS: u64 = 1_000_000;
+
+/// [`PACKETS`], or a few in a smoke run.
+pub fn packets() -> u64 {
+    crate::pick(PACKETS, 20_000)
+}
 /// Source ports per run of new connections: every packet opens one.
 const NEW_FLOWS: u64 = 60_000;
+
+fn new_flows() -> u64 {
+    crate::pick(NEW_FLOWS, 2_000)
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Traffic {
@@ -75,13 +89,13 @@ impl Traffic {
     fn trafgen(self, round: usize) -> (String, u64) {
         let dport = DPORT_MIN as usize + round;
         let (saddr, sport, n) = match self {
-            Traffic::OneFlow => (SRC_IP, "1000".to_string(), PACKETS),
+            Traffic::OneFlow => (SRC_IP, "1000".to_string(), packets()),
             Traffic::NewFlows => (
                 SRC_IP,
-                format!("dinc(1024, {})", 1024 + NEW_FLOWS - 1),
-                NEW_FLOWS,
+                format!("dinc(1024, {})", 1024 + new_flows() - 1),
+                new_flows(),
             ),
-            Traffic::Spoofed => ("10.66.0.1", "1000".to_string(), PACKETS),
+            Traffic::Spoofed => ("10.66.0.1", "1000".to_string(), packets()),
         };
         (
             format!(
@@ -125,6 +139,10 @@ impl Switch {
 /// bridge, the datapath's lookups should not.
 const OTHER_PORTS: usize = 100;
 
+fn other_ports() -> usize {
+    crate::pick(OTHER_PORTS, 3)
+}
+
 struct Hypervisor {
     switch: Switch,
     /// Other ports, with their taps and rules, that carry no traffic.
@@ -157,7 +175,7 @@ impl Hypervisor {
                     .to_vec();
                 lab.start(&datapath_config(&lab.vms, switch == Switch::Datapath))?;
             }
-            Switch::BridgeNft => neutron_rules(&lab, "iptables-restore")?,
+            Switch::BridgeNft => neutron_rules(&lab, "iptables-nft-restore")?,
             Switch::BridgeLegacy => neutron_rules(&lab, "iptables-legacy-restore")?,
             Switch::BridgeBare => {
                 lab.hv
@@ -475,9 +493,9 @@ pub fn run() -> Result<String> {
         (Switch::BridgeNft, 0),
         (Switch::BridgeLegacy, 0),
         (Switch::BridgeBare, 0),
-        (Switch::Datapath, OTHER_PORTS),
-        (Switch::BridgeNft, OTHER_PORTS),
-        (Switch::BridgeLegacy, OTHER_PORTS),
+        (Switch::Datapath, other_ports()),
+        (Switch::BridgeNft, other_ports()),
+        (Switch::BridgeLegacy, other_ports()),
     ];
     let mut hvs = Vec::new();
     for (switch, others) in setups {
@@ -490,7 +508,7 @@ pub fn run() -> Result<String> {
     let mut samples: Vec<Vec<Vec<Sample>>> = (0..Traffic::ALL.len())
         .map(|_| (0..hvs.len()).map(|_| Vec::new()).collect())
         .collect();
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         for (t, &traffic) in Traffic::ALL.iter().enumerate() {
             for (i, h) in hvs.iter().enumerate() {
                 if !h.carries(traffic) {
@@ -522,20 +540,25 @@ pub fn run() -> Result<String> {
     md += &format!(
         "Two VMs (namespaces on veth pairs); trafgen on the first VM's eth0 (one process, \
          64-byte frames, as fast as it can) sends to the second, which discards them in its \
-         first netfilter hook. Median of {ROUNDS} interleaved rounds; {PACKETS} frames a run \
-         ({} with more ports), {NEW_FLOWS} for new connections (each frame a new source \
+         first netfilter hook. Median of {} interleaved rounds; {} frames a run \
+         ({} with more ports), {} for new connections (each frame a new source \
          port). The bridge rows hold what Neutron's linuxbridge agent and iptables firewall \
          driver install for the same ports (ebtables MAC/ARP chains; physdev, conntrack \
          zone, spoofing chain, RELATED/ESTABLISHED, the security-group rules, INVALID and \
          fallback drop), loaded with ebtables-nft and either iptables-nft (nf_tables running \
          the xt matches through nft_compat, what current distributions install) or \
-         iptables-legacy. \"{OTHER_PORTS} more ports\": the same with {OTHER_PORTS} \
+         iptables-legacy. \"{} more ports\": the same with {} \
          more VMs on the hypervisor, with their taps and rules, carrying no traffic. Every \
          stage runs on the sending CPU, so a faster switch shows as more packets per second \
          and as less CPU per packet; CPU per packet is the machine's busy time (generator \
          included, the same for all) over packets delivered (over packets sent for dropped \
          traffic). Ratios compare the datapath with the same number of ports to each row.\n\n",
-        PACKETS / 4
+        rounds(),
+        packets(),
+        packets() / 4,
+        new_flows(),
+        other_ports(),
+        other_ports(),
     );
     md += "| traffic | switch | sent, kpps | delivered, kpps | CPU per packet | datapath / this, pps | datapath / this, CPU |\n";
     md += "|---|---|---:|---:|---:|---:|---:|\n";

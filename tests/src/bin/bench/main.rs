@@ -6,6 +6,9 @@
 //! or any of the multi-host sections `hosts-forwarding,hosts-etcd,
 //! hosts-failover` (`hosts` for the three; comma-separated) runs only
 //! those sections, into the folder given as the first argument.
+//! `BENCH_SMOKE=1` runs every section with tiny counts (CI's check that
+//! the benchmark still runs; its numbers mean nothing), and every section
+//! must produce table rows, smoke or not.
 //!
 //! Every path runs the real `from_vm` (and the routing program it
 //! tail-calls) with real maps, through BPF_PROG_TEST_RUN. The receiving
@@ -15,6 +18,7 @@
 //! frames the programs had rewritten were not reset between runs, so its
 //! numbers described other paths than their names.
 
+mod bpf_cost;
 mod control;
 mod forwarding;
 mod hosts;
@@ -204,6 +208,16 @@ fn paths() -> Vec<Path> {
 /// (ports, pairs on the source port, extra rules).
 type Scale = (usize, usize, usize);
 
+/// Whether this is a smoke run (`BENCH_SMOKE`): tiny counts everywhere.
+pub fn smoke() -> bool {
+    std::env::var_os("BENCH_SMOKE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `full` in a measurement, `tiny` in a smoke run.
+pub fn pick<T>(full: T, tiny: T) -> T {
+    if smoke() { tiny } else { full }
+}
+
 const REPEAT: u32 = 200_000;
 /// Ports per network beyond the paths' own.
 const EXTRA_PER_NETWORK: usize = 1000;
@@ -236,10 +250,11 @@ struct Measured {
 }
 
 fn measure(config: &Value) -> Result<Measured> {
-    let mut v = Verdicts::sized(config, SRC, MAX_PORTS)?;
+    let (repeat, singles) = (pick(REPEAT, 1000), pick(SINGLES, 20));
+    let mut v = Verdicts::sized(config, SRC, pick(MAX_PORTS, 256))?;
     let floor = [0u8; 64];
-    let floor_repeat = median(|| v.time("bench_floor", &floor, REPEAT), 5)?;
-    let floor_single = median(|| v.time("bench_floor", &floor, 1), SINGLES)?;
+    let floor_repeat = median(|| v.time("bench_floor", &floor, repeat), 5)?;
+    let floor_single = median(|| v.time("bench_floor", &floor, 1), singles)?;
     let prog = dataplane_agent::datapath::PROG_FROM_VM;
     let mut rows = Vec::new();
     for p in paths() {
@@ -251,10 +266,10 @@ fn measure(config: &Value) -> Result<Measured> {
             p.expect
         );
         let (ns, ratio) = if p.repeatable {
-            let ns = median(|| v.time(prog, &p.frame, REPEAT), 5)?;
+            let ns = median(|| v.time(prog, &p.frame, repeat), 5)?;
             (ns, ns / floor_repeat)
         } else {
-            let ns = median(|| v.time(prog, &p.frame, 1), SINGLES)?;
+            let ns = median(|| v.time(prog, &p.frame, 1), singles)?;
             (ns, ns / floor_single)
         };
         rows.push((p.name, ns, ratio));
@@ -263,7 +278,7 @@ fn measure(config: &Value) -> Result<Measured> {
     // destination port bound to the run's interface and the metadata
     // from_vm attaches to what the source port sends.
     drop(v);
-    let mut r = Verdicts::sized(config, "bench-dst", MAX_PORTS)?;
+    let mut r = Verdicts::sized(config, "bench-dst", pick(MAX_PORTS, 256))?;
     let sender = r.sender_meta(SRC)?;
     let traced = TxMeta {
         flags: sender.flags | TX_F_TRACE,
@@ -293,7 +308,7 @@ fn measure(config: &Value) -> Result<Measured> {
         // The first untraced run opens the connection the next ones find.
         let (got, _) = r.to_vm(meta, frame, 1)?;
         anyhow::ensure!(got == expect, "{name}: verdict {got}, expected {expect}");
-        let ns = median(|| Ok(r.to_vm(meta, frame, REPEAT)?.1), 5)?;
+        let ns = median(|| Ok(r.to_vm(meta, frame, repeat)?.1), 5)?;
         rows.push((name, ns, ns / floor_repeat));
     }
     // A whole new connection, its entry and the creation count included:
@@ -307,7 +322,7 @@ fn measure(config: &Value) -> Result<Measured> {
             anyhow::ensure!(got == XDP_PASS, "new connection: verdict {got}");
             Ok(ns)
         },
-        SINGLES,
+        singles,
     )?;
     rows.push((
         "to_vm: new connection, entry inserted",
@@ -356,25 +371,33 @@ fn main() -> Result<()> {
     };
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     if wanted("packet") {
-        per_packet(&mut md, &mut series)?;
+        md += &timed("packet", || {
+            let mut md = String::new();
+            per_packet(&mut md, &mut series)?;
+            Ok(md)
+        })?;
     }
-    if wanted("control") {
-        control::section(&mut md)?;
-    }
-    if wanted("forwarding") {
-        md += &forwarding::run()?;
-    }
-    if wanted("failover") {
-        failover(&mut md)?;
-    }
-    if wanted("hosts-forwarding") {
-        md += &timed("hosts-forwarding", hosts::forwarding::run)?;
-    }
-    if wanted("hosts-etcd") {
-        md += &timed("hosts-etcd", hosts::etcd)?;
-    }
-    if wanted("hosts-failover") {
-        md += &timed("hosts-failover", hosts::failover)?;
+    let sections: [(&str, Section); 7] = [
+        ("control", || {
+            let mut md = String::new();
+            control::section(&mut md)?;
+            Ok(md)
+        }),
+        ("bpf", bpf_cost::run),
+        ("forwarding", forwarding::run),
+        ("failover", || {
+            let mut md = String::new();
+            failover(&mut md)?;
+            Ok(md)
+        }),
+        ("hosts-forwarding", hosts::forwarding::run),
+        ("hosts-etcd", hosts::etcd),
+        ("hosts-failover", hosts::failover),
+    ];
+    for (name, section) in sections {
+        if wanted(name) {
+            md += &timed(name, section)?;
+        }
     }
 
     std::fs::write(out_dir.join("bench.md"), &md)?;
@@ -384,12 +407,42 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Runs a section, saying on stderr how long it took.
+/// A section after the per-packet one: its markdown.
+type Section = fn() -> Result<String>;
+
+/// Runs a section, saying on stderr how long it took; a section must
+/// produce table rows of numbers (the smoke run's check that it still
+/// measures something).
 fn timed(name: &str, section: impl FnOnce() -> Result<String>) -> Result<String> {
     let t = std::time::Instant::now();
     let md = section().with_context(|| name.to_string())?;
-    eprintln!("bench: {name} took {:.0} s", t.elapsed().as_secs_f64());
+    let rows = table_rows(&md);
+    anyhow::ensure!(rows > 0, "{name}: no table rows in its output:\n{md}");
+    anyhow::ensure!(
+        !md.contains("NaN") && !md.contains(" inf "),
+        "{name}: a measurement is not a number:\n{md}"
+    );
+    eprintln!(
+        "bench: {name} took {:.0} s, {rows} rows",
+        t.elapsed().as_secs_f64()
+    );
     Ok(md)
+}
+
+/// Data rows of the markdown tables in `md` (not headers or separators)
+/// holding at least one digit.
+fn table_rows(md: &str) -> usize {
+    let lines: Vec<&str> = md.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            l.starts_with('|')
+                && !l.starts_with("|---")
+                && !lines.get(i + 1).is_some_and(|n| n.starts_with("|---"))
+                && l.chars().any(|c| c.is_ascii_digit())
+        })
+        .count()
 }
 
 /// Per-packet cost of each path in the base topology, then scaled one
@@ -437,15 +490,24 @@ fn per_packet(md: &mut String, series: &mut Vec<(String, Vec<(usize, f64)>)>) ->
     let dims: [(&str, Vec<Scale>); 3] = [
         (
             "ports",
-            vec![(10, 10, 10), (1000, 10, 10), (10_000, 10, 10)],
+            pick(
+                vec![(10, 10, 10), (1000, 10, 10), (10_000, 10, 10)],
+                vec![(10, 10, 10), (20, 10, 10)],
+            ),
         ),
         (
             "allowed address pairs",
-            vec![(10, 10, 10), (10, 10_000, 10), (10, 100_000, 10)],
+            pick(
+                vec![(10, 10, 10), (10, 10_000, 10), (10, 100_000, 10)],
+                vec![(10, 10, 10), (10, 20, 10)],
+            ),
         ),
         (
             "security-group rules",
-            vec![(10, 10, 10), (10, 10, 1000), (10, 10, 10_000)],
+            pick(
+                vec![(10, 10, 10), (10, 10, 1000), (10, 10, 10_000)],
+                vec![(10, 10, 10), (10, 10, 20)],
+            ),
         ),
     ];
     writeln!(
@@ -498,7 +560,8 @@ fn failover(md: &mut String) -> Result<()> {
         "| keepalived | pings lost through the datapath | pings lost through a Linux bridge |"
     )?;
     writeln!(md, "|---|---:|---:|")?;
-    for vmac in [false, true] {
+    // One variant in a smoke run: each is a keepalived takeover (seconds).
+    for vmac in pick(vec![false, true], vec![false]) {
         let variant = if vmac { "use_vmac" } else { "no vmac" };
         eprintln!("bench: VRRP failover ({variant}), Linux bridge");
         let (lab, bridged) = vrrp::scenario(true, vmac)?;

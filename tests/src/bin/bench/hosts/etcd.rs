@@ -33,6 +33,10 @@ use crate::forwarding::{self, DPORT_MIN};
 
 /// Changes measured.
 const CHANGES: usize = 120;
+
+fn changes_count() -> usize {
+    crate::pick(CHANGES, 5)
+}
 /// How often `a` sends: the first packet is late by up to this much
 /// (plus the sender's own delays).
 const INTERVAL: Duration = Duration::from_micros(200);
@@ -72,7 +76,7 @@ pub fn run() -> Result<String> {
     };
     let sender = Sender::start(a, target, address(0), INTERVAL)?;
     let url = cloud.etcd.url.clone();
-    eprintln!("bench: hosts-etcd, {CHANGES} changes");
+    eprintln!("bench: hosts-etcd, {} changes", changes_count());
     // The writer runs where `dataplane publish` does, in etcd's namespace.
     let (timings, interval) = cloud.underlay.run_inside(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -103,7 +107,7 @@ async fn changes(
     let mut port: Value = serde_json::from_slice(kv.value())?;
     let mut rev = kv.mod_revision();
     let mut out = Vec::new();
-    for i in 1..=CHANGES {
+    for i in 1..=changes_count() {
         let addr = address(i);
         sender.set_source(addr);
         tokio::time::sleep(BEFORE).await;

@@ -27,7 +27,7 @@ use super::{
     stats,
 };
 use crate::{
-    forwarding::{self, DPORT_MIN, Iface, PACKETS, ROUNDS, Sample},
+    forwarding::{self, DPORT_MIN, Iface, Sample, packets, rounds},
     median_of,
     neutron_fw::{self, FwPort},
 };
@@ -41,7 +41,9 @@ const FAR_IP: &str = "10.32.0.3";
 const PAIRS: [&str; 2] = ["10.32.0.100", "172.16.32.0/24"];
 /// Frames a run: half the forwarding section's, as nine runs a round
 /// (statistics runs included) on a busy machine take long enough.
-const FRAMES: u64 = PACKETS / 2;
+fn frames() -> u64 {
+    packets() / 2
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -112,7 +114,7 @@ pub fn run() -> Result<String> {
         .map(|h| Ok((h.name.clone(), h.lab.agent_pid().context("no agent")?)))
         .collect::<Result<_>>()?;
     let mut results: Vec<Results> = setups.iter().map(|_| Results::default()).collect();
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         for (s, r) in setups.iter().zip(&mut results) {
             eprintln!(
                 "bench: hosts-forwarding, round {round}, {}, {}",
@@ -131,7 +133,7 @@ pub fn run() -> Result<String> {
 /// A run whose frames must mostly arrive: a path that drops them measures
 /// nothing worth reporting.
 fn checked(s: &Setup) -> Result<Sample> {
-    let sample = forwarding::trafgen(s.from, s.to, s.dir, &s.desc, FRAMES)?;
+    let sample = forwarding::trafgen(s.from, s.to, s.dir, &s.desc, frames())?;
     ensure!(
         sample.delivered * 10 >= sample.sent * 9,
         "{}, {}: {} of {} frames delivered",
@@ -339,7 +341,7 @@ fn bridge_hosts() -> Result<BridgeCloud> {
         neutron_fw::install(
             &host.lab.hv,
             host.lab.dir.path(),
-            "iptables-restore",
+            "iptables-nft-restore",
             &ports,
             &[VXLAN_DEV],
         )?;
@@ -400,8 +402,8 @@ fn report(setups: &[Setup], results: &[Results]) -> String {
     };
     let mut md = String::from("## Forwarding across hosts\n\n");
     md += &format!(
-        "One UDP flow of 64-byte frames (trafgen, one process, as fast as it can, {FRAMES} \
-         frames a run, median of {ROUNDS} interleaved rounds) from a VM on host h1 to a VM on \
+        "One UDP flow of 64-byte frames (trafgen, one process, as fast as it can, {} \
+         frames a run, median of {} interleaved rounds) from a VM on host h1 to a VM on \
          the same host, and to a VM on host h2 over VXLAN (hosts are namespaces on an \
          underlay bridge; veth everywhere). This datapath: one agent per host on a real etcd. \
          Baseline: what a Neutron linuxbridge deployment builds per host (a bridge, the \
@@ -417,7 +419,9 @@ fn report(setups: &[Setup], results: &[Results]) -> String {
          work this shared machine runs meanwhile. BPF \
          per packet: the datapath's programs (all hosts) from the kernel's run-time \
          statistics, in separate runs with statistics on (they add two clock reads per \
-         program run).\n\n"
+         program run).\n\n",
+        frames(),
+        rounds(),
     );
     md += "| path | switch | sent, kpps | delivered, kpps | CPU per packet | BPF per packet | CPU / same host's | datapath / bridge, pps | datapath / bridge, CPU |\n";
     md += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";

@@ -15,7 +15,7 @@ mod etcd;
 mod failover;
 pub mod forwarding;
 mod sender;
-mod stats;
+pub mod stats;
 
 pub use etcd::run as etcd;
 pub use failover::run as failover;
