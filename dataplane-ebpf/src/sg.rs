@@ -137,38 +137,38 @@ const PARSED_OTHER: u32 = 2;
 /// for a malformed packet. A subprogram for the stack's sake.
 #[inline(never)]
 fn parse_flow(pkt: &Packet, out: &mut Flow) -> u32 {
-    match flow(pkt) {
-        Ok(Some(f)) => {
-            *out = f;
-            PARSED_IP
-        }
-        Ok(None) => PARSED_OTHER,
+    match flow(pkt, out) {
+        Ok(true) => PARSED_IP,
+        Ok(false) => PARSED_OTHER,
         Err(_) => 0,
     }
 }
 
+/// Zeroes the flow in 8-byte words: a `Flow { .. }` literal built on the
+/// stack and copied was split by LLVM into byte arrays that it zeroed
+/// through out-of-line byte-at-a-time `memset` calls (eight per IPv4
+/// packet).
+#[inline(always)]
+fn clear(f: &mut Flow) {
+    let words = core::ptr::from_mut(f).cast::<u64>();
+    let n = core::mem::size_of::<Flow>() / 8;
+    let mut i = 0;
+    while i < n {
+        // SAFETY: Flow is 8-aligned, a multiple of 8 bytes long, and made
+        // of integers, for which zero is valid.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// Fills `f` (in place: the per-CPU scratch entry) from the packet;
+/// false if it is not IP.
 #[inline(always)]
 // Long on purpose: each header is read right where its bounds were
 // checked (the verifier loses bounds carried across calls or variants).
-fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
+fn flow(pkt: &Packet, f: &mut Flow) -> Result<bool, DropReason> {
     let eth = parse::eth(pkt)?;
-    let empty = Tuple {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: [0; 2],
-        dport: [0; 2],
-        proto: 0,
-        _pad: [0; 3],
-    };
-    let mut f = Flow {
-        t: empty,
-        policy_port: [0; 2],
-        ipv6: 0,
-        tcp_flags: 0,
-        related: 0,
-        _pad: [0; 3],
-        inner: empty,
-    };
+    clear(f);
     let (l4, later) = if eth.proto == ETH_P_IP {
         let ip = parse::ipv4(pkt)?;
         f.t.src[..4].copy_from_slice(&ip.src);
@@ -183,12 +183,12 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         f.ipv6 = 1;
         (ip.l4_off, ip.frag == Frag::Later)
     } else {
-        return Ok(None);
+        return Ok(false);
     };
     // A later fragment has no transport header: it is matched by protocol
     // only (port 0), so rules with ports do not let it through.
     if later {
-        return Ok(Some(f));
+        return Ok(true);
     }
     match f.t.proto {
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
@@ -235,7 +235,7 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
             }
         }
     }
-    Ok(Some(f))
+    Ok(true)
 }
 
 /// The header of the packet an ICMP error quotes, from `off`; no IPv6

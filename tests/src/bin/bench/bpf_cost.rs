@@ -230,6 +230,12 @@ fn measure(
         .filter(|c| c.name != floor_name)
         .map(|c| c.ns)
         .sum();
+    eprintln!(
+        "bench: bpf, {}: from_vm {:.0} ns, to_vm {:.0} ns per run",
+        case.title(),
+        per_run("from_vm"),
+        per_run("to_vm")
+    );
     Ok(Round {
         from_vm: per_run("from_vm"),
         to_vm: per_run("to_vm"),
