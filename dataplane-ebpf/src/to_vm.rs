@@ -41,7 +41,10 @@ pub fn run(ctx: &XdpContext, ifindex: u32) -> u32 {
     let Some(dst) = pkt.read::<[u8; 6]>(0) else {
         return drop::drop(ctx, port.index, DropReason::Malformed, QUIET);
     };
+    // The port's own MAC is always among its MACs (the agent binds it
+    // first): most frames are for it, and need no lookup.
     if port.flags & PORT_F_SECURITY != 0
+        && dst != port.mac
         && !is_multicast(&dst)
         && !portsec::mac_allowed(slot, port.index, dst)
     {
