@@ -8,6 +8,7 @@
 //! - `datapath`: the loaded programs and their pinned maps;
 //! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
 //!   control socket, what it publishes for readers, how an instance ends;
+//! - `netlink`: link events (ports wait for their taps) and link facts;
 //! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
 
 pub mod agent;
@@ -22,6 +23,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod metrics;
 pub mod monitor;
+pub mod netlink;
 pub mod publish;
 pub mod show;
 pub mod source;

@@ -146,11 +146,12 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
-    /// Validate a configuration without changing anything.
+    /// Validate a configuration without changing anything; list the ports
+    /// whose tap does not exist on this host (they would wait for it).
     Check {
         #[arg(long, short)]
         config: PathBuf,
-        /// Do not check that the taps exist (validate for another host).
+        /// Do not look for the taps (validate for another host).
         #[arg(long)]
         skip_interfaces: bool,
     },
@@ -309,13 +310,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             skip_interfaces,
         } => {
-            let t = commands::check(&config, !skip_interfaces)?;
+            let checked = commands::check(&config, !skip_interfaces)?;
+            let t = &checked.topology;
             println!(
                 "configuration valid: {} network(s), {} subnet(s), {} port(s)",
                 t.networks.len(),
                 t.subnets.len(),
                 t.ports.len()
             );
+            if !checked.missing_taps.is_empty() {
+                println!(
+                    "{} port(s) would wait for their tap (not on this host yet):",
+                    checked.missing_taps.len()
+                );
+                for m in &checked.missing_taps {
+                    println!("  {m}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(&instance, what).map(|()| ExitCode::SUCCESS),
