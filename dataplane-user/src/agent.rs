@@ -1,14 +1,9 @@
 //! The agent: keeps the datapath in step with a configuration [`Source`],
 //! attaches ports as their taps appear and detaches them as they go (link
-//! events), answers the control socket, serves metrics,
+//! events), answers the control socket, tells its status, serves metrics,
 //! and leaves the datapath running (or removes it) when it stops.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +22,7 @@ use crate::{
     lock::InstanceLock,
     netlink::{LinkEvent, LinkEvents},
     source::Source,
+    status_keeper::Status,
 };
 
 /// How the agent runs, beyond the datapath's own options.
@@ -61,6 +57,7 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     // One agent per instance, for the agent's whole life (see lock.rs).
     let _lock = InstanceLock::acquire(&instance)?;
     let fresh = !datapath::instance_dir(&instance).exists();
+    let mut status = Status::start(&instance, &mut source, fresh);
     // Before the first configuration is read: a tap that appears while it
     // is applied is told, not missed.
     let mut links = LinkEvents::subscribe()?;
@@ -79,20 +76,21 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     }
     let mut deferred = Deferred::new();
     let applied = match apply_update(&mut ctl, &first, source.partial(), &mut deferred) {
-        Ok((a, _)) => a,
+        Ok((a, waiting)) => {
+            status.attempt(&source.trigger(), &Ok(a.generation), &waiting);
+            a
+        }
         Err(e) => {
             // Leave nothing behind that this run created.
             ctl.shutdown(fresh).ok();
             return Err(e).context("applying the configuration");
         }
     };
-    let status = Arc::new(Mutex::new(AgentStatus {
-        source: source.describe(),
-        ..AgentStatus::default()
-    }));
-    update_status(&status, &source, applied.generation);
+    status.pending(&ctl);
+    status.source(&source);
+    status.flush();
     if let Some(addr) = opts.metrics {
-        crate::metrics::serve(addr, ctl.datapath().dir().clone(), status.clone()).await?;
+        crate::metrics::serve(addr, ctl.datapath().dir().clone(), status.shared()).await?;
     }
     let mut names = Publisher::new(&instance, source.describe());
     names.publish(ctl.store(), applied.generation);
@@ -129,7 +127,7 @@ struct Agent<S: Source> {
     ctl: Controller,
     source: S,
     deferred: Deferred,
-    status: Arc<Mutex<AgentStatus>>,
+    status: Status,
     names: Publisher,
 }
 
@@ -153,7 +151,8 @@ impl<S: Source> Agent<S> {
                 event = links.next() => self.link_event(event, links).await,
                 _ = publish.tick() => {
                     self.source.publish(&self.ctl.report()).await;
-                    update_status(&self.status, &self.source, self.ctl.datapath().generation());
+                    self.status.source(&self.source);
+                    self.status.flush();
                 }
                 _ = tick.tick() => {
                     housekeeping(&mut self.ctl);
@@ -176,6 +175,7 @@ impl<S: Source> Agent<S> {
 
     /// A configuration the source delivered (or could not read).
     fn update(&mut self, update: Result<Update>) {
+        let trigger = self.source.trigger();
         let partial = self.source.partial();
         let outcome = match update {
             Ok(u) => apply(&mut self.ctl, &u, "reload", partial, &mut self.deferred),
@@ -184,10 +184,16 @@ impl<S: Source> Agent<S> {
                 Err(e)
             }
         };
-        if let Ok((a, _)) = &outcome {
-            update_status(&self.status, &self.source, a.generation);
-            self.names.changed();
+        match &outcome {
+            Ok((a, waiting)) => {
+                self.status.attempt(&trigger, &Ok(a.generation), waiting);
+                self.names.changed();
+            }
+            Err(e) => self.status.attempt(&trigger, &Err(verbatim(e)), &[]),
         }
+        self.status.pending(&self.ctl);
+        // At once: whoever sent SIGHUP or wrote the file may ask next.
+        self.status.flush();
     }
 
     /// A link appeared, changed or went: the ports it concerns follow it.
@@ -216,10 +222,12 @@ impl<S: Source> Agent<S> {
             return;
         }
         follow_taps(&mut self.ctl, ids.as_ref());
+        self.status.pending(&self.ctl);
     }
 
     /// `dataplane apply FILE`: the source loads FILE; once applied, FILE is
-    /// the configuration from then on.
+    /// the configuration from then on, also across restarts (see
+    /// `agent_status::file_to_run`).
     fn apply_request(&mut self, path: &Path) -> String {
         let Some(loaded) = self.source.load(path) else {
             return format!(
@@ -227,17 +235,39 @@ impl<S: Source> Agent<S> {
                 self.source.describe()
             );
         };
+        let trigger = format!("dataplane apply {}", path.display());
         let result =
             loaded.and_then(|u| apply(&mut self.ctl, &u, "apply", false, &mut Deferred::new()));
-        match &result {
+        let answer = match &result {
             Ok((applied, _)) => {
                 self.source.loaded(path);
+                self.status.attempt(&trigger, &Ok(applied.generation), &[]);
+                self.status.applied_file(&self.source);
                 self.names.changed();
                 format!("ok {}", applied.generation)
             }
-            Err(e) if crate::commands::is_config_error(e) => format!("invalid {e:#}"),
-            Err(e) => format!("error {e:#}"),
-        }
+            Err(e) => {
+                // The watched file is still what runs: an error, not an
+                // attempt of the configuration in force.
+                self.status.error(&trigger, verbatim(e));
+                if crate::commands::is_config_error(e) {
+                    format!("invalid {e:#}")
+                } else {
+                    format!("error {e:#}")
+                }
+            }
+        };
+        self.status.pending(&self.ctl);
+        self.status.flush();
+        answer
+    }
+}
+
+/// An error's text as the agent logs it.
+fn verbatim(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ConfigErrors>() {
+        Some(errors) => errors.to_string(),
+        None => format!("{e:#}"),
     }
 }
 
@@ -331,21 +361,6 @@ fn apply_update(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// What the agent reports of itself (metrics).
-#[derive(Clone, Debug, Default)]
-pub struct AgentStatus {
-    pub source: String,
-    pub generation: u64,
-    pub source_status: crate::source::SourceStatus,
-}
-
-fn update_status<S: Source>(status: &Arc<Mutex<AgentStatus>>, source: &S, generation: u64) {
-    if let Ok(mut s) = status.lock() {
-        s.generation = generation;
-        s.source_status = source.status();
     }
 }
 

@@ -9,9 +9,12 @@
 //! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
 //!   control socket, what it publishes for readers, how an instance ends;
 //! - `netlink`: link events (ports wait for their taps) and link facts;
-//! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
+//! - `agent_status`, `status_keeper`: what the agent says of itself;
+//! - `show`, `status`, `trace`, `monitor`, `metrics`: readers of the
+//!   pinned state and of the agent's record.
 
 pub mod agent;
+pub mod agent_status;
 pub mod commands;
 pub mod control;
 pub mod controller;
@@ -27,5 +30,7 @@ pub mod netlink;
 pub mod publish;
 pub mod show;
 pub mod source;
+pub mod status;
+pub mod status_keeper;
 pub mod trace;
 pub mod tunnel;

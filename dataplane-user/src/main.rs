@@ -155,6 +155,15 @@ enum Command {
         #[arg(long)]
         skip_interfaces: bool,
     },
+    /// Whether an agent runs the instance (PID, uptime), where its
+    /// configuration comes from and what it watches, the generation in
+    /// force and the last attempt (its error verbatim), ports waiting for
+    /// their tap, and a one-line verdict. Exit status: 0 when the verdict is ok, 4 when it is not,
+    /// 1 for an instance that does not exist.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what the running datapath holds.
     Show {
         #[command(subcommand)]
@@ -227,6 +236,8 @@ enum ShowWhat {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status of `trace` when the datapath drops the packet.
 const EXIT_DROPPED: u8 = 3;
+/// Exit status of `status` when its verdict is not ok.
+const EXIT_ATTENTION: u8 = 4;
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -328,6 +339,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let view = dataplane_agent::status::status(&instance)?;
+            print_view(&view, json, dataplane_agent::status::render)?;
+            Ok(if view.verdict.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_ATTENTION)
+            })
         }
         Command::Show { what } => show(&instance, what).map(|()| ExitCode::SUCCESS),
         Command::Apply { file } => {

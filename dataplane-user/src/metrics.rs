@@ -18,7 +18,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::{agent::AgentStatus, show};
+use crate::{agent_status::AgentRecord, show};
 
 /// (metric name, help, how to read it from a port's counters).
 type Counter = (&'static str, &'static str, fn(&show::StatsView) -> u64);
@@ -30,30 +30,56 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// What the agent knows of its configuration source.
-fn agent_lines(a: &AgentStatus) -> String {
+/// What the agent knows of itself and its configuration source.
+fn agent_lines(a: &AgentRecord) -> String {
     let mut out = String::new();
-    let s = &a.source_status;
+    let s = &a.source;
+    let mut gauge = |name: &str, help: &str, labels: String, value: String| {
+        let _ = writeln!(out, "# HELP dataplane_{name} {help}");
+        let _ = writeln!(out, "# TYPE dataplane_{name} gauge");
+        let _ = writeln!(out, "dataplane_{name}{labels} {value}");
+    };
+    gauge(
+        "agent_start_time_seconds",
+        "When the agent started, in seconds since the Unix epoch.",
+        String::new(),
+        format!("{:.3}", a.started),
+    );
+    let refused = a.refused_now().is_some();
+    gauge(
+        "config_last_attempt_refused",
+        "Whether the configuration the source holds now was refused (1): the one in force is older.",
+        String::new(),
+        u8::from(refused).to_string(),
+    );
+    let last_error = a.last_error.as_ref().map(|e| e.at).unwrap_or_default();
+    gauge(
+        "config_last_error_time_seconds",
+        "When a configuration was last refused (0: never), in seconds since the Unix epoch.",
+        String::new(),
+        format!("{last_error:.3}"),
+    );
+    gauge(
+        "ports_pending",
+        "Ports waiting for their tap (nothing reaches them, nothing of theirs passes).",
+        String::new(),
+        a.pending.len().to_string(),
+    );
     if let Some(connected) = s.connected {
-        let _ = writeln!(
-            out,
-            "# HELP dataplane_source_connected Whether the agent reaches its database (1) or not (0)."
-        );
-        let _ = writeln!(out, "# TYPE dataplane_source_connected gauge");
-        let _ = writeln!(
-            out,
-            "dataplane_source_connected{{source=\"{}\"}} {}",
-            label(&a.source),
-            u8::from(connected)
+        gauge(
+            "source_connected",
+            "Whether the agent reaches its database (1) or not (0).",
+            format!("{{source=\"{}\"}}", label(&s.describe)),
+            u8::from(connected).to_string(),
         );
     }
     if let Some(revision) = s.revision {
-        let _ = writeln!(
-            out,
-            "# HELP dataplane_source_revision The database revision last delivered to the agent."
+        gauge(
+            "source_revision",
+            "The database revision last delivered to the agent.",
+            String::new(),
+            revision.to_string(),
         );
-        let _ = writeln!(out, "# TYPE dataplane_source_revision gauge");
-        let _ = writeln!(out, "dataplane_source_revision {revision}");
         let _ = writeln!(
             out,
             "# HELP dataplane_source_resyncs_total Full reads of the database (start, reconnections, compactions)."
@@ -222,7 +248,7 @@ fn conntrack(out: &mut String, dir: &std::path::Path) -> Result<()> {
 }
 
 /// Serves `/metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, dir: PathBuf, status: Arc<Mutex<AgentStatus>>) -> Result<()> {
+pub async fn serve(addr: SocketAddr, dir: PathBuf, status: Arc<Mutex<AgentRecord>>) -> Result<()> {
     let listener = TcpListener::bind(addr).await?;
     info!(%addr, "serving metrics at /metrics");
     tokio::spawn(async move {

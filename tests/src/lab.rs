@@ -436,6 +436,20 @@ impl Lab {
         self.show("ports")
     }
 
+    /// `dataplane status --json` and its exit status.
+    pub fn status(&self) -> Result<(Value, i32)> {
+        let out = self.dataplane(&["status", "--json"]).output()?;
+        let view = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "status printed no JSON ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((view, out.status.code().unwrap_or(-1)))
+    }
+
     /// When the agent logged the first line containing `needle` (seconds
     /// since the Unix epoch, from the log's UTC timestamp).
     pub fn log_time(&self, needle: &str) -> Option<f64> {
@@ -622,7 +636,7 @@ impl Drop for Lab {
         }
         // Whatever the agent left pinned goes too, and what it published.
         let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/{}", self.instance));
-        for ext in ["json", "sock"] {
+        for ext in ["json", "sock", "status.json"] {
             let _ = std::fs::remove_file(format!("/run/dataplane/{}.{ext}", self.instance));
         }
     }

@@ -1,6 +1,9 @@
-//! Ports that wait for their tap: a port whose tap does not exist is
-//! accepted and waits (nothing of it passes), is attached within a second
-//! of the tap appearing and waits again when it goes.
+//! Ports that wait for their tap, and `dataplane status`: a port whose tap
+//! does not exist is accepted and waits (nothing of it passes), is attached
+//! within a second of the tap appearing and waits again when it goes; the
+//! status tells the agent, its source, the generation in force and the last
+//! attempt, a refused reload, and a file switched by `dataplane apply`
+//! (kept across a restart).
 
 use std::{cell::Cell, time::SystemTime};
 
@@ -59,6 +62,16 @@ fn address(lab: &Lab, name: &str) {
         .unwrap();
 }
 
+/// The ids `show ports --json` lists as waiting for their tap.
+fn pending(lab: &Lab) -> Vec<String> {
+    lab.show_ports().unwrap()["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn attached(lab: &Lab, name: &str) -> bool {
     lab.port(lab.vm(name)).is_ok()
 }
@@ -69,7 +82,15 @@ fn a_port_waits_for_its_tap_is_attached_when_it_appears_and_waits_again_when_it_
     let mut lab = lab_with(&["b"]);
     // Before: refused at start (exit 2), nothing attached.
     lab.start(&topology(&lab, &["a", "b", "c"])).unwrap();
+    let b = lab.vm("b");
+    assert_eq!(pending(&lab), vec![b.port_id.clone()]);
     assert!(!attached(&lab, "b"));
+    let (status, code) = lab.status().unwrap();
+    assert_eq!(status["pending"][0]["tap"], b.tap.as_str(), "{status:#}");
+    assert_eq!(code, 4, "{status:#}");
+    let text =
+        String::from_utf8(lab.dataplane(&["show", "ports"]).output().unwrap().stdout).unwrap();
+    assert!(text.contains("waiting for their tap"), "{text}");
 
     // Nothing reaches the waiting port, nor leaks elsewhere: a frame from
     // a to its MAC and address arrives nowhere before a later broadcast.
@@ -102,6 +123,7 @@ fn a_port_waits_for_its_tap_is_attached_when_it_appears_and_waits_again_when_it_
     assert!(delay < 1.0, "attached {delay:.3} s after the tap appeared");
     address(&lab, "b");
     assert!(attached(&lab, "b"));
+    assert!(pending(&lab).is_empty());
     let b = lab.vm("b");
     lab.vm("a").reaches("10.5.0.11", WAIT).unwrap();
     // Enforced: a spoofed source is dropped and counted.
@@ -112,8 +134,10 @@ fn a_port_waits_for_its_tap_is_attached_when_it_appears_and_waits_again_when_it_
 
     // The tap goes: the port waits again, detached.
     lab.hv.ip(&["link", "del", &b.tap]).unwrap();
-    wait_for(WAIT, "the port detached", || !attached(&lab, "b"))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.agent_log()));
+    wait_for(WAIT, "the port waits again", || {
+        pending(&lab) == vec![b.port_id.clone()]
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.agent_log()));
     assert!(!attached(&lab, "b"));
     assert!(
         lab.agent_log()
@@ -138,7 +162,7 @@ fn a_change_adding_a_port_without_its_tap_applies_whole() {
     let mut new = topology(&lab, &["a", "b", "c"]);
     new["ports"][0]["allowed_address_pairs"] = json!([pair("10.5.0.100", None)]);
     lab.reload(&new).unwrap();
-    assert!(!attached(&lab, "c"));
+    assert_eq!(pending(&lab), vec![lab.vm("c").port_id.clone()]);
     let a = lab.vm("a");
     a.sh("ip addr add 10.5.0.100/32 dev eth0").unwrap();
     a.reaches_from("10.5.0.11", Some("10.5.0.100"), WAIT)
@@ -170,4 +194,146 @@ fn a_change_adding_a_port_without_its_tap_applies_whole() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn status_tells_the_agent_its_source_and_generation_and_when_no_agent_runs() {
+    require_root!();
+    let mut lab = lab_with(&[]);
+    lab.start(&topology(&lab, &["a", "b"])).unwrap();
+    let (s, code) = lab.status().unwrap();
+    assert_eq!(code, 0, "{s:#}");
+    assert_eq!(s["agent"]["state"], "running");
+    assert_eq!(s["agent"]["pid"], lab.agent_pid().unwrap());
+    assert!(s["agent"]["uptime_secs"].as_f64().unwrap() >= 0.0);
+    let config = lab.dir.path().join("config.json");
+    let config = std::fs::canonicalize(config).unwrap();
+    assert!(
+        s["source"]["watching"]
+            .as_str()
+            .unwrap()
+            .contains(config.to_str().unwrap()),
+        "{s:#}"
+    );
+    let generation = lab.show_ports().unwrap()["generation"].clone();
+    assert_eq!(s["datapath"]["generation"], generation);
+    assert_eq!(s["last_attempt"]["outcome"], "applied");
+    assert_eq!(s["last_attempt"]["generation"], generation);
+    assert_eq!(s["verdict"]["ok"], true, "{s:#}");
+    let text = lab.dataplane(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("verdict: ok"), "{text}");
+    assert!(text.contains("agent running, PID"), "{text}");
+
+    // The agent exits, the datapath stays: status says no agent runs.
+    lab.stop().unwrap();
+    let (s, code) = lab.status().unwrap();
+    assert_eq!(code, 4, "{s:#}");
+    assert_eq!(s["agent"]["state"], "not running");
+    assert_eq!(s["datapath"]["generation"], generation);
+    assert!(
+        s["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no agent runs"),
+        "{s:#}"
+    );
+}
+
+#[test]
+fn a_refused_reload_shows_in_status_and_show_until_one_applies() {
+    require_root!();
+    let mut lab = lab_with(&[]);
+    let good = topology(&lab, &["a", "b"]);
+    lab.start(&good).unwrap();
+    let mut bad = good.clone();
+    bad["ports"][1]["mac_address"] = json!("not-a-mac");
+    lab.sighup(&bad).unwrap();
+    let (s, code) = lab.status().unwrap();
+    assert_eq!(code, 4, "{s:#}");
+    assert_eq!(s["last_attempt"]["outcome"], "refused", "{s:#}");
+    let error = s["last_error"]["error"].as_str().unwrap();
+    assert!(error.contains("mac_address"), "{s:#}");
+    // Verbatim: the error the log has.
+    assert!(
+        lab.agent_log().contains(error),
+        "{error}\n{}",
+        lab.agent_log()
+    );
+    let ports = lab.show_ports().unwrap();
+    assert!(
+        ports["refused"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("mac_address")),
+        "{ports:#}"
+    );
+    let text = lab.dataplane(&["show", "ports"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("was refused"));
+
+    // A good one applies: in force again, no longer refused.
+    lab.reload(&good).unwrap();
+    assert!(lab.show_ports().unwrap().get("refused").is_none());
+    let (s, code) = lab.status().unwrap();
+    assert_eq!(
+        (code, &s["last_attempt"]["outcome"]),
+        (0, &json!("applied"))
+    );
+    // The error stays told as the last one.
+    assert!(
+        s["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("mac_address")
+    );
+}
+
+#[test]
+fn a_file_switched_by_apply_is_shown_and_kept_across_a_restart() {
+    require_root!();
+    let mut lab = lab_with(&[]);
+    lab.start(&topology(&lab, &["a", "b"])).unwrap();
+    let config = std::fs::canonicalize(lab.dir.path().join("config.json")).unwrap();
+    let mut with_pair = topology(&lab, &["a", "b"]);
+    with_pair["ports"][0]["allowed_address_pairs"] = json!([pair("10.5.0.100", None)]);
+    let other = lab.write_config("other.json", &with_pair).unwrap();
+    let other = std::fs::canonicalize(other).unwrap();
+    let out = lab
+        .dataplane(&["apply", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (s, _) = lab.status().unwrap();
+    assert_eq!(s["source"]["file"], other.to_str().unwrap(), "{s:#}");
+    assert_eq!(s["source"]["started_with"], config.to_str().unwrap());
+    assert!(s["source"]["applied_at"].is_number(), "{s:#}");
+    let text = lab.dataplane(&["status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("a restart keeps it"));
+
+    // Restarted as before (--config config.json): the applied file stays
+    // the configuration. Before: back to config.json, the pair gone.
+    lab.stop().unwrap();
+    lab.start_file(&config, 2).unwrap();
+    let (s, _) = lab.status().unwrap();
+    assert_eq!(s["source"]["file"], other.to_str().unwrap(), "{s:#}");
+    assert!(
+        s["source"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("kept across the restart")
+    );
+    let a = lab.vm("a");
+    a.sh("ip addr add 10.5.0.100/32 dev eth0").unwrap();
+    a.reaches_from("10.5.0.11", Some("10.5.0.100"), WAIT)
+        .expect("the applied file's pair is in force after the restart");
+
+    // Restarted with another --config: the operator's newer word wins.
+    let third = lab
+        .write_config("third.json", &topology(&lab, &["a", "b"]))
+        .unwrap();
+    lab.stop().unwrap();
+    lab.start_file(&third, 2).unwrap();
+    let (s, _) = lab.status().unwrap();
+    let third = std::fs::canonicalize(third).unwrap();
+    assert_eq!(s["source"]["file"], third.to_str().unwrap(), "{s:#}");
+    assert!(s["source"]["note"].as_str().unwrap().contains("replaces"));
 }
