@@ -130,12 +130,14 @@ pub fn trace(
         None => vec![probe.build(&ports, source, &description)?],
     };
     let explainer = explain::Explainer::new(&dir, &ports, facts.as_ref())?;
+    let mut inspector = crate::link_health::Inspector::default();
     frames
         .iter()
         .map(|frame| {
             let mut t = probe.run(&ports, source, frame)?;
             t.gateway = gateway.clone();
             trace::explain(&mut t, &explainer, &ports, source)?;
+            trace::interfaces(&mut t, &ports, &mut inspector);
             Ok(t)
         })
         .collect()

@@ -10,8 +10,8 @@
 //!   control socket, what it publishes for readers, how an instance ends;
 //! - `netlink`: link events (ports wait for their taps) and link facts;
 //! - `agent_status`, `status_keeper`: what the agent says of itself;
-//! - `show`, `status`, `trace`, `monitor`, `metrics`: readers of the
-//!   pinned state and of the agent's record.
+//! - `show`, `status`, `trace`, `monitor`, `metrics`, `link_health`:
+//!   readers of the pinned state, the agent's record and the interfaces.
 
 pub mod agent;
 pub mod agent_status;
@@ -23,6 +23,7 @@ pub mod explain;
 pub mod facts;
 pub mod interfaces;
 pub mod lifecycle;
+pub mod link_health;
 pub mod lock;
 pub mod metrics;
 pub mod monitor;

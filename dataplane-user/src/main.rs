@@ -158,7 +158,8 @@ enum Command {
     /// Whether an agent runs the instance (PID, uptime), where its
     /// configuration comes from and what it watches, the generation in
     /// force and the last attempt (its error verbatim), ports waiting for
-    /// their tap, and a one-line verdict. Exit status: 0 when the verdict is ok, 4 when it is not,
+    /// their tap, ports whose interface loses frames, and a one-line
+    /// verdict. Exit status: 0 when the verdict is ok, 4 when it is not,
     /// 1 for an instance that does not exist.
     Status {
         #[arg(long)]
@@ -424,7 +425,11 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         ShowWhat::Chassis { json } => {
             print_view(&show::chassis(&dir)?, json, |v| show::render_chassis(v))
         }
-        ShowWhat::Ports { json } => print_view(&show::named_ports(&dir)?, json, show::render_ports),
+        ShowWhat::Ports { json } => {
+            let mut view = show::named_ports(&dir)?;
+            show::with_interfaces(&mut view);
+            print_view(&view, json, show::render_ports)
+        }
         ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
             show::render_security_groups(v)
         }),

@@ -92,10 +92,12 @@ fn agent_lines(a: &AgentRecord) -> String {
 
 /// The exposition text for the instance in `dir`.
 pub fn render(dir: &std::path::Path) -> Result<String> {
-    let ports = show::ports(dir)?;
+    let mut ports = show::ports(dir)?;
+    show::with_interfaces(&mut ports);
     let mut out = String::new();
     port_counters(&mut out, &ports)?;
     drops(&mut out, &ports)?;
+    interfaces(&mut out, &ports)?;
     security_groups(&mut out, dir)?;
     conntrack(&mut out, dir)?;
     writeln!(
@@ -179,6 +181,56 @@ fn drops(out: &mut String, ports: &show::PortsView) -> Result<()> {
             out,
             "dataplane_port_drops_total{{port=\"\",reason=\"{reason}\"}} {n}"
         )?;
+    }
+    Ok(())
+}
+
+/// What the kernel does with each port's frames after the datapath:
+/// losses no datapath counter sees (see `link_health`).
+fn interfaces(out: &mut String, ports: &show::PortsView) -> Result<()> {
+    writeln!(
+        out,
+        "# HELP dataplane_port_interface_problem Whether the port's interface loses frames the datapath forwards (1), by problem: no_napi (every frame sent to it), tx_checksum_offload (its TCP and UDP arrive with bad checksums)."
+    )?;
+    writeln!(out, "# TYPE dataplane_port_interface_problem gauge")?;
+    for p in &ports.ports {
+        let Some(i) = &p.interface else { continue };
+        for problem in ["no_napi", "tx_checksum_offload"] {
+            let on = i.problems.iter().any(|x| x.code == problem);
+            writeln!(
+                out,
+                "dataplane_port_interface_problem{{port=\"{}\",tap=\"{}\",problem=\"{problem}\"}} {}",
+                label(&p.id),
+                label(&p.tap),
+                u8::from(on)
+            )?;
+        }
+    }
+    for (name, help, get) in [
+        (
+            "rx_dropped",
+            "Frames of the port's tap the kernel dropped after the datapath let them through (refused redirects and answers among them)",
+            (|i| i.rx_dropped) as fn(&crate::link_health::LinkHealth) -> u64,
+        ),
+        (
+            "tx_dropped",
+            "Frames to the port's tap the kernel dropped",
+            |i| i.tx_dropped,
+        ),
+    ] {
+        writeln!(out, "# HELP dataplane_port_interface_{name}_total {help}.")?;
+        writeln!(out, "# TYPE dataplane_port_interface_{name}_total counter")?;
+        for p in &ports.ports {
+            if let Some(i) = &p.interface {
+                writeln!(
+                    out,
+                    "dataplane_port_interface_{name}_total{{port=\"{}\",tap=\"{}\"}} {}",
+                    label(&p.id),
+                    label(&p.tap),
+                    get(i)
+                )?;
+            }
+        }
     }
     Ok(())
 }

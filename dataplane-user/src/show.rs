@@ -23,6 +23,7 @@ use crate::{
     agent_status::{AgentRecord, Attempt},
     datapath::{maps::open_pinned, pinned, pins::c_str},
     facts::Facts,
+    link_health::{Inspector, LinkHealth},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +92,11 @@ pub struct PortView {
     pub macs: Vec<String>,
     pub addresses: Vec<AddressView>,
     pub stats: StatsView,
+    /// What the kernel does with the frames the datapath sends it: lost
+    /// frames that no counter of the datapath sees (see `link_health`;
+    /// filled by [`with_interfaces`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<LinkHealth>,
 }
 
 /// A port of the configuration waiting for its tap: nothing reaches it
@@ -235,6 +241,17 @@ pub fn pending(record: &AgentRecord) -> Vec<PendingView> {
         .collect()
 }
 
+/// Fills in what the kernel does with each local port's frames (see
+/// `link_health`): it asks the kernel about every tap.
+pub fn with_interfaces(view: &mut PortsView) {
+    let mut inspector = Inspector::default();
+    for p in &mut view.ports {
+        if !p.tap.is_empty() && p.id != dataplane_config::compile::TUNNEL_PORT_ID {
+            p.interface = inspector.check(&p.tap);
+        }
+    }
+}
+
 /// Reads every port of the live slot with its addresses and counters
 /// (names left empty: see [`named_ports`]).
 pub fn ports(dir: &Path) -> Result<PortsView> {
@@ -305,6 +322,7 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
             macs: port_macs.remove(&info.index).unwrap_or_default(),
             addresses: addrs.remove(&info.index).unwrap_or_default(),
             stats: (&sum_stats(&stats, info.index)).into(),
+            interface: None,
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -418,6 +436,20 @@ fn render_pending(s: &mut String, pending: &[PendingView]) {
     }
 }
 
+fn render_interface(s: &mut String, i: &LinkHealth) {
+    for p in &i.problems {
+        let _ = writeln!(s, "  interface LOSES FRAMES: {} (fix: {})", p.detail, p.fix);
+    }
+    if i.rx_dropped != 0 || i.tx_dropped != 0 {
+        let _ = writeln!(
+            s,
+            "  interface counters (frames the kernel dropped after the datapath's decision): \
+             rx_dropped {}, tx_dropped {}",
+            i.rx_dropped, i.tx_dropped
+        );
+    }
+}
+
 fn stats_line(s: &StatsView) -> String {
     let mut line = format!(
         "rx {} pkts / {} bytes, tx {} pkts / {} bytes",
@@ -482,6 +514,9 @@ pub fn render_ports(view: &PortsView) -> String {
             let _ = writeln!(s, "  {:<44} {} {}", a.address, a.mac, a.kind);
         }
         let _ = writeln!(s, "  {}", stats_line(&p.stats));
+        if let Some(i) = &p.interface {
+            render_interface(&mut s, i);
+        }
         for (reason, n) in &p.stats.drops {
             let desc = DropReason::ALL
                 .iter()

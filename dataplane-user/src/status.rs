@@ -1,8 +1,9 @@
 //! `dataplane status`: is an agent running the instance, where does its
 //! configuration come from, is what runs what its source holds, which
-//! ports wait for their tap, and a one-line verdict. Read from the
-//! instance's lock (the agent), the agent's status record
-//! (`agent_status`) and the pinned maps.
+//! ports wait for their tap and which lose frames at their interface, and
+//! a one-line verdict. Read from the instance's lock (the agent), the
+//! agent's status record (`agent_status`), the pinned maps and the
+//! interfaces.
 
 use std::fmt::Write as _;
 
@@ -11,7 +12,9 @@ use serde::Serialize;
 
 use crate::{
     agent_status::{AgentRecord, Attempt, SourceRecord, now},
-    datapath, lifecycle, lock,
+    datapath, lifecycle,
+    link_health::LinkHealth,
+    lock,
     monitor::rfc3339,
     show::{self, PendingView},
 };
@@ -27,6 +30,9 @@ pub struct StatusView {
     pub last_attempt: Option<Attempt>,
     pub last_error: Option<Attempt>,
     pub pending: Vec<PendingView>,
+    /// Ports whose interface loses frames the datapath sends (or whose
+    /// TCP/UDP arrive with bad checksums).
+    pub lossy: Vec<LossyPort>,
     pub verdict: Verdict,
 }
 
@@ -53,6 +59,14 @@ pub struct DatapathView {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct LossyPort {
+    pub id: String,
+    pub name: String,
+    pub tap: String,
+    pub interface: LinkHealth,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
     pub ok: bool,
     pub summary: String,
@@ -64,7 +78,7 @@ pub fn status(instance: &str) -> Result<StatusView> {
     let dir = datapath::instance_dir(instance);
     let holder = lock::running_agent(instance)?;
     let record = AgentRecord::read(instance);
-    let ports = dir
+    let mut ports = dir
         .join("maps")
         .is_dir()
         .then(|| show::named_ports(&dir))
@@ -78,6 +92,23 @@ pub fn status(instance: &str) -> Result<StatusView> {
     }
     let agent = agent_view(holder, record.as_ref());
     let running = agent.state == "running";
+    let mut lossy = Vec::new();
+    if let Some(view) = &mut ports {
+        show::with_interfaces(view);
+        lossy = view
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let i = p.interface.as_ref().filter(|i| !i.problems.is_empty())?;
+                Some(LossyPort {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    tap: p.tap.clone(),
+                    interface: i.clone(),
+                })
+            })
+            .collect();
+    }
     let mut view = StatusView {
         instance: instance.to_string(),
         agent,
@@ -91,6 +122,7 @@ pub fn status(instance: &str) -> Result<StatusView> {
         last_attempt: record.as_ref().and_then(|r| r.last_attempt.clone()),
         last_error: record.as_ref().and_then(|r| r.last_error.clone()),
         pending: record.as_ref().map(show::pending).unwrap_or_default(),
+        lossy,
         verdict: Verdict {
             ok: false,
             summary: String::new(),
@@ -146,6 +178,12 @@ fn verdict(v: &StatusView, running: bool) -> Verdict {
     }
     if !v.pending.is_empty() {
         problems.push(format!("{} port(s) wait for their tap", v.pending.len()));
+    }
+    if !v.lossy.is_empty() {
+        problems.push(format!(
+            "{} port(s) lose frames at their interface",
+            v.lossy.len()
+        ));
     }
     if problems.is_empty() {
         let (generation, ports) = v
@@ -208,6 +246,21 @@ pub fn render(v: &StatusView) -> String {
                 p.tap,
                 duration(p.waiting_secs)
             );
+        }
+    }
+    if !v.lossy.is_empty() {
+        let _ = writeln!(s, "losing frames at their interface:");
+        for p in &v.lossy {
+            for problem in &p.interface.problems {
+                let _ = writeln!(
+                    s,
+                    "  {} tap {}: {}\n    fix: {}",
+                    label(&p.id, &p.name),
+                    p.tap,
+                    problem.detail,
+                    problem.fix
+                );
+            }
         }
     }
     let _ = writeln!(s, "verdict: {}", v.verdict.summary);
@@ -349,6 +402,7 @@ mod tests {
             last_attempt: None,
             last_error: None,
             pending: Vec::new(),
+            lossy: Vec::new(),
             verdict: Verdict {
                 ok: false,
                 summary: String::new(),

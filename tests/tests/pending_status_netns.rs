@@ -2,8 +2,8 @@
 //! does not exist is accepted and waits (nothing of it passes), is attached
 //! within a second of the tap appearing and waits again when it goes; the
 //! status tells the agent, its source, the generation in force and the last
-//! attempt, a refused reload, and a file switched by `dataplane apply`
-//! (kept across a restart).
+//! attempt, a refused reload, a file switched by `dataplane apply` (kept
+//! across a restart), and interfaces that lose what the datapath forwards.
 
 use std::{cell::Cell, time::SystemTime};
 
@@ -336,4 +336,72 @@ fn a_file_switched_by_apply_is_shown_and_kept_across_a_restart() {
     let third = std::fs::canonicalize(third).unwrap();
     assert_eq!(s["source"]["file"], third.to_str().unwrap(), "{s:#}");
     assert!(s["source"]["note"].as_str().unwrap().contains("replaces"));
+}
+
+#[test]
+fn interfaces_that_lose_frames_are_named_in_status_show_trace_and_metrics() {
+    require_root!();
+    let mut lab = lab_with(&[]);
+    lab.run_args = vec!["--metrics".into(), "127.0.0.1:9478".into()];
+    lab.start(&topology(&lab, &["a", "b"])).unwrap();
+    let (a, b) = (lab.vm("a"), lab.vm("b"));
+    a.reaches("10.5.0.11", WAIT).unwrap();
+    // b's end of its veth loses NAPI (every frame sent to b is refused);
+    // a offloads TX checksums (its TCP/UDP would arrive broken).
+    b.sh("ethtool -K eth0 gro off").unwrap();
+    a.sh("ethtool -K eth0 tx on >/dev/null").unwrap();
+    assert!(!a.ping("10.5.0.11", 2), "frames to b should be lost");
+
+    // trace does not call it delivered: lost at b's interface, exit 3.
+    let out = lab
+        .dataplane(&["trace", "a", "--dst", "10.5.0.11"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("lost") && !text.contains("and delivered"),
+        "{text}"
+    );
+
+    let (s, code) = lab.status().unwrap();
+    assert_eq!(code, 4, "{s:#}");
+    let problems = |id: &str| -> Vec<String> {
+        s["lossy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["id"] == id)
+            .flat_map(|p| p["interface"]["problems"].as_array().unwrap().clone())
+            .map(|p| p["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(problems(&b.port_id), ["no_napi"], "{s:#}");
+    assert_eq!(problems(&a.port_id), ["tx_checksum_offload"], "{s:#}");
+    let shown = lab.port(b).unwrap();
+    assert_eq!(shown["interface"]["problems"][0]["code"], "no_napi");
+
+    let metrics = lab
+        .hv
+        .run_inside(|| {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9478")?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+        .unwrap();
+    let series = format!(
+        "dataplane_port_interface_problem{{port=\"{}\",tap=\"{}\",problem=\"no_napi\"}} 1",
+        b.port_id, b.tap
+    );
+    assert!(metrics.contains(&series), "{metrics}");
+
+    // Fixed in the VM: no longer named, and b is reached.
+    b.sh("ethtool -K eth0 gro on").unwrap();
+    a.sh("ethtool -K eth0 tx off >/dev/null").unwrap();
+    let (s, _) = lab.status().unwrap();
+    assert_eq!(s["lossy"], json!([]), "{s:#}");
+    a.reaches("10.5.0.11", WAIT).unwrap();
 }
