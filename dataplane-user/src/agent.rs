@@ -223,6 +223,8 @@ impl<S: Source> Agent<S> {
         }
         follow_taps(&mut self.ctl, ids.as_ref());
         self.status.pending(&self.ctl);
+        // At once, as after a reload: `show ports` and `status` agree.
+        self.status.flush();
     }
 
     /// `dataplane apply FILE`: the source loads FILE; once applied, FILE is

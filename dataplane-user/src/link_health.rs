@@ -78,7 +78,11 @@ struct Peer {
 #[derive(Default)]
 pub struct Inspector {
     /// Namespace id (as this namespace knows it) -> (name, open namespace).
-    netns: Option<BTreeMap<i32, (String, File)>>,
+    netns: BTreeMap<i32, (String, File)>,
+    /// Namespaces already looked at, by (device, inode).
+    seen: std::collections::BTreeSet<(u64, u64)>,
+    /// Which places were looked through: named namespaces, processes'.
+    scanned: (bool, bool),
 }
 
 impl Inspector {
@@ -110,8 +114,9 @@ impl Inspector {
         let Some(nsid) = link.peer_netnsid else {
             return Some((inspect(ifindex)?, None));
         };
-        let (name, file) = self.namespaces().get(&nsid)?;
+        let (name, file) = self.namespace(nsid)?;
         let fd: OwnedFd = file.try_clone().ok()?.into();
+        let name = name.clone();
         let peer = std::thread::spawn(move || {
             // SAFETY: setns on an open namespace file, for this thread only
             // (it ends here).
@@ -122,44 +127,49 @@ impl Inspector {
         })
         .join()
         .ok()??;
-        Some((peer, Some(name.clone())))
+        Some((peer, Some(name)))
     }
 
-    /// The network namespaces this one has ids for, by id: named ones
-    /// first (their names are what operators know), then those of
-    /// processes.
-    fn namespaces(&mut self) -> &BTreeMap<i32, (String, File)> {
-        self.netns.get_or_insert_with(|| {
-            let mut found = BTreeMap::new();
+    /// The namespace this one knows as `nsid`: looked for among the named
+    /// ones first (their names are what operators know), then, only if
+    /// need be, among those of processes (a container's).
+    fn namespace(&mut self, nsid: i32) -> Option<&(String, File)> {
+        if !self.netns.contains_key(&nsid) && !self.scanned.0 {
+            self.scanned.0 = true;
             let named = std::fs::read_dir("/run/netns")
                 .into_iter()
                 .flatten()
                 .flatten();
+            self.scan(named.map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())));
+        }
+        if !self.netns.contains_key(&nsid) && !self.scanned.1 {
+            self.scanned.1 = true;
             let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
-            let candidates = named
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                .chain(procs.filter_map(|e| {
-                    let pid = e.file_name().to_string_lossy().into_owned();
-                    pid.parse::<u32>()
-                        .ok()
-                        .map(|_| (format!("of PID {pid}"), e.path().join("ns/net")))
-                }));
-            let mut seen = std::collections::BTreeSet::new();
-            for (name, path) in candidates {
-                let Ok(file) = File::open(&path) else {
-                    continue;
-                };
-                let Ok(meta) = file.metadata() else { continue };
-                use std::os::unix::fs::MetadataExt;
-                if !seen.insert((meta.dev(), meta.ino())) {
-                    continue;
-                }
-                if let Ok(Some(id)) = netlink::netnsid_of(&file) {
-                    found.entry(id).or_insert((name, file));
-                }
+            self.scan(procs.filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().into_owned();
+                pid.parse::<u32>()
+                    .ok()
+                    .map(|_| (format!("of PID {pid}"), e.path().join("ns/net")))
+            }));
+        }
+        self.netns.get(&nsid)
+    }
+
+    /// Notes the id of each namespace among `candidates` (name, path).
+    fn scan(&mut self, candidates: impl Iterator<Item = (String, std::path::PathBuf)>) {
+        use std::os::unix::fs::MetadataExt;
+        for (name, path) in candidates {
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            if !self.seen.insert((meta.dev(), meta.ino())) {
+                continue;
             }
-            found
-        })
+            if let Ok(Some(id)) = netlink::netnsid_of(&file) {
+                self.netns.entry(id).or_insert((name, file));
+            }
+        }
     }
 }
 
