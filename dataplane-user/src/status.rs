@@ -156,7 +156,10 @@ fn verdict(v: &StatusView, running: bool) -> Verdict {
     let mut problems = Vec::new();
     match v.agent.state.as_str() {
         "running" => {}
-        "starting" => problems.push("the agent is starting".to_string()),
+        // A holder without a PID may also be `dataplane stop` at work.
+        "starting" => problems.push(
+            "the agent is starting (or `dataplane stop` is removing the instance)".to_string(),
+        ),
         _ => problems.push(
             "no agent runs: the pinned datapath enforces what it was left with, and nothing \
              follows taps or configuration changes (start `dataplane run`)"
