@@ -8,9 +8,11 @@
 //! - `datapath`: the loaded programs and their pinned maps;
 //! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
 //!   control socket, what it publishes for readers, how an instance ends;
+//! - `logging`: text or JSON logs; `clidocs`: completions and man pages;
 //! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
 
 pub mod agent;
+pub mod clidocs;
 pub mod commands;
 pub mod control;
 pub mod controller;
@@ -20,6 +22,7 @@ pub mod facts;
 pub mod interfaces;
 pub mod lifecycle;
 pub mod lock;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod publish;

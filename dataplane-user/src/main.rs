@@ -1,14 +1,15 @@
 //! `dataplane`: runs, checks and inspects the allowed-address-pairs datapath.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dataplane_agent::{
     agent::{self, RunOptions},
     commands::{self, print_view},
     controller::HostOptions,
     datapath::{self, Options},
+    logging::{self, LogFormat},
     show,
     source::{EtcdSource, FileSource, etcd::EtcdOptions},
     trace,
@@ -17,6 +18,7 @@ use dataplane_config::MacAddr;
 
 #[derive(Parser)]
 #[command(
+    name = "dataplane",
     version,
     about = "eBPF/XDP datapath enforcing OpenStack allowed address pairs"
 )]
@@ -29,6 +31,15 @@ struct Cli {
         default_value = "dataplane"
     )]
     instance: String,
+    /// Log lines as text, or as one JSON object a line for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "DATAPLANE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -164,6 +175,9 @@ enum Command {
     /// agent running, the pinned state it left is removed. An instance
     /// that does not exist is an error.
     Stop,
+    /// Write shell completions and man pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 /// The database of many hosts (instead of `--config`).
@@ -227,20 +241,9 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit status of `trace` when the datapath drops the packet.
 const EXIT_DROPPED: u8 = 3;
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours for people at a terminal, not escape codes in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     if !matches!(cli.command, Command::Run { .. }) {
         // Rust ignores SIGPIPE, so a closed pipe (`dataplane show ... | head`)
         // turns every print into a panic. A command's output going nowhere
@@ -382,6 +385,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Stop => {
             println!("{}", commands::stop(&instance)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateDocs { dir } => {
+            dataplane_agent::clidocs::write(Cli::command(), &dir)?;
             Ok(ExitCode::SUCCESS)
         }
     }
