@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod cloud;
 pub mod etcd;
+pub mod hostlock;
 pub mod lab;
 pub mod model;
 pub mod netns;
