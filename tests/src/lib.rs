@@ -1,6 +1,7 @@
 //! Test harness: network namespaces, VMs behind taps, the datapath agent,
 //! packet capture, configuration builders and BPF_PROG_TEST_RUN verdicts;
-//! a real etcd, and a real Neutron API server with the ML2 driver.
+//! a real etcd, a real Neutron API server with the ML2 driver, and a
+//! real Prometheus.
 //! The integration tests in `tests/` use it, and so does `cargo xtask run`
 //! for the demo.
 
@@ -13,6 +14,7 @@ pub mod model;
 pub mod netns;
 pub mod neutron;
 pub mod pkt;
+pub mod prometheus;
 pub mod rng;
 pub mod topo;
 pub mod verdict;
