@@ -9,7 +9,8 @@
 //! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
 //!   control socket, what it publishes for readers, how an instance ends;
 //! - `logging`: text or JSON logs; `clidocs`: completions and man pages;
-//! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
+//! - `show`, `topology`, `trace`, `monitor`, `metrics`: readers of the
+//!   pinned state.
 
 pub mod agent;
 pub mod clidocs;
@@ -28,5 +29,6 @@ pub mod monitor;
 pub mod publish;
 pub mod show;
 pub mod source;
+pub mod topology;
 pub mod trace;
 pub mod tunnel;

@@ -233,6 +233,15 @@ enum ShowWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Networks, their ports, shared addresses (with the active member),
+    /// routers and hosts, at a glance.
+    Topology {
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// A Graphviz graph (render with `dot -Tsvg`).
+        #[arg(long)]
+        dot: bool,
+    },
 }
 
 /// Exit status of a configuration refused (invalid, or too large for the
@@ -409,6 +418,15 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         }
         ShowWhat::Groups { json } => {
             print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
+        }
+        ShowWhat::Topology { json, dot } => {
+            let view = dataplane_agent::topology::view(&dir)?;
+            if dot {
+                print!("{}", dataplane_agent::topology::render_dot(&view));
+                Ok(())
+            } else {
+                print_view(&view, json, dataplane_agent::topology::render)
+            }
         }
     }
 }

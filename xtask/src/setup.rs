@@ -38,6 +38,7 @@ const PACKAGES: &[&str] = &[
     "cpio",              // packs the guests' initramfs
     "dpkg-dev",          // dpkg-shlibdeps: the package's library dependencies
     "systemd",           // systemd-analyze verify of the package's units
+    "graphviz",          // dot: renders `dataplane show topology --dot` (tests)
 ];
 
 /// cargo-deb builds the Debian package (`cargo xtask package`, and the
