@@ -52,11 +52,15 @@ pub fn deb(profile: Profile) -> Result<PathBuf> {
     cmd.args(["deb", "-p", "dataplane-user", "--no-build", "--output"])
         .arg(&out_dir)
         .current_dir(&root);
-    if profile == Profile::Dev {
+    match profile {
+        // The release profile keeps debug info (debug = 1, for perf and
+        // backtraces): into a -dbgsym .ddeb beside the package, as Debian
+        // does, so that the package itself is stripped (15 MB, not 86).
+        Profile::Release => cmd.arg("--dbgsym"),
         // cargo-deb warns that it is meant for releases: this one is a test
         // package, and quicker compression saves most of its time.
-        cmd.args(["--profile", "dev", "--fast"]);
-    }
+        Profile::Dev => cmd.args(["--profile", "dev", "--fast"]),
+    };
     let before = debs(&out_dir)?;
     status(&mut cmd)?;
     newest_deb(&out_dir, &before)
