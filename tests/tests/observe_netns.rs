@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use lab::{
-    cloud::Cloud,
+    cloud::{Cloud, METRICS_PORT},
     lab::{Lab, WAIT},
     netns::run,
     prometheus::{self, Prometheus},
@@ -16,8 +16,6 @@ use lab::{
     topo::{config, port_on, subnet, vxlan_network},
 };
 use serde_json::Value;
-
-const METRICS_PORT: u16 = 9477;
 
 fn metrics_addr(host_ip: &str) -> String {
     format!("{host_ip}:{METRICS_PORT}")
@@ -51,9 +49,7 @@ fn two_hosts() -> (Cloud, Vec<String>) {
         vm.sh(&format!("ip addr add {ip}/24 dev eth0")).unwrap();
         ports.push(port_on(vm, &host.name, "net1", &[("sub1", &ip)]));
         let addr = metrics_addr(&host.ip);
-        host.lab.run_args = ["--metrics", &addr, "--log-format", "json"]
-            .map(String::from)
-            .to_vec();
+        host.lab.run_args = ["--log-format", "json"].map(String::from).to_vec();
         addrs.push(addr);
     }
     let cfg = config(
