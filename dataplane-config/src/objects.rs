@@ -35,7 +35,15 @@ pub struct Network {
     pub port_security_enabled: bool,
     /// The VXLAN network identifier, for a network that spans hosts.
     pub vni: Option<u32>,
+    /// The largest IP packet the network carries; 0 when not given (no
+    /// limit is enforced).
+    pub mtu: u32,
 }
+
+/// The smallest MTU an IPv4 subnet allows (Neutron's `IPV4_MIN_MTU`).
+pub const IPV4_MIN_MTU: u32 = 68;
+/// The smallest MTU an IPv6 subnet allows (Neutron's `IPV6_MIN_MTU`).
+pub const IPV6_MIN_MTU: u32 = 1280;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subnet {

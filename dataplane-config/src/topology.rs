@@ -72,6 +72,8 @@ pub struct RouterInterface {
 pub struct Network {
     pub id: String,
     pub name: String,
+    /// The network's MTU; 0 when not given.
+    pub mtu: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +152,7 @@ impl Topology {
                 .map(|n| Network {
                     id: n.id.clone(),
                     name: n.name.clone(),
+                    mtu: n.mtu,
                 })
                 .collect(),
             subnets: subnets

@@ -670,3 +670,58 @@ fn an_error_names_its_object_as_kind_and_id() {
         Some((dataplane_config::Kind::SecurityGroup, "sg1".to_string()))
     );
 }
+
+/// The errors of `doc` on `object`'s `field`, one message a line.
+fn errors_on(doc: &Value, object: &str, field: &str) -> String {
+    match check(doc) {
+        Ok(_) => String::new(),
+        Err(errors) => errors
+            .0
+            .iter()
+            .filter(|e| e.object.contains(object) && e.field == field)
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn network_mtu_as_neutron_reads_it() {
+    // net1 has an IPv6 subnet: at least 1280; net2 only IPv4: at least 68.
+    for (net, mtu, needle) in [
+        (0, json!(-1), "'-1' should be non-negative"),
+        (0, json!(null), "'None' is not an integer"),
+        (0, json!("a lot"), "is not an integer"),
+        (0, json!(1500.5), "is not an integer"),
+        (0, json!(true), "is not an integer"),
+        (0, json!(1279), "subnet requires a minimum of 1280"),
+        (1, json!(67), "subnet requires a minimum of 68"),
+    ] {
+        let mut doc = base();
+        doc["networks"][net]["mtu"] = mtu.clone();
+        let id = doc["networks"][net]["id"].as_str().unwrap().to_string();
+        let found = errors_on(&doc, &id, "mtu");
+        assert!(found.contains(needle), "mtu {mtu}: {found:?}");
+    }
+    for (net, mtu) in [
+        (0, json!(1280)),
+        (0, json!("1450")),
+        (1, json!(68)),
+        (0, json!(0)),
+    ] {
+        let mut doc = base();
+        doc["networks"][net]["mtu"] = mtu.clone();
+        let t = check(&doc).unwrap_or_else(|e| panic!("mtu {mtu} must be accepted:\n{e}"));
+        let want = mtu.as_u64().or_else(|| mtu.as_str()?.parse().ok()).unwrap();
+        assert_eq!(u64::from(t.networks[net].mtu), want);
+    }
+    // A subnet added to a network whose MTU is too small for it.
+    let mut doc = base();
+    doc["networks"][1]["mtu"] = json!(1000);
+    doc["subnets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id": "sub26", "network_id": "net2", "cidr": "fd01::/64", "ip_version": 6 }));
+    let found = errors_on(&doc, "net2", "mtu");
+    assert!(found.contains("a minimum of 1280"), "{found:?}");
+}

@@ -1,12 +1,14 @@
 //! Routing by the datapath between two networks attached to one router:
 //! real VMs (namespaces) with default routes via their gateways, no bridge
-//! and no Linux router anywhere.
+//! and no Linux router anywhere. The router's own answers (echo replies,
+//! ICMP errors) are checked with the tools people use: ping, traceroute,
+//! tracepath, whose kernels drop anything with a wrong checksum.
 
 use std::time::Duration;
 
 use lab::{
     capture::frame,
-    lab::Lab,
+    lab::{Lab, Vm, WAIT, wait_for},
     require_root,
     topo::{config, network, pair, port, router, subnet},
 };
@@ -16,18 +18,44 @@ const MAC_A: &str = "fa:16:3e:30:00:0a";
 const MAC_B: &str = "fa:16:3e:30:00:0b";
 const MAC_C: &str = "fa:16:3e:30:00:0c";
 const MAC_D: &str = "fa:16:3e:30:00:0d";
+const MAC_E: &str = "fa:16:3e:30:00:0e";
+const MAC_F: &str = "fa:16:3e:30:00:0f";
 const GW1_MAC: &str = "fa:16:3e:30:01:01";
 const GW2_MAC: &str = "fa:16:3e:30:01:02";
+
+/// The MTUs of net1 and net2 (None: not given).
+type Mtus = (Option<u32>, Option<u32>);
 
 /// net1 (10.3.1.0/24, fd03:1::/64) holds a; net2 (10.3.2.0/24, fd03:2::/64)
 /// holds b, and c and d which share the pair 10.3.2.100 (each with its own
 /// MAC, as keepalived without use_vmac). Router r1 joins the two.
 fn lab() -> Lab {
+    lab_with((None, None))
+}
+
+/// [`lab`] with MTUs on the networks, and two more VMs on net1 whose
+/// security groups are not open: e may send anything and receive nothing
+/// it did not ask for (egress rules only); f may only open TCP
+/// connections.
+fn lab_with(mtus: Mtus) -> Lab {
     let mut lab = Lab::new(false).unwrap();
-    for (name, mac) in [("a", MAC_A), ("b", MAC_B), ("c", MAC_C), ("d", MAC_D)] {
+    let vms = [
+        ("a", MAC_A),
+        ("b", MAC_B),
+        ("c", MAC_C),
+        ("d", MAC_D),
+        ("e", MAC_E),
+        ("f", MAC_F),
+    ];
+    for (name, mac) in vms {
         lab.add_vm(name, mac).unwrap();
     }
     let (a, b, c, d) = (&lab.vms[0], &lab.vms[1], &lab.vms[2], &lab.vms[3]);
+    let (e, f) = (&lab.vms[4], &lab.vms[5]);
+    let mut pe = port(e, "net1", &[("s1", "10.3.1.20"), ("s1v6", "fd03:1::20")]);
+    pe["security_groups"] = json!(["egress-only"]);
+    let mut pf = port(f, "net1", &[("s1", "10.3.1.21"), ("s1v6", "fd03:1::21")]);
+    pf["security_groups"] = json!(["tcp-out"]);
     let pa = port(a, "net1", &[("s1", "10.3.1.10"), ("s1v6", "fd03:1::10")]);
     let pb = port(b, "net2", &[("s2", "10.3.2.10"), ("s2v6", "fd03:2::10")]);
     let mut pc = port(c, "net2", &[("s2", "10.3.2.11")]);
@@ -49,10 +77,16 @@ fn lab() -> Lab {
             ),
         ],
     );
-    let mut ports = vec![pa, pb, pc, pd];
+    let mut ports = vec![pa, pb, pc, pd, pe, pf];
     ports.extend(r1_ports);
+    let mut networks = vec![network("net1"), network("net2")];
+    for (n, mtu) in networks.iter_mut().zip([mtus.0, mtus.1]) {
+        if let Some(mtu) = mtu {
+            n["mtu"] = json!(mtu);
+        }
+    }
     let mut cfg = config(
-        vec![network("net1"), network("net2")],
+        networks,
         vec![
             subnet("s1", "net1", "10.3.1.0/24", Some("10.3.1.1")),
             subnet("s1v6", "net1", "fd03:1::/64", Some("fd03:1::1")),
@@ -62,11 +96,22 @@ fn lab() -> Lab {
         ports,
     );
     cfg["routers"] = json!([r1]);
+    let groups = cfg["security_groups"].as_array_mut().unwrap();
+    groups.push(json!({ "id": "egress-only", "security_group_rules": [
+        { "direction": "egress", "ethertype": "IPv4" },
+        { "direction": "egress", "ethertype": "IPv6" },
+    ]}));
+    groups.push(json!({ "id": "tcp-out", "security_group_rules": [
+        { "direction": "egress", "ethertype": "IPv4", "protocol": "tcp" },
+        { "direction": "egress", "ethertype": "IPv6", "protocol": "tcp" },
+    ]}));
     for (vm, v4, v6, gw4, gw6) in [
         (a, "10.3.1.10", Some("fd03:1::10"), "10.3.1.1", "fd03:1::1"),
         (b, "10.3.2.10", Some("fd03:2::10"), "10.3.2.1", "fd03:2::1"),
         (c, "10.3.2.11", None, "10.3.2.1", "fd03:2::1"),
         (d, "10.3.2.12", None, "10.3.2.1", "fd03:2::1"),
+        (e, "10.3.1.20", Some("fd03:1::20"), "10.3.1.1", "fd03:1::1"),
+        (f, "10.3.1.21", Some("fd03:1::21"), "10.3.1.1", "fd03:1::1"),
     ] {
         vm.sh(&format!(
             "ip addr add {v4}/24 dev eth0 && ip route add default via {gw4}"
@@ -135,22 +180,242 @@ fn ping_and_tcp_across_a_router_ipv4_and_ipv6() {
     assert!(routed >= 10, "routed counter of a: {routed}");
 }
 
+/// A counter of the VM's port (`stats` in `show ports`).
+fn stat(lab: &Lab, vm: &Vm, name: &str) -> u64 {
+    lab.port(vm).unwrap()["stats"][name].as_u64().unwrap_or(0)
+}
+
+/// What a command printed (stdout and stderr), whatever its exit status.
+fn output(vm: &Vm, script: &str) -> String {
+    let out = vm.ns.try_exec(&["sh", "-c", script]).unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 #[test]
-fn expired_ttl_and_unknown_destinations_are_dropped_with_a_reason() {
+fn expired_ttl_and_unknown_destinations_are_dropped_with_a_reason_and_an_error() {
     require_root!();
     let lab = lab();
     let a = lab.vm("a");
-    let before = lab.drops(a, "ttl_exceeded");
-    a.sh("ping -n -c 2 -i 0.2 -W 1 -t 1 10.3.2.10 >/dev/null; true")
-        .unwrap();
-    a.sh("ping -6 -n -c 2 -i 0.2 -W 1 -t 1 fd03:2::10 >/dev/null; true")
-        .unwrap();
-    assert_eq!(lab.drops(a, "ttl_exceeded") - before, 4);
+    a.reaches("10.3.2.10", WAIT).unwrap();
+    a.sh("ping -6 -n -c 1 -W 2 fd03:2::10").unwrap();
+    let (drops, errors) = (lab.drops(a, "ttl_exceeded"), stat(&lab, a, "icmp_errors"));
+    let v4 = output(a, "ping -n -c 2 -i 0.2 -W 1 -t 1 10.3.2.10");
+    let v6 = output(a, "ping -6 -n -c 2 -i 0.2 -W 1 -t 1 fd03:2::10");
+    assert_eq!(lab.drops(a, "ttl_exceeded") - drops, 4);
+    assert_eq!(stat(&lab, a, "icmp_errors") - errors, 4);
+    // From the router's address on a's own subnet (RFC 1812 4.3.2.4).
+    assert_eq!(v4.matches("From 10.3.1.1 icmp_seq=").count(), 2, "{v4}");
+    assert!(v4.contains("Time to live exceeded"), "{v4}");
+    assert_eq!(v6.matches("From fd03:1::1 icmp_seq=").count(), 2, "{v6}");
+    assert!(v6.contains("Time exceeded: Hop limit"), "{v6}");
     // Nobody owns 10.3.2.99; a subnet no interface attaches goes nowhere.
     let before = lab.drops(a, "no_route");
-    a.sh("ping -n -c 2 -i 0.2 -W 1 10.3.2.99 >/dev/null; ping -n -c 2 -i 0.2 -W 1 192.0.2.1 >/dev/null; true")
-        .unwrap();
+    let host = output(a, "ping -n -c 2 -i 0.2 -W 1 10.3.2.99");
+    let net = output(a, "ping -n -c 2 -i 0.2 -W 1 192.0.2.1");
     assert_eq!(lab.drops(a, "no_route") - before, 4);
+    assert!(
+        host.contains("From 10.3.1.1 icmp_seq=1 Destination Host Unreachable"),
+        "{host}"
+    );
+    assert!(
+        net.contains("From 10.3.1.1 icmp_seq=1 Destination Net Unreachable"),
+        "{net}"
+    );
+    let host6 = output(a, "ping -6 -n -c 1 -W 1 fd03:2::99");
+    let net6 = output(a, "ping -6 -n -c 1 -W 1 2001:db8::1");
+    assert!(
+        host6.contains("Destination unreachable: Address unreachable"),
+        "{host6}"
+    );
+    assert!(net6.contains("Destination unreachable: No route"), "{net6}");
+    // Neither a directed broadcast nor a multicast gets an error.
+    let errors = stat(&lab, a, "icmp_errors");
+    a.sh("ping -n -b -c 1 -W 1 10.3.2.255 >/dev/null 2>&1; true")
+        .unwrap();
+    assert_eq!(stat(&lab, a, "icmp_errors"), errors);
+}
+
+#[test]
+fn the_gateway_answers_pings_to_every_router_address() {
+    require_root!();
+    let lab = lab();
+    let (a, b) = (lab.vm("a"), lab.vm("b"));
+    let before = stat(&lab, a, "echo_replies");
+    // The gateway of a's subnet and the router's other interface, in both
+    // families; answered by the datapath (the hypervisor has no address).
+    for addr in ["10.3.1.1", "10.3.2.1", "fd03:1::1", "fd03:2::1"] {
+        a.reaches(addr, WAIT).unwrap();
+    }
+    b.reaches("10.3.1.1", WAIT).unwrap();
+    let text = output(a, "ping -n -c 3 -i 0.2 -W 1 10.3.2.1");
+    assert!(
+        text.contains("3 received") && text.contains("ttl=64"),
+        "{text}"
+    );
+    // A full-size echo: the reply's checksum covers all of it.
+    let text = output(
+        a,
+        "ping -n -c 1 -W 2 -s 1400 10.3.1.1; ping -6 -n -c 1 -W 2 -s 1400 fd03:2::1",
+    );
+    assert_eq!(text.matches("1 received").count(), 2, "{text}");
+    assert!(stat(&lab, a, "echo_replies") - before >= 9);
+    // The reply comes back from the gateway's MAC.
+    let cap = a.capture().unwrap();
+    cap.drain();
+    a.sh("ping -n -c 1 -W 1 -p 67617465 10.3.2.1 >/dev/null")
+        .unwrap();
+    let reply = cap
+        .wait_for(Duration::from_secs(2), |f| {
+            frame::ipv4(f)
+                .is_some_and(|(s, d, p)| s == [10, 3, 2, 1] && d == [10, 3, 1, 10] && p == 1)
+        })
+        .expect("the echo reply");
+    assert_eq!(frame::src_mac(&reply), lab::pkt::mac(GW1_MAC));
+    assert_eq!(reply[34], 0, "an echo reply");
+    // Nothing else of the router's own answers: TCP is dropped and counted.
+    let before = lab.drops(a, "to_router");
+    a.sh("timeout 3 nc -z -w 1 10.3.1.1 22; true").unwrap();
+    assert!(lab.drops(a, "to_router") > before);
+}
+
+#[test]
+fn the_sender_s_security_groups_see_what_the_router_answers() {
+    require_root!();
+    let lab = lab();
+    let (e, f) = (lab.vm("e"), lab.vm("f"));
+    // e allows any egress and no ingress: the router's replies and errors
+    // come back because e's connection tracking knows what they answer.
+    e.reaches("10.3.1.1", WAIT).unwrap();
+    e.reaches("fd03:2::1", WAIT).unwrap();
+    let ttl = output(e, "ping -n -c 1 -W 1 -t 1 10.3.2.10");
+    assert!(ttl.contains("Time to live exceeded"), "{ttl}");
+    let unreachable = output(e, "ping -6 -n -c 1 -W 1 fd03:2::99");
+    assert!(unreachable.contains("Address unreachable"), "{unreachable}");
+    // f may only open TCP: its pings are refused on the way to the
+    // router, which answers nothing.
+    let (refused, replies) = (lab.drops(f, "sg_egress"), stat(&lab, f, "echo_replies"));
+    assert!(!f.ping("10.3.1.1", 2));
+    assert!(!f.ping("fd03:1::1", 2));
+    let ttl = output(f, "ping -n -c 1 -W 1 -t 1 10.3.2.10");
+    assert!(!ttl.contains("Time to live exceeded"), "{ttl}");
+    assert_eq!(stat(&lab, f, "echo_replies"), replies);
+    assert_eq!(lab.drops(f, "sg_egress") - refused, 5);
+}
+
+/// The hop lines of traceroute's or tracepath's output: (hop, first
+/// address on it).
+fn hops(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let hop = words.next()?.trim_end_matches(':').parse().ok()?;
+            let addr = words.find(|w| w.contains('.') || w.contains(':'))?;
+            Some((hop, addr.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn traceroute_and_tracepath_see_the_router_then_the_destination() {
+    require_root!();
+    let lab = lab();
+    let (a, e) = (lab.vm("a"), lab.vm("e"));
+    a.reaches("10.3.2.10", WAIT).unwrap();
+    // UDP probes: time exceeded from the router, port unreachable from b.
+    let text = output(a, "traceroute -n -q 1 -w 2 -m 4 10.3.2.10");
+    let seen = hops(&text);
+    assert!(seen.contains(&(1, "10.3.1.1".into())), "{text}");
+    assert!(seen.contains(&(2, "10.3.2.10".into())), "{text}");
+    // ICMP probes, and the router's own address as the destination (UDP
+    // to the router: port unreachable).
+    let text = output(a, "traceroute -I -n -q 1 -w 2 -m 4 10.3.2.10");
+    assert!(hops(&text).contains(&(1, "10.3.1.1".into())), "{text}");
+    let text = output(a, "traceroute -n -q 1 -w 2 -m 4 10.3.2.1");
+    assert_eq!(hops(&text), vec![(1, "10.3.2.1".to_string())], "{text}");
+    let text = output(a, "tracepath -n -m 4 10.3.2.10");
+    assert!(hops(&text).contains(&(1, "10.3.1.1".into())), "{text}");
+    assert!(text.contains("reached"), "{text}");
+    let text = output(a, "tracepath -6 -n -m 4 fd03:2::10");
+    assert!(hops(&text).contains(&(1, "fd03:1::1".into())), "{text}");
+    assert!(text.contains("reached"), "{text}");
+    // From a port whose groups let nothing in unasked, too.
+    let text = output(e, "traceroute -n -q 1 -w 2 -m 4 10.3.2.10");
+    assert!(hops(&text).contains(&(1, "10.3.1.1".into())), "{text}");
+}
+
+#[test]
+fn icmp_errors_to_a_port_are_rate_limited() {
+    require_root!();
+    let lab = lab();
+    let a = lab.vm("a");
+    a.reaches("10.3.2.10", WAIT).unwrap();
+    let (drops, errors, limited) = (
+        lab.drops(a, "ttl_exceeded"),
+        stat(&lab, a, "icmp_errors"),
+        stat(&lab, a, "icmp_limited"),
+    );
+    let cap = a.capture().unwrap();
+    cap.drain();
+    // 400 UDP probes with TTL 1 in a fraction of a second.
+    a.scapy(
+        "pkts = [Ether(src=MAC, dst='fa:16:3e:30:01:01')/IP(src='10.3.1.10', dst='10.3.2.10', ttl=1)\
+         /UDP(sport=40000, dport=33434 + i) for i in range(400)]\nsendp(pkts, iface=IFACE)",
+    )
+    .unwrap();
+    wait_for(WAIT, "every probe dropped", || {
+        lab.drops(a, "ttl_exceeded") - drops == 400
+    })
+    .unwrap();
+    let sent = stat(&lab, a, "icmp_errors") - errors;
+    let held = stat(&lab, a, "icmp_limited") - limited;
+    assert_eq!(sent + held, 400, "each probe is answered or held back");
+    assert!(
+        held > 0,
+        "400 errors in well under a second went out unlimited"
+    );
+    // At most a window's worth per CPU, twice if the run crossed a window.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let most = 2 * u64::from(common::ICMP_ERRORS_PER_SECOND) * cpus;
+    assert!(sent <= most, "{sent} errors sent, at most {most} allowed");
+    // Every error counted arrived, with a checksum the kernel accepted
+    // (the capture sees them before the stack; the count is what arrived).
+    let arrived = cap.count(Duration::from_millis(500), |f| {
+        frame::ipv4(f).is_some_and(|(s, _, p)| s == [10, 3, 1, 1] && p == 1) && f[34] == 11
+    });
+    assert_eq!(arrived as u64, sent);
+}
+
+#[test]
+fn a_packet_larger_than_the_next_network_s_mtu_gets_frag_needed_or_packet_too_big() {
+    require_root!();
+    let lab = lab_with((Some(1500), Some(1280)));
+    let a = lab.vm("a");
+    a.reaches("10.3.2.10", WAIT).unwrap();
+    // IPv4 with DF: "fragmentation needed" with net2's MTU; the sender's
+    // kernel then knows the path's MTU.
+    let before = lab.drops(a, "mtu_exceeded");
+    let text = output(a, "ping -n -c 1 -W 1 -M do -s 1400 10.3.2.10");
+    assert!(text.contains("mtu = 1280"), "{text}");
+    let route = output(a, "ip route get 10.3.2.10");
+    assert!(route.contains("mtu 1280"), "{route}");
+    // Without DF the datapath would have to fragment, which it does not.
+    a.sh("ip route flush cache").unwrap();
+    let lost = output(a, "ping -n -c 1 -W 1 -M dont -s 1400 10.3.2.10");
+    assert!(lost.contains("0 received"), "{lost}");
+    assert_eq!(lab.drops(a, "mtu_exceeded") - before, 2);
+    // IPv6: "packet too big"; the sender fragments from then on and gets
+    // through.
+    let text = output(a, "ping -6 -n -c 3 -i 0.3 -W 1 -s 1400 fd03:2::10");
+    assert!(text.contains("Packet too big: mtu=1280"), "{text}");
+    assert!(!text.contains(" 0 received"), "{text}");
+    // What fits passes untouched.
+    a.reaches("10.3.2.10", WAIT).unwrap();
+    let fits = output(a, "ping -n -c 1 -W 2 -M do -s 1200 10.3.2.10");
+    assert!(fits.contains("1 received"), "{fits}");
 }
 
 #[test]

@@ -57,12 +57,49 @@ pub fn network(errors: &mut Errors, label: &str, object: &Object) -> Option<Netw
             .map_err(|e| errors.push(label, "port_security_enabled", e))
             .unwrap_or(true),
     };
+    let mtu = mtu(errors, label, &n.mtu);
     Some(Network {
         id: object.id.clone(),
         name: n.name.unwrap_or_default(),
         port_security_enabled,
         vni,
+        mtu,
     })
+}
+
+/// `mtu` as Neutron reads it (`convert_to_int`, then `non_negative`);
+/// absent, 0 (unknown). Booleans and fractions are refused (Neutron's
+/// `int()` would truncate them). Larger than a 32-bit column holds,
+/// refused as Neutron's database refuses it.
+fn mtu(errors: &mut Errors, label: &str, value: &Given<Value>) -> u32 {
+    let n = match value {
+        Given::Absent => return 0,
+        Given::Null => None,
+        Given::Value(Value::Number(n)) => n.as_i64(),
+        Given::Value(Value::String(s)) => syntax::python_int(s),
+        Given::Value(_) => None,
+    };
+    match n {
+        Some(m) if m < 0 => {
+            errors.push(label, "mtu", format!("'{m}' should be non-negative"));
+            0
+        }
+        Some(m) => u32::try_from(m)
+            .ok()
+            .filter(|m| *m <= i32::MAX as u32)
+            .unwrap_or_else(|| {
+                errors.push(label, "mtu", format!("{m} is out of range"));
+                0
+            }),
+        None => {
+            let shown = match value {
+                Given::Value(v) => v.to_string(),
+                _ => "None".into(),
+            };
+            errors.push(label, "mtu", format!("'{shown}' is not an integer"));
+            0
+        }
+    }
 }
 
 /// The VNI of a `vxlan` network; other types stay on one host.

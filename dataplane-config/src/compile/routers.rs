@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use common::{
-    FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key,
-    TARGET_ROUTER,
+    FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_CONNECTED, ROUTE_PREFIX_BITS, Route, RouteV4Key,
+    RouteV6Key, TARGET_ROUTER,
 };
 use ipnet::IpNet;
 
@@ -44,6 +44,10 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
             continue;
         };
         let mac = port.spec.mac.octets();
+        let mtu = store
+            .networks()
+            .get(&port.spec.network_id)
+            .map_or(0, |n| n.mtu);
         let fdb = FdbEntry {
             kind: TARGET_ROUTER,
             target: r,
@@ -52,7 +56,8 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         record.macs.push((net, mac));
         for f in &port.fixed_ips {
             if let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) {
-                interface_address(e, &mut record, (r, net, mac), f.ip, cidr);
+                let iface = Interface { r, net, mac, mtu };
+                interface_address(e, &mut record, &iface, f.ip, cidr);
             }
         }
     }
@@ -77,15 +82,46 @@ fn take_back(e: &mut Engine, old: RouterRecord) {
     }
 }
 
+/// A router interface port, as its routes need it.
+struct Interface {
+    /// The router's index.
+    r: u32,
+    /// The network's index.
+    net: u32,
+    mac: [u8; 6],
+    /// The network's MTU (0: unknown).
+    mtu: u32,
+}
+
+/// A network's MTU as routes carry it: 0 (not enforced) when unknown or
+/// larger than any packet.
+fn route_mtu(mtu: u32) -> u16 {
+    u16::try_from(mtu).unwrap_or(0)
+}
+
+/// An address as a route's `addr` (IPv4 in the first 4 bytes).
+fn route_addr(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut out = [0; 16];
+            out[..4].copy_from_slice(&a.octets());
+            out
+        }
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
 /// One address of an interface: the router owns it in the network's L3
-/// table, and routes the subnet it is on.
+/// table, and routes the subnet it is on (the address is where the
+/// router's ICMP errors to that subnet come from).
 fn interface_address(
     e: &mut Engine,
     record: &mut RouterRecord,
-    (r, net, mac): (u32, u32, [u8; 6]),
+    iface: &Interface,
     ip: IpAddr,
     cidr: IpNet,
 ) {
+    let Interface { r, net, mac, mtu } = *iface;
     let neigh = Neigh {
         kind: TARGET_ROUTER,
         target: r,
@@ -95,7 +131,11 @@ fn interface_address(
     let route = Route {
         network: net,
         mac,
+        mtu: route_mtu(mtu),
+        kind: ROUTE_CONNECTED,
+        prefix_len: cidr.prefix_len(),
         _pad: [0; 2],
+        addr: route_addr(ip),
     };
     let prefix_len = ROUTE_PREFIX_BITS + u32::from(cidr.prefix_len());
     match (ip, cidr) {

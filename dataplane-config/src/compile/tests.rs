@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{
     ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, FLOOD_DOMAIN_GROUP_BASE, FdbEntry,
     FdbKey, GroupMemberKey, LpmKey, NEIGH_F_HOST, NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key,
-    PORT_F_SECURITY, PortKey, ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP, TARGET_PORT,
-    TARGET_ROUTER,
+    PORT_F_SECURITY, PortKey, ROUTE_CONNECTED, ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP,
+    TARGET_PORT, TARGET_ROUTER,
 };
 use serde_json::{Value, json};
 
@@ -363,8 +363,13 @@ fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
         Route {
             network: net2,
             mac: r1_mac2,
-            _pad: [0; 2]
-        }
+            mtu: 0,
+            kind: ROUTE_CONNECTED,
+            prefix_len: 24,
+            _pad: [0; 2],
+            addr: [10, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        },
+        "the router's own address on the subnet sources its ICMP errors there"
     );
     assert_eq!(route([10, 0, 0, 0], 24).mac, r1_mac1);
     assert_eq!(d.routes_v6.len(), 1);

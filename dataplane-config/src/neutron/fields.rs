@@ -27,7 +27,6 @@ pub const NETWORK: &[&str] = &[
     "shared",                    // network
     "subnets",                   // network
     "tags",                      // tagging
-    "mtu",                       // network_mtu
     "availability_zone_hints",   // network_availability_zone
     "availability_zones",        // network_availability_zone
     "dns_domain",                // dns

@@ -164,6 +164,10 @@ pub struct RawNetwork {
     /// The VNI of a `vxlan` network.
     #[serde(rename = "provider:segmentation_id")]
     pub segmentation_id: Option<i64>,
+    /// The network's MTU (`convert_to_int`; `null` is refused, as Neutron
+    /// does); absent, unknown.
+    #[serde(default)]
+    pub mtu: Given<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }

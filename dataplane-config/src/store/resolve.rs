@@ -12,7 +12,7 @@ use crate::{
     errors::Errors,
     journal::members,
     neutron::Kind,
-    objects::{FixedIp, Port, PortSpec, ROUTER_PORT_OWNERS},
+    objects::{FixedIp, IPV4_MIN_MTU, IPV6_MIN_MTU, Port, PortSpec, ROUTER_PORT_OWNERS},
 };
 
 /// Resolves every touched port (written, or depending on something that
@@ -343,6 +343,53 @@ pub fn vnis(store: &Store, errors: &mut Errors, touched: &Touched) {
                 &crate::errors::label("network", id, &n.name),
                 "provider:segmentation_id",
                 format!("VNI {vni} is already network {}'s", o.id),
+            );
+        }
+    }
+}
+
+/// A network's MTU must carry its subnets' packets: at least 68 with any
+/// subnet, 1280 with an IPv6 one (Neutron's `NetworkMTUSubnetConflict`,
+/// raised whether the network or the subnet changes).
+pub fn network_mtus(store: &Store, errors: &mut Errors, touched: &Touched) {
+    let mut networks: std::collections::BTreeSet<&String> = touched.networks.iter().collect();
+    networks.extend(
+        touched
+            .subnets
+            .iter()
+            .filter_map(|s| store.subnets.get(s))
+            .map(|s| &s.network_id),
+    );
+    for id in networks {
+        let Some(n) = store.networks.get(id) else {
+            continue;
+        };
+        if n.mtu == 0 || n.mtu >= IPV6_MIN_MTU {
+            continue;
+        }
+        let subnets: Vec<&crate::objects::Subnet> = members(&store.ix.subnets_of_network, id)
+            .filter_map(|s| store.subnets.get(s))
+            .collect();
+        let needed = if subnets.iter().any(|s| s.cidr.addr().is_ipv6()) {
+            IPV6_MIN_MTU
+        } else if !subnets.is_empty() {
+            IPV4_MIN_MTU
+        } else {
+            0
+        };
+        if n.mtu < needed {
+            errors.push(
+                &crate::errors::label("network", id, &n.name),
+                "mtu",
+                format!(
+                    "MTU of {id} is not valid, subnet requires a minimum of {needed} (the network \
+                     has {} subnets)",
+                    if needed == IPV6_MIN_MTU {
+                        "IPv6"
+                    } else {
+                        "IPv4"
+                    }
+                ),
             );
         }
     }
