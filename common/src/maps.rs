@@ -176,6 +176,8 @@ pub struct PortStats {
     pub icmp_errors: u64,
     /// ICMP errors not sent: over the port's budget.
     pub icmp_limited: u64,
+    /// Router solicitations answered by the datapath.
+    pub ra_replies: u64,
     /// Times this port became the active member of a shared address.
     pub claims: u64,
     /// Frames dropped, by reason.
@@ -197,6 +199,7 @@ impl PortStats {
         self.echo_replies += other.echo_replies;
         self.icmp_errors += other.icmp_errors;
         self.icmp_limited += other.icmp_limited;
+        self.ra_replies += other.ra_replies;
         self.claims += other.claims;
         self.drops.add(&other.drops);
     }
@@ -553,6 +556,45 @@ pub const ROUTE_CONNECTED: u8 = 1;
 /// connected subnet.
 pub const ROUTE_NEXTHOP: u8 = 2;
 
+/// `ADVERTS`: what the router on a network advertises (IPv6 router
+/// advertisements), by network: the datapath answers a router
+/// solicitation with it, the agent sends it periodically.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct AdvertKey {
+    pub slot: u32,
+    pub network: u32,
+}
+
+/// Longest advertisement (ICMPv6 message) the datapath sends: the answer
+/// to a solicitation is written over it, grown at the front, and must fit
+/// the frame's headroom.
+pub const ADVERT_MAX: usize = 200;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Advert {
+    /// The advertising router's index.
+    pub router: u32,
+    /// Bytes of `message` in use (a multiple of 8).
+    pub len: u16,
+    /// The router interface's MAC; its link-local address is the source.
+    pub mac: [u8; 6],
+    /// The ICMPv6 router advertisement, checksum zero.
+    pub message: [u8; ADVERT_MAX],
+}
+
+impl Default for Advert {
+    fn default() -> Self {
+        Advert {
+            router: 0,
+            len: 0,
+            mac: [0; 6],
+            message: [0; ADVERT_MAX],
+        }
+    }
+}
+
 /// `EVENTS` (ring buffer): one record per dropped frame a VM sent, at most
 /// `EVENTS_PER_SECOND` per CPU (a flood of spoofed frames cannot flood the
 /// agent); `dataplane monitor` streams them.
@@ -601,7 +643,9 @@ pub const JUMP_ICMP_V4: u32 = 2;
 pub const JUMP_ICMP_V6: u32 = 3;
 /// The sender's egress rules for a packet the router answers itself.
 pub const JUMP_TO_ROUTER: u32 = 4;
-pub const JUMP_SLOTS: u32 = 5;
+/// The answer to a router solicitation.
+pub const JUMP_ADVERT: u32 = 5;
+pub const JUMP_SLOTS: u32 = 6;
 
 /// What `from_vm` hands a routing program, and a routing program the
 /// router's ICMP program (`HOP`, per CPU, one entry): a tail call keeps
@@ -743,6 +787,8 @@ mod pod {
         Route,
         Hop,
         IcmpBudget,
+        AdvertKey,
+        Advert,
         DropEvent,
         EventBudget,
         PolicyKey,

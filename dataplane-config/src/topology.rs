@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 
-pub use crate::objects::{AddressPair, Direction, PortMatch};
+pub use crate::objects::{AddressPair, Direction, Ipv6Mode, PortMatch};
 use crate::{errors::label, neutron::Kind, neutron::MacAddr, objects, store::Store};
 
 #[derive(Debug, Clone)]
@@ -84,6 +84,9 @@ pub struct Subnet {
     pub network: usize,
     pub cidr: IpNet,
     pub gateway_ip: Option<IpAddr>,
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+    pub dns_nameservers: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +166,9 @@ impl Topology {
                     network: net_ix[&s.network_id],
                     cidr: s.cidr,
                     gateway_ip: s.gateway_ip,
+                    ipv6_ra_mode: s.ipv6_ra_mode,
+                    ipv6_address_mode: s.ipv6_address_mode,
+                    dns_nameservers: s.dns_nameservers.clone(),
                 })
                 .collect(),
             ports: Vec::new(),

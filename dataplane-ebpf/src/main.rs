@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod advert;
 mod checksum;
 mod config;
 mod drop;
@@ -71,6 +72,13 @@ pub fn icmp_v4(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn icmp_v6(ctx: XdpContext) -> u32 {
     icmp::ipv6(&ctx)
+}
+
+/// Tail-called by `from_vm` for a router solicitation on a network with
+/// an advertising router: answers it.
+#[xdp]
+pub fn router_advert(ctx: XdpContext) -> u32 {
+    advert::run(&ctx)
 }
 
 /// The benchmark's floor: an empty program (never attached; `cargo xtask

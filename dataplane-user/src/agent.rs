@@ -98,6 +98,7 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let mut publish = tokio::time::interval(PUBLISH);
     let mut names = Publisher::new(&instance, source.describe());
     names.publish(ctl.store(), applied.generation);
+    let _adverts = crate::adverts::spawn(ctl.datapath().dir().clone());
     // Ready only now: signals, the source's watch and the control socket
     // are in place (the test harness and operators take this line as the
     // agent being ready).

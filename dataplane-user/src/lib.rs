@@ -8,8 +8,10 @@
 //! - `datapath`: the loaded programs and their pinned maps;
 //! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
 //!   control socket, what it publishes for readers, how an instance ends;
-//! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
+//! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state;
+//! - `adverts`: the periodic IPv6 router advertisements.
 
+pub mod adverts;
 pub mod agent;
 pub mod commands;
 pub mod control;

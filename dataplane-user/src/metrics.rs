@@ -82,7 +82,7 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
 }
 
 fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
-    let counters: [Counter; 14] = [
+    let counters: [Counter; 15] = [
         ("rx_packets", "Frames the VM sent", |s| s.rx_packets),
         ("rx_bytes", "Bytes the VM sent", |s| s.rx_bytes),
         ("tx_packets", "Frames delivered to the VM", |s| s.tx_packets),
@@ -121,6 +121,11 @@ fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
             "icmp_limited",
             "ICMP errors not sent to the port: over its rate limit",
             |s| s.icmp_limited,
+        ),
+        (
+            "ra_replies",
+            "Router solicitations answered by the datapath",
+            |s| s.ra_replies,
         ),
         (
             "claims",

@@ -47,6 +47,7 @@ pub struct StatsView {
     pub echo_replies: u64,
     pub icmp_errors: u64,
     pub icmp_limited: u64,
+    pub ra_replies: u64,
     pub claims: u64,
     /// Drop counters that are not zero, by reason name.
     pub drops: BTreeMap<String, u64>,
@@ -68,6 +69,7 @@ impl From<&PortStats> for StatsView {
             echo_replies: s.echo_replies,
             icmp_errors: s.icmp_errors,
             icmp_limited: s.icmp_limited,
+            ra_replies: s.ra_replies,
             claims: s.claims,
             drops: DropReason::ALL
                 .iter()
@@ -363,6 +365,7 @@ fn stats_line(s: &StatsView) -> String {
         ("echo-replies", s.echo_replies),
         ("icmp-errors", s.icmp_errors),
         ("icmp-limited", s.icmp_limited),
+        ("ra-replies", s.ra_replies),
         ("claims", s.claims),
     ] {
         if value != 0 {

@@ -310,12 +310,24 @@ impl Model {
         self.router_at(from, dst)
     }
 
-    /// Whether a router interface of `network` holds `addr` itself.
+    /// Whether a router interface of `network` holds `addr` itself (one
+    /// of its fixed IPs, or its link-local address).
     fn router_holds(&self, network: usize, addr: IpAddr) -> bool {
+        self.t.routers.iter().any(|r| {
+            r.interfaces.iter().any(|i| {
+                i.network == network
+                    && (i.ip == addr || IpAddr::V6(i.mac.ipv6_link_local()) == addr)
+            })
+        })
+    }
+
+    /// Whether a router advertises on `network`: it has an interface there
+    /// on an IPv6 subnet (Neutron's radvd runs for every such interface).
+    fn advertises(&self, network: usize) -> bool {
         self.t.routers.iter().any(|r| {
             r.interfaces
                 .iter()
-                .any(|i| i.network == network && i.ip == addr)
+                .any(|i| i.network == network && i.ip.is_ipv6())
         })
     }
 
@@ -373,6 +385,10 @@ impl Model {
                         b.get::<16>(ip.l4 + 8)?;
                     } else if ty == ICMPV6_NEIGH_SOLICIT {
                         return Ok(self.ns_answered(from, &b, &ip));
+                    } else if ty == ICMPV6_ROUTER_SOLICIT {
+                        // Answered by the router advertising on the link,
+                        // if there is one; flooded otherwise.
+                        return Ok(self.advertises(self.t.ports[from].network));
                     }
                 }
                 Ok(false)

@@ -455,3 +455,188 @@ fn routed_traffic_to_a_shared_address_goes_to_every_member_then_the_active_one()
         "the backup still receives the VIP's traffic"
     );
 }
+
+const MAC_S: &str = "fa:16:3e:31:00:0a";
+const MAC_T: &str = "fa:16:3e:31:00:0b";
+const MAC_U: &str = "fa:16:3e:31:00:0c";
+const MAC_W: &str = "fa:16:3e:31:00:0d";
+const GW6_MAC: &str = "fa:16:3e:31:01:01";
+
+/// The EUI-64 address of `mac` in the /64 `prefix` (what Neutron gives a
+/// port on a SLAAC subnet, and what the VM makes itself).
+fn eui64(prefix: &str, mac: &str) -> String {
+    let mut a = lab::pkt::v6(prefix);
+    a[8..].copy_from_slice(&lab::pkt::link_local(lab::pkt::mac(mac))[8..]);
+    std::net::Ipv6Addr::from(a).to_string()
+}
+
+/// Router r6 on four networks, one VM on each, none of them configured by
+/// hand: slaac (fd07:1::/64, MTU 1450, a DNS server; VM s), slaac again
+/// (fd07:2::/64; VM t, to reach), dhcpv6-stateful (fd07:3::/64; VM u) and
+/// dhcpv6-stateless (fd07:4::/64; VM w). Neutron gives the VMs on the
+/// automatic subnets their EUI-64 addresses; u's is whatever DHCPv6 would
+/// hand out.
+fn slaac_lab() -> Lab {
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac) in [("s", MAC_S), ("t", MAC_T), ("u", MAC_U), ("w", MAC_W)] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    let nets = [
+        ("n1", "fd07:1::", "slaac", MAC_S, 0),
+        ("n2", "fd07:2::", "slaac", MAC_T, 1),
+        ("n3", "fd07:3::", "dhcpv6-stateful", MAC_U, 2),
+        ("n4", "fd07:4::", "dhcpv6-stateless", MAC_W, 3),
+    ];
+    let mut networks = Vec::new();
+    let mut subnets = Vec::new();
+    let mut ports = Vec::new();
+    let mut interfaces = Vec::new();
+    for (i, (net, prefix, mode, mac, vm)) in nets.iter().enumerate() {
+        let mut n = network(net);
+        if i == 0 {
+            n["mtu"] = json!(1450);
+        }
+        networks.push(n);
+        let sub = format!("{net}v6");
+        let mut s = subnet(
+            &sub,
+            net,
+            &format!("{prefix}/64"),
+            Some(&format!("{prefix}1")),
+        );
+        s["ipv6_ra_mode"] = json!(mode);
+        s["ipv6_address_mode"] = json!(mode);
+        if i == 0 {
+            s["dns_nameservers"] = json!(["fd07:1::53"]);
+        }
+        subnets.push(s);
+        let ip = if *mode == "dhcpv6-stateful" {
+            format!("{prefix}99")
+        } else {
+            eui64(prefix, mac)
+        };
+        ports.push(port(&lab.vms[*vm], net, &[(&sub, &ip)]));
+        interfaces.push(json!({
+            "id": format!("r6-if{i}"), "network_id": net,
+            "device_owner": "network:router_interface", "device_id": "r6",
+            "mac_address": format!("fa:16:3e:31:01:0{}", i + 1),
+            "fixed_ips": [{ "subnet_id": sub, "ip_address": format!("{prefix}1") }],
+        }));
+    }
+    ports.extend(interfaces);
+    let mut cfg = config(networks, subnets, ports);
+    cfg["routers"] = json!([{ "id": "r6", "name": "r6" }]);
+    // The VMs accept advertisements (no forwarding) and make EUI-64
+    // addresses (the lab's default); nothing is configured by hand.
+    lab.start(&cfg).unwrap();
+    lab
+}
+
+/// The VM's default IPv6 route, as `ip -6 route` prints it.
+fn default_route6(vm: &Vm) -> String {
+    output(vm, "ip -6 route show default")
+}
+
+#[test]
+fn a_slaac_vm_gets_its_address_and_default_route_from_the_router() {
+    require_root!();
+    let lab = slaac_lab();
+    let (s, t) = (lab.vm("s"), lab.vm("t"));
+    // The link came up before the datapath was there: bring it up again
+    // so that the VM solicits (the datapath answers), as at boot.
+    for vm in [s, t] {
+        vm.sh("ip link set eth0 down && ip link set eth0 up && ethtool -K eth0 gro off && ethtool -K eth0 gro on")
+            .unwrap();
+    }
+    let (addr_s, addr_t) = (eui64("fd07:1::", MAC_S), eui64("fd07:2::", MAC_T));
+    let ll = |mac: &str| std::net::Ipv6Addr::from(lab::pkt::link_local(lab::pkt::mac(mac)));
+    let (ll_s, ll_t) = (ll(GW6_MAC), ll("fa:16:3e:31:01:02"));
+    for (vm, addr, gw) in [(s, &addr_s, ll_s), (t, &addr_t, ll_t)] {
+        wait_for(WAIT, "the SLAAC address and the default route", || {
+            output(vm, "ip -6 addr show dev eth0").contains(&format!("{addr}/64"))
+                && default_route6(vm).contains(&format!("via {gw} dev eth0 proto ra"))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}{}", output(vm, "ip -6 addr"), default_route6(vm)));
+    }
+    assert!(stat(&lab, s, "ra_replies") >= 1, "answered by the datapath");
+    // Routed through the router the advertisement named, both ways.
+    s.reaches(&addr_t, WAIT).unwrap();
+    // The router's link-local address answers too.
+    s.reaches(&format!("{ll_s}%eth0"), WAIT).unwrap();
+    // The MTU and DNS server of the advertisement reached the VM's kernel.
+    let mtu = output(s, "cat /proc/sys/net/ipv6/conf/eth0/mtu");
+    assert_eq!(mtu.trim(), "1450");
+}
+
+#[test]
+fn advertisements_say_what_neutron_s_radvd_would() {
+    require_root!();
+    let lab = slaac_lab();
+    let (s, u, w) = (lab.vm("s"), lab.vm("u"), lab.vm("w"));
+    // rdisc6 solicits and prints the advertisement it gets back (its
+    // kernel checked the checksum); compared with spaces squeezed.
+    let rdisc6 = |vm: &Vm| {
+        output(vm, "rdisc6 -1 -w 2000 eth0")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let text = rdisc6(s);
+    let router_ll = std::net::Ipv6Addr::from(lab::pkt::link_local(lab::pkt::mac(GW6_MAC)));
+    for line in [
+        "Hop limit : 64",
+        "Stateful address conf. : No",
+        "Stateful other conf. : No",
+        "Router lifetime : 300",
+        "Prefix : fd07:1::/64 On-link : Yes Autonomous address conf.: Yes \
+         Valid time : 86400 (0x00015180) seconds Pref. time : 14400",
+        "Recursive DNS server : fd07:1::53 DNS server lifetime : 100",
+        "MTU : 1450 bytes",
+        "Source link-layer address: FA:16:3E:31:01:01",
+        &format!("from {router_ll}"),
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    // dhcpv6-stateful: M set, the prefix not autonomous; no MTU given,
+    // none announced; its DNS servers are DHCPv6's to give.
+    let text = rdisc6(u);
+    assert!(text.contains("Stateful address conf. : Yes"), "{text}");
+    assert!(text.contains("Stateful other conf. : No"), "{text}");
+    assert!(
+        text.contains("Prefix : fd07:3::/64 On-link : Yes Autonomous address conf.: No"),
+        "{text}"
+    );
+    assert!(!text.contains("MTU") && !text.contains("DNS"), "{text}");
+    // dhcpv6-stateless: O set, the prefix autonomous.
+    let text = rdisc6(w);
+    assert!(text.contains("Stateful address conf. : No"), "{text}");
+    assert!(text.contains("Stateful other conf. : Yes"), "{text}");
+    assert!(
+        text.contains("Prefix : fd07:4::/64 On-link : Yes Autonomous address conf.: Yes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_agent_advertises_unasked_to_every_port() {
+    require_root!();
+    let lab = slaac_lab();
+    let t = lab.vm("t");
+    // t sends no solicitation: what it hears is unsolicited, to all nodes.
+    t.sh("sysctl -qw net.ipv6.conf.default.router_solicitations=0")
+        .unwrap();
+    let from_router = |f: &[u8]| {
+        frame::ipv6(f).is_some_and(|(_, dst, next)| next == 58 && dst == lab::pkt::v6("ff02::1"))
+            && f.get(54) == Some(&134)
+            && frame::src_mac(f) == lab::pkt::mac("fa:16:3e:31:01:02")
+    };
+    // A port that appears (here its tap is re-created, as when its VM
+    // reboots) gets an advertisement at once and another 16 s later (the
+    // initial ones); later ones follow every 30 to 100 s.
+    lab.replug("t").unwrap();
+    let cap = t.capture().unwrap();
+    cap.wait_for(WAIT, from_router)
+        .expect("an advertisement as the port came back");
+    let second = cap.wait_for(Duration::from_secs(25), from_router);
+    assert!(second.is_some(), "the next initial advertisement");
+}

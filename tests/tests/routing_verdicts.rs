@@ -318,3 +318,62 @@ fn no_error_about_errors_later_fragments_or_unreachable_sources() {
     assert_eq!(t[0].reason.as_deref(), Some("ttl_exceeded"));
     assert!(t[0].reply.is_none(), "{:?}", t[0]);
 }
+
+/// A router solicitation from MAC `from` and address `src`, with a
+/// source link-layer option unless it comes from the unspecified address.
+fn solicitation(from: &str, src: [u8; 16]) -> Vec<u8> {
+    let body = if src == [0; 16] {
+        Vec::new()
+    } else {
+        lab::pkt::lladdr_opt(1, mac(from))
+    };
+    lab::pkt::icmp6(
+        mac(from),
+        [0x33, 0x33, 0, 0, 0, 2],
+        src,
+        v6("ff02::2"),
+        133,
+        [0; 4],
+        &body,
+    )
+}
+
+/// Checks an advertisement the datapath sent to `dst` (`dst_mac`).
+fn check_advert(t: &Trace, dst: [u8; 16], dst_mac: [u8; 6]) {
+    assert_eq!(t.verdict, "answered", "{t:?}");
+    let r = &t.frames.1;
+    let router_ll = lab::pkt::link_local(mac(GW1));
+    assert_eq!((&r[0..6], &r[6..12]), (&dst_mac[..], &mac(GW1)[..]));
+    assert_eq!((r[20], r[21]), (58, 255), "ICMPv6, hop limit 255");
+    assert_eq!((&r[22..38], &r[38..54]), (&router_ll[..], &dst[..]));
+    let message = &r[54..];
+    assert_eq!(
+        usize::from(u16::from_be_bytes([r[18], r[19]])),
+        message.len()
+    );
+    // net1 has IPv6 subnets without a mode and no MTU: a default router
+    // (lifetime 300 s) announcing no prefix, with its MAC.
+    let mut want = vec![
+        134, 0, 0, 0, 64, 0, 0x01, 0x2c, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+    ];
+    want.extend_from_slice(&mac(GW1));
+    assert_eq!(&message[..2], &want[..2]);
+    assert_eq!(&message[4..], &want[4..]);
+    let mut pseudo = r[22..54].to_vec();
+    pseudo.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(message);
+    assert_eq!(checksum(&pseudo), 0, "ICMPv6 checksum");
+}
+
+#[test]
+fn router_solicitations_are_answered_with_the_router_s_advertisement() {
+    require_root!();
+    // From an address: back to it. From no address (port security lets
+    // only duplicate address detection and MLD out of ::, so from a port
+    // without it): to all nodes, on the asker's tap alone.
+    let t = traces("a", vec![solicitation(MAC_A, v6("fd05:1::10"))]);
+    check_advert(&t[0], v6("fd05:1::10"), mac(MAC_A));
+    let t = traces("off", vec![solicitation(MAC_OFF, [0; 16])]);
+    check_advert(&t[0], v6("ff02::1"), [0x33, 0x33, 0, 0, 0, 1]);
+}

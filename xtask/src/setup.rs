@@ -15,6 +15,7 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",      // ping / ping -6
     "iputils-tracepath", // tracepath through the datapath's router
     "traceroute",        // traceroute (UDP and ICMP probes)
+    "ndisc6",            // rdisc6: what a router advertises
     "arping",            // ARP and gratuitous ARP from VMs
     "tcpdump",           // debugging captures
     "python3-scapy",     // crafted and spoofed packets

@@ -5,6 +5,7 @@
 //! The rules follow what Neutron accepts and rejects, so that an object
 //! Neutron would refuse is refused here too.
 
+mod addressing;
 mod network;
 mod port;
 mod security_group;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::{optional, raw, required, unknown_fields, unknown_fields_in};
+use super::{addressing, optional, raw, required, unknown_fields, unknown_fields_in};
 use crate::{
     errors::Errors,
     neutron::{
@@ -14,28 +14,33 @@ use crate::{
         syntax,
     },
     objects::{
-        Active, Chassis, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, MAX_VNI, Network, Router, Settings,
-        Subnet,
+        Active, Chassis, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, DEFAULT_MAX_DNS_NAMESERVERS, MAX_VNI,
+        Network, Router, Settings, Subnet,
     },
 };
 
 pub fn settings(errors: &mut Errors, label: &str, value: &Value) -> Option<Settings> {
     let s: RawSettings = raw(errors, label, value)?;
     unknown_fields(errors, label, "", &s.extra);
-    let mut max = DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS;
-    if let Some(n) = s.max_allowed_address_pair {
-        if n < 0 {
-            errors.push(
-                label,
-                "max_allowed_address_pair",
-                format!("{n} is negative"),
-            );
-        } else {
-            max = n as usize;
+    let mut count = |field: &str, given: Option<i64>, default: usize| match given {
+        Some(n) if n < 0 => {
+            errors.push(label, field, format!("{n} is negative"));
+            default
         }
-    }
+        Some(n) => n as usize,
+        None => default,
+    };
     Some(Settings {
-        max_allowed_address_pairs: max,
+        max_allowed_address_pairs: count(
+            "max_allowed_address_pair",
+            s.max_allowed_address_pair,
+            DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS,
+        ),
+        max_dns_nameservers: count(
+            "max_dns_nameservers",
+            s.max_dns_nameservers,
+            DEFAULT_MAX_DNS_NAMESERVERS,
+        ),
     })
 }
 
@@ -232,12 +237,23 @@ pub fn subnet(errors: &mut Errors, label: &str, object: &Object) -> Option<Subne
         }
     }
     let gateway_ip = gateway(errors, label, &s.gateway_ip, cidr);
+    let written = addressing::Written {
+        ra_mode: &s.ipv6_ra_mode,
+        address_mode: &s.ipv6_address_mode,
+        enable_dhcp: &s.enable_dhcp,
+        dns_nameservers: &s.dns_nameservers,
+    };
+    let a = addressing::check(errors, label, &written, cidr);
     Some(Subnet {
         id: object.id.clone(),
         name: s.name.unwrap_or_default(),
         network_id: network_id?.to_string(),
         cidr: cidr?,
         gateway_ip,
+        ipv6_ra_mode: a.ra_mode,
+        ipv6_address_mode: a.address_mode,
+        enable_dhcp: a.enable_dhcp,
+        dns_nameservers: a.dns_nameservers,
     })
 }
 

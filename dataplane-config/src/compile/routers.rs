@@ -1,17 +1,18 @@
-//! A router's entries: its interfaces' MACs and addresses in the L2 and
-//! L3 tables (they override the ports': the gateway is the router's), and
-//! its connected subnets as routes.
+//! A router's entries: its interfaces' MACs and addresses (link-local ones
+//! included) in the L2 and L3 tables (they override the ports': the
+//! gateway is the router's), its connected subnets as routes, and what it
+//! advertises on networks where it has IPv6 subnets.
 
 use std::net::IpAddr;
 
 use common::{
-    FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_CONNECTED, ROUTE_PREFIX_BITS, Route, RouteV4Key,
-    RouteV6Key, TARGET_ROUTER,
+    ADVERT_MAX, Advert, AdvertKey, FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_CONNECTED,
+    ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_ROUTER,
 };
 use ipnet::IpNet;
 
 use super::{Engine, neighbours::NetAddr};
-use crate::store::Store;
+use crate::{adverts, neutron::MacAddr, store::Store};
 
 /// What a router compiled to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +22,7 @@ pub struct RouterRecord {
     v6: Vec<NetAddr<16>>,
     routes_v4: Vec<LpmKey<RouteV4Key>>,
     routes_v6: Vec<LpmKey<RouteV6Key>>,
+    adverts: Vec<AdvertKey>,
 }
 
 /// Compiles router `id` again from its interface ports.
@@ -54,14 +56,65 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         };
         e.owners.set_router_mac((net, mac), Some(fdb));
         record.macs.push((net, mac));
+        let iface = Interface { r, net, mac, mtu };
         for f in &port.fixed_ips {
             if let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) {
-                let iface = Interface { r, net, mac, mtu };
                 interface_address(e, &mut record, &iface, f.ip, cidr);
             }
         }
+        link_local(e, &mut record, &iface, port.spec.mac);
+        advert(e, store, &mut record, &iface, port);
     }
     e.routers.insert(id.clone(), record);
+}
+
+/// The interface's link-local address, the router's like the others: the
+/// source of its advertisements, and the default route hosts learn.
+fn link_local(e: &mut Engine, record: &mut RouterRecord, iface: &Interface, mac: MacAddr) {
+    let neigh = Neigh {
+        kind: TARGET_ROUTER,
+        target: iface.r,
+        mac: iface.mac,
+        flags: NEIGH_F_HOST,
+    };
+    let key = (iface.net, mac.ipv6_link_local().octets(), 128);
+    e.owners.v6.set_router(key, Some(neigh));
+    record.v6.push(key);
+}
+
+/// What the interface advertises, if it is on an IPv6 subnet (see
+/// `crate::adverts`; validation keeps it within `ADVERT_MAX`).
+fn advert(
+    e: &mut Engine,
+    store: &Store,
+    record: &mut RouterRecord,
+    iface: &Interface,
+    port: &crate::objects::Port,
+) {
+    let subnets: Vec<&crate::objects::Subnet> = port
+        .fixed_ips
+        .iter()
+        .filter_map(|f| store.subnets().get(&f.subnet_id))
+        .filter(|s| s.cidr.addr().is_ipv6())
+        .collect();
+    if subnets.is_empty() {
+        return;
+    }
+    let message = adverts::message(port.spec.mac, iface.mtu, &subnets);
+    let mut value = Advert {
+        router: iface.r,
+        len: message.len().min(ADVERT_MAX) as u16,
+        mac: iface.mac,
+        ..Advert::default()
+    };
+    let n = usize::from(value.len);
+    value.message[..n].copy_from_slice(&message[..n]);
+    let key = AdvertKey {
+        slot: 0,
+        network: iface.net,
+    };
+    e.desired.slotted.adverts.insert(key, value);
+    record.adverts.push(key);
 }
 
 fn take_back(e: &mut Engine, old: RouterRecord) {
@@ -79,6 +132,9 @@ fn take_back(e: &mut Engine, old: RouterRecord) {
     }
     for key in old.routes_v6 {
         e.desired.slotted.routes_v6.remove(&key);
+    }
+    for key in old.adverts {
+        e.desired.slotted.adverts.remove(&key);
     }
 }
 

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{
-    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, FLOOD_DOMAIN_GROUP_BASE, FdbEntry,
-    FdbKey, GroupMemberKey, LpmKey, NEIGH_F_HOST, NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key,
-    PORT_F_SECURITY, PortKey, ROUTE_CONNECTED, ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP,
-    TARGET_PORT, TARGET_ROUTER,
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, AdvertKey,
+    FLOOD_DOMAIN_GROUP_BASE, FdbEntry, FdbKey, GroupMemberKey, LpmKey, NEIGH_F_HOST,
+    NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key, PORT_F_SECURITY, PortKey, ROUTE_CONNECTED,
+    ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
 };
 use serde_json::{Value, json};
 
@@ -373,6 +373,28 @@ fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
     );
     assert_eq!(route([10, 0, 0, 0], 24).mac, r1_mac1);
     assert_eq!(d.routes_v6.len(), 1);
+    // The interface on an IPv6 subnet advertises (no mode: no prefix), and
+    // its link-local address is the router's; the IPv4-only one neither.
+    let ad = d
+        .adverts
+        .get(&AdvertKey {
+            slot: 0,
+            network: 1,
+        })
+        .expect("an advertisement on net1");
+    assert_eq!((ad.router, ad.len, ad.mac), (1, 24, r1_mac1));
+    assert_eq!(&ad.message[..8], &[134, 0, 0, 0, 64, 0, 1, 44]);
+    assert_eq!(d.adverts.len(), 1);
+    let ll = crate::neutron::MacAddr(r1_mac1).ipv6_link_local().octets();
+    let key_ll = LpmKey {
+        prefix_len: NEIGH_PREFIX_BITS + 128,
+        data: NeighV6Key {
+            slot: 0,
+            network: 1,
+            addr: ll,
+        },
+    };
+    assert_eq!(d.neigh_v6.get(&key_ll).unwrap().kind, TARGET_ROUTER);
 }
 
 #[test]

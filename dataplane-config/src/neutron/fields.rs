@@ -50,11 +50,7 @@ pub const NETWORK: &[&str] = &[
 
 pub const SUBNET: &[&str] = &[
     "allocation_pools",     // subnet
-    "dns_nameservers",      // subnet
-    "enable_dhcp",          // subnet
     "host_routes",          // subnet
-    "ipv6_address_mode",    // subnet
-    "ipv6_ra_mode",         // subnet
     "subnetpool_id",        // subnet
     "tags",                 // tagging
     "dns_publish_fixed_ip", // subnet_dns_publish_fixed_ip

@@ -147,6 +147,8 @@ pub struct RawRouter {
 pub struct RawSettings {
     /// Neutron's `max_allowed_address_pair` option (default 10).
     pub max_allowed_address_pair: Option<i64>,
+    /// Neutron's `max_dns_nameservers` option (default 5).
+    pub max_dns_nameservers: Option<i64>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -183,6 +185,15 @@ pub struct RawSubnet {
     pub gateway_ip: Given<String>,
     /// 4 or 6, as a number or a numeric string (`convert_to_int`).
     pub ip_version: Option<Value>,
+    /// `slaac`, `dhcpv6-stateful`, `dhcpv6-stateless`; absent or `null`,
+    /// none.
+    pub ipv6_ra_mode: Option<Value>,
+    pub ipv6_address_mode: Option<Value>,
+    /// `convert_to_boolean`; absent, true; `null` refused.
+    #[serde(default)]
+    pub enable_dhcp: Given<Value>,
+    /// A list of addresses; `null`, none.
+    pub dns_nameservers: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -103,6 +103,8 @@ impl Model {
         for (r, router) in self.t.routers.iter().enumerate() {
             for i in router.interfaces.iter().filter(|i| i.network == network) {
                 entries.push((host(i.ip), Owner::Router(r)));
+                let ll = IpAddr::V6(i.mac.ipv6_link_local());
+                entries.push((host(ll), Owner::Router(r)));
             }
         }
         for p in (0..self.t.ports.len()).filter(|&p| self.t.ports[p].network == network) {
