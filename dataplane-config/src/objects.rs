@@ -94,6 +94,17 @@ impl Ipv6Mode {
 pub struct Router {
     pub id: String,
     pub name: String,
+    /// Static routes, in the order given.
+    pub routes: Vec<StaticRoute>,
+}
+
+/// One of a router's `routes`: `destination` through `nexthop`, an
+/// address on one of the router's subnets (a port's, or an allowed address
+/// pair's such as a VRRP VIP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub destination: IpNet,
+    pub nexthop: IpAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

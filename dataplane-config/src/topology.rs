@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 
-pub use crate::objects::{AddressPair, Direction, Ipv6Mode, PortMatch};
+pub use crate::objects::{AddressPair, Direction, Ipv6Mode, PortMatch, StaticRoute};
 use crate::{errors::label, neutron::Kind, neutron::MacAddr, objects, store::Store};
 
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct Router {
     pub id: String,
     pub name: String,
     pub interfaces: Vec<RouterInterface>,
+    /// Static routes, as given.
+    pub routes: Vec<StaticRoute>,
 }
 
 /// One address of a router interface port on one subnet.
@@ -178,6 +180,7 @@ impl Topology {
                     id: r.id.clone(),
                     name: r.name.clone(),
                     interfaces: Vec::new(),
+                    routes: r.routes.clone(),
                 })
                 .collect(),
             security_groups: groups

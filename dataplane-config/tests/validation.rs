@@ -446,9 +446,41 @@ fn routers_and_their_interfaces() {
     doc["ports"][1]["device_id"] = Value::Null;
     rejects_doc(&doc, "r1-if0", "device_id", "missing");
 
+    // Static routes: accepted through a nexthop on one of the router's
+    // subnets (a port's address or not: Neutron does not look), refused
+    // as Neutron's `_validate_routes` refuses them.
     let mut doc = with_router();
-    doc["routers"][0]["routes"] = json!([{ "destination": "0.0.0.0/0", "nexthop": "10.0.0.9" }]);
-    rejects_doc(&doc, "r1", "routes", "not supported");
+    doc["routers"][0]["routes"] = json!([
+        { "destination": "0.0.0.0/0", "nexthop": "10.0.0.9" },
+        { "destination": "192.168.0.0/16", "nexthop": "10.1.0.50" },
+    ]);
+    let t = check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.routers[0].routes.len(), 2);
+    for (hop, says) in [
+        ("10.7.0.9", "the nexthop is not connected with router"),
+        ("10.1.0.1", "the nexthop is used by router"),
+    ] {
+        let mut doc = with_router();
+        doc["routers"][0]["routes"] = json!([{ "destination": "10.9.0.0/16", "nexthop": hop }]);
+        rejects_doc(&doc, "r1", "routes[0].nexthop", says);
+    }
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([{ "destination": "10.9.0.1/16", "nexthop": "10.0.0.9" }]);
+    rejects_doc(&doc, "r1", "routes[0].destination", "not a valid CIDR");
+    // Two nexthops for one destination: ECMP in Neutron, refused here.
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([
+        { "destination": "10.9.0.0/16", "nexthop": "10.0.0.9" },
+        { "destination": "10.9.0.0/16", "nexthop": "10.1.0.9" },
+    ]);
+    rejects_doc(&doc, "r1", "routes[1].nexthop", "ECMP");
+    // Removing the interface a nexthop is on takes the route's nexthop
+    // off the router's subnets (Neutron: RouterInterfaceInUseByRoute).
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([{ "destination": "10.9.0.0/16", "nexthop": "10.1.0.9" }]);
+    let ports = doc["ports"].as_array_mut().unwrap();
+    ports.retain(|p| p["id"] != "r1-if1");
+    rejects_doc(&doc, "r1", "routes[0].nexthop", "not connected");
 
     // A document's external gateway is left out with a notice (connected
     // subnets are routed without it); an object that reaches the checks

@@ -35,7 +35,8 @@ const VMAC: &str = "00:00:5e:00:01:01";
 /// ports, a shared virtual MAC, a prefix pair, a /0 pair), without port
 /// security, without security groups, and alone on a second network;
 /// groups with rules by port range, ICMP type, prefix and remote group;
-/// a router joining the three networks, one of which has a small MTU.
+/// a router joining the three networks, one of which has a small MTU,
+/// with static routes.
 fn config() -> Value {
     let fixed = |v4: &str, v6: Option<&str>| {
         let mut f = vec![json!({ "subnet_id": "v4", "ip_address": v4 })];
@@ -52,7 +53,17 @@ fn config() -> Value {
             { "id": "o4", "network_id": "other", "cidr": "10.1.0.0/24", "ip_version": 4 },
             { "id": "sm4", "network_id": "small", "cidr": "10.2.0.0/24", "ip_version": 4 },
         ],
-        "routers": [{ "id": "r1" }],
+        // Static routes: through the VIP a and b share (no active member
+        // in traced frames: every member), through f's address, through
+        // an address nobody holds, an IPv6 one, and one to a connected
+        // subnet (which stays connected).
+        "routers": [{ "id": "r1", "routes": [
+            { "destination": "10.9.0.0/16", "nexthop": "10.0.0.100" },
+            { "destination": "10.8.0.0/24", "nexthop": "10.1.0.5" },
+            { "destination": "10.2.0.128/25", "nexthop": "10.1.0.77" },
+            { "destination": "fd09::/48", "nexthop": "fd00::6" },
+            { "destination": "10.1.0.0/24", "nexthop": "10.0.0.7" },
+        ]}],
         "security_groups": [
             { "id": "web", "security_group_rules": [
                 { "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80 },
@@ -180,6 +191,21 @@ impl<'a> Gen<'a> {
             }
         }
         for r in &t.routers {
+            // Addresses behind the static routes, as destinations.
+            for route in &r.routes {
+                match route.destination {
+                    ipnet::IpNet::V4(n) => {
+                        let mut a = n.network().octets();
+                        a[3] |= 3;
+                        v4.push(a);
+                    }
+                    ipnet::IpNet::V6(n) => {
+                        let mut a = n.network().octets();
+                        a[15] |= 3;
+                        v6.push(a);
+                    }
+                }
+            }
             for i in &r.interfaces {
                 macs.push(i.mac.0);
                 match i.ip {

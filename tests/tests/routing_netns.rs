@@ -640,3 +640,128 @@ fn the_agent_advertises_unasked_to_every_port() {
     let second = cap.wait_for(Duration::from_secs(25), from_router);
     assert!(second.is_some(), "the next initial advertisement");
 }
+
+const MAC_M1: &str = "fa:16:3e:32:00:0b";
+const MAC_M2: &str = "fa:16:3e:32:00:0c";
+const MAC_K: &str = "fa:16:3e:32:00:0a";
+/// The VRRP address m1 and m2 share, the router's nexthop for `BEHIND`.
+const NEXTHOP_VIP: &str = "10.32.2.100";
+/// An address inside the prefix behind the VIP (each member holds it).
+const BEHIND: &str = "10.99.0.1";
+
+/// A classic HA pattern: router r2 routes 10.99.0.0/24 through the VIP
+/// that m1 and m2 (net2, 10.32.2.0/24) share; client k is on net1
+/// (10.32.1.0/24). Both members serve the prefix (BEHIND on their
+/// loopback, the prefix as a pair so that they may answer from it).
+fn static_route_lab() -> Lab {
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac) in [("k", MAC_K), ("m1", MAC_M1), ("m2", MAC_M2)] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    let (k, m1, m2) = (&lab.vms[0], &lab.vms[1], &lab.vms[2]);
+    let pk = port(k, "net1", &[("s1", "10.32.1.10")]);
+    let mut p1 = port(m1, "net2", &[("s2", "10.32.2.11")]);
+    let mut p2 = port(m2, "net2", &[("s2", "10.32.2.12")]);
+    for p in [&mut p1, &mut p2] {
+        p["allowed_address_pairs"] = json!([pair(NEXTHOP_VIP, None), pair("10.99.0.0/24", None)]);
+    }
+    let (mut r2, r2_ports) = router(
+        "r2",
+        &[
+            ("net1", "fa:16:3e:32:01:01", &[("s1", "10.32.1.1")]),
+            ("net2", "fa:16:3e:32:01:02", &[("s2", "10.32.2.1")]),
+        ],
+    );
+    r2["routes"] = json!([{ "destination": "10.99.0.0/24", "nexthop": NEXTHOP_VIP }]);
+    let mut ports = vec![pk, p1, p2];
+    ports.extend(r2_ports);
+    let mut cfg = config(
+        vec![network("net1"), network("net2")],
+        vec![
+            subnet("s1", "net1", "10.32.1.0/24", Some("10.32.1.1")),
+            subnet("s2", "net2", "10.32.2.0/24", Some("10.32.2.1")),
+        ],
+        ports,
+    );
+    cfg["routers"] = json!([r2]);
+    k.sh("ip addr add 10.32.1.10/24 dev eth0 && ip route add default via 10.32.1.1")
+        .unwrap();
+    for (vm, ip) in [(m1, "10.32.2.11"), (m2, "10.32.2.12")] {
+        // ARP from the interface's own address, not from BEHIND.
+        vm.sh(&format!(
+            "ip addr add {ip}/24 dev eth0 && ip route add default via 10.32.2.1 && \
+             ip addr add {BEHIND}/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_announce=2"
+        ))
+        .unwrap();
+    }
+    lab.start(&cfg).unwrap();
+    lab
+}
+
+#[test]
+fn a_static_route_through_a_vip_follows_the_active_member_across_a_failover() {
+    require_root!();
+    let lab = static_route_lab();
+    let (k, m1, m2) = (lab.vm("k"), lab.vm("m1"), lab.vm("m2"));
+    let to_behind = |f: &[u8]| {
+        frame::ipv4(f)
+            .is_some_and(|(s, d, p)| s == [10, 32, 1, 10] && d == [10, 99, 0, 1] && p == 1)
+    };
+    let (cap1, cap2) = (m1.capture().unwrap(), m2.capture().unwrap());
+    // Nobody has claimed the VIP yet: routed to every member, each
+    // addressed to its own MAC, like other shared-address traffic.
+    k.sh(&format!("ping -n -c 1 -W 1 {BEHIND} >/dev/null; true"))
+        .unwrap();
+    let f1 = cap1.wait_for(Duration::from_secs(2), to_behind);
+    let f2 = cap2.wait_for(Duration::from_secs(2), to_behind);
+    let (f1, f2) = (f1.expect("m1 got it"), f2.expect("m2 got it"));
+    assert_eq!(&f1[0..6], &lab::pkt::mac(MAC_M1));
+    assert_eq!(&f2[0..6], &lab::pkt::mac(MAC_M2));
+    assert_eq!(f1[22], 63, "TTL decremented by the router");
+
+    // Real keepalived: m1 (priority 200) becomes master and announces the
+    // VIP; the route's traffic goes to m1 alone.
+    let dir = lab.dir.path();
+    lab::vrrp::keepalived(dir, m1, 52, 200, NEXTHOP_VIP, false).unwrap();
+    lab::vrrp::keepalived(dir, m2, 52, 100, NEXTHOP_VIP, false).unwrap();
+    let active = |vm: &Vm| lab.active_member(NEXTHOP_VIP).as_deref() == Some(vm.port_id.as_str());
+    wait_for(
+        Duration::from_secs(20),
+        "m1 as the VIP's active member",
+        || lab::vrrp::holds(m1, NEXTHOP_VIP) && active(m1),
+    )
+    .unwrap();
+    let only = |to: &Vm| {
+        cap1.drain();
+        cap2.drain();
+        k.reaches(BEHIND, WAIT).unwrap();
+        assert!(k.ping(BEHIND, 3), "the prefix behind the VIP answers");
+        let (n1, n2) = (
+            cap1.count(Duration::from_millis(300), to_behind),
+            cap2.count(Duration::from_millis(300), to_behind),
+        );
+        let (want, other) = if to.name == "m1" { (n1, n2) } else { (n2, n1) };
+        assert!(
+            want >= 3 && other == 0,
+            "m1 got {n1}, m2 got {n2}; {} expected",
+            to.name
+        );
+    };
+    only(m1);
+
+    // m1's keepalived stops (by its PID): m2 takes the VIP over, its
+    // gratuitous ARP moves the active member, and the route follows.
+    let pid = std::fs::read_to_string(dir.join("m1.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for(
+        Duration::from_secs(20),
+        "m2 as the VIP's active member",
+        || lab::vrrp::holds(m2, NEXTHOP_VIP) && active(m2),
+    )
+    .unwrap();
+    only(m2);
+}

@@ -8,6 +8,7 @@
 mod addressing;
 mod network;
 mod port;
+mod routes;
 mod security_group;
 
 use serde::de::DeserializeOwned;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::{addressing, optional, raw, required, unknown_fields, unknown_fields_in};
+use super::{addressing, optional, raw, required, routes, unknown_fields, unknown_fields_in};
 use crate::{
     errors::Errors,
     neutron::{
@@ -333,14 +333,7 @@ fn gateway(
 pub fn router(errors: &mut Errors, label: &str, object: &Object) -> Option<Router> {
     let r: RawRouter = raw(errors, label, &object.value)?;
     unknown_fields_in(errors, label, "", &r.extra, fields::ROUTER);
-    if r.routes.as_ref().is_some_and(|v| !v.is_empty()) {
-        errors.push(
-            label,
-            "routes",
-            "static routes are not supported yet (only connected subnets are routed; ignoring a \
-             route could send traffic around the next hop it names)",
-        );
-    }
+    let routes = routes::routes(errors, label, &r.routes);
     if r.external_gateway_info.is_some() {
         errors.push(
             label,
@@ -358,5 +351,6 @@ pub fn router(errors: &mut Errors, label: &str, object: &Object) -> Option<Route
     Some(Router {
         id: object.id.clone(),
         name: r.name.unwrap_or_default(),
+        routes,
     })
 }

@@ -1,18 +1,18 @@
 //! A router's entries: its interfaces' MACs and addresses (link-local ones
 //! included) in the L2 and L3 tables (they override the ports': the
-//! gateway is the router's), its connected subnets as routes, and what it
-//! advertises on networks where it has IPv6 subnets.
+//! gateway is the router's), its connected subnets and static routes, and
+//! what it advertises on networks where it has IPv6 subnets.
 
 use std::net::IpAddr;
 
 use common::{
     ADVERT_MAX, Advert, AdvertKey, FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_CONNECTED,
-    ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_ROUTER,
+    ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_ROUTER,
 };
 use ipnet::IpNet;
 
 use super::{Engine, neighbours::NetAddr};
-use crate::{adverts, neutron::MacAddr, store::Store};
+use crate::{adverts, neutron::MacAddr, objects::StaticRoute, store::Store};
 
 /// What a router compiled to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         return;
     };
     let mut record = RouterRecord::default();
+    let mut connected: Vec<(IpNet, Interface)> = Vec::new();
     for port_id in store.interfaces_of_router(id) {
         let Some(port) = store.port(port_id) else {
             continue;
@@ -60,12 +61,78 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         for f in &port.fixed_ips {
             if let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) {
                 interface_address(e, &mut record, &iface, f.ip, cidr);
+                connected.push((cidr.trunc(), iface));
             }
         }
         link_local(e, &mut record, &iface, port.spec.mac);
         advert(e, store, &mut record, &iface, port);
     }
+    if let Some(router) = store.routers().get(id) {
+        for route in &router.routes {
+            static_route(e, &mut record, &connected, route);
+        }
+    }
     e.routers.insert(id.clone(), record);
+}
+
+/// A static route: to the interface whose subnet holds the nexthop
+/// (validation makes sure there is one). The datapath resolves the
+/// nexthop in that network's neighbour table per packet, so a nexthop
+/// that is a shared address (a VRRP VIP) follows its active member. A
+/// route to exactly a connected subnet is left out: the subnet stays
+/// reached directly (Neutron's L3 agent would replace the kernel's
+/// connected route with it).
+fn static_route(
+    e: &mut Engine,
+    record: &mut RouterRecord,
+    connected: &[(IpNet, Interface)],
+    route: &StaticRoute,
+) {
+    let dest = route.destination.trunc();
+    if connected.iter().any(|(c, _)| *c == dest) {
+        return;
+    }
+    let Some((_, iface)) = connected.iter().find(|(c, _)| c.contains(&route.nexthop)) else {
+        return;
+    };
+    let value = Route {
+        network: iface.net,
+        mac: iface.mac,
+        mtu: route_mtu(iface.mtu),
+        kind: ROUTE_NEXTHOP,
+        prefix_len: dest.prefix_len(),
+        _pad: [0; 2],
+        addr: route_addr(route.nexthop),
+    };
+    let prefix_len = ROUTE_PREFIX_BITS + u32::from(dest.prefix_len());
+    match dest {
+        IpNet::V4(d) => {
+            let data = RouteV4Key {
+                slot: 0,
+                router: iface.r,
+                addr: d.network().octets(),
+            };
+            let k = LpmKey { prefix_len, data };
+            // The first route to a destination wins (validation refuses a
+            // second, as long as ECMP is not done).
+            if !record.routes_v4.contains(&k) {
+                e.desired.slotted.routes_v4.insert(k, value);
+                record.routes_v4.push(k);
+            }
+        }
+        IpNet::V6(d) => {
+            let data = RouteV6Key {
+                slot: 0,
+                router: iface.r,
+                addr: d.network().octets(),
+            };
+            let k = LpmKey { prefix_len, data };
+            if !record.routes_v6.contains(&k) {
+                e.desired.slotted.routes_v6.insert(k, value);
+                record.routes_v6.push(k);
+            }
+        }
+    }
 }
 
 /// The interface's link-local address, the router's like the others: the
@@ -139,6 +206,7 @@ fn take_back(e: &mut Engine, old: RouterRecord) {
 }
 
 /// A router interface port, as its routes need it.
+#[derive(Clone, Copy)]
 struct Interface {
     /// The router's index.
     r: u32,

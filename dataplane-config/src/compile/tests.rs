@@ -9,7 +9,7 @@ use common::{
     ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, AdvertKey,
     FLOOD_DOMAIN_GROUP_BASE, FdbEntry, FdbKey, GroupMemberKey, LpmKey, NEIGH_F_HOST,
     NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key, PORT_F_SECURITY, PortKey, ROUTE_CONNECTED,
-    ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
+    ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
 };
 use serde_json::{Value, json};
 
@@ -781,4 +781,69 @@ fn a_change_rolled_back_leaves_nothing_behind() {
     store.rollback();
     assert_eq!(engine.desired().dump(), before);
     assert!(store.diff(&doc).is_empty());
+}
+
+#[test]
+fn static_routes_go_through_the_nexthop_s_interface() {
+    let e = compiled(
+        r#"
+[[networks]]
+id = "net2"
+mtu = 1400
+[[subnets]]
+id = "sub2"
+network_id = "net2"
+cidr = "10.0.2.0/24"
+gateway_ip = "10.0.2.1"
+[[routers]]
+id = "r1"
+routes = [
+  { destination = "10.9.0.0/16", nexthop = "10.0.2.100" },
+  { destination = "0.0.0.0/0", nexthop = "10.0.0.7" },
+  { destination = "10.0.2.0/24", nexthop = "10.0.0.7" },
+]
+[[ports]]
+id = "ri1"
+network_id = "net1"
+device_owner = "network:router_interface"
+device_id = "r1"
+mac_address = "fa:16:3e:00:01:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.1" }]
+[[ports]]
+id = "ri2"
+network_id = "net2"
+device_owner = "network:router_interface"
+device_id = "r1"
+mac_address = "fa:16:3e:00:01:02"
+fixed_ips = [{ subnet_id = "sub2", ip_address = "10.0.2.1" }]
+"#,
+    );
+    let d = &e.desired().slotted;
+    let net2 = e.indexes().networks.get("net2").unwrap();
+    let route = |addr, plen| {
+        d.routes_v4
+            .get(&LpmKey {
+                prefix_len: ROUTE_PREFIX_BITS + plen,
+                data: RouteV4Key {
+                    slot: 0,
+                    router: 1,
+                    addr,
+                },
+            })
+            .copied()
+    };
+    let r = route([10, 9, 0, 0], 16).expect("the static route");
+    assert_eq!(
+        (r.kind, r.network, r.mac, r.mtu, r.prefix_len),
+        (ROUTE_NEXTHOP, net2, [0xfa, 0x16, 0x3e, 0, 1, 2], 1400, 16)
+    );
+    assert_eq!(&r.addr[..4], &[10, 0, 2, 100], "the nexthop");
+    let default = route([0, 0, 0, 0], 0).expect("a default route");
+    assert_eq!(
+        (default.network, &default.addr[..4]),
+        (1, &[10, 0, 0, 7][..])
+    );
+    // A route to a connected subnet leaves the subnet connected.
+    assert_eq!(route([10, 0, 2, 0], 24).unwrap().kind, ROUTE_CONNECTED);
+    assert_eq!(d.routes_v4.len(), 4);
 }

@@ -130,9 +130,8 @@ pub struct RawRule {
 pub struct RawRouter {
     pub id: Option<String>,
     pub name: Option<String>,
-    /// Static routes (`[{destination, nexthop}]`): not supported yet, so a
-    /// non-empty list is refused rather than ignored.
-    pub routes: Option<Vec<IgnoredAny>>,
+    /// Static routes (`[{destination, nexthop}]`); `null`, none.
+    pub routes: Option<Value>,
     /// External gateway (SNAT, floating IPs): not supported, refused (a
     /// file source drops it with a notice before it gets here).
     pub external_gateway_info: Option<IgnoredAny>,

@@ -513,6 +513,62 @@ pub fn routers(store: &Store, errors: &mut Errors, touched: &Touched) {
             }
         }
         router_ipv6(store, errors, r);
+        static_routes(store, errors, r);
+    }
+}
+
+/// A router's static routes against its interfaces, as Neutron's
+/// `_validate_routes` checks them: each nexthop on a subnet the router has
+/// an interface on, and none of the router's own addresses. The datapath
+/// adds one refusal: one nexthop per destination (Neutron's L3 agent
+/// makes several an ECMP route, which the datapath does not do).
+fn static_routes(store: &Store, errors: &mut Errors, r: &String) {
+    let Some(router) = store.routers.get(r) else {
+        return;
+    };
+    let mut cidrs = Vec::new();
+    let mut ips = Vec::new();
+    for port in members(&store.ix.interfaces_of_router, r).filter_map(|p| store.ports.get(p)) {
+        for f in &port.fixed_ips {
+            if let Some(s) = store.subnets.get(&f.subnet_id) {
+                cidrs.push(s.cidr);
+            }
+            ips.push(f.ip);
+        }
+    }
+    let label = crate::errors::label("router", r, &router.name);
+    for (i, route) in router.routes.iter().enumerate() {
+        let field = format!("routes[{i}].nexthop");
+        let hop = route.nexthop;
+        let problem = if !cidrs.iter().any(|c| c.contains(&hop)) {
+            Some("the nexthop is not connected with router")
+        } else if ips.contains(&hop) {
+            Some("the nexthop is used by router")
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            let msg = format!(
+                "Invalid format for routes: {}/{hop}, {reason}",
+                route.destination
+            );
+            errors.push(&label, field, msg);
+            continue;
+        }
+        let earlier = router.routes[..i]
+            .iter()
+            .find(|o| o.destination == route.destination);
+        if let Some(o) = earlier {
+            errors.push(
+                &label,
+                field,
+                format!(
+                    "{} already goes through {}: several nexthops for one destination (ECMP) \
+                     are not supported",
+                    route.destination, o.nexthop
+                ),
+            );
+        }
     }
 }
 

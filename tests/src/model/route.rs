@@ -73,15 +73,18 @@ impl Model {
     }
 
     /// The router's route to `addr`: the longest prefix among its
-    /// connected subnets.
+    /// connected subnets and static routes; a connected subnet before a
+    /// static route to the same prefix, the first of two static ones.
     fn route_to(&self, r: usize, addr: IpAddr) -> Option<Route> {
         let router = &self.t.routers[r];
         let mut best: Option<(u8, Route)> = None;
+        let mut consider = |cidr: IpNet, route: Route| {
+            if cidr.contains(&addr) && best.is_none_or(|(p, _)| cidr.prefix_len() > p) {
+                best = Some((cidr.prefix_len(), route));
+            }
+        };
         for i in &router.interfaces {
             let cidr = self.t.subnets[i.subnet].cidr;
-            if !cidr.contains(&addr) {
-                continue;
-            }
             let route = Route {
                 network: i.network,
                 addr: i.ip,
@@ -89,9 +92,25 @@ impl Model {
                 prefix_len: cidr.prefix_len(),
                 mtu: self.t.networks[i.network].mtu,
             };
-            if best.is_none_or(|(p, _)| cidr.prefix_len() > p) {
-                best = Some((cidr.prefix_len(), route));
-            }
+            consider(cidr, route);
+        }
+        for s in &router.routes {
+            // Through the interface on the subnet holding the next hop.
+            let Some(i) = router
+                .interfaces
+                .iter()
+                .find(|i| self.t.subnets[i.subnet].cidr.contains(&s.nexthop))
+            else {
+                continue;
+            };
+            let route = Route {
+                network: i.network,
+                addr: s.nexthop,
+                connected: false,
+                prefix_len: s.destination.prefix_len(),
+                mtu: self.t.networks[i.network].mtu,
+            };
+            consider(s.destination, route);
         }
         best.map(|(_, r)| r)
     }
