@@ -153,6 +153,9 @@ pub fn render(t: &Trace) -> String {
     s += "\n";
     if let Some(r) = &t.route {
         s += &format!("  route: router {}", r.router);
+        if let Some(via) = &r.via {
+            s += &format!(": {via}");
+        }
         match &r.to {
             Some(to) => s += &format!(" -> {to}"),
             None => s += ": no route to the destination",

@@ -718,6 +718,31 @@ fn a_static_route_through_a_vip_follows_the_active_member_across_a_failover() {
     assert_eq!(&f1[0..6], &lab::pkt::mac(MAC_M1));
     assert_eq!(&f2[0..6], &lab::pkt::mac(MAC_M2));
     assert_eq!(f1[22], 63, "TTL decremented by the router");
+    // `dataplane trace` names the static route and where its nexthop is.
+    let out = lab
+        .dataplane(&["trace", "k", "--dst", BEHIND, "--json"])
+        .output()
+        .unwrap();
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["route"]["via"], "10.99.0.0/24 via 10.32.2.100", "{t}");
+    assert!(
+        t["route"]["to"].as_str().unwrap().contains("10.32.2.0/24"),
+        "{t}"
+    );
+    assert_eq!(
+        t["deliveries"].as_array().unwrap().len(),
+        2,
+        "both members: {t}"
+    );
+    let out = lab
+        .dataplane(&["trace", "k", "--dst", BEHIND])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("route: router r2: 10.99.0.0/24 via 10.32.2.100 -> subnet s2"),
+        "{text}"
+    );
 
     // Real keepalived: m1 (priority 200) becomes master and announces the
     // VIP; the route's traffic goes to m1 alone.
