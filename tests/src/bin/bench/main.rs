@@ -2,7 +2,7 @@
 //! empty-program floor measured in the same run, and how that cost scales
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
-//! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
+//! being slow: it measures. `BENCH_ONLY=packet,routing,control,forwarding,failover`
 //! (any of them, comma-separated) runs only those sections, into the
 //! folder given as the first argument.
 //!
@@ -16,6 +16,7 @@
 
 mod control;
 mod forwarding;
+mod routing;
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -349,6 +350,9 @@ fn main() -> Result<()> {
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     if wanted("packet") {
         per_packet(&mut md, &mut series)?;
+    }
+    if wanted("routing") {
+        routing::section(&mut md)?;
     }
     if wanted("control") {
         control::section(&mut md)?;
