@@ -499,7 +499,8 @@ fn base_doc() -> Value {
 
 /// A random change of the document: ports come and go, change MACs,
 /// pairs (shared VIPs, shared virtual MACs, prefixes), groups and port
-/// security; rules change; router interfaces come and go.
+/// security; rules change; router interfaces and static routes come and
+/// go.
 // One arm per kind of change: a table of mutations, read top to bottom.
 fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
     let ports = doc["ports"].as_array_mut().unwrap();
@@ -576,6 +577,21 @@ fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
             let g = 1 + rng.usize(..2);
             let chosen: Vec<Value> = rules.iter().filter(|_| one_in(rng, 2)).cloned().collect();
             doc["security_groups"][g]["security_group_rules"] = json!(chosen);
+        }
+        9 if one_in(rng, 2) => {
+            // Static routes through the interface on s2 (refused while it
+            // is gone): via a pair's address, via nobody's, one to the
+            // connected subnet itself.
+            let sets = [
+                json!([]),
+                json!([{ "destination": "10.9.0.0/16", "nexthop": "10.2.0.200" }]),
+                json!([
+                    { "destination": "0.0.0.0/0", "nexthop": "10.2.0.77" },
+                    { "destination": "10.2.0.0/24", "nexthop": "10.2.0.77" },
+                    { "destination": "10.1.0.0/24", "nexthop": "10.2.0.201" },
+                ]),
+            ];
+            doc["routers"][0]["routes"] = sets[rng.usize(..sets.len())].clone();
         }
         _ => {
             *serial += 1;
