@@ -336,6 +336,12 @@ fn list_row(r: Resource, row: &Map<String, Value>) -> Result<Map<String, Value>,
         m.insert(field.to_string(), v.clone());
     }
     match r {
+        // `network list --long` shows the type but not the segmentation id
+        // (the VNI a tunnelled network needs): a file of such rows
+        // describes one host's networks, which need neither.
+        Resource::Network => {
+            m.remove("provider:network_type");
+        }
         // Without --long the list has no gateway: unknown, so none.
         // IPv6 modes are not among the columns: what a router advertises
         // and which addresses hosts make could not be told.
