@@ -638,7 +638,12 @@ fn the_agent_advertises_unasked_to_every_port() {
     cap.wait_for(WAIT, from_router)
         .expect("an advertisement as the port came back");
     let second = cap.wait_for(Duration::from_secs(25), from_router);
-    assert!(second.is_some(), "the next initial advertisement");
+    assert!(
+        second.is_some(),
+        "the next initial advertisement; ports: {}\nagent:\n{}",
+        lab.show_ports().map(|v| v.to_string()).unwrap_or_default(),
+        lab.agent_log()
+    );
 }
 
 const MAC_M1: &str = "fa:16:3e:32:00:0b";
