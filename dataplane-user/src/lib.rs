@@ -13,8 +13,10 @@
 //! - `logging`: text or JSON logs; `clidocs`: completions and man pages;
 //! - `show`, `status`, `topology`, `trace`, `monitor`, `metrics`,
 //!   `link_health`: readers of the pinned state, the agent's record and
-//!   the interfaces.
+//!   the interfaces;
+//! - `adverts`: the periodic IPv6 router advertisements.
 
+pub mod adverts;
 pub mod agent;
 pub mod agent_status;
 pub mod clidocs;

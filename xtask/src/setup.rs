@@ -13,6 +13,9 @@ const PACKAGES: &[&str] = &[
     "bpftool",           // inspecting pinned maps (README, tests)
     "iproute2",          // namespaces, veth, bridge
     "iputils-ping",      // ping / ping -6
+    "iputils-tracepath", // tracepath through the datapath's router
+    "traceroute",        // traceroute (UDP and ICMP probes)
+    "ndisc6",            // rdisc6: what a router advertises
     "arping",            // ARP and gratuitous ARP from VMs
     "tcpdump",           // debugging captures
     "python3-scapy",     // crafted and spoofed packets
