@@ -169,6 +169,8 @@ fn clear(f: &mut Flow) {
 #[inline(always)]
 // Long on purpose: each header is read right where its bounds were
 // checked (the verifier loses bounds carried across calls or variants).
+// The flow is written in place: a copy on the stack would not fit the
+// frames `to_tunnel` and `to_vm` stack up.
 fn flow(pkt: &Packet, f: &mut Flow) -> Result<bool, DropReason> {
     let eth = parse::eth(pkt)?;
     clear(f);
@@ -253,6 +255,10 @@ fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Tuple) -> Option<()>
         let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(off + 40)?;
         inner.sport = [s0, s1];
         inner.dport = [d0, d1];
+        if next == IPPROTO_ICMPV6 {
+            let echo = (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
+            quoted_echo(pkt, off + 40, echo, inner);
+        }
     } else {
         let [vihl, _] = pkt.read::<[u8; 2]>(off)?;
         let [_, proto] = pkt.read::<[u8; 2]>(off + 8)?;
@@ -266,11 +272,33 @@ fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Tuple) -> Option<()>
         if ihl < 5 {
             return None;
         }
-        let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(off + (ihl & 0x0f) * 4)?;
+        let l4 = off + (ihl & 0x0f) * 4;
+        let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(l4)?;
         inner.sport = [s0, s1];
         inner.dport = [d0, d1];
+        if proto == IPPROTO_ICMP {
+            quoted_echo(pkt, l4, (ICMP_ECHO, ICMP_ECHOREPLY), inner);
+        }
     }
     Some(())
+}
+
+/// A quoted echo request or reply is tracked by its identifier, as the
+/// echo itself is (`flow`): a time-exceeded error about a ping is then
+/// related to the ping.
+#[inline(always)]
+fn quoted_echo(pkt: &Packet, l4: usize, (request, reply): (u8, u8), inner: &mut Tuple) {
+    let ty = inner.sport[0];
+    let Some(id) = pkt.read::<[u8; 2]>(l4 + 4) else {
+        return;
+    };
+    if ty == request {
+        inner.sport = id;
+        inner.dport = [0; 2];
+    } else if ty == reply {
+        inner.sport = [0; 2];
+        inner.dport = id;
+    }
 }
 
 /// What Neutron's firewall allows before any security group: DHCP and

@@ -1,15 +1,16 @@
 //! `dataplane`: runs, checks and inspects the allowed-address-pairs datapath.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dataplane_agent::{
     agent::{self, RunOptions},
     commands::{self, print_view},
     controller::HostOptions,
     costs,
     datapath::{self, Options},
+    logging::{self, LogFormat},
     show,
     source::{EtcdSource, FileSource, etcd::EtcdOptions},
     trace,
@@ -18,6 +19,7 @@ use dataplane_config::MacAddr;
 
 #[derive(Parser)]
 #[command(
+    name = "dataplane",
     version,
     about = "eBPF/XDP datapath enforcing OpenStack allowed address pairs"
 )]
@@ -30,6 +32,15 @@ struct Cli {
         default_value = "dataplane"
     )]
     instance: String,
+    /// Log lines as text, or as one JSON object a line for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "DATAPLANE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,13 +158,24 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
-    /// Validate a configuration without changing anything.
+    /// Validate a configuration without changing anything; list the ports
+    /// whose tap does not exist on this host (they would wait for it).
     Check {
         #[arg(long, short)]
         config: PathBuf,
-        /// Do not check that the taps exist (validate for another host).
+        /// Do not look for the taps (validate for another host).
         #[arg(long)]
         skip_interfaces: bool,
+    },
+    /// Whether an agent runs the instance (PID, uptime), where its
+    /// configuration comes from and what it watches, the generation in
+    /// force and the last attempt (its error verbatim), ports waiting for
+    /// their tap, ports whose interface loses frames, and a one-line
+    /// verdict. Exit status: 0 when the verdict is ok, 4 when it is not,
+    /// 1 for an instance that does not exist.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
     /// Show what the running datapath holds.
     Show {
@@ -165,6 +187,9 @@ enum Command {
     /// agent running, the pinned state it left is removed. An instance
     /// that does not exist is an error.
     Stop,
+    /// Write shell completions and man pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 /// The database of many hosts (instead of `--config`).
@@ -230,6 +255,15 @@ enum ShowWhat {
         #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
         sample: f64,
     },
+    /// Networks, their ports, shared addresses (with the active member),
+    /// routers and hosts, at a glance.
+    Topology {
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// A Graphviz graph (render with `dot -Tsvg`).
+        #[arg(long)]
+        dot: bool,
+    },
 }
 
 /// Exit status of a configuration refused (invalid, or too large for the
@@ -237,21 +271,12 @@ enum ShowWhat {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status of `trace` when the datapath drops the packet.
 const EXIT_DROPPED: u8 = 3;
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours for people at a terminal, not escape codes in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
+/// Exit status of `status` when its verdict is not ok.
+const EXIT_ATTENTION: u8 = 4;
 
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     if !matches!(cli.command, Command::Run { .. }) {
         // Rust ignores SIGPIPE, so a closed pipe (`dataplane show ... | head`)
         // turns every print into a panic. A command's output going nowhere
@@ -320,14 +345,33 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             skip_interfaces,
         } => {
-            let t = commands::check(&config, !skip_interfaces)?;
+            let checked = commands::check(&config, !skip_interfaces)?;
+            let t = &checked.topology;
             println!(
                 "configuration valid: {} network(s), {} subnet(s), {} port(s)",
                 t.networks.len(),
                 t.subnets.len(),
                 t.ports.len()
             );
+            if !checked.missing_taps.is_empty() {
+                println!(
+                    "{} port(s) would wait for their tap (not on this host yet):",
+                    checked.missing_taps.len()
+                );
+                for m in &checked.missing_taps {
+                    println!("  {m}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let view = dataplane_agent::status::status(&instance)?;
+            print_view(&view, json, dataplane_agent::status::render)?;
+            Ok(if view.verdict.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_ATTENTION)
+            })
         }
         Command::Show { what } => show(&instance, what).map(|()| ExitCode::SUCCESS),
         Command::Apply { file } => {
@@ -395,6 +439,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{}", commands::stop(&instance)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::GenerateDocs { dir } => {
+            dataplane_agent::clidocs::write(Cli::command(), &dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -404,7 +452,11 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         ShowWhat::Chassis { json } => {
             print_view(&show::chassis(&dir)?, json, |v| show::render_chassis(v))
         }
-        ShowWhat::Ports { json } => print_view(&show::named_ports(&dir)?, json, show::render_ports),
+        ShowWhat::Ports { json } => {
+            let mut view = show::named_ports(&dir)?;
+            show::with_interfaces(&mut view);
+            print_view(&view, json, show::render_ports)
+        }
         ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
             show::render_security_groups(v)
         }),
@@ -420,6 +472,15 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
                 .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
                 .context("--sample: a number of seconds, more than 0 and at most 3600")?;
             print_view(&costs::sample(&dir, sample)?, json, costs::render)
+        }
+        ShowWhat::Topology { json, dot } => {
+            let view = dataplane_agent::topology::view(&dir)?;
+            if dot {
+                print!("{}", dataplane_agent::topology::render_dot(&view));
+                Ok(())
+            } else {
+                print_view(&view, json, dataplane_agent::topology::render)
+            }
         }
     }
 }

@@ -26,8 +26,8 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use common::{
     DropReason, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
-    NeighV6Key, OUT_DROP, OUT_FLOOD, OUT_PORT, OUT_REPLY, TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC,
-    TxMeta,
+    NeighV6Key, OUT_DROP, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY, TARGET_GROUP, TX_F_TRACE,
+    TX_META_MAGIC, TxMeta,
 };
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, LinkSlice, NetSlice, PacketBuilder,
@@ -40,6 +40,7 @@ use dataplane_config::MacAddr;
 use crate::{
     datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE, pinned},
     explain::{Explainer, RouteStep, SgStep},
+    link_health::Inspector,
     show::{self, PortView, PortsView},
 };
 
@@ -84,6 +85,11 @@ pub struct Delivery {
     /// The security groups' say, sender's egress then receiver's ingress
     /// (filled by [`explain`]).
     pub security_groups: Vec<SgStep>,
+    /// Why a frame the programs deliver is lost all the same: the
+    /// receiver's interface refuses it (see `link_health`; filled by
+    /// [`interfaces`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -101,7 +107,8 @@ pub struct Trace {
     /// For a flood, the flood domain ("network" or "group").
     pub flood: Option<String>,
     pub deliveries: Vec<Delivery>,
-    /// The answer of the ARP/ND responder, for an answered request.
+    /// The answer sent back to the sender: the ARP/ND responder's, the
+    /// router's echo reply, or the ICMP error about a dropped packet.
     pub reply: Option<String>,
     /// The gateway the packet was addressed to, when `--via` was not given
     /// and the destination is not on the port's subnet.
@@ -152,6 +159,9 @@ pub fn render(t: &Trace) -> String {
     s += "\n";
     if let Some(r) = &t.route {
         s += &format!("  route: router {}", r.router);
+        if let Some(via) = &r.via {
+            s += &format!(": {via}");
+        }
         match &r.to {
             Some(to) => s += &format!(" -> {to}"),
             None => s += ": no route to the destination",
@@ -180,6 +190,9 @@ pub fn render(t: &Trace) -> String {
         for step in &d.security_groups {
             s += &format!("    {} {}: {}\n", step.direction, step.verdict, step.detail);
         }
+        if let Some(i) = &d.interface {
+            s += &format!("    interface: {i}\n");
+        }
     }
     s += if t.dropped() {
         "  => dropped\n"
@@ -195,6 +208,34 @@ fn label(id: &str, name: &str) -> String {
         id.to_string()
     } else {
         format!("{id} ({name})")
+    }
+}
+
+/// A frame the programs deliver to a port whose interface refuses every
+/// redirected frame (see `link_health`) is lost, not delivered: says so.
+pub fn interfaces(t: &mut Trace, ports: &PortsView, inspector: &mut Inspector) {
+    let mut lost = false;
+    for d in &mut t.deliveries {
+        if d.verdict != "delivered" {
+            continue;
+        }
+        let Some(receiver) = ports.ports.iter().find(|p| p.id == d.port) else {
+            continue;
+        };
+        let Some(health) = inspector.check(&receiver.tap) else {
+            continue;
+        };
+        if let Some(p) = health.problems.iter().find(|p| p.code == "no_napi") {
+            d.verdict = "lost".into();
+            d.reason = Some("interface".into());
+            d.interface = Some(format!("{} (fix: {})", p.detail, p.fix));
+            lost = true;
+        }
+    }
+    if lost && t.delivered_to().is_empty() {
+        if let Some(v) = t.verdict.strip_suffix(" and delivered") {
+            t.verdict = format!("{v} but lost at every receiver's interface");
+        }
     }
 }
 
@@ -302,6 +343,14 @@ impl Probe {
                 trace.verdict = "answered".into();
                 trace.reply = Some(summary(&out.frame));
             }
+            (XDP_REDIRECT, OUT_ICMP_ERROR) => {
+                // Dropped, and the router tells the sender why.
+                let reason = DropReason::from_u32(meta.out).context("unknown drop reason")?;
+                trace.verdict = "dropped".into();
+                trace.reason = Some(reason.name().into());
+                trace.reason_description = Some(reason.description().into());
+                trace.reply = Some(summary(&out.frame));
+            }
             (XDP_REDIRECT, OUT_PORT) => {
                 let dest = by_index(ports, meta.out)?;
                 trace.verdict = "forwarded".into();
@@ -353,6 +402,7 @@ impl Probe {
                 reason: None,
                 dst_mac,
                 security_groups: Vec::new(),
+                interface: None,
             },
             XDP_DROP => Delivery {
                 port: dest.id.clone(),
@@ -363,6 +413,7 @@ impl Probe {
                     .flatten(),
                 dst_mac,
                 security_groups: Vec::new(),
+                interface: None,
             },
             a => bail!("to_vm returned {a} for {}: not understood", dest.id),
         })
@@ -538,11 +589,31 @@ pub fn summary(frame: &[u8]) -> String {
             u.source_port(),
             u.destination_port()
         ),
-        Some(TransportSlice::Icmpv4(i)) => format!("ICMP {src} > {dst} type {}", i.type_u8()),
-        Some(TransportSlice::Icmpv6(i)) => format!("ICMPv6 {src} > {dst} type {}", i.type_u8()),
+        Some(TransportSlice::Icmpv4(i)) => {
+            format!(
+                "ICMP {src} > {dst} {}",
+                icmp_kind(i.type_u8(), i.code_u8(), &[0, 8])
+            )
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            format!(
+                "ICMPv6 {src} > {dst} {}",
+                icmp_kind(i.type_u8(), i.code_u8(), &[128, 129])
+            )
+        }
         _ => format!("IP {src} > {dst}"),
     };
     format!("{s} {l4}")
+}
+
+/// "type T", with the code for messages other than the `echo` ones
+/// (errors are told apart by their code).
+fn icmp_kind(ty: u8, code: u8, echo: &[u8]) -> String {
+    if echo.contains(&ty) {
+        format!("type {ty}")
+    } else {
+        format!("type {ty} code {code}")
+    }
 }
 
 /// The first fixed address of the port in `v6`'s family.

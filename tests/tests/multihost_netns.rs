@@ -667,3 +667,53 @@ fn spoofing_is_dropped_at_its_host_and_foreign_tunnels_are_refused() {
     });
     assert_eq!(leaked, 0, "neither reached vm2");
 }
+
+#[test]
+fn a_port_bound_here_waits_for_its_tap_and_is_bound_as_it_appears() {
+    require_root!();
+    let mut cloud = Cloud::new(1).unwrap();
+    let p1 = vm(
+        &mut cloud,
+        "h1",
+        "vm1",
+        "fa:16:3e:30:00:01",
+        "10.30.0.11",
+        "sub1",
+    );
+    let lab = &mut cloud.host_mut("h1").lab;
+    lab.add_unplugged_vm("vm2", "fa:16:3e:30:00:02").unwrap();
+    let p2 = port_on(lab.vm("vm2"), "h1", "net1", &[("sub1", "10.30.0.12")]);
+    let id = lab.vm("vm2").port_id.clone();
+    let (nets, subnets) = networks();
+    cloud.publish(&config(nets, subnets, vec![p1, p2])).unwrap();
+    cloud.start("h1", 1).unwrap();
+    let binding = format!("{}/bindings/{id}", lab::cloud::PREFIX);
+    let lab = &cloud.host("h1").lab;
+    let (status, _) = lab.status().unwrap();
+    assert_eq!(status["pending"][0]["id"], id.as_str(), "{status:#}");
+    assert_eq!(cloud.etcd.get(&binding).unwrap(), None);
+
+    // Nova plugs the VIF: attached at once (a link event, not a poll),
+    // and bound in etcd.
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    lab.plug_vm("vm2").unwrap();
+    wait_for(WAIT, "the port attached", || {
+        lab.log_count("its tap appeared") > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.agent_log()));
+    let delay = lab.log_time("its tap appeared").unwrap() - created;
+    assert!(delay < 1.0, "attached {delay:.3} s after the tap appeared");
+    wait_for(WAIT, "the binding written", || {
+        cloud.etcd.get(&binding).ok().flatten().is_some()
+    })
+    .unwrap();
+    lab.vm("vm2")
+        .sh("ip addr add 10.30.0.12/24 dev eth0")
+        .unwrap();
+    lab.vm("vm1").reaches("10.30.0.12", WAIT).unwrap();
+    let (status, _) = lab.status().unwrap();
+    assert_eq!(status["pending"], json!([]), "{status:#}");
+}

@@ -10,17 +10,20 @@ use crate::util::{output, require_root, status};
 
 /// Debian packages the tests, demo and benchmarks use.
 const PACKAGES: &[&str] = &[
-    "bpftool",       // inspecting pinned maps (README, tests)
-    "iproute2",      // namespaces, veth, bridge
-    "iputils-ping",  // ping / ping -6
-    "arping",        // ARP and gratuitous ARP from VMs
-    "tcpdump",       // debugging captures
-    "python3-scapy", // crafted and spoofed packets
-    "keepalived",    // real VRRP between VMs sharing an address
-    "iperf3",        // TCP/UDP traffic
-    "hping3",        // adversarial traffic
-    "netsniff-ng",   // trafgen, the benchmark's traffic generator
-    "nftables",      // the iptables-style baseline in benchmarks
+    "bpftool",           // inspecting pinned maps (README, tests)
+    "iproute2",          // namespaces, veth, bridge
+    "iputils-ping",      // ping / ping -6
+    "iputils-tracepath", // tracepath through the datapath's router
+    "traceroute",        // traceroute (UDP and ICMP probes)
+    "ndisc6",            // rdisc6: what a router advertises
+    "arping",            // ARP and gratuitous ARP from VMs
+    "tcpdump",           // debugging captures
+    "python3-scapy",     // crafted and spoofed packets
+    "keepalived",        // real VRRP between VMs sharing an address
+    "iperf3",            // TCP/UDP traffic
+    "hping3",            // adversarial traffic
+    "netsniff-ng",       // trafgen, the benchmark's traffic generator
+    "nftables",          // the iptables-style baseline in benchmarks
     // Neutron's firewall baseline: iptables-nft, iptables-legacy and
     // ebtables-nft, each called by that name (the `ebtables` package and
     // its alternative are not used: it selects ebtables-legacy, whose nat
@@ -30,7 +33,7 @@ const PACKAGES: &[&str] = &[
     "ethtool",           // GRO on veth (XDP redirect target)
     "netcat-openbsd",    // TCP/UDP connection tests
     "dnsmasq-base",      // DHCP server inside a VM
-    "busybox",           // udhcpc, the DHCP client
+    "busybox",           // udhcpc, the DHCP client; the guests' initramfs
     "util-linux",        // nsenter
     "etcd-server",       // the north-bound database of many hosts (tests start it)
     "etcd-client",       // etcdctl, for inspecting it
@@ -38,6 +41,12 @@ const PACKAGES: &[&str] = &[
     "libprotobuf-dev",   // the standard .proto files protoc needs
     "mariadb-server",    // Neutron's database in the ML2 driver tests (started by them)
     "python3-venv",      // the tests' venv for Neutron and the driver (Debian's python3)
+    "prometheus",        // a real Prometheus scraping the agent, and promtool (tests)
+    "qemu-system-x86",   // the VM tier: guests under TCG on real taps
+    "cpio",              // packs the guests' initramfs
+    "dpkg-dev",          // dpkg-shlibdeps: the package's library dependencies
+    "systemd",           // systemd-analyze verify of the package's units
+    "graphviz",          // dot: renders `dataplane show topology --dot` (tests)
 ];
 
 /// Commands the tests, demo and benchmark run by name, and the package of
@@ -62,7 +71,21 @@ const TOOLS: &[(&str, &str)] = &[
     ("etcdctl", "etcd-client"),
     ("bpftool", "bpftool"),
     ("stdbuf", "coreutils"),
+    ("tracepath", "iputils-tracepath"),
+    ("traceroute", "traceroute"),
+    ("rdisc6", "ndisc6"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("promtool", "prometheus"),
+    ("cpio", "cpio"),
+    ("dpkg-shlibdeps", "dpkg-dev"),
+    ("systemd-analyze", "systemd"),
+    ("dot", "graphviz"),
 ];
+
+/// cargo-deb builds the Debian package (`cargo xtask package`, and the
+/// package test). `cargo install --locked` takes the crate and its
+/// dependencies at the checksums of its own Cargo.lock.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -71,6 +94,7 @@ pub fn run() -> Result<()> {
     tools()?;
     rust_components()?;
     bpf_linker()?;
+    cargo_deb()?;
     eprintln!("setup: everything is in place");
     Ok(())
 }
@@ -157,6 +181,22 @@ fn rust_components() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn cargo_deb() -> Result<()> {
+    if output(Command::new("cargo").args(["deb", "--version"]))
+        .is_some_and(|v| v.contains(CARGO_DEB_VERSION))
+    {
+        return Ok(());
+    }
+    eprintln!("setup: building cargo-deb {CARGO_DEB_VERSION} (about two minutes)");
+    status(Command::new("cargo").args([
+        "install",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
+        "--locked",
+    ]))
 }
 
 /// Where the libLLVM symlinks live; bpf-linker finds libLLVM through an

@@ -2,9 +2,10 @@
 //! empty-program floor measured in the same run, and how that cost scales
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
-//! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
-//! or any of the multi-host sections `hosts-forwarding,hosts-etcd,
-//! hosts-failover` (`hosts` for the three; comma-separated) runs only
+//! being slow: it measures.
+//! `BENCH_ONLY=packet,routing,control,bpf,forwarding,failover` or any of the
+//! multi-host sections `hosts-forwarding,hosts-etcd,hosts-failover`
+//! (`hosts` for the three; comma-separated) runs only
 //! those sections, into the folder given as the first argument.
 //! `BENCH_SMOKE=1` runs every section with tiny counts (CI's check that
 //! the benchmark still runs; its numbers mean nothing), and every section
@@ -23,6 +24,7 @@ mod control;
 mod forwarding;
 mod hosts;
 mod neutron_fw;
+mod routing;
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -377,7 +379,12 @@ fn main() -> Result<()> {
             Ok(md)
         })?;
     }
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
+        ("routing", || {
+            let mut md = String::new();
+            routing::section(&mut md)?;
+            Ok(md)
+        }),
         ("control", || {
             let mut md = String::new();
             control::section(&mut md)?;
