@@ -146,6 +146,7 @@ const SECTION_HEADINGS: &[&str] = &[
     "## Control plane",
     "## BPF time per packet under real traffic",
     "## Forwarding between real interfaces",
+    "## Forwarding between real taps",
     "## VRRP failover",
     "## Forwarding across hosts",
     "## etcd write to the first packet on another host",

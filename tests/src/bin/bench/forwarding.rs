@@ -37,10 +37,10 @@ use lab::{
 };
 use serde_json::{Value, json};
 
-const SRC_MAC: &str = "fa:16:3e:f0:00:01";
-const DST_MAC: &str = "fa:16:3e:f0:00:02";
-const SRC_IP: &str = "10.30.0.1";
-const DST_IP: &str = "10.30.0.2";
+pub const SRC_MAC: &str = "fa:16:3e:f0:00:01";
+pub const DST_MAC: &str = "fa:16:3e:f0:00:02";
+pub const SRC_IP: &str = "10.30.0.1";
+pub const DST_IP: &str = "10.30.0.2";
 /// The source port's allowed address pairs: a VIP and a prefix.
 const PAIRS: [&str; 2] = ["10.30.0.100", "172.16.30.0/24"];
 /// The destination's security group admits UDP to these ports; each
@@ -246,7 +246,7 @@ fn address(i: usize) -> String {
 /// The same ports for the datapath: the source with its pairs and an open
 /// group, the destination (and the others) admitting only UDP to the
 /// benchmark's ports; or, not `secure`, port security off everywhere.
-fn datapath_config(vms: &[Vm], secure: bool) -> Value {
+pub fn datapath_config(vms: &[Vm], secure: bool) -> Value {
     let ports = vms
         .iter()
         .enumerate()
@@ -304,7 +304,7 @@ pub fn sink(vm: &Vm) -> Result<()> {
 
 /// Neutron's rules for the ports ([`neutron_fw`]). The other ports come
 /// first, as when the two measured VMs booted last.
-fn neutron_rules(lab: &Lab, restore: &str) -> Result<()> {
+pub fn neutron_rules(lab: &Lab, restore: &str) -> Result<()> {
     let udp_in = dst_ingress();
     let mut ports: Vec<FwPort> = lab
         .vms
@@ -329,7 +329,7 @@ fn neutron_rules(lab: &Lab, restore: &str) -> Result<()> {
 }
 
 /// Busy CPU time of the whole machine, in clock ticks.
-fn busy_ticks() -> Result<u64> {
+pub fn busy_ticks() -> Result<u64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let v: Vec<u64> = line

@@ -3,7 +3,7 @@
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
 //! being slow: it measures.
-//! `BENCH_ONLY=packet,routing,control,bpf,forwarding,failover` or any of the
+//! `BENCH_ONLY=packet,routing,control,bpf,forwarding,taps,failover` or any of the
 //! multi-host sections `hosts-forwarding,hosts-etcd,hosts-failover`
 //! (`hosts` for the three; comma-separated) runs only
 //! those sections, into the folder given as the first argument.
@@ -25,6 +25,7 @@ mod forwarding;
 mod hosts;
 mod neutron_fw;
 mod routing;
+mod taps;
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -379,7 +380,7 @@ fn main() -> Result<()> {
             Ok(md)
         })?;
     }
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("routing", || {
             let mut md = String::new();
             routing::section(&mut md)?;
@@ -392,6 +393,7 @@ fn main() -> Result<()> {
         }),
         ("bpf", bpf_cost::run),
         ("forwarding", forwarding::run),
+        ("taps", taps::run),
         ("failover", || {
             let mut md = String::new();
             failover(&mut md)?;
