@@ -137,7 +137,22 @@ impl Capture {
                 msg.msg_controllen = control.len();
                 let n = libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, 0);
                 if n < 0 {
-                    return None;
+                    let err = std::io::Error::last_os_error();
+                    match err.kind() {
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                            return None;
+                        }
+                        std::io::ErrorKind::Interrupted => continue,
+                        // A packet socket reports its interface going down
+                        // (ENETDOWN) once, on the next read, even when the
+                        // interface is up again: the capture goes on until
+                        // its deadline.
+                        _ => {
+                            eprintln!("capture: {err}; still listening");
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    }
                 }
                 if from.sll_pkttype == libc::PACKET_OUTGOING {
                     continue;
