@@ -12,8 +12,8 @@
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use common::{
-    ChassisKey, DropReason, PORT_F_REMOTE, PortInfo, RemotePortKey, TARGET_PORT, VXLAN_FLAG_VNI,
-    VXLAN_OVERHEAD, VXLAN_PORT, VniKey,
+    ChassisKey, DropReason, PORT_F_REMOTE, PortInfo, RemotePortKey, TARGET_PORT, TARGET_ROUTER,
+    VXLAN_FLAG_VNI, VXLAN_OVERHEAD, VXLAN_PORT, VniKey,
     proto::{
         ARPOP_REPLY, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMPV6_NEIGH_ADVERT, IPPROTO_ICMPV6,
         IPPROTO_UDP,
@@ -28,7 +28,7 @@ use crate::{
     meta,
     packet::Packet,
     parse::{self, ETH_HLEN},
-    portsec,
+    portsec, route,
 };
 
 /// The outer headers' facts this program needs.
@@ -125,7 +125,7 @@ fn inner(
     unknown: &PortInfo,
 ) -> Result<u32, (u32, DropReason)> {
     let eth = parse::eth(pkt).map_err(|r| (unknown.index, r))?;
-    let sender = sender(slot, chassis, unknown, &eth.src).map_err(|r| (0, r))?;
+    let sender = sender(pkt, slot, chassis, unknown, &eth).map_err(|r| (0, r))?;
     if sender.flags & PORT_F_REMOTE != 0 && !meta::tracing(ctx) {
         claims(pkt, slot, &sender, eth.proto, &eth.src);
     }
@@ -137,15 +137,27 @@ fn inner(
 /// Who sent the frame: the remote port whose MAC it comes from, if that
 /// port lives on the sending chassis; nobody known (no identity) for a MAC
 /// no single remote port has. A local port's MAC from another chassis is
-/// refused.
+/// refused. A frame another chassis routed comes from the router's MAC:
+/// its sender is found by its source address ([`routed_sender`]).
 #[inline(always)]
 fn sender(
+    pkt: &Packet,
     slot: u32,
     chassis: u32,
     unknown: &PortInfo,
-    src: &[u8; 6],
+    eth: &parse::Eth,
 ) -> Result<PortInfo, DropReason> {
-    let entry = forward::lookup(slot, unknown, src);
+    let entry = forward::lookup(slot, unknown, &eth.src);
+    if entry.kind == TARGET_ROUTER {
+        return Ok(routed_sender(
+            pkt,
+            slot,
+            chassis,
+            unknown,
+            eth.proto,
+            entry.target,
+        ));
+    }
     if entry.kind != TARGET_PORT {
         return Ok(*unknown);
     }
@@ -157,6 +169,45 @@ fn sender(
     match unsafe { REMOTE_PORTS.get(key) }.copied() {
         Some(r) if r.chassis == chassis => Ok(r.info),
         _ => Err(DropReason::TunnelSource),
+    }
+}
+
+/// The identity of a frame routed on the sending chassis (its router
+/// rewrote the source MAC): the port owning its source address on the
+/// router's network of that address, if that port lives on the sending
+/// chassis (whose port security let the address through, so the address
+/// names its sender). Anything less certain (a shared address, an owner
+/// elsewhere) leaves the sender unknown: only rules without a remote group
+/// can then allow it, never more than the sender's own rules would.
+#[inline(always)]
+fn routed_sender(
+    pkt: &Packet,
+    slot: u32,
+    chassis: u32,
+    unknown: &PortInfo,
+    proto: u16,
+    router: u32,
+) -> PortInfo {
+    let owner = match proto {
+        ETH_P_IP => parse::ipv4(pkt)
+            .ok()
+            .and_then(|ip| route::owner_v4(slot, router, ip.src)),
+        ETH_P_IPV6 => parse::ipv6(pkt)
+            .ok()
+            .and_then(|ip| route::owner_v6(slot, router, ip.src)),
+        _ => None,
+    };
+    let Some(port) = owner else {
+        return *unknown;
+    };
+    let key = RemotePortKey { slot, port };
+    // SAFETY: copied out at once.
+    match unsafe { REMOTE_PORTS.get(key) }.copied() {
+        Some(r) if r.chassis == chassis => PortInfo {
+            identity: r.info.identity,
+            ..*unknown
+        },
+        _ => *unknown,
     }
 }
 

@@ -193,6 +193,46 @@ fn ipv6_hop(
     deliver(ctx, pkt, slot, port, &route, &neigh)
 }
 
+/// The port owning `addr` on the router's network of that address (its
+/// connected subnet), if a single port owns it (not a group, not the
+/// router): who a packet from `addr` routed by `router` came from.
+#[inline(always)]
+pub fn owner_v4(slot: u32, router: u32, addr: [u8; 4]) -> Option<u32> {
+    let key = Key::new(ROUTE_PREFIX_BITS + 32, RouteV4Key { slot, router, addr });
+    let network = ROUTES_V4.get(&key)?.network;
+    let key = Key::new(
+        NEIGH_PREFIX_BITS + 32,
+        NeighV4Key {
+            slot,
+            network,
+            addr,
+        },
+    );
+    NEIGH_V4
+        .get(&key)
+        .filter(|n| n.kind == TARGET_PORT)
+        .map(|n| n.target)
+}
+
+/// [`owner_v4`] for IPv6.
+#[inline(always)]
+pub fn owner_v6(slot: u32, router: u32, addr: [u8; 16]) -> Option<u32> {
+    let key = Key::new(ROUTE_PREFIX_BITS + 128, RouteV6Key { slot, router, addr });
+    let network = ROUTES_V6.get(&key)?.network;
+    let key = Key::new(
+        NEIGH_PREFIX_BITS + 128,
+        NeighV6Key {
+            slot,
+            network,
+            addr,
+        },
+    );
+    NEIGH_V6
+        .get(&key)
+        .filter(|n| n.kind == TARGET_PORT)
+        .map(|n| n.target)
+}
+
 /// RFC 1624 incremental update of a one's complement checksum when one
 /// 16-bit word changes from `old` to `new`.
 #[inline(always)]

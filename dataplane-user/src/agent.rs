@@ -1,13 +1,9 @@
 //! The agent: keeps the datapath in step with a configuration [`Source`],
-//! follows taps that are re-created, answers the control socket, serves
-//! metrics, and leaves the datapath running (or removes it) when it stops.
+//! attaches ports as their taps appear and detaches them as they go (link
+//! events), answers the control socket, tells its status, serves metrics,
+//! and leaves the datapath running (or removes it) when it stops.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +20,9 @@ use crate::{
     interfaces,
     lifecycle::{self, Exit},
     lock::InstanceLock,
+    netlink::{LinkEvent, LinkEvents},
     source::Source,
+    status_keeper::Status,
 };
 
 /// How the agent runs, beyond the datapath's own options.
@@ -39,9 +37,10 @@ pub struct RunOptions {
     pub metrics: Option<SocketAddr>,
 }
 
-/// How often taps are checked for re-creation, and retired ports cleaned.
+/// How often retired ports are cleaned and names published.
 const TICK: Duration = Duration::from_secs(1);
-/// How often what this host knows is published (claims, attached taps).
+/// How often what this host knows is published (claims, attached taps,
+/// the agent's status).
 const PUBLISH: Duration = Duration::from_millis(200);
 /// How soon after a change that retired ports their cleanup runs (past the
 /// datapath's grace period).
@@ -57,15 +56,16 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let instance = opts.datapath.instance.clone();
     // One agent per instance, for the agent's whole life (see lock.rs).
     let _lock = InstanceLock::acquire(&instance)?;
+    let fresh = !datapath::instance_dir(&instance).exists();
+    let mut status = Status::start(&instance, &mut source, fresh);
+    // Before the first configuration is read: a tap that appears while it
+    // is applied is told, not missed.
+    let mut links = LinkEvents::subscribe()?;
     let first = source
         .next()
         .await
         .with_context(|| format!("reading {}", source.describe()))?;
-    let fresh = !datapath::instance_dir(&instance).exists();
     let mut ctl = Controller::open(opts.datapath.clone(), opts.host.as_ref())?;
-    // A database's ports exist before their VMs are plugged in: such a
-    // port waits for its tap (attached within a tick of it appearing).
-    ctl.set_require_taps(!source.partial());
     forward_ebpf_logs(&mut ctl);
     let adopted = ctl.datapath_mut().adopt_links()?;
     if adopted > 0 {
@@ -76,82 +76,201 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     }
     let mut deferred = Deferred::new();
     let applied = match apply_update(&mut ctl, &first, source.partial(), &mut deferred) {
-        Ok(a) => a,
+        Ok((a, waiting)) => {
+            status.attempt(&source.trigger(), &Ok(a.generation), &waiting);
+            a
+        }
         Err(e) => {
             // Leave nothing behind that this run created.
             ctl.shutdown(fresh).ok();
             return Err(e).context("applying the configuration");
         }
     };
-    let status = Arc::new(Mutex::new(AgentStatus {
-        source: source.describe(),
-        ..AgentStatus::default()
-    }));
-    update_status(&status, &source, applied.generation);
+    status.pending(&ctl);
+    status.source(&source);
+    status.flush();
     if let Some(addr) = opts.metrics {
-        crate::metrics::serve(addr, ctl.datapath().dir().clone(), status.clone()).await?;
+        crate::metrics::serve(addr, ctl.datapath().dir().clone(), status.shared()).await?;
     }
+    let mut names = Publisher::new(&instance, source.describe());
+    names.publish(ctl.store(), applied.generation);
+    let mut agent = Agent {
+        ctl,
+        source,
+        deferred,
+        status,
+        names,
+    };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut requests = control::listen(&instance)?;
-    let mut tick = tokio::time::interval(TICK);
-    let mut publish = tokio::time::interval(PUBLISH);
-    let mut names = Publisher::new(&instance, source.describe());
-    names.publish(ctl.store(), applied.generation);
-    // Ready only now: signals, the source's watch and the control socket
-    // are in place (the test harness and operators take this line as the
-    // agent being ready).
+    // Ready only now: signals, the source's watch, link events and the
+    // control socket are in place (the test harness and operators take
+    // this line as the agent being ready).
     info!(
         instance,
-        source = source.describe(),
+        source = agent.source.describe(),
         ports = applied.ports,
+        pending = agent.ctl.pending().len(),
         generation = applied.generation,
-        pins = %ctl.datapath().dir().display(),
+        pins = %agent.ctl.datapath().dir().display(),
         "datapath ready"
     );
-    let exit = loop {
-        let cleanup = tokio::time::sleep(CLEANUP_DELAY);
-        tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT"); break Exit::Signal }
-            _ = sigterm.recv() => { info!("SIGTERM"); break Exit::Signal }
-            update = source.next() => {
-                match update {
-                    Ok(u) => {
-                        if let Ok(a) = apply(&mut ctl, &u, "reload", source.partial(), &mut deferred) {
-                            update_status(&status, &source, a.generation);
-                            names.changed();
-                        }
+    let exit = agent
+        .serve(&mut links, &mut requests, &mut sigint, &mut sigterm)
+        .await;
+    lifecycle::finish(agent.ctl, &instance, opts.cleanup, exit).await
+}
+
+/// The running agent: its datapath, its source and what it tells.
+struct Agent<S: Source> {
+    ctl: Controller,
+    source: S,
+    deferred: Deferred,
+    status: Status,
+    names: Publisher,
+}
+
+impl<S: Source> Agent<S> {
+    /// Serves updates, link events, requests and timers until told to stop.
+    async fn serve(
+        &mut self,
+        links: &mut LinkEvents,
+        requests: &mut tokio::sync::mpsc::Receiver<control::Pending>,
+        sigint: &mut tokio::signal::unix::Signal,
+        sigterm: &mut tokio::signal::unix::Signal,
+    ) -> Exit {
+        let mut tick = tokio::time::interval(TICK);
+        let mut publish = tokio::time::interval(PUBLISH);
+        loop {
+            let cleanup = tokio::time::sleep(CLEANUP_DELAY);
+            tokio::select! {
+                _ = sigint.recv() => { info!("SIGINT"); return Exit::Signal }
+                _ = sigterm.recv() => { info!("SIGTERM"); return Exit::Signal }
+                update = self.source.next() => self.update(update),
+                event = links.next() => self.link_event(event, links).await,
+                _ = publish.tick() => {
+                    self.source.publish(&self.ctl.report()).await;
+                    self.status.source(&self.source);
+                    self.status.flush();
+                }
+                _ = tick.tick() => {
+                    housekeeping(&mut self.ctl);
+                    self.names.publish(self.ctl.store(), self.ctl.datapath().generation());
+                }
+                _ = cleanup, if self.ctl.has_retired() => housekeeping(&mut self.ctl),
+                Some(pending) = requests.recv() => match &pending.request {
+                    Request::Apply(path) => {
+                        let answer = self.apply_request(path);
+                        pending.answer(answer).await;
                     }
-                    Err(e) => report("reload", &e),
-                }
-            }
-            _ = publish.tick() => {
-                source.publish(&ctl.report()).await;
-                let generation = ctl.datapath().generation();
-                update_status(&status, &source, generation);
-            }
-            _ = tick.tick() => {
-                follow_taps(&mut ctl);
-                housekeeping(&mut ctl);
-                names.publish(ctl.store(), ctl.datapath().generation());
-            }
-            _ = cleanup, if ctl.has_retired() => housekeeping(&mut ctl),
-            Some(pending) = requests.recv() => match &pending.request {
-                Request::Apply(path) => {
-                    let answer = apply_request(&mut ctl, &mut source, path);
-                    if answer.starts_with("ok") {
-                        names.changed();
+                    Request::Stop => {
+                        info!("`dataplane stop`: removing the datapath");
+                        return Exit::Stop(pending);
                     }
-                    pending.answer(answer).await;
-                }
-                Request::Stop => {
-                    info!("`dataplane stop`: removing the datapath");
-                    break Exit::Stop(pending);
-                }
-            },
+                },
+            }
         }
-    };
-    lifecycle::finish(ctl, &instance, opts.cleanup, exit).await
+    }
+
+    /// A configuration the source delivered (or could not read).
+    fn update(&mut self, update: Result<Update>) {
+        let trigger = self.source.trigger();
+        let partial = self.source.partial();
+        let outcome = match update {
+            Ok(u) => apply(&mut self.ctl, &u, "reload", partial, &mut self.deferred),
+            Err(e) => {
+                report("reload", &e);
+                Err(e)
+            }
+        };
+        match &outcome {
+            Ok((a, waiting)) => {
+                self.status.attempt(&trigger, &Ok(a.generation), waiting);
+                self.names.changed();
+            }
+            Err(e) => self.status.attempt(&trigger, &Err(verbatim(e)), &[]),
+        }
+        self.status.pending(&self.ctl);
+        // At once: whoever sent SIGHUP or wrote the file may ask next.
+        self.status.flush();
+    }
+
+    /// A link appeared, changed or went: the ports it concerns follow it.
+    async fn link_event(&mut self, event: Result<LinkEvent>, links: &mut LinkEvents) {
+        let ids = match event {
+            Ok(LinkEvent::New { ifindex, name }) | Ok(LinkEvent::Gone { ifindex, name }) => {
+                Some(self.ctl.ports_of_link(ifindex, &name))
+            }
+            Ok(LinkEvent::Lost) => {
+                warn!("link events were lost (too many at once): looking at every tap");
+                None
+            }
+            Err(e) => {
+                warn!("link events: {e:#}; subscribing again and looking at every tap");
+                // Not in a loop: a socket that keeps failing is retried
+                // once a second.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match LinkEvents::subscribe() {
+                    Ok(l) => *links = l,
+                    Err(e) => warn!("link events: {e:#}"),
+                }
+                None
+            }
+        };
+        if ids.as_ref().is_some_and(|i| i.is_empty()) {
+            return;
+        }
+        follow_taps(&mut self.ctl, ids.as_ref());
+        self.status.pending(&self.ctl);
+        // At once, as after a reload: `show ports` and `status` agree.
+        self.status.flush();
+    }
+
+    /// `dataplane apply FILE`: the source loads FILE; once applied, FILE is
+    /// the configuration from then on, also across restarts (see
+    /// `agent_status::file_to_run`).
+    fn apply_request(&mut self, path: &Path) -> String {
+        let Some(loaded) = self.source.load(path) else {
+            return format!(
+                "error this agent's configuration comes from {}, not from files",
+                self.source.describe()
+            );
+        };
+        let trigger = format!("dataplane apply {}", path.display());
+        let result =
+            loaded.and_then(|u| apply(&mut self.ctl, &u, "apply", false, &mut Deferred::new()));
+        let answer = match &result {
+            Ok((applied, _)) => {
+                self.source.loaded(path);
+                self.status.attempt(&trigger, &Ok(applied.generation), &[]);
+                self.status.applied_file(&self.source);
+                self.names.changed();
+                format!("ok {}", applied.generation)
+            }
+            Err(e) => {
+                // The watched file is still what runs: an error, not an
+                // attempt of the configuration in force.
+                self.status.error(&trigger, verbatim(e));
+                if crate::commands::is_config_error(e) {
+                    format!("invalid {e:#}")
+                } else {
+                    format!("error {e:#}")
+                }
+            }
+        };
+        self.status.pending(&self.ctl);
+        self.status.flush();
+        answer
+    }
+}
+
+/// An error's text as the agent logs it.
+fn verbatim(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ConfigErrors>() {
+        Some(errors) => errors.to_string(),
+        None => format!("{e:#}"),
+    }
 }
 
 /// Applies an update; logs the outcome. A refused update changes nothing:
@@ -162,17 +281,18 @@ fn apply(
     why: &str,
     partial: bool,
     deferred: &mut Deferred,
-) -> Result<Applied> {
+) -> Result<(Applied, Vec<String>)> {
     match apply_update(ctl, update, partial, deferred) {
-        Ok(applied) => {
+        Ok((applied, waiting)) => {
             info!(
                 ports = applied.ports,
+                pending = ctl.pending().len(),
                 changes = applied.changes,
                 generation = applied.generation,
                 elapsed_us = applied.summary.elapsed.as_micros() as u64,
                 "{why}: configuration applied"
             );
-            Ok(applied)
+            Ok((applied, waiting))
         }
         Err(e) => {
             report(why, &e);
@@ -203,8 +323,9 @@ fn apply_update(
     update: &Update,
     partial: bool,
     deferred: &mut Deferred,
-) -> Result<Applied> {
+) -> Result<(Applied, Vec<String>)> {
     let mut changes = ctl.changes(update);
+    let mut waiting = Vec::new();
     if partial {
         if matches!(update, Update::Snapshot(_)) {
             // A full read is the whole truth: older refusals are moot.
@@ -222,7 +343,7 @@ fn apply_update(
     }
     loop {
         match ctl.apply_changes(&changes, &tap) {
-            Ok(a) => return Ok(a),
+            Ok(a) => return Ok((a, waiting)),
             Err(e) if partial => {
                 let Some(errors) = e.downcast_ref::<ConfigErrors>() else {
                     return Err(e);
@@ -236,6 +357,7 @@ fn apply_update(
                     return Err(e);
                 }
                 error!("{errors}; these objects wait, the others apply");
+                waiting.push(errors.to_string());
                 deferred.extend(aside.into_iter().map(|c| ((c.kind, c.id.clone()), c)));
                 changes = rest;
             }
@@ -244,55 +366,34 @@ fn apply_update(
     }
 }
 
-/// What the agent reports of itself (metrics).
-#[derive(Clone, Debug, Default)]
-pub struct AgentStatus {
-    pub source: String,
-    pub generation: u64,
-    pub source_status: crate::source::SourceStatus,
-}
-
-fn update_status<S: Source>(status: &Arc<Mutex<AgentStatus>>, source: &S, generation: u64) {
-    if let Ok(mut s) = status.lock() {
-        s.generation = generation;
-        s.source_status = source.status();
-    }
-}
-
-/// `dataplane apply FILE`: the source loads FILE; once applied, FILE is the
-/// configuration from then on.
-fn apply_request<S: Source>(ctl: &mut Controller, source: &mut S, path: &Path) -> String {
-    let Some(loaded) = source.load(path) else {
-        return format!(
-            "error this agent's configuration comes from {}, not from files",
-            source.describe()
-        );
-    };
-    let result = loaded.and_then(|u| apply(ctl, &u, "apply", false, &mut Deferred::new()));
-    match result {
-        Ok(applied) => {
-            source.loaded(path);
-            format!("ok {}", applied.generation)
-        }
-        Err(e) if crate::commands::is_config_error(&e) => format!("invalid {e:#}"),
-        Err(e) => format!("error {e:#}"),
-    }
-}
-
-/// A VM that reboots gets a new tap (same name, new ifindex): its port is
-/// attached again. A tap that is missing meanwhile leaves its port idle.
-fn follow_taps(ctl: &mut Controller) {
-    for (port, ifindex) in ctl.moved_taps(&tap) {
-        let Some(ifindex) = ifindex else {
-            continue;
-        };
-        match ctl.reattach(&port, Some(ifindex)) {
-            Ok(a) => info!(
-                port,
-                generation = a.generation,
-                "a tap was re-created: its port is attached again"
-            ),
-            Err(e) => warn!(port, "re-attaching a re-created tap: {e:#}"),
+/// Ports whose tap appeared, went, or came back with a new interface
+/// index (a VM rebooted) follow it: attached to the new tap, or waiting
+/// (nothing reaches them, nothing of theirs passes) until one comes.
+/// `ids`: the ports an event concerns (None: every port).
+fn follow_taps(ctl: &mut Controller, ids: Option<&BTreeSet<String>>) {
+    for (port, ifindex) in ctl.moved_taps(ids, &tap) {
+        let before = ctl.engine().port(&port).and_then(|r| r.ifindex);
+        match ctl.reattach(&port, ifindex) {
+            Ok(a) => match (before, ifindex) {
+                (None, Some(i)) => info!(
+                    port,
+                    ifindex = i,
+                    generation = a.generation,
+                    "its tap appeared: the port is attached"
+                ),
+                (Some(_), Some(i)) => info!(
+                    port,
+                    ifindex = i,
+                    generation = a.generation,
+                    "its tap was re-created: the port is attached again"
+                ),
+                _ => info!(
+                    port,
+                    generation = a.generation,
+                    "its tap went: the port waits for it"
+                ),
+            },
+            Err(e) => warn!(port, "following its tap: {e:#}"),
         }
     }
 }

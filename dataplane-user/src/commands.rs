@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use dataplane_config::{CompileError, ConfigError, ConfigErrors, Document, Store, Topology};
+use dataplane_config::{CompileError, ConfigErrors, Document, Store, Topology};
 
 use crate::{
     control::{self, Request},
@@ -30,42 +30,48 @@ pub struct Refused {
     pub reason: String,
 }
 
-/// Validates a configuration file; with `interfaces`, its taps must exist.
-/// What the file holds that the datapath leaves out is logged.
-pub fn check(path: &Path, interfaces: bool) -> Result<Topology> {
+/// What `check` found: the configuration, and the ports whose tap does
+/// not exist here (they would wait for it: not an error).
+pub struct Checked {
+    pub topology: Topology,
+    /// "PORT: interface TAP does not exist", one per port.
+    pub missing_taps: Vec<String>,
+}
+
+/// Validates a configuration file; with `interfaces`, also lists the
+/// ports whose tap does not exist on this host. What the file holds that
+/// the datapath leaves out is logged.
+pub fn check(path: &Path, interfaces: bool) -> Result<Checked> {
     let document = Document::read(path)?;
     crate::source::file::log_skipped(&document);
     let store = dataplane_config::validate(&document)?;
-    if interfaces {
-        taps_exist(&store)?;
-    }
-    Ok(Topology::of(&store))
+    let missing_taps = if interfaces {
+        missing_taps(&store)
+    } else {
+        Vec::new()
+    };
+    Ok(Checked {
+        topology: Topology::of(&store),
+        missing_taps,
+    })
 }
 
-/// Every VM port's tap exists on this host.
-pub fn taps_exist(store: &Store) -> Result<(), ConfigErrors> {
-    let errors: Vec<ConfigError> = store
+/// The VM ports whose tap does not exist on this host.
+pub fn missing_taps(store: &Store) -> Vec<String> {
+    store
         .ports()
         .values()
         .filter(|p| p.spec.router.is_none() && interfaces::ifindex(&p.spec.tap).is_none())
-        .map(|p| ConfigError {
-            object: p.label(),
-            field: "tap_name".into(),
-            message: format!("interface {} does not exist", p.spec.tap),
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errors))
-    }
+        .map(|p| format!("{}: interface {} does not exist", p.label(), p.spec.tap))
+        .collect()
 }
 
 /// `dataplane apply FILE`: validates FILE here (same errors as `check`),
-/// then has the running agent apply it and watch it from then on.
-/// Returns the generation it runs as.
+/// then has the running agent apply it and watch it from then on (a
+/// port whose tap does not exist waits for it). Returns the generation it
+/// runs as.
 pub fn apply(instance: &str, file: &Path) -> Result<u64> {
-    check(file, true)?;
+    check(file, false)?;
     let path = std::fs::canonicalize(file)?;
     let reply = control::request(
         instance,
@@ -124,12 +130,14 @@ pub fn trace(
         None => vec![probe.build(&ports, source, &description)?],
     };
     let explainer = explain::Explainer::new(&dir, &ports, facts.as_ref())?;
+    let mut inspector = crate::link_health::Inspector::default();
     frames
         .iter()
         .map(|frame| {
             let mut t = probe.run(&ports, source, frame)?;
             t.gateway = gateway.clone();
             trace::explain(&mut t, &explainer, &ports, source)?;
+            trace::interfaces(&mut t, &ports, &mut inspector);
             Ok(t)
         })
         .collect()

@@ -3,9 +3,11 @@
 //! any step refuses, the others roll back and the running configuration is
 //! what it was.
 
+use std::collections::BTreeSet;
+
 use anyhow::{Context, Result};
 use dataplane_config::{
-    Change, ConfigError, ConfigErrors, Engine, Store, Touched, Update,
+    Change, Engine, Store, Update,
     compile::{Locality, Place, TUNNEL_PORT_ID},
 };
 use tracing::debug;
@@ -41,10 +43,11 @@ pub struct Controller {
     store: Store,
     engine: Engine,
     datapath: Datapath,
-    /// A VM port whose tap does not exist is refused (else it is compiled
-    /// without its tap: everything but its own `PORTS` and device-map
-    /// entries, until the tap comes).
-    require_taps: bool,
+    /// Local VM ports whose tap does not exist: accepted, and compiled
+    /// without their tap (everything but their own `PORTS` and device-map
+    /// entries, so that nothing reaches them and nothing of theirs is
+    /// forwarded) until it comes. Kept as changes go, not recomputed.
+    pending: BTreeSet<String>,
 }
 
 impl Controller {
@@ -73,7 +76,7 @@ impl Controller {
             store: Store::default(),
             engine,
             datapath,
-            require_taps: true,
+            pending: BTreeSet::new(),
         };
         if let Some(host) = host {
             ctl.join(host)?;
@@ -147,9 +150,24 @@ impl Controller {
         report
     }
 
-    /// Whether a port whose tap does not exist is refused (the default).
-    pub fn set_require_taps(&mut self, require: bool) {
-        self.require_taps = require;
+    /// Local VM ports waiting for their tap, by id.
+    pub fn pending(&self) -> &BTreeSet<String> {
+        &self.pending
+    }
+
+    /// Notes whether each of `ports` waits for its tap, as compiled now.
+    fn track_pending<'a>(&mut self, ports: impl Iterator<Item = &'a String>) {
+        for id in ports {
+            let waits = self
+                .engine
+                .port(id)
+                .is_some_and(|r| r.place == Place::Local(None));
+            if waits {
+                self.pending.insert(id.clone());
+            } else {
+                self.pending.remove(id);
+            }
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -190,13 +208,6 @@ impl Controller {
         tap: &dyn Fn(&str) -> Option<u32>,
     ) -> Result<Applied> {
         let touched = self.store.apply(changes)?;
-        if self.require_taps {
-            let here = self.engine.locality().chassis.clone();
-            if let Err(e) = missing_taps(&self.store, &touched, here.as_deref(), tap) {
-                self.store.rollback();
-                return Err(e.into());
-            }
-        }
         if let Err(e) = self.engine.compile(&self.store, &touched, tap) {
             self.engine.rollback();
             self.store.rollback();
@@ -206,6 +217,7 @@ impl Controller {
             Ok(summary) => {
                 self.engine.commit();
                 self.store.commit();
+                self.track_pending(touched.ports.iter().chain(&touched.placed));
                 Ok(Applied {
                     generation: summary.generation,
                     changes: changes.len(),
@@ -231,6 +243,7 @@ impl Controller {
         match self.datapath.apply(self.engine.desired()) {
             Ok(summary) => {
                 self.engine.commit();
+                self.track_pending(std::iter::once(&port.to_string()));
                 Ok(Applied {
                     generation: summary.generation,
                     changes: 0,
@@ -245,19 +258,44 @@ impl Controller {
         }
     }
 
-    /// Ports whose tap now has another interface index than the one they
-    /// are attached to (or none).
-    pub fn moved_taps(&self, tap: &dyn Fn(&str) -> Option<u32>) -> Vec<(String, Option<u32>)> {
-        self.store
-            .ports()
-            .values()
-            .filter(|p| p.spec.router.is_none())
-            .filter_map(|p| {
-                let now = tap(&p.spec.tap);
-                let before = self.engine.port(p.id()).and_then(|r| r.ifindex);
-                (now != before).then(|| (p.id().to_string(), now))
-            })
-            .collect()
+    /// Local VM ports whose tap now has another interface index than the
+    /// one they are attached to, or none (`ids`: those to look at; None:
+    /// every port).
+    pub fn moved_taps(
+        &self,
+        ids: Option<&BTreeSet<String>>,
+        tap: &dyn Fn(&str) -> Option<u32>,
+    ) -> Vec<(String, Option<u32>)> {
+        let moved = |p: &dataplane_config::objects::Port| {
+            let record = self.engine.port(p.id())?;
+            if !matches!(record.place, Place::Local(_)) {
+                return None;
+            }
+            let now = tap(&p.spec.tap);
+            (now != record.ifindex).then(|| (p.id().to_string(), now))
+        };
+        match ids {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.store.port(id))
+                .filter_map(moved)
+                .collect(),
+            None => self.store.ports().values().filter_map(moved).collect(),
+        }
+    }
+
+    /// The ports a link event may concern: the port whose tap is named
+    /// `name`, and the port attached to `ifindex` (a tap renamed away).
+    pub fn ports_of_link(&self, ifindex: u32, name: &str) -> BTreeSet<String> {
+        let name = name.to_string();
+        let mut ids: BTreeSet<String> = self.store.ports_with_tap(&name).cloned().collect();
+        let key = common::PortKey { slot: 0, ifindex };
+        if let Some(info) = self.engine.desired().slotted.ports.get(&key) {
+            if let Some(id) = self.engine.indexes().ports.id_of(info.index) {
+                ids.insert(id.clone());
+            }
+        }
+        ids
     }
 
     /// Cleans up after removed ports (see `Datapath::housekeeping`) and
@@ -279,34 +317,5 @@ impl Controller {
     /// Stops; with `remove`, detaches and unpins everything.
     pub fn shutdown(self, remove: bool) -> Result<()> {
         self.datapath.shutdown(remove)
-    }
-}
-
-/// Every local VM port a change touched must have its tap (`here`: this
-/// host's chassis; ports bound to others have their taps there).
-fn missing_taps(
-    store: &Store,
-    touched: &Touched,
-    here: Option<&str>,
-    tap: &dyn Fn(&str) -> Option<u32>,
-) -> Result<(), ConfigErrors> {
-    let mut errors = Vec::new();
-    for id in &touched.ports {
-        let Some(port) = store.port(id) else {
-            continue;
-        };
-        let local = here.is_none() || port.spec.host.as_deref() == here;
-        if local && port.spec.router.is_none() && tap(&port.spec.tap).is_none() {
-            errors.push(ConfigError {
-                object: port.label(),
-                field: "tap_name".into(),
-                message: format!("interface {} does not exist", port.spec.tap),
-            });
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errors))
     }
 }

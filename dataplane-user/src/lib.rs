@@ -8,22 +8,31 @@
 //! - `datapath`: the loaded programs and their pinned maps;
 //! - `lock`, `control`, `facts`, `lifecycle`: one agent per instance, its
 //!   control socket, what it publishes for readers, how an instance ends;
-//! - `show`, `trace`, `monitor`, `metrics`: readers of the pinned state.
+//! - `netlink`: link events (ports wait for their taps) and link facts;
+//! - `agent_status`, `status_keeper`: what the agent says of itself;
+//! - `show`, `status`, `trace`, `monitor`, `metrics`, `link_health`:
+//!   readers of the pinned state, the agent's record and the interfaces.
 
 pub mod agent;
+pub mod agent_status;
 pub mod commands;
 pub mod control;
 pub mod controller;
+pub mod costs;
 pub mod datapath;
 pub mod explain;
 pub mod facts;
 pub mod interfaces;
 pub mod lifecycle;
+pub mod link_health;
 pub mod lock;
 pub mod metrics;
 pub mod monitor;
+pub mod netlink;
 pub mod publish;
 pub mod show;
 pub mod source;
+pub mod status;
+pub mod status_keeper;
 pub mod trace;
 pub mod tunnel;

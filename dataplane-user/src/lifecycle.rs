@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use tracing::{info, warn};
 
 use crate::{
+    agent_status::AgentRecord,
     control::{self, NoAgent, Pending, Request},
     controller::Controller,
     datapath::{self, pins},
@@ -58,6 +59,7 @@ pub async fn finish(ctl: Controller, instance: &str, cleanup: bool, exit: Exit) 
     match (&result, remove) {
         (Ok(()), true) => {
             Facts::remove(instance);
+            AgentRecord::remove(instance);
             info!("detached and unpinned: the datapath is removed");
         }
         (Ok(()), false) => info!(
@@ -181,6 +183,7 @@ fn remove_unattended(instance: &str, lock: InstanceLock) -> Result<Stopped> {
     // A killed agent's leftovers, ours to remove while we hold the lock.
     control::remove_socket(instance);
     Facts::remove(instance);
+    AgentRecord::remove(instance);
     drop(lock);
     Ok(Stopped::Pins { dir, links })
 }

@@ -2,12 +2,13 @@
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane_agent::{
     agent::{self, RunOptions},
     commands::{self, print_view},
     controller::HostOptions,
+    costs,
     datapath::{self, Options},
     show,
     source::{EtcdSource, FileSource, etcd::EtcdOptions},
@@ -146,13 +147,24 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
-    /// Validate a configuration without changing anything.
+    /// Validate a configuration without changing anything; list the ports
+    /// whose tap does not exist on this host (they would wait for it).
     Check {
         #[arg(long, short)]
         config: PathBuf,
-        /// Do not check that the taps exist (validate for another host).
+        /// Do not look for the taps (validate for another host).
         #[arg(long)]
         skip_interfaces: bool,
+    },
+    /// Whether an agent runs the instance (PID, uptime), where its
+    /// configuration comes from and what it watches, the generation in
+    /// force and the last attempt (its error verbatim), ports waiting for
+    /// their tap, ports whose interface loses frames, and a one-line
+    /// verdict. Exit status: 0 when the verdict is ok, 4 when it is not,
+    /// 1 for an instance that does not exist.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
     /// Show what the running datapath holds.
     Show {
@@ -219,6 +231,16 @@ enum ShowWhat {
         #[arg(long)]
         json: bool,
     },
+    /// What each program costs under the traffic of the next SECONDS: runs
+    /// and mean ns per run, from the kernel's run-time statistics (switched
+    /// on for the sample only).
+    Programs {
+        #[arg(long)]
+        json: bool,
+        /// How long to sample.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        sample: f64,
+    },
 }
 
 /// Exit status of a configuration refused (invalid, or too large for the
@@ -226,6 +248,8 @@ enum ShowWhat {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status of `trace` when the datapath drops the packet.
 const EXIT_DROPPED: u8 = 3;
+/// Exit status of `status` when its verdict is not ok.
+const EXIT_ATTENTION: u8 = 4;
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -309,14 +333,33 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             skip_interfaces,
         } => {
-            let t = commands::check(&config, !skip_interfaces)?;
+            let checked = commands::check(&config, !skip_interfaces)?;
+            let t = &checked.topology;
             println!(
                 "configuration valid: {} network(s), {} subnet(s), {} port(s)",
                 t.networks.len(),
                 t.subnets.len(),
                 t.ports.len()
             );
+            if !checked.missing_taps.is_empty() {
+                println!(
+                    "{} port(s) would wait for their tap (not on this host yet):",
+                    checked.missing_taps.len()
+                );
+                for m in &checked.missing_taps {
+                    println!("  {m}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let view = dataplane_agent::status::status(&instance)?;
+            print_view(&view, json, dataplane_agent::status::render)?;
+            Ok(if view.verdict.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_ATTENTION)
+            })
         }
         Command::Show { what } => show(&instance, what).map(|()| ExitCode::SUCCESS),
         Command::Apply { file } => {
@@ -393,7 +436,11 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         ShowWhat::Chassis { json } => {
             print_view(&show::chassis(&dir)?, json, |v| show::render_chassis(v))
         }
-        ShowWhat::Ports { json } => print_view(&show::named_ports(&dir)?, json, show::render_ports),
+        ShowWhat::Ports { json } => {
+            let mut view = show::named_ports(&dir)?;
+            show::with_interfaces(&mut view);
+            print_view(&view, json, show::render_ports)
+        }
         ShowWhat::SecurityGroups { json } => print_view(&show::security_groups(&dir)?, json, |v| {
             show::render_security_groups(v)
         }),
@@ -402,6 +449,13 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         }
         ShowWhat::Groups { json } => {
             print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
+        }
+        ShowWhat::Programs { json, sample } => {
+            let sample = std::time::Duration::try_from_secs_f64(sample)
+                .ok()
+                .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
+                .context("--sample: a number of seconds, more than 0 and at most 3600")?;
+            print_view(&costs::sample(&dir, sample)?, json, costs::render)
         }
     }
 }

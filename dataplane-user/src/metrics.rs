@@ -18,7 +18,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::{agent::AgentStatus, show};
+use crate::{agent_status::AgentRecord, show};
 
 /// (metric name, help, how to read it from a port's counters).
 type Counter = (&'static str, &'static str, fn(&show::StatsView) -> u64);
@@ -30,30 +30,56 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// What the agent knows of its configuration source.
-fn agent_lines(a: &AgentStatus) -> String {
+/// What the agent knows of itself and its configuration source.
+fn agent_lines(a: &AgentRecord) -> String {
     let mut out = String::new();
-    let s = &a.source_status;
+    let s = &a.source;
+    let mut gauge = |name: &str, help: &str, labels: String, value: String| {
+        let _ = writeln!(out, "# HELP dataplane_{name} {help}");
+        let _ = writeln!(out, "# TYPE dataplane_{name} gauge");
+        let _ = writeln!(out, "dataplane_{name}{labels} {value}");
+    };
+    gauge(
+        "agent_start_time_seconds",
+        "When the agent started, in seconds since the Unix epoch.",
+        String::new(),
+        format!("{:.3}", a.started),
+    );
+    let refused = a.refused_now().is_some();
+    gauge(
+        "config_last_attempt_refused",
+        "Whether the configuration the source holds now was refused (1): the one in force is older.",
+        String::new(),
+        u8::from(refused).to_string(),
+    );
+    let last_error = a.last_error.as_ref().map(|e| e.at).unwrap_or_default();
+    gauge(
+        "config_last_error_time_seconds",
+        "When a configuration was last refused (0: never), in seconds since the Unix epoch.",
+        String::new(),
+        format!("{last_error:.3}"),
+    );
+    gauge(
+        "ports_pending",
+        "Ports waiting for their tap (nothing reaches them, nothing of theirs passes).",
+        String::new(),
+        a.pending.len().to_string(),
+    );
     if let Some(connected) = s.connected {
-        let _ = writeln!(
-            out,
-            "# HELP dataplane_source_connected Whether the agent reaches its database (1) or not (0)."
-        );
-        let _ = writeln!(out, "# TYPE dataplane_source_connected gauge");
-        let _ = writeln!(
-            out,
-            "dataplane_source_connected{{source=\"{}\"}} {}",
-            label(&a.source),
-            u8::from(connected)
+        gauge(
+            "source_connected",
+            "Whether the agent reaches its database (1) or not (0).",
+            format!("{{source=\"{}\"}}", label(&s.describe)),
+            u8::from(connected).to_string(),
         );
     }
     if let Some(revision) = s.revision {
-        let _ = writeln!(
-            out,
-            "# HELP dataplane_source_revision The database revision last delivered to the agent."
+        gauge(
+            "source_revision",
+            "The database revision last delivered to the agent.",
+            String::new(),
+            revision.to_string(),
         );
-        let _ = writeln!(out, "# TYPE dataplane_source_revision gauge");
-        let _ = writeln!(out, "dataplane_source_revision {revision}");
         let _ = writeln!(
             out,
             "# HELP dataplane_source_resyncs_total Full reads of the database (start, reconnections, compactions)."
@@ -66,10 +92,12 @@ fn agent_lines(a: &AgentStatus) -> String {
 
 /// The exposition text for the instance in `dir`.
 pub fn render(dir: &std::path::Path) -> Result<String> {
-    let ports = show::ports(dir)?;
+    let mut ports = show::ports(dir)?;
+    show::with_interfaces(&mut ports);
     let mut out = String::new();
     port_counters(&mut out, &ports)?;
     drops(&mut out, &ports)?;
+    interfaces(&mut out, &ports)?;
     security_groups(&mut out, dir)?;
     conntrack(&mut out, dir)?;
     writeln!(
@@ -157,6 +185,56 @@ fn drops(out: &mut String, ports: &show::PortsView) -> Result<()> {
     Ok(())
 }
 
+/// What the kernel does with each port's frames after the datapath:
+/// losses no datapath counter sees (see `link_health`).
+fn interfaces(out: &mut String, ports: &show::PortsView) -> Result<()> {
+    writeln!(
+        out,
+        "# HELP dataplane_port_interface_problem Whether the port's interface loses frames the datapath forwards (1), by problem: no_napi (every frame sent to it), tx_checksum_offload (its TCP and UDP arrive with bad checksums)."
+    )?;
+    writeln!(out, "# TYPE dataplane_port_interface_problem gauge")?;
+    for p in &ports.ports {
+        let Some(i) = &p.interface else { continue };
+        for problem in ["no_napi", "tx_checksum_offload"] {
+            let on = i.problems.iter().any(|x| x.code == problem);
+            writeln!(
+                out,
+                "dataplane_port_interface_problem{{port=\"{}\",tap=\"{}\",problem=\"{problem}\"}} {}",
+                label(&p.id),
+                label(&p.tap),
+                u8::from(on)
+            )?;
+        }
+    }
+    for (name, help, get) in [
+        (
+            "rx_dropped",
+            "Frames of the port's tap the kernel dropped after the datapath let them through (refused redirects and answers among them)",
+            (|i| i.rx_dropped) as fn(&crate::link_health::LinkHealth) -> u64,
+        ),
+        (
+            "tx_dropped",
+            "Frames to the port's tap the kernel dropped",
+            |i| i.tx_dropped,
+        ),
+    ] {
+        writeln!(out, "# HELP dataplane_port_interface_{name}_total {help}.")?;
+        writeln!(out, "# TYPE dataplane_port_interface_{name}_total counter")?;
+        for p in &ports.ports {
+            if let Some(i) = &p.interface {
+                writeln!(
+                    out,
+                    "dataplane_port_interface_{name}_total{{port=\"{}\",tap=\"{}\"}} {}",
+                    label(&p.id),
+                    label(&p.tap),
+                    get(i)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn security_groups(out: &mut String, dir: &std::path::Path) -> Result<()> {
     writeln!(
         out,
@@ -222,7 +300,7 @@ fn conntrack(out: &mut String, dir: &std::path::Path) -> Result<()> {
 }
 
 /// Serves `/metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, dir: PathBuf, status: Arc<Mutex<AgentStatus>>) -> Result<()> {
+pub async fn serve(addr: SocketAddr, dir: PathBuf, status: Arc<Mutex<AgentRecord>>) -> Result<()> {
     let listener = TcpListener::bind(addr).await?;
     info!(%addr, "serving metrics at /metrics");
     tokio::spawn(async move {

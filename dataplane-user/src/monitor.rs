@@ -190,6 +190,7 @@ pub fn run(dir: &Path, opts: &Options) -> Result<()> {
             format!("from {} on", rfc3339(clock.wall_ns(start_ns)))
         }
     );
+    warn_lossy(dir);
     let mut printed = 0;
     loop {
         while let Some(item) = ring.next() {
@@ -216,6 +217,23 @@ pub fn run(dir: &Path, opts: &Options) -> Result<()> {
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Frames lost at a port's interface make no drop event (no program sees
+/// them): said once, at the start, on stderr.
+fn warn_lossy(dir: &Path) {
+    let Ok(mut view) = show::named_ports(dir) else {
+        return;
+    };
+    show::with_interfaces(&mut view);
+    for p in &view.ports {
+        for problem in p.interface.iter().flat_map(|i| &i.problems) {
+            eprintln!(
+                "monitor: port {} (tap {}): {}; these losses make no event here (fix: {})",
+                p.id, p.tap, problem.detail, problem.fix
+            );
+        }
     }
 }
 

@@ -20,8 +20,10 @@ use serde::Serialize;
 use dataplane_config::MacAddr;
 
 use crate::{
+    agent_status::{AgentRecord, Attempt},
     datapath::{maps::open_pinned, pinned, pins::c_str},
     facts::Facts,
+    link_health::{Inspector, LinkHealth},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +92,24 @@ pub struct PortView {
     pub macs: Vec<String>,
     pub addresses: Vec<AddressView>,
     pub stats: StatsView,
+    /// What the kernel does with the frames the datapath sends it: lost
+    /// frames that no counter of the datapath sees (see `link_health`;
+    /// filled by [`with_interfaces`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<LinkHealth>,
+}
+
+/// A port of the configuration waiting for its tap: nothing reaches it
+/// and nothing of its passes until the tap exists and the agent has
+/// attached the datapath to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingView {
+    pub id: String,
+    pub name: String,
+    pub tap: String,
+    /// Since when (seconds since the Unix epoch), and how long.
+    pub since: f64,
+    pub waiting_secs: f64,
 }
 
 /// A port on another chassis, as this host reaches it.
@@ -114,6 +134,13 @@ pub struct PortsView {
     pub remote: Vec<RemotePortView>,
     /// Drops on interfaces that were not (or no longer) a port.
     pub unattributed: StatsView,
+    /// Ports of the configuration waiting for their tap (from the agent's
+    /// status: see [`named_ports`]).
+    pub pending: Vec<PendingView>,
+    /// The configuration the agent was last given, when it was refused:
+    /// what its source holds is not what runs (see [`named_ports`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Attempt>,
 }
 
 impl PortsView {
@@ -179,16 +206,50 @@ fn sum_stats(stats: &PerCpuArray<MapData, PortStats>, index: u32) -> PortStats {
 }
 
 /// [`ports`] with each port's name, from what the agent published (see
-/// `facts`): for people and for finding ports by name. (Metrics and other
-/// frequent readers skip the names: the file lists every port.)
+/// `facts`), and what the agent says of ports waiting for their tap and
+/// of a configuration it refused (see `agent_status`): for people and for
+/// finding ports by name. (Metrics and other frequent readers skip the
+/// names: the file lists every port.)
 pub fn named_ports(dir: &Path) -> Result<PortsView> {
     let mut view = ports(dir)?;
-    if let Some(facts) = Facts::read(&instance_of(dir)) {
+    let instance = instance_of(dir);
+    if let Some(facts) = Facts::read(&instance) {
         for p in &mut view.ports {
             p.name = facts.port_name(&p.id).unwrap_or_default().to_string();
         }
     }
+    if let Some(record) = AgentRecord::read(&instance) {
+        view.pending = pending(&record);
+        view.refused = record.refused_now().cloned();
+    }
     Ok(view)
+}
+
+/// The ports the agent's record says wait for their tap.
+pub fn pending(record: &AgentRecord) -> Vec<PendingView> {
+    let now = crate::agent_status::now();
+    record
+        .pending
+        .iter()
+        .map(|(id, p)| PendingView {
+            id: id.clone(),
+            name: p.name.clone(),
+            tap: p.tap.clone(),
+            since: p.since,
+            waiting_secs: (now - p.since).max(0.0),
+        })
+        .collect()
+}
+
+/// Fills in what the kernel does with each local port's frames (see
+/// `link_health`): it asks the kernel about every tap.
+pub fn with_interfaces(view: &mut PortsView) {
+    let mut inspector = Inspector::default();
+    for p in &mut view.ports {
+        if !p.tap.is_empty() && p.id != dataplane_config::compile::TUNNEL_PORT_ID {
+            p.interface = inspector.check(&p.tap);
+        }
+    }
 }
 
 /// Reads every port of the live slot with its addresses and counters
@@ -261,6 +322,7 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
             macs: port_macs.remove(&info.index).unwrap_or_default(),
             addresses: addrs.remove(&info.index).unwrap_or_default(),
             stats: (&sum_stats(&stats, info.index)).into(),
+            interface: None,
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -271,6 +333,8 @@ pub fn ports(dir: &Path) -> Result<PortsView> {
         ports: out,
         remote,
         unattributed: (&sum_stats(&stats, 0)).into(),
+        pending: Vec::new(),
+        refused: None,
     })
 }
 
@@ -342,6 +406,50 @@ pub fn render_chassis(view: &[ChassisView]) -> String {
     s
 }
 
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn render_pending(s: &mut String, pending: &[PendingView]) {
+    if pending.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "{} port(s) waiting for their tap (nothing reaches them, nothing of theirs passes):",
+        pending.len()
+    );
+    for p in pending {
+        let name = if p.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", p.name)
+        };
+        let _ = writeln!(
+            s,
+            "  {}{name}: tap {} does not exist (waiting for {:.0} s)",
+            p.id, p.tap, p.waiting_secs
+        );
+    }
+}
+
+fn render_interface(s: &mut String, i: &LinkHealth) {
+    for p in &i.problems {
+        let _ = writeln!(s, "  interface LOSES FRAMES: {} (fix: {})", p.detail, p.fix);
+    }
+    if i.rx_dropped != 0 || i.tx_dropped != 0 {
+        let _ = writeln!(
+            s,
+            "  interface counters (frames the kernel dropped after the datapath's decision): \
+             rx_dropped {}, tx_dropped {}",
+            i.rx_dropped, i.tx_dropped
+        );
+    }
+}
+
 fn stats_line(s: &StatsView) -> String {
     let mut line = format!(
         "rx {} pkts / {} bytes, tx {} pkts / {} bytes",
@@ -373,6 +481,17 @@ pub fn render_ports(view: &PortsView) -> String {
         view.generation,
         view.ports.len()
     );
+    if let Some(a) = &view.refused {
+        let _ = writeln!(
+            s,
+            "the configuration given last ({}, {}) was refused: generation {} stays in force\n{}",
+            a.trigger,
+            crate::monitor::rfc3339((a.at * 1e9) as u64),
+            view.generation,
+            indent(a.error.as_deref().unwrap_or_default())
+        );
+    }
+    render_pending(&mut s, &view.pending);
     for p in &view.ports {
         let name = if p.name.is_empty() {
             String::new()
@@ -395,6 +514,9 @@ pub fn render_ports(view: &PortsView) -> String {
             let _ = writeln!(s, "  {:<44} {} {}", a.address, a.mac, a.kind);
         }
         let _ = writeln!(s, "  {}", stats_line(&p.stats));
+        if let Some(i) = &p.interface {
+            render_interface(&mut s, i);
+        }
         for (reason, n) in &p.stats.drops {
             let desc = DropReason::ALL
                 .iter()

@@ -40,6 +40,7 @@ use dataplane_config::MacAddr;
 use crate::{
     datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE, pinned},
     explain::{Explainer, RouteStep, SgStep},
+    link_health::Inspector,
     show::{self, PortView, PortsView},
 };
 
@@ -84,6 +85,11 @@ pub struct Delivery {
     /// The security groups' say, sender's egress then receiver's ingress
     /// (filled by [`explain`]).
     pub security_groups: Vec<SgStep>,
+    /// Why a frame the programs deliver is lost all the same: the
+    /// receiver's interface refuses it (see `link_health`; filled by
+    /// [`interfaces`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -180,6 +186,9 @@ pub fn render(t: &Trace) -> String {
         for step in &d.security_groups {
             s += &format!("    {} {}: {}\n", step.direction, step.verdict, step.detail);
         }
+        if let Some(i) = &d.interface {
+            s += &format!("    interface: {i}\n");
+        }
     }
     s += if t.dropped() {
         "  => dropped\n"
@@ -195,6 +204,34 @@ fn label(id: &str, name: &str) -> String {
         id.to_string()
     } else {
         format!("{id} ({name})")
+    }
+}
+
+/// A frame the programs deliver to a port whose interface refuses every
+/// redirected frame (see `link_health`) is lost, not delivered: says so.
+pub fn interfaces(t: &mut Trace, ports: &PortsView, inspector: &mut Inspector) {
+    let mut lost = false;
+    for d in &mut t.deliveries {
+        if d.verdict != "delivered" {
+            continue;
+        }
+        let Some(receiver) = ports.ports.iter().find(|p| p.id == d.port) else {
+            continue;
+        };
+        let Some(health) = inspector.check(&receiver.tap) else {
+            continue;
+        };
+        if let Some(p) = health.problems.iter().find(|p| p.code == "no_napi") {
+            d.verdict = "lost".into();
+            d.reason = Some("interface".into());
+            d.interface = Some(format!("{} (fix: {})", p.detail, p.fix));
+            lost = true;
+        }
+    }
+    if lost && t.delivered_to().is_empty() {
+        if let Some(v) = t.verdict.strip_suffix(" and delivered") {
+            t.verdict = format!("{v} but lost at every receiver's interface");
+        }
     }
 }
 
@@ -353,6 +390,7 @@ impl Probe {
                 reason: None,
                 dst_mac,
                 security_groups: Vec::new(),
+                interface: None,
             },
             XDP_DROP => Delivery {
                 port: dest.id.clone(),
@@ -363,6 +401,7 @@ impl Probe {
                     .flatten(),
                 dst_mac,
                 security_groups: Vec::new(),
+                interface: None,
             },
             a => bail!("to_vm returned {a} for {}: not understood", dest.id),
         })

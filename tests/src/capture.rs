@@ -4,7 +4,7 @@
 use std::{
     fs::File,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result, bail};
@@ -67,41 +67,82 @@ impl Capture {
 
     /// The next received frame within `timeout`.
     pub fn next(&self, timeout: Duration) -> Option<Vec<u8>> {
+        self.next_stamped(timeout).map(|(f, _)| f)
+    }
+
+    /// From now on, the kernel stamps each frame with the time it received
+    /// it ([`Capture::next_stamped`]), rather than the time a reader got to
+    /// it.
+    pub fn timestamped(self) -> Result<Capture> {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and option buffer.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&raw const on).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if r != 0 {
+            bail!("SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+        }
+        Ok(self)
+    }
+
+    /// The next received frame within `timeout`, with the kernel's receive
+    /// time if the capture is [`Capture::timestamped`] (else the time it
+    /// was read).
+    pub fn next_stamped(&self, timeout: Duration) -> Option<(Vec<u8>, SystemTime)> {
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
+        let mut control = [0u8; 64];
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let tv = libc::timeval {
-                tv_sec: left.as_secs() as i64,
-                tv_usec: left.subsec_micros().max(1) as i64,
-            };
-            // SAFETY: valid fd, buffers and lengths.
+            self.set_timeout(left);
+            // SAFETY: every pointer in msg is to a live local buffer of the
+            // length given with it.
             unsafe {
-                libc::setsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const _ as *const libc::c_void,
-                    size_of::<libc::timeval>() as u32,
-                );
                 let mut from: libc::sockaddr_ll = std::mem::zeroed();
-                let mut len = size_of::<libc::sockaddr_ll>() as u32;
-                let n = libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                    &mut from as *mut _ as *mut libc::sockaddr,
-                    &mut len,
-                );
+                let mut iov = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_name = (&raw mut from).cast();
+                msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+                msg.msg_iov = &raw mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = control.len();
+                let n = libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, 0);
                 if n < 0 {
                     return None;
                 }
                 if from.sll_pkttype == libc::PACKET_OUTGOING {
                     continue;
                 }
-                return Some(buf[..n as usize].to_vec());
+                let at = kernel_time(&msg).unwrap_or_else(SystemTime::now);
+                return Some((buf[..n as usize].to_vec(), at));
             }
+        }
+    }
+
+    fn set_timeout(&self, left: Duration) {
+        let tv = libc::timeval {
+            tv_sec: left.as_secs() as i64,
+            tv_usec: left.subsec_micros().max(1) as i64,
+        };
+        // SAFETY: valid fd and option buffer.
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                size_of::<libc::timeval>() as u32,
+            );
         }
     }
 
@@ -136,6 +177,26 @@ impl Capture {
     pub fn drain(&self) {
         while self.next(Duration::from_millis(1)).is_some() {}
     }
+}
+
+/// The SCM_TIMESTAMPNS stamp among a received message's control data.
+///
+/// # Safety
+/// `msg` is a message recvmsg filled in, its control buffer still live.
+unsafe fn kernel_time(msg: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: walking the control messages the kernel wrote (see above).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                return Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
 }
 
 /// Frame field accessors for predicates.

@@ -16,6 +16,8 @@ pub const UNDERLAY_PREFIX: &str = "192.168.100";
 const UNDERLAY_MTU: &str = "1600";
 /// The layout's prefix in etcd.
 pub const PREFIX: &str = "/aap";
+/// Where each host's agent serves metrics (inside the host's namespace).
+const METRICS: &str = "127.0.0.1:9464";
 
 pub struct Host {
     pub name: String,
@@ -34,52 +36,12 @@ pub struct Cloud {
 impl Cloud {
     /// `n` hosts named h1..hn on an underlay, and etcd, all started.
     pub fn new(n: usize) -> Result<Cloud> {
-        let underlay = Netns::new("dpu")?;
-        underlay.ip(&["link", "add", "ulbr", "type", "bridge"])?;
-        underlay.ip(&["link", "set", "ulbr", "mtu", UNDERLAY_MTU])?;
-        underlay.ip(&[
-            "addr",
-            "add",
-            &format!("{UNDERLAY_PREFIX}.250/24"),
-            "dev",
-            "ulbr",
-        ])?;
-        underlay.ip(&["link", "set", "ulbr", "up"])?;
+        let underlay = underlay()?;
         let etcd = Etcd::start(Some(&underlay), &format!("{UNDERLAY_PREFIX}.250"), 2379)?;
         let mut hosts = Vec::new();
         for i in 0..n {
-            let name = format!("h{}", i + 1);
-            let ip = format!("{UNDERLAY_PREFIX}.{}", i + 1);
             let lab = Lab::new(false)?;
-            let peer = format!("uh{}", i + 1);
-            lab.hv.ip(&[
-                "link",
-                "add",
-                "ul0",
-                "mtu",
-                UNDERLAY_MTU,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                &underlay.name,
-            ])?;
-            underlay.ip(&[
-                "link",
-                "set",
-                &peer,
-                "mtu",
-                UNDERLAY_MTU,
-                "master",
-                "ulbr",
-                "up",
-            ])?;
-            lab.hv
-                .ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
-            lab.hv.ip(&["link", "set", "ul0", "up"])?;
-            hosts.push(Host { name, ip, lab });
+            hosts.push(join_underlay(&underlay, lab, i)?);
         }
         Ok(Cloud {
             hosts,
@@ -149,9 +111,38 @@ impl Cloud {
                 &ip,
                 "--lease-ttl",
                 "4",
+                "--metrics",
+                METRICS,
             ],
             expected,
         )
+    }
+
+    /// Host `name`'s agent's metrics (Prometheus text), or "" if it does
+    /// not answer.
+    pub fn metrics(&self, name: &str) -> String {
+        self.host(name)
+            .lab
+            .hv
+            .run_inside(|| {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(METRICS)?;
+                s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })
+            .unwrap_or_default()
+    }
+
+    /// One series' value in host `name`'s metrics (the first line that
+    /// starts with `series`).
+    pub fn metric(&self, name: &str, series: &str) -> Option<f64> {
+        self.metrics(name)
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 
     /// Waits until every running agent sees `want` chassis.
@@ -196,4 +187,59 @@ impl Cloud {
         })
         .with_context(|| lab.agent_log())
     }
+}
+
+/// The underlay: a namespace holding the bridge `ulbr` that every host's
+/// `ul0` joins, with `UNDERLAY_PREFIX.250` (etcd's address).
+pub fn underlay() -> Result<Netns> {
+    let underlay = Netns::new("dpu")?;
+    underlay.ip(&["link", "add", "ulbr", "type", "bridge"])?;
+    underlay.ip(&["link", "set", "ulbr", "mtu", UNDERLAY_MTU])?;
+    underlay.ip(&[
+        "addr",
+        "add",
+        &format!("{UNDERLAY_PREFIX}.250/24"),
+        "dev",
+        "ulbr",
+    ])?;
+    underlay.ip(&["link", "set", "ulbr", "up"])?;
+    Ok(underlay)
+}
+
+/// Makes `lab` host number `i` (named h<i+1>, address `UNDERLAY_PREFIX`.<i+1>)
+/// on `underlay`: its `ul0` is a veth whose other end is on the bridge.
+/// Baselines without this datapath (a Linux bridge and a vxlan device per
+/// host) are built on the same underlay.
+pub fn join_underlay(underlay: &Netns, lab: Lab, i: usize) -> Result<Host> {
+    let name = format!("h{}", i + 1);
+    let ip = format!("{UNDERLAY_PREFIX}.{}", i + 1);
+    let peer = format!("uh{}", i + 1);
+    lab.hv.ip(&[
+        "link",
+        "add",
+        "ul0",
+        "mtu",
+        UNDERLAY_MTU,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+        "netns",
+        &underlay.name,
+    ])?;
+    underlay.ip(&[
+        "link",
+        "set",
+        &peer,
+        "mtu",
+        UNDERLAY_MTU,
+        "master",
+        "ulbr",
+        "up",
+    ])?;
+    lab.hv
+        .ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
+    lab.hv.ip(&["link", "set", "ul0", "up"])?;
+    Ok(Host { name, ip, lab })
 }

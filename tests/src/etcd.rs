@@ -19,6 +19,9 @@ pub struct Etcd {
     pub url: String,
     ip: String,
     port: u16,
+    /// Its member name, unique: `wait_ready` checks that the etcd answering
+    /// is this one (another test's on the same port would answer too).
+    name: String,
     data: tempfile::TempDir,
     log: PathBuf,
     /// The namespace it runs in (None: this one).
@@ -28,14 +31,21 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts etcd listening on `ip:port` inside `ns` (or here), and waits
-    /// until it answers.
+    /// until it answers. Port 0 (here only): two free ports, for clients
+    /// and peers, kept across restarts.
     pub fn start(ns: Option<&Netns>, ip: &str, port: u16) -> Result<Etcd> {
+        let port = match (port, ns) {
+            (0, None) => free_port_pair(ip)?,
+            (0, Some(_)) => bail!("etcd in a namespace needs its port"),
+            (p, _) => p,
+        };
         let data = tempfile::tempdir()?;
         let log = data.path().join("etcd.log");
         let mut e = Etcd {
             url: format!("http://{ip}:{port}"),
             ip: ip.to_string(),
             port,
+            name: crate::netns::unique("etcd"),
             data,
             log,
             ns: ns.map(|n| n.name.clone()),
@@ -66,7 +76,7 @@ impl Etcd {
             .open(&self.log)?;
         let child = self
             .command("etcd")
-            .args(["--name", "test", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(self.data.path().join("data"))
             .args(["--listen-client-urls", &self.url])
             .args(["--advertise-client-urls", &self.url])
@@ -77,7 +87,7 @@ impl Etcd {
             ])
             .args([
                 "--initial-cluster",
-                &format!("test=http://{}:{peer}", self.ip),
+                &format!("{}=http://{}:{peer}", self.name, self.ip),
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -98,8 +108,10 @@ impl Etcd {
                 }
             }
             let ok = self
-                .etcdctl(&["endpoint", "health"])
-                .map(|o| o.status.success())
+                .etcdctl(&["member", "list"])
+                .map(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&self.name)
+                })
                 .unwrap_or(false);
             if ok {
                 return Ok(());
@@ -160,6 +172,11 @@ impl Etcd {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The client port (chosen at start if 0 was asked).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Kills etcd (SIGKILL), as a crash would; its data stays.
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {
@@ -199,6 +216,19 @@ impl Drop for Etcd {
     }
 }
 
+/// A port `p` such that `p` and `p + 1` are free on `ip` now (etcd's client
+/// and peer ports): tests running at once do not share an etcd.
+fn free_port_pair(ip: &str) -> Result<u16> {
+    for _ in 0..100 {
+        let client = std::net::TcpListener::bind((ip, 0))?;
+        let port = client.local_addr()?.port();
+        if port < u16::MAX && std::net::TcpListener::bind((ip, port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no two free consecutive ports on {ip}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +236,7 @@ mod tests {
     #[test]
     fn starts_answers_survives_a_kill_and_stops() {
         crate::require_root!();
-        let mut e = Etcd::start(None, "127.0.0.1", 23791).unwrap();
+        let mut e = Etcd::start(None, "127.0.0.1", 0).unwrap();
         e.put("/t/a", "1").unwrap();
         assert_eq!(e.get("/t/a").unwrap().as_deref(), Some("1"));
         e.restart().unwrap();

@@ -152,6 +152,75 @@ impl Vm {
         }
     }
 
+    /// Starts a TCP server in the VM answering every connection to each of
+    /// `ports` (IPv4 and IPv6) with "hello-<port>"; returns once all of
+    /// them listen.
+    pub fn serve_tcp(&self, ports: &[u16]) -> Result<()> {
+        let script = format!(
+            "import socket, threading\n\
+             def serve(family, port):\n\
+             \x20   s = socket.socket(family, socket.SOCK_STREAM)\n\
+             \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             \x20   if family == socket.AF_INET6:\n\
+             \x20       s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
+             \x20   s.bind(('', port))\n\
+             \x20   s.listen(64)\n\
+             \x20   while True:\n\
+             \x20       c, _ = s.accept()\n\
+             \x20       threading.Thread(target=talk, args=(c, port)).start()\n\
+             def talk(c, port):\n\
+             \x20   c.sendall(b'hello-%d\\n' % port)\n\
+             \x20   while c.recv(4096):\n\
+             \x20       pass\n\
+             \x20   c.close()\n\
+             ts = [threading.Thread(target=serve, args=(f, p)) for p in {ports:?} for f in (socket.AF_INET, socket.AF_INET6)]\n\
+             [t.start() for t in ts]\n"
+        );
+        let mut child = self
+            .ns
+            .command("/usr/bin/python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        // Reaped in the background: it lives as long as the namespace.
+        std::thread::spawn(move || child.wait());
+        wait_for(
+            WAIT,
+            &format!("{} to listen on {ports:?}", self.name),
+            || ports.iter().all(|p| self.listening(*p) >= 2),
+        )
+    }
+
+    /// Whether a TCP socket in the VM listens on `port`.
+    pub fn listens(&self, port: u16) -> bool {
+        self.listening(port) > 0
+    }
+
+    /// How many TCP sockets in the VM listen on `port` (IPv4, IPv6).
+    fn listening(&self, port: u16) -> usize {
+        let out = self.ns.try_exec(&["ss", "-Hltn"]);
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        text.unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!(":{port} ")))
+            .count()
+    }
+
+    /// Connects to `dst`:`port` (optionally from `src`); true if the
+    /// greeting of [`Vm::serve_tcp`] came back.
+    pub fn connects(&self, dst: &str, port: u16, src: Option<&str>) -> bool {
+        let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
+        self.ns
+            .try_exec(&[
+                "sh",
+                "-c",
+                &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
+            ])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("hello-{port}")))
+    }
+
     /// Runs a scapy script in the VM with the layers imported, `IFACE`
     /// ("eth0") and `MAC` (this VM's MAC) defined.
     pub fn scapy(&self, body: &str) -> Result<std::process::Output> {
@@ -224,6 +293,22 @@ impl Lab {
         );
         let tap = format!("tap{}", &port_id[..11]);
         self.add_vm_for_port(name, mac, &port_id, &tap)
+    }
+
+    /// Adds a VM whose tap does not exist yet (a port Nova has not plugged
+    /// in): [`Lab::plug_vm`] creates it.
+    pub fn add_unplugged_vm(&mut self, name: &str, mac: &str) -> Result<usize> {
+        let i = self.add_vm(name, mac)?;
+        self.hv.ip(&["link", "del", &self.vms[i].tap])?;
+        Ok(i)
+    }
+
+    /// Creates the tap of a VM added with [`Lab::add_unplugged_vm`] (or
+    /// whose tap was deleted), with its eth0 set up as [`Lab::add_vm`] does;
+    /// its addresses are to be set again.
+    pub fn plug_vm(&self, name: &str) -> Result<()> {
+        let vm = self.vm(name);
+        self.plug(&vm.ns, &vm.tap, &vm.mac)
     }
 
     /// Adds a VM behind the tap of an existing port (the demo's config).
@@ -306,7 +391,8 @@ impl Lab {
         c
     }
 
-    /// Starts the agent on `config` and waits until every port is live.
+    /// Starts the agent on `config` and waits until every port whose tap
+    /// exists is live (the others wait for their tap).
     pub fn start(&mut self, config: &Value) -> Result<()> {
         let path = self.write_config("config.json", config)?;
         // Router interfaces are ports in the config but have no tap.
@@ -318,6 +404,11 @@ impl Lab {
                         !p["device_owner"]
                             .as_str()
                             .is_some_and(|o| o.starts_with("network:router"))
+                    })
+                    .filter(|p| {
+                        p["tap_name"]
+                            .as_str()
+                            .is_none_or(|t| self.hv.ifindex(t).is_ok())
                     })
                     .count()
             })
@@ -412,6 +503,28 @@ impl Lab {
 
     pub fn show_ports(&self) -> Result<Value> {
         self.show("ports")
+    }
+
+    /// `dataplane status --json` and its exit status.
+    pub fn status(&self) -> Result<(Value, i32)> {
+        let out = self.dataplane(&["status", "--json"]).output()?;
+        let view = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "status printed no JSON ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((view, out.status.code().unwrap_or(-1)))
+    }
+
+    /// When the agent logged the first line containing `needle` (seconds
+    /// since the Unix epoch, from the log's UTC timestamp).
+    pub fn log_time(&self, needle: &str) -> Option<f64> {
+        let log = self.agent_log();
+        let line = log.lines().find(|l| l.contains(needle))?;
+        parse_utc(line.split_whitespace().next()?)
     }
 
     /// The port id of the active member of the group whose name contains
@@ -592,10 +705,42 @@ impl Drop for Lab {
         }
         // Whatever the agent left pinned goes too, and what it published.
         let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/{}", self.instance));
-        for ext in ["json", "sock"] {
+        for ext in ["json", "sock", "status.json"] {
             let _ = std::fs::remove_file(format!("/run/dataplane/{}.{ext}", self.instance));
         }
     }
+}
+
+/// How many replies a background ping ([`Lab::ping_in_background`]) has
+/// had so far.
+pub fn ping_replies(out: &std::path::Path) -> usize {
+    std::fs::read_to_string(out)
+        .map(|t| t.lines().filter(|l| l.contains("icmp_seq=")).count())
+        .unwrap_or(0)
+}
+
+/// "2026-12-01T03:57:31.405772Z" as seconds since the Unix epoch.
+pub fn parse_utc(t: &str) -> Option<f64> {
+    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h[0] * 3600 + h[1] * 60 + h[2];
+    Some(secs as f64 + format!("0.{frac}").parse::<f64>().ok()?)
 }
 
 /// (sent, received) of a background ping ([`Lab::ping_in_background`]),
@@ -614,4 +759,16 @@ pub fn ping_result(out: &std::path::Path) -> (u32, u32) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("ping did not finish");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_timestamps_read_as_unix_time() {
+        assert_eq!(super::parse_utc("1970-01-01T00:00:01.5Z"), Some(1.5));
+        let t = super::parse_utc("2023-11-14T22:13:20.123456Z").unwrap();
+        assert!((t - 1_700_000_000.123456).abs() < 1e-6, "{t}");
+        let leap = super::parse_utc("2000-02-29T00:00:00.000000Z").unwrap();
+        assert_eq!(leap, 951_782_400.0);
+    }
 }

@@ -6,12 +6,14 @@
 
 pub mod capture;
 pub mod cloud;
+pub mod demo;
 pub mod etcd;
 pub mod lab;
 pub mod model;
 pub mod netns;
 pub mod neutron;
 pub mod pkt;
+pub mod probe;
 pub mod rng;
 pub mod topo;
 pub mod verdict;

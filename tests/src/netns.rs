@@ -38,6 +38,28 @@ pub fn sh(script: &str) -> Result<Output> {
     run(Command::new("sh").arg("-c").arg(script))
 }
 
+/// Runs `f` on a thread that lives in the network namespace at `path`
+/// (`/run/netns/NAME`): setns affects only the calling thread. For
+/// holders of a namespace's path rather than of its [`Netns`].
+pub fn run_in<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let path = path.to_string();
+    let name = path.clone();
+    std::thread::spawn(move || -> Result<T> {
+        use std::os::fd::AsRawFd as _;
+        let nsfile = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: setns on a valid namespace fd, for this thread only.
+        if unsafe { libc::setns(nsfile.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread in {name} panicked"))?
+}
+
 #[derive(Debug)]
 pub struct Netns {
     pub name: String,
@@ -96,18 +118,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let path = self.path();
-        std::thread::spawn(move || -> Result<T> {
-            use std::os::fd::AsRawFd as _;
-            let nsfile = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-            // SAFETY: setns on a valid namespace fd, for this thread only.
-            if unsafe { libc::setns(nsfile.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                bail!("setns {path}: {}", std::io::Error::last_os_error());
-            }
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))?
+        run_in(&self.path(), f)
     }
 
     /// The interface index of `ifname` inside this namespace.

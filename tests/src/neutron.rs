@@ -7,9 +7,13 @@
 //! Everything is stopped by PID on drop, also when a test fails.
 //!
 //! It does not know how agents run: a test starts etcd and the agents its
-//! own way and gives the server etcd's URL.
+//! own way and gives the server etcd's URL. When etcd is reachable only
+//! inside a network namespace (a test cloud's underlay), the server, the
+//! CLI and [`Neutron::api`] run inside it ([`Options::inside`]): MariaDB
+//! is reached through its unix socket, which no network namespace hides.
 
 use std::{
+    ffi::OsStr,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -312,6 +316,9 @@ pub struct Options {
     /// The driver's `check_interval`: how soon it notices that etcd lost
     /// its data.
     pub check_interval: f64,
+    /// The network namespace (its path) the server, the CLI and
+    /// [`Neutron::api`] run in; None: this one.
+    pub netns: Option<String>,
 }
 
 impl Options {
@@ -320,13 +327,22 @@ impl Options {
             etcd_url: etcd_url.to_string(),
             prefix: "/aap".to_string(),
             check_interval: 1.0,
+            netns: None,
         }
+    }
+
+    /// The server, its clients and its loopback port inside `ns` (where
+    /// `etcd_url` is reachable).
+    pub fn inside(mut self, ns: &crate::netns::Netns) -> Options {
+        self.netns = Some(ns.path());
+        self
     }
 }
 
 /// Neutron's API with the driver, on its own MariaDB.
 pub struct Neutron {
-    /// `http://127.0.0.1:PORT`, what OS_ENDPOINT is set to.
+    /// `http://127.0.0.1:PORT` (in [`Options::netns`] if set), what
+    /// OS_ENDPOINT is set to.
     pub url: String,
     pub options: Options,
     venv: PathBuf,
@@ -444,7 +460,8 @@ impl Neutron {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(self.venv.join("bin/python"))
+        let child = self
+            .command(self.venv.join("bin/python"))
             .arg(repo_root().join("tests/neutron/serve.py"))
             .arg("127.0.0.1")
             .arg(&port_file)
@@ -499,10 +516,23 @@ impl Neutron {
         self.db.pid()
     }
 
+    /// `program`, in the server's namespace if it has one. nsenter execs
+    /// it (no fork), so the child's PID is the program's.
+    fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        match &self.options.netns {
+            Some(path) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={path}")).arg("--").arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
     /// The `openstack` CLI of the venv against this server, without
     /// Keystone; fails with its output if it fails.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new(self.venv.join("bin/openstack"));
+        let mut cmd = self.command(self.venv.join("bin/openstack"));
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("OS_") {
                 cmd.env_remove(k);
@@ -528,30 +558,12 @@ impl Neutron {
     /// `path` (under /v2.0) with an optional JSON body; returns the parsed
     /// body of a 2xx answer.
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        use std::io::{Read as _, Write as _};
-        let addr = self.url.trim_start_matches("http://");
-        let mut conn = std::net::TcpStream::connect(addr)?;
-        conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        write!(
-            conn,
-            "{method} /v2.0{path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer)?;
-        let (head, payload) = answer
-            .split_once("\r\n\r\n")
-            .with_context(|| format!("no HTTP header in {answer:?}"))?;
-        let status = head.split_whitespace().nth(1).unwrap_or_default();
-        if !status.starts_with('2') {
-            bail!("{method} {path}: {head}\n{payload}");
-        }
-        if payload.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(payload).with_context(|| format!("parsing {payload:?}"))
+        let Some(ns) = &self.options.netns else {
+            return http(&self.url, method, path, body);
+        };
+        let (url, method, path) = (self.url.clone(), method.to_string(), path.to_string());
+        let body = body.cloned();
+        crate::netns::run_in(ns, move || http(&url, &method, &path, body.as_ref()))
     }
 
     /// What the server logged.
@@ -586,6 +598,34 @@ impl Neutron {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// One HTTP/1.0 request to the API at `url` (see [`Neutron::api`]).
+fn http(url: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        conn,
+        "{method} /v2.0{path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    let (head, payload) = answer
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no HTTP header in {answer:?}"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if !status.starts_with('2') {
+        bail!("{method} {path}: {head}\n{payload}");
+    }
+    if payload.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(payload).with_context(|| format!("parsing {payload:?}"))
 }
 
 impl Drop for Neutron {

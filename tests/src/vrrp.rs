@@ -32,8 +32,9 @@ pub const VRRP_MAC: &str = "00:00:5e:00:01:33";
 
 /// Pings sent at 0.1 s intervals for the whole scenario.
 pub const PINGS: u32 = 120;
-/// When the master fails, after the client's first ping.
-pub const FAIL_AFTER: Duration = Duration::from_secs(3);
+/// When the master fails: once this many of the client's pings (0.1 s
+/// apart) have been answered.
+pub const FAIL_AFTER_REPLIES: usize = 30;
 
 pub struct Outcome {
     pub sent: u32,
@@ -82,6 +83,25 @@ pub fn keepalived(
     Ok(())
 }
 
+/// Sends `signal` to the keepalived processes [`keepalived`] started in
+/// `vm` (files in `dir`), by the PIDs they wrote; a PID that is no longer
+/// keepalived's is left alone.
+pub fn signal_keepalived(dir: &Path, vm: &Vm, signal: i32) {
+    for file in [format!("{}.vrrp.pid", vm.name), format!("{}.pid", vm.name)] {
+        let Some(pid) = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "keepalived" {
+            // SAFETY: signalling a process this harness started.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+}
+
 /// Whether `vm` holds `vip` (on eth0 or on keepalived's vmac interface).
 pub fn holds(vm: &Vm, vip: &str) -> bool {
     vm.sh("ip -4 -o addr show")
@@ -111,7 +131,7 @@ fn wait_until(what: &str, timeout: Duration, f: impl Fn() -> bool) -> Result<()>
 /// Three VMs (m1, m2 sharing the VIP, client c) on one network, wired by
 /// the datapath (`bridge` false) or by a Linux bridge without any datapath.
 /// The client pings the VIP every 0.1 s; m1's link goes down (as when a VM
-/// dies) `FAIL_AFTER` in, and m2 must take over. Returns the lab (the
+/// dies) after `FAIL_AFTER_REPLIES` answered pings, and m2 must take over. Returns the lab (the
 /// datapath's state can be inspected) and the ping's outcome.
 pub fn scenario(bridge: bool, vmac: bool) -> Result<(Lab, Outcome)> {
     let mut lab = Lab::new(bridge)?;
@@ -171,7 +191,11 @@ pub fn scenario(bridge: bool, vmac: bool) -> Result<(Lab, Outcome)> {
         "ping -n -i 0.1 -c {PINGS} -W 1 {VIP} > {} 2>&1 &",
         out.display()
     ))?;
-    std::thread::sleep(FAIL_AFTER);
+    wait_until(
+        "the client's pings to be answered",
+        Duration::from_secs(30),
+        || crate::lab::ping_replies(&out) >= FAIL_AFTER_REPLIES,
+    )?;
     m1.sh("ip link set eth0 down")?;
     wait_until("m2 to become master", Duration::from_secs(15), || {
         holds(m2, VIP)

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use lab::{
-    lab::{Lab, ping_result},
+    lab::{Lab, WAIT, ping_result, wait_for},
     require_root,
     topo::{config, network, pair, port, subnet},
 };
@@ -169,7 +169,11 @@ fn hping3_spoofing_dhcp_and_tiny_fragments_are_counted_and_harm_nobody() {
             "hping3 missing"
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The senders have returned; the counters may trail them a little.
+    wait_for(WAIT, "every spoofed source counted", || {
+        lab.drops(x, "ipv4_src") - src0 >= 400
+    })
+    .unwrap();
     assert_eq!(lab.drops(x, "ipv4_src") - src0, 400, "spoofed sources");
     assert_eq!(lab.drops(x, "dhcp_server") - dhcp0, 50, "DHCP offers");
     assert_eq!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lab::{
     capture::frame,
-    lab::Lab,
+    lab::{Lab, WAIT, wait_for},
     require_root,
     topo::{config, network, pair, port, subnet},
 };
@@ -68,12 +68,13 @@ fn ping_and_tcp_between_vms_without_a_bridge() {
         out.display()
     ))
     .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for(WAIT, "a to listen on 7000", || a.listens(7000)).unwrap();
     c.sh("echo hello-over-xdp | timeout 5 nc -N 10.1.0.10 7000")
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let got = std::fs::read_to_string(&out).unwrap_or_default();
-    assert_eq!(got.trim(), "hello-over-xdp");
+    wait_for(WAIT, "the line to arrive", || {
+        std::fs::read_to_string(&out).is_ok_and(|got| got.trim() == "hello-over-xdp")
+    })
+    .unwrap();
     let port_a = lab.port(a).unwrap();
     assert!(port_a["stats"]["tx_packets"].as_u64().unwrap() > 0);
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lab::{
     capture::{Capture, frame},
     cloud::{Cloud, Host},
-    lab::{Vm, WAIT, ping_result, wait_for},
+    lab::{Vm, WAIT, ping_replies, ping_result, wait_for},
     require_root,
     topo::{config, pair, port_on, router, subnet, vxlan_network},
     vrrp,
@@ -150,27 +150,6 @@ fn l2_routing_and_arp_between_hosts() {
     );
 }
 
-/// Python in a VM: a TCP server on `port` answering "hello".
-fn serve(vm: &Vm, port: u16) {
-    vm.sh(&format!(
-        "/usr/bin/python3 -c \"import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('', {port}))\ns.listen(16)\nwhile True:\n    c,_=s.accept(); c.sendall(b'hello'); c.close()\" >/dev/null 2>&1 &"
-    ))
-    .unwrap();
-}
-
-fn connect(vm: &Vm, dst: &str, port: u16, src: Option<&str>) -> bool {
-    let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
-    let out = vm
-        .ns
-        .try_exec(&[
-            "sh",
-            "-c",
-            &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
-        ])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("hello")
-}
-
 #[test]
 fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
     require_root!();
@@ -226,13 +205,13 @@ fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
         vm_of(&cloud.hosts, "h3", "other"),
     );
     client.sh("ip addr add 10.30.0.100/32 dev eth0").unwrap();
-    serve(web, 80);
+    web.serve_tcp(&[80]).unwrap();
     wait_for(WAIT, "the member on h1 connects by its fixed IP", || {
-        connect(client, "10.30.0.20", 80, None)
+        client.connects("10.30.0.20", 80, None)
     })
     .unwrap();
     assert!(
-        connect(client, "10.30.0.20", 80, Some("10.30.0.100")),
+        client.connects("10.30.0.20", 80, Some("10.30.0.100")),
         "by its allowed address pair"
     );
     let refused = |h: &str| {
@@ -241,7 +220,7 @@ fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
             .unwrap_or(0)
     };
     let before = refused("h2");
-    assert!(!connect(other, "10.30.0.20", 80, None), "not a member");
+    assert!(!other.connects("10.30.0.20", 80, None), "not a member");
     assert!(
         refused("h2") > before,
         "refused by web's ingress rules on h2"
@@ -249,22 +228,124 @@ fn a_remote_group_covers_its_members_on_other_hosts_fixed_ips_and_pairs() {
 }
 
 #[test]
-fn keepalived_fails_over_between_vms_on_two_hosts() {
+fn routed_between_hosts_the_sender_keeps_its_remote_group() {
     require_root!();
-    let mut cloud = Cloud::new(3).unwrap();
-    let mut m1 = vm(&mut cloud, "h1", "m1", vrrp::MAC_M1, "10.30.0.41", "sub1");
-    let mut m2 = vm(&mut cloud, "h2", "m2", vrrp::MAC_M2, "10.30.0.42", "sub1");
-    let c = vm(&mut cloud, "h3", "c", vrrp::MAC_C, "10.30.0.40", "sub1");
-    let vip = "10.30.0.100";
-    m1["allowed_address_pairs"] = json!([pair(vip, None)]);
-    m2["allowed_address_pairs"] = json!([pair(vip, None)]);
+    let mut cloud = Cloud::new(2).unwrap();
+    let mut client = vm(
+        &mut cloud,
+        "h1",
+        "client",
+        "fa:16:3e:34:00:01",
+        "10.30.0.21",
+        "sub1",
+    );
+    let mut other = vm(
+        &mut cloud,
+        "h1",
+        "other",
+        "fa:16:3e:34:00:02",
+        "10.30.0.22",
+        "sub1",
+    );
+    let mut web = vm(
+        &mut cloud,
+        "h2",
+        "web",
+        "fa:16:3e:34:00:03",
+        "10.31.0.20",
+        "sub2",
+    );
+    web["security_groups"] = json!(["web"]);
+    client["security_groups"] = json!(["clients"]);
+    other["security_groups"] = json!(["others"]);
+    let (r, interfaces) = router(
+        "r1",
+        &[
+            ("net1", "fa:16:3e:30:ff:01", &[("sub1", "10.30.0.1")]),
+            ("net2", "fa:16:3e:31:ff:01", &[("sub2", "10.31.0.1")]),
+        ],
+    );
     let (nets, subnets) = networks();
-    let cfg = config(nets, subnets, vec![m1, m2, c]);
+    let mut ports = vec![web, client, other];
+    ports.extend(interfaces);
+    let mut cfg = config(nets, subnets, ports);
+    cfg["routers"] = json!([r]);
+    let open_out = json!({ "direction": "egress" });
+    cfg["security_groups"] = json!([
+        { "id": "web", "security_group_rules": [
+            open_out,
+            { "direction": "ingress", "protocol": "tcp", "port_range_min": 80,
+              "port_range_max": 80, "remote_group_id": "clients" },
+        ]},
+        { "id": "clients", "security_group_rules": [open_out] },
+        { "id": "others", "security_group_rules": [open_out] },
+    ]);
+    start(&mut cloud, &cfg, &[("h1", 2, 1), ("h2", 1, 2)]);
+    let (web, client, other) = (
+        vm_of(&cloud.hosts, "h2", "web"),
+        vm_of(&cloud.hosts, "h1", "client"),
+        vm_of(&cloud.hosts, "h1", "other"),
+    );
+    for vm in [client, other] {
+        vm.sh("ip route add 10.31.0.0/24 via 10.30.0.1").unwrap();
+    }
+    web.sh("ip route add 10.30.0.0/24 via 10.31.0.1").unwrap();
+    web.serve_tcp(&[80]).unwrap();
+    // h1 routes, so web's host sees the router's MAC: it finds the sender
+    // by its source address on the router's other network.
+    wait_for(
+        WAIT,
+        "a member of clients connects across the router",
+        || client.connects("10.31.0.20", 80, None),
+    )
+    .unwrap();
+    let refused = || {
+        cloud.host("h2").lab.port(web).unwrap()["stats"]["drops"]["sg_ingress"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = refused();
+    assert!(!other.connects("10.31.0.20", 80, None), "not a member");
+    assert!(refused() > before, "refused by web's ingress rules on h2");
+}
+
+/// The VIP both tests of a VIP across hosts share.
+const VIP: &str = "10.30.0.100";
+
+/// m1 on h1 and m2 on h2, both with the pair `VIP`, and a client c on h3
+/// (MACs and last address bytes from `macs`/`ips`, on net1); the agents
+/// started, keepalived not yet.
+fn vip_across_hosts(macs: [&str; 3], ips: [&str; 3]) -> Cloud {
+    let mut cloud = Cloud::new(3).unwrap();
+    let mut ports = Vec::new();
+    for (i, (host, name)) in [("h1", "m1"), ("h2", "m2"), ("h3", "c")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut p = vm(&mut cloud, host, name, macs[i], ips[i], "sub1");
+        if name != "c" {
+            p["allowed_address_pairs"] = json!([pair(VIP, None)]);
+        }
+        ports.push(p);
+    }
+    let (nets, subnets) = networks();
+    let cfg = config(nets, subnets, ports);
     start(
         &mut cloud,
         &cfg,
         &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
     );
+    cloud
+}
+
+#[test]
+fn keepalived_fails_over_between_vms_on_two_hosts() {
+    require_root!();
+    let cloud = vip_across_hosts(
+        [vrrp::MAC_M1, vrrp::MAC_M2, vrrp::MAC_C],
+        ["10.30.0.41", "10.30.0.42", "10.30.0.40"],
+    );
+    let vip = VIP;
     let (m1, m2, c) = (
         vm_of(&cloud.hosts, "h1", "m1"),
         vm_of(&cloud.hosts, "h2", "m2"),
@@ -279,12 +360,20 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     .unwrap();
     c.reaches(vip, WAIT).unwrap();
     let out = cloud.host("h3").lab.dir.path().join("vip-ping.out");
-    c.sh(&format!(
-        "ping -n -i 0.1 -c 120 -W 1 {vip} > {} 2>&1 &",
-        out.display()
-    ))
-    .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    let ping = c
+        .sh(&format!(
+            "ping -n -i 0.1 -c 600 -W 1 {vip} > {} 2>&1 & echo $!",
+            out.display()
+        ))
+        .unwrap();
+    let ping = String::from_utf8_lossy(&ping.stdout).trim().to_string();
+    let replied = |seq: u32| {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains(&format!("icmp_seq={seq} ")))
+    };
+    wait_for(WAIT, "the client's pings to be answered", || replied(20)).unwrap();
+    // Over: m1's VM loses its link; m2 (on h2) takes the VIP.
+    let over = started.elapsed();
     m1.sh("ip link set eth0 down").unwrap();
     wait_for(Duration::from_secs(20), "m2 to become master", || {
         vrrp::holds(m2, vip)
@@ -292,27 +381,64 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     .unwrap();
     // h3's datapath learns the new master from its gratuitous ARP, which
     // h2 replicated to it.
-    let m2_port = m2.port_id.clone();
+    let (m1_port, m2_port) = (m1.port_id.clone(), m2.port_id.clone());
     let h3 = &cloud.host("h3").lab;
     wait_for(WAIT, "h3 sends the VIP to m2", || {
         h3.active_member(vip).as_deref() == Some(m2_port.as_str())
     })
     .unwrap();
+    // And h2 told the others: etcd's record names m2.
+    wait_for(WAIT, "etcd's active member to be m2", || {
+        cloud
+            .etcd
+            .get(&format!("/aap/active/net1/{vip}/32"))
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.contains(&m2_port))
+    })
+    .unwrap();
+    // And back: m1 returns and, with the higher priority, takes it again.
+    let seq = |at: Duration| (at.as_millis() / 100) as u32;
+    wait_for(WAIT, "pings answered by m2", || {
+        replied(seq(started.elapsed()).saturating_sub(5))
+    })
+    .unwrap();
+    let back = started.elapsed();
+    m1.sh("ip link set eth0 up").unwrap();
+    wait_for(Duration::from_secs(20), "m1 to become master again", || {
+        vrrp::holds(m1, vip) && h3.active_member(vip).as_deref() == Some(m1_port.as_str())
+    })
+    .unwrap();
+    wait_for(WAIT, "pings answered by m1 again", || {
+        replied(seq(started.elapsed()).saturating_sub(5))
+    })
+    .unwrap();
+    // SIGINT: ping prints its summary and exits.
+    nix_kill(&ping, "INT");
     let (sent, received) = ping_result(&out);
-    eprintln!(
-        "VIP failover across hosts: {} of {sent} pings lost",
-        sent - received
-    );
     let text = std::fs::read_to_string(&out).unwrap();
+    let answered: std::collections::BTreeSet<u32> = text
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let lost = |from: u32, to: u32| (from..to).filter(|s| !answered.contains(s)).count();
+    eprintln!(
+        "VIP across hosts: {} of {sent} pings lost; failing over h1 -> h2: {}, back h2 -> h1: {}",
+        sent - received,
+        lost(seq(over), seq(back)),
+        lost(seq(back), sent + 1)
+    );
     let last = vrrp::parse_ping(&text).unwrap().last_reply;
     assert!(received > 0 && last + 10 >= sent, "service resumed: {text}");
-    // And h2 told the others: the record names m2.
-    let record = cloud
-        .etcd
-        .get(&format!("/aap/active/net1/{vip}/32"))
-        .unwrap()
-        .unwrap_or_default();
-    assert!(record.contains(&m2_port), "etcd's active member: {record}");
+}
+
+/// Sends signal `sig` to process `pid` (a background command's `$!`).
+fn nix_kill(pid: &str, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
 }
 
 /// keepalived in `vm` for `vip` (virtual router 61).
@@ -356,17 +482,26 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
     );
     vm1.reaches("10.30.0.12", WAIT).unwrap();
     vm3.reaches("10.30.0.12", WAIT).unwrap();
+    assert_eq!(cloud.metric("h1", "dataplane_source_connected"), Some(1.0));
+    let revision = cloud
+        .metric("h1", "dataplane_source_revision")
+        .unwrap_or(0.0);
+    assert!(revision > 0.0, "the revision applied is shown");
     // etcd dies during traffic: established and new flows to known ports
     // go on.
     let pinged = cloud
         .host("h1")
         .lab
         .ping_in_background(vm1, "10.30.0.12", 150);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(WAIT, "pings answered", || ping_replies(&pinged) >= 10).unwrap();
     cloud.etcd.kill().unwrap();
-    serve(vm2, 8080);
+    wait_for(WAIT, "h1's metrics to show etcd lost", || {
+        cloud.metric("h1", "dataplane_source_connected") == Some(0.0)
+    })
+    .unwrap();
+    vm2.serve_tcp(&[8080]).unwrap();
     wait_for(WAIT, "a new connection with etcd gone", || {
-        connect(vm3, "10.30.0.12", 8080, None)
+        vm3.connects("10.30.0.12", 8080, None)
     })
     .unwrap();
     let (sent, received) = ping_result(&pinged);
@@ -375,6 +510,11 @@ fn with_etcd_gone_traffic_flows_and_changes_converge_when_it_is_back() {
     for h in ["h1", "h2", "h3"] {
         cloud.wait_chassis(h, &["h1", "h2", "h3"], WAIT).unwrap();
     }
+    wait_for(WAIT, "h1's metrics to show etcd back", || {
+        cloud.metric("h1", "dataplane_source_connected") == Some(1.0)
+            && cloud.metric("h1", "dataplane_source_revision") > Some(revision)
+    })
+    .unwrap();
     // The hosts are cut off from etcd; a change is written meanwhile (a
     // pair for vm1); once they reach etcd again, it is enforced.
     cut_etcd(&cloud, true);
@@ -405,7 +545,7 @@ fn an_agent_killed_loses_no_packet() {
         .host("h1")
         .lab
         .ping_in_background(vm1, "10.30.0.12", 200);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for(WAIT, "pings answered", || ping_replies(&pinged) >= 10).unwrap();
     cloud.host_mut("h1").lab.kill_agent().unwrap();
     cloud.host_mut("h2").lab.kill_agent().unwrap();
     cloud.start("h1", 1).unwrap();
@@ -417,41 +557,15 @@ fn an_agent_killed_loses_no_packet() {
 #[test]
 fn a_dead_host_loses_its_addresses_within_the_lease() {
     require_root!();
-    let mut cloud = Cloud::new(3).unwrap();
-    let vip = "10.30.0.100";
-    let mut m1 = vm(
-        &mut cloud,
-        "h1",
-        "m1",
-        "fa:16:3e:33:00:01",
-        "10.30.0.51",
-        "sub1",
+    let mut cloud = vip_across_hosts(
+        [
+            "fa:16:3e:33:00:01",
+            "fa:16:3e:33:00:02",
+            "fa:16:3e:33:00:03",
+        ],
+        ["10.30.0.51", "10.30.0.52", "10.30.0.50"],
     );
-    let mut m2 = vm(
-        &mut cloud,
-        "h2",
-        "m2",
-        "fa:16:3e:33:00:02",
-        "10.30.0.52",
-        "sub1",
-    );
-    let c = vm(
-        &mut cloud,
-        "h3",
-        "c",
-        "fa:16:3e:33:00:03",
-        "10.30.0.50",
-        "sub1",
-    );
-    m1["allowed_address_pairs"] = json!([pair(vip, None)]);
-    m2["allowed_address_pairs"] = json!([pair(vip, None)]);
-    let (nets, subnets) = networks();
-    let cfg = config(nets, subnets, vec![m1, m2, c]);
-    start(
-        &mut cloud,
-        &cfg,
-        &[("h1", 1, 2), ("h2", 1, 2), ("h3", 1, 2)],
-    );
+    let vip = VIP;
     let (m1, m2, c) = (
         vm_of(&cloud.hosts, "h1", "m1"),
         vm_of(&cloud.hosts, "h2", "m2"),
@@ -552,4 +666,54 @@ fn spoofing_is_dropped_at_its_host_and_foreign_tunnels_are_refused() {
         frame::ipv4(f).is_some_and(|(src, _, _)| src == [10, 30, 0, 77] || src == [10, 30, 0, 11])
     });
     assert_eq!(leaked, 0, "neither reached vm2");
+}
+
+#[test]
+fn a_port_bound_here_waits_for_its_tap_and_is_bound_as_it_appears() {
+    require_root!();
+    let mut cloud = Cloud::new(1).unwrap();
+    let p1 = vm(
+        &mut cloud,
+        "h1",
+        "vm1",
+        "fa:16:3e:30:00:01",
+        "10.30.0.11",
+        "sub1",
+    );
+    let lab = &mut cloud.host_mut("h1").lab;
+    lab.add_unplugged_vm("vm2", "fa:16:3e:30:00:02").unwrap();
+    let p2 = port_on(lab.vm("vm2"), "h1", "net1", &[("sub1", "10.30.0.12")]);
+    let id = lab.vm("vm2").port_id.clone();
+    let (nets, subnets) = networks();
+    cloud.publish(&config(nets, subnets, vec![p1, p2])).unwrap();
+    cloud.start("h1", 1).unwrap();
+    let binding = format!("{}/bindings/{id}", lab::cloud::PREFIX);
+    let lab = &cloud.host("h1").lab;
+    let (status, _) = lab.status().unwrap();
+    assert_eq!(status["pending"][0]["id"], id.as_str(), "{status:#}");
+    assert_eq!(cloud.etcd.get(&binding).unwrap(), None);
+
+    // Nova plugs the VIF: attached at once (a link event, not a poll),
+    // and bound in etcd.
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    lab.plug_vm("vm2").unwrap();
+    wait_for(WAIT, "the port attached", || {
+        lab.log_count("its tap appeared") > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.agent_log()));
+    let delay = lab.log_time("its tap appeared").unwrap() - created;
+    assert!(delay < 1.0, "attached {delay:.3} s after the tap appeared");
+    wait_for(WAIT, "the binding written", || {
+        cloud.etcd.get(&binding).ok().flatten().is_some()
+    })
+    .unwrap();
+    lab.vm("vm2")
+        .sh("ip addr add 10.30.0.12/24 dev eth0")
+        .unwrap();
+    lab.vm("vm1").reaches("10.30.0.12", WAIT).unwrap();
+    let (status, _) = lab.status().unwrap();
+    assert_eq!(status["pending"], json!([]), "{status:#}");
 }

@@ -402,3 +402,50 @@ fn every_configuration_error_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!std::path::Path::new(&format!("/sys/fs/bpf/{other}")).exists());
 }
+
+/// `show programs` measures under live traffic: the programs that carry
+/// it ran, each with a time per run, and one that had nothing to do did
+/// not.
+#[test]
+fn show_programs_reports_what_the_traffic_costs() {
+    require_root!();
+    let lab = lab_with(&[]);
+    let c = lab.vm("c");
+    c.reaches("10.6.0.10", WAIT).unwrap();
+    let pinged = lab.ping_in_background(c, "10.6.0.10", 150);
+    let out = lab
+        .dataplane(&["show", "programs", "--json", "--sample", "1.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let program = |name: &str| {
+        v["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    for name in ["from_vm", "to_vm"] {
+        let p = program(name);
+        assert!(p["runs"].as_u64().unwrap() >= 10, "{name} ran: {p}");
+        let ns = p["ns_per_run"].as_f64().unwrap();
+        assert!(ns > 0.0, "{name} took time: {p}");
+    }
+    // Nothing routes here: the routing programs did not run.
+    assert_eq!(program("route_v4")["runs"], 0, "{v:#}");
+    assert!(program("route_v4")["ns_per_run"].is_null());
+    let _ = lab::lab::ping_result(&pinged);
+    // The text form names the same programs.
+    let out = lab
+        .dataplane(&["show", "programs", "--sample", "0.2"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("from_vm") && shown.contains("ns/run"),
+        "{shown}"
+    );
+}

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use lab::{
-    lab::{Lab, Vm, WAIT, wait_for},
+    lab::{Lab, WAIT, wait_for},
     require_root,
     topo::{config, network, pair, port, subnet},
 };
@@ -109,57 +109,18 @@ fn lab(extra_web_rules: Vec<Value>) -> (Lab, Value) {
     let cfg = topology(&lab, groups(extra_web_rules), &["others"]);
     lab.start(&cfg).unwrap();
     // A TCP server on web, ports 80 and 81, answering each connection.
-    serve(lab.vm("web"), &[80, 81]);
-    std::thread::sleep(Duration::from_millis(300));
+    lab.vm("web").serve_tcp(&[80, 81]).unwrap();
     (lab, cfg)
 }
 
-/// A TCP server on `vm` answering every connection to each of `ports`
-/// (IPv4 and IPv6) with "hello-<port>", in the background.
-fn serve(vm: &Vm, ports: &[u16]) {
-    let script = format!(
-        "import socket, threading\n\
-         def serve(family, port):\n\
-         \x20   s = socket.socket(family, socket.SOCK_STREAM)\n\
-         \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         \x20   if family == socket.AF_INET6:\n\
-         \x20       s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
-         \x20   s.bind(('', port))\n\
-         \x20   s.listen(64)\n\
-         \x20   while True:\n\
-         \x20       c, _ = s.accept()\n\
-         \x20       threading.Thread(target=talk, args=(c, port)).start()\n\
-         def talk(c, port):\n\
-         \x20   c.sendall(b'hello-%d\\n' % port)\n\
-         \x20   while c.recv(4096):\n\
-         \x20       pass\n\
-         \x20   c.close()\n\
-         ts = [threading.Thread(target=serve, args=(f, p)) for p in {ports:?} for f in (socket.AF_INET, socket.AF_INET6)]\n\
-         [t.start() for t in ts]\n"
-    );
-    let path = std::env::temp_dir().join(format!("serve-{}.py", vm.ns.name));
-    std::fs::write(&path, script).unwrap();
-    vm.sh(&format!(
-        "/usr/bin/python3 {} >/dev/null 2>&1 &",
-        path.display()
-    ))
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-}
-
-/// Connects from `vm` (optionally from `src`) to `dst`:`port`; true if
-/// the server's greeting came back.
-fn connect(vm: &Vm, dst: &str, port: u16, src: Option<&str>) -> bool {
-    let src = src.map(|s| format!("-s {s}")).unwrap_or_default();
-    let out = vm
-        .ns
-        .try_exec(&[
-            "sh",
-            "-c",
-            &format!("timeout 3 nc -N -w 2 {src} {dst} {port} </dev/null"),
-        ])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(&format!("hello-{port}"))
+/// Connections from `src` to port 80 that `vm`'s port tracks.
+fn tracked(lab: &Lab, vm: &lab::lab::Vm, src: &str) -> usize {
+    lab.show("conntrack").unwrap()["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["port"] == vm.port_id.as_str() && c["src"] == src && c["dport"] == 80)
+        .count()
 }
 
 #[test]
@@ -167,24 +128,24 @@ fn remote_group_covers_fixed_ips_pairs_and_pair_prefixes() {
     require_root!();
     let (lab, _) = lab(vec![]);
     let (web, client, other) = (lab.vm("web"), lab.vm("client"), lab.vm("other"));
-    assert!(connect(client, "10.6.0.10", 80, None), "client's fixed IP");
+    assert!(client.connects("10.6.0.10", 80, None), "client's fixed IP");
     assert!(
-        connect(client, "10.6.0.10", 80, Some("10.6.0.100")),
+        client.connects("10.6.0.10", 80, Some("10.6.0.100")),
         "client's VIP (an allowed address pair)"
     );
     assert!(
-        connect(client, "10.6.0.10", 80, Some("10.6.1.5")),
+        client.connects("10.6.0.10", 80, Some("10.6.1.5")),
         "an address of client's pair prefix"
     );
-    assert!(connect(client, "fd06::10", 80, None), "IPv6");
+    assert!(client.connects("fd06::10", 80, None), "IPv6");
     // Not a member of "clients"; and port 81 is allowed to nobody.
     let before = lab.drops(web, "sg_ingress");
     assert!(
-        !connect(other, "10.6.0.10", 80, None),
+        !other.connects("10.6.0.10", 80, None),
         "other reached port 80"
     );
     assert!(
-        !connect(client, "10.6.0.10", 81, None),
+        !client.connects("10.6.0.10", 81, None),
         "client reached port 81"
     );
     assert!(lab.drops(web, "sg_ingress") >= before + 2);
@@ -223,7 +184,7 @@ fn replies_pass_and_unsolicited_reverse_traffic_does_not() {
     let (web, client, other) = (lab.vm("web"), lab.vm("client"), lab.vm("other"));
     // client has no ingress rule at all: the replies of its connection
     // came in only because the connection is tracked.
-    assert!(connect(client, "10.6.0.10", 80, None));
+    assert!(client.connects("10.6.0.10", 80, None));
     // ICMP from 10.6.0.0/28 (other) is allowed, and its replies return;
     // client is outside the prefix.
     assert!(other.ping("10.6.0.10", 2), "ping from inside the prefix");
@@ -234,7 +195,7 @@ fn replies_pass_and_unsolicited_reverse_traffic_does_not() {
         .sh("(timeout 3 nc -l -p 9000 >/dev/null 2>&1 &) ; true")
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!connect(web, "10.6.0.20", 9000, None));
+    assert!(!web.connects("10.6.0.20", 9000, None));
     assert!(!web.ping("10.6.0.20", 2));
     assert!(lab.drops(client, "sg_ingress") > before);
     // A TCP packet that opens nothing (no SYN) is invalid, in the
@@ -279,13 +240,13 @@ fn membership_and_rule_changes_take_effect_live() {
     require_root!();
     let (lab, cfg) = lab(vec![]);
     let (client, other) = (lab.vm("client"), lab.vm("other"));
-    assert!(!connect(other, "10.6.0.10", 80, None));
+    assert!(!other.connects("10.6.0.10", 80, None));
     // other joins "clients": port 80 opens for it.
     let mut joined = cfg.clone();
     joined["ports"][2]["security_groups"] = json!(["others", "clients"]);
     lab.reload(&joined).unwrap();
     assert!(
-        connect(other, "10.6.0.10", 80, None),
+        other.connects("10.6.0.10", 80, None),
         "after joining clients"
     );
 
@@ -294,8 +255,11 @@ fn membership_and_rule_changes_take_effect_live() {
     client
         .sh("((for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 0.4; done | timeout 5 nc 10.6.0.10 80) >/dev/null 2>&1 &) ; true")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
     let web = lab.vm("web");
+    wait_for(WAIT, "the long-lived connection", || {
+        tracked(&lab, web, "10.6.0.20") > 0
+    })
+    .unwrap();
     let before = lab.drops(web, "sg_ingress");
     let mut no_web = cfg.clone();
     no_web["security_groups"][0]["security_group_rules"] = json!([
@@ -303,13 +267,14 @@ fn membership_and_rule_changes_take_effect_live() {
         rule("egress", "IPv6", json!({})),
     ]);
     lab.reload(&no_web).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(
+        WAIT,
+        "the established connection to be cut once its rule is gone",
+        || lab.drops(web, "sg_ingress") > before,
+    )
+    .unwrap();
     assert!(
-        lab.drops(web, "sg_ingress") > before,
-        "the established connection kept flowing after its rule was removed"
-    );
-    assert!(
-        !connect(client, "10.6.0.10", 80, None),
+        !client.connects("10.6.0.10", 80, None),
         "after the rule was removed"
     );
 }
@@ -340,9 +305,12 @@ fn thousands_of_rules_still_enforce_exactly() {
     let (web, client) = (lab.vm("web"), lab.vm("client"));
     web.sh("(timeout 8 nc -l -N -p 25000 </dev/null >/dev/null 2>&1 &); (timeout 8 nc -l -N -p 10005 </dev/null >/dev/null 2>&1 &); true")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(WAIT, "web to listen", || {
+        web.listens(25000) && web.listens(10005)
+    })
+    .unwrap();
     assert!(
-        connect(client, "10.6.0.10", 80, None),
+        client.connects("10.6.0.10", 80, None),
         "port 80 from clients"
     );
     let ok = |port: u16| {
@@ -412,15 +380,15 @@ fn a_zero_prefix_pair_does_not_open_a_remote_group_rule() {
     client.sh("ip addr add 10.6.0.77/32 dev eth0").unwrap();
     other.sh("ip addr add 10.6.0.78/32 dev eth0").unwrap();
     assert!(
-        connect(client, "10.6.0.10", 80, Some("10.6.0.77")),
+        client.connects("10.6.0.10", 80, Some("10.6.0.77")),
         "client from an address its /0 pair allows"
     );
     assert!(
-        !connect(other, "10.6.0.10", 80, None),
+        !other.connects("10.6.0.10", 80, None),
         "other, not a member"
     );
     assert!(
-        !connect(other, "10.6.0.10", 80, Some("10.6.0.78")),
+        !other.connects("10.6.0.10", 80, Some("10.6.0.78")),
         "other, from an address inside client's /0 pair"
     );
 }
@@ -488,15 +456,14 @@ fn egress_rules_and_routed_traffic() {
         .unwrap();
     lab.start(&cfg).unwrap();
     let (c1, web) = (lab.vm("c1"), lab.vm("web"));
-    serve(web, &[80, 81]);
-    std::thread::sleep(Duration::from_millis(300));
+    web.serve_tcp(&[80, 81]).unwrap();
     assert!(
-        connect(c1, "10.7.2.10", 80, None),
+        c1.connects("10.7.2.10", 80, None),
         "routed, allowed both ways"
     );
     let before = lab.drops(c1, "sg_egress");
     assert!(
-        !connect(c1, "10.7.2.10", 81, None),
+        !c1.connects("10.7.2.10", 81, None),
         "web accepts 81, c1 may not send it"
     );
     assert!(!c1.ping("10.7.2.10", 2), "no IPv4 ICMP egress rule");
@@ -563,7 +530,6 @@ fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
     client
         .sh("((for i in $(seq 1 15); do echo line-$i; sleep 0.3; done | timeout 8 nc -s 10.6.0.100 10.6.0.10 80) >/dev/null 2>&1 &) ; true")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
     let packets = |lab: &Lab| -> u64 {
         let v = lab.show("conntrack").unwrap()["connections"].clone();
         v.as_array()
@@ -575,18 +541,19 @@ fn removing_one_holder_of_a_shared_vip_keeps_the_others_connections() {
             .map(|c| c["packets"].as_u64().unwrap())
             .sum()
     };
+    wait_for(WAIT, "the connection from the VIP", || packets(&lab) > 0).unwrap();
     let before = packets(&lab);
-    assert!(before > 0, "no connection from the VIP");
     let denied = lab.drops(web, "sg_ingress");
     // The other holder goes away.
     let mut without = shared.clone();
     without["ports"].as_array_mut().unwrap().remove(2);
     lab.reload(&without).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        packets(&lab) > before,
-        "the connection stopped after the other holder left"
-    );
+    wait_for(
+        WAIT,
+        "the connection to go on after the other holder left",
+        || packets(&lab) > before,
+    )
+    .unwrap();
     assert_eq!(
         lab.drops(web, "sg_ingress"),
         denied,

@@ -490,7 +490,11 @@ fn monitor_streams_security_group_drops_but_not_traces() {
          TCP(sport=41002, dport=81, flags='S'), iface=IFACE)"
     ))
     .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Events come in order: the trace's, had it sent one, would be first.
+    lab::lab::wait_for(lab::lab::WAIT, "the real packet's event", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 1)
+    })
+    .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&out).unwrap();

@@ -76,9 +76,17 @@ pub fn demo(hold: bool, hosts: bool) -> Result<()> {
     })
 }
 
-/// The benchmark binary (release build: control-plane timings depend on it).
+/// The benchmark binary (release build: control-plane timings depend on
+/// it), with a release agent: the multi-host sections time agents applying
+/// changes from etcd.
 pub fn bench() -> Result<()> {
-    let bin = dataplane_bin()?;
+    let root = root();
+    status(
+        Command::new("cargo")
+            .args(["build", "--release", "-p", "dataplane-user", "--bins"])
+            .current_dir(&root),
+    )?;
+    let bin = root.join("target/release/dataplane");
     status(
         Command::new("cargo")
             .args([
@@ -91,8 +99,8 @@ pub fn bench() -> Result<()> {
                 "bench",
                 "--",
             ])
-            .arg(root().join("results"))
-            .current_dir(root())
+            .arg(root.join("results"))
+            .current_dir(&root)
             .env("DATAPLANE_BIN", &bin),
     )
 }

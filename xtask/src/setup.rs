@@ -22,17 +22,18 @@ const PACKAGES: &[&str] = &[
     "netsniff-ng",       // trafgen, the benchmark's traffic generator
     "nftables",          // the iptables-style baseline in benchmarks
     "ebtables",          // the linuxbridge anti-spoofing baseline
-    "ethtool",           // GRO on veth (XDP redirect target)
-    "netcat-openbsd",    // TCP/UDP connection tests
-    "dnsmasq-base",      // DHCP server inside a VM
-    "busybox",           // udhcpc, the DHCP client
-    "util-linux",        // nsenter
-    "etcd-server",       // the north-bound database of many hosts (tests start it)
-    "etcd-client",       // etcdctl, for inspecting it
+    "iptables", // iptables-nft, iptables-legacy and ebtables-nft: Neutron's firewall baseline
+    "ethtool",  // GRO on veth (XDP redirect target)
+    "netcat-openbsd", // TCP/UDP connection tests
+    "dnsmasq-base", // DHCP server inside a VM
+    "busybox",  // udhcpc, the DHCP client
+    "util-linux", // nsenter
+    "etcd-server", // the north-bound database of many hosts (tests start it)
+    "etcd-client", // etcdctl, for inspecting it
     "protobuf-compiler", // protoc: the etcd client crate generates its gRPC code
-    "libprotobuf-dev",   // the standard .proto files protoc needs
-    "mariadb-server",    // Neutron's database in the ML2 driver tests (started by them)
-    "python3-venv",      // the tests' venv for Neutron and the driver (Debian's python3)
+    "libprotobuf-dev", // the standard .proto files protoc needs
+    "mariadb-server", // Neutron's database in the ML2 driver tests (started by them)
+    "python3-venv", // the tests' venv for Neutron and the driver (Debian's python3)
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -336,6 +336,12 @@ fn list_row(r: Resource, row: &Map<String, Value>) -> Result<Map<String, Value>,
         m.insert(field.to_string(), v.clone());
     }
     match r {
+        // `network list --long` shows the type but not the segmentation id
+        // (the VNI a tunnelled network needs): a file of such rows
+        // describes one host's networks, which need neither.
+        Resource::Network => {
+            m.remove("provider:network_type");
+        }
         // Without --long the list has no gateway: unknown, so none.
         Resource::Subnet if !row.contains_key("Gateway") => {
             m.insert("gateway_ip".into(), Value::Null);

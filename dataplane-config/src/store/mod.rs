@@ -172,6 +172,12 @@ impl Store {
         crate::journal::members(&self.ix.ports_of_network, network)
     }
 
+    /// Ids of the VM ports whose tap is `tap` (one, the store sees to it;
+    /// none for a name no port uses).
+    pub fn ports_with_tap<'a>(&'a self, tap: &'a String) -> impl Iterator<Item = &'a String> {
+        crate::journal::members(&self.ix.taps, tap)
+    }
+
     /// Ids of the interface ports of a router.
     pub fn interfaces_of_router<'a>(
         &'a self,

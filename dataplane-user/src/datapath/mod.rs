@@ -763,7 +763,6 @@ fn load_programs(
         to_tunnel: fd(ebpf, PROG_TO_TUNNEL)?,
         tunnel_ifindex: None,
     };
-    pin_programs(ebpf, dir)?;
     for (name, slot) in ROUTING_PROGRAMS {
         let prog: &mut Xdp = ebpf
             .program_mut(name)
@@ -774,20 +773,24 @@ fn load_programs(
         jump.set(slot, prog.fd()?, 0)
             .with_context(|| format!("installing {name} in JUMP"))?;
     }
+    pin_programs(ebpf, dir)?;
     Ok(progs)
 }
 
-/// Pins the programs `dataplane trace` runs, replacing a previous run's.
+/// Pins every program this run loaded under `programs/<name>`, replacing
+/// a previous run's: `dataplane trace` runs the traced ones
+/// ([`TRACED_PROGRAMS`]), `dataplane show programs` reads the kernel's
+/// statistics of all of them.
 fn pin_programs(ebpf: &mut Ebpf, dir: &std::path::Path) -> Result<()> {
     let programs = dir.join("programs");
     std::fs::create_dir_all(&programs)?;
-    for name in TRACED_PROGRAMS {
+    for (name, prog) in ebpf.programs_mut() {
+        if prog.fd().is_err() {
+            // Not loaded by the agent (the bench's own programs).
+            continue;
+        }
         let path = programs.join(name);
         let _ = std::fs::remove_file(&path);
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing"))?
-            .try_into()?;
         prog.pin(&path)
             .with_context(|| format!("pinning {}", path.display()))?;
     }

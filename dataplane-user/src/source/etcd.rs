@@ -344,6 +344,23 @@ impl Source for EtcdSource {
         }
     }
 
+    fn watching(&self) -> String {
+        format!(
+            "etcd {}: every key under {}/ (watched from revision {}), as chassis {}",
+            self.opts.endpoints.join(","),
+            self.opts.prefix,
+            self.status.revision.map(|r| r + 1).unwrap_or_default(),
+            self.opts.chassis
+        )
+    }
+
+    fn trigger(&self) -> String {
+        format!(
+            "etcd (revision {})",
+            self.status.revision.unwrap_or_default()
+        )
+    }
+
     fn partial(&self) -> bool {
         true
     }

@@ -32,6 +32,8 @@ pub struct FileSource {
     due: Option<&'static str>,
     /// A change was seen: read once the writer has settled, at this time.
     settle_until: Option<tokio::time::Instant>,
+    /// Why the file was last read.
+    last: &'static str,
 }
 
 impl FileSource {
@@ -44,6 +46,7 @@ impl FileSource {
             sighup: signal(SignalKind::hangup())?,
             due: Some("start"),
             settle_until: None,
+            last: "start",
         })
     }
 
@@ -57,6 +60,23 @@ impl FileSource {
 impl Source for FileSource {
     fn describe(&self) -> String {
         format!("file {}", self.path.display())
+    }
+
+    fn watching(&self) -> String {
+        format!(
+            "{} (changes on disk, and SIGHUP)",
+            std::fs::canonicalize(&self.path)
+                .unwrap_or_else(|_| self.path.clone())
+                .display()
+        )
+    }
+
+    fn trigger(&self) -> String {
+        self.last.to_string()
+    }
+
+    fn file(&self) -> Option<&Path> {
+        Some(&self.path)
     }
 
     async fn next(&mut self) -> Result<Update> {
@@ -80,6 +100,7 @@ impl Source for FileSource {
             if why != "start" {
                 info!("{why}: reading {}", self.path.display());
             }
+            self.last = why;
         }
         self.read()
     }

@@ -45,6 +45,18 @@ pub trait Source: Send {
     /// What the source reads, for logs and `dataplane status`.
     fn describe(&self) -> String;
 
+    /// What the source watches for changes, in words (`dataplane status`).
+    fn watching(&self) -> String;
+
+    /// What brought the update `next` returned last ("start", "SIGHUP",
+    /// ...), for `dataplane status`.
+    fn trigger(&self) -> String;
+
+    /// The file the configuration is read from, for a file source.
+    fn file(&self) -> Option<&Path> {
+        None
+    }
+
     /// Waits for the next update. The first call returns the whole
     /// configuration. Cancel-safe: the agent waits on it together with
     /// signals and timers, and a cancelled call loses nothing.

@@ -3,50 +3,13 @@
 //! with allowed address pairs at work. Everything is removed on exit,
 //! including on Ctrl-C.
 
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use lab::lab::{Lab, Vm};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-fn step(title: &str) -> Result<()> {
-    check_interrupted()?;
-    println!("\n== {title}");
-    Ok(())
-}
-
-fn show(vm: &Vm, what: &str, ok: bool, expected: bool) -> Result<()> {
-    let verdict = if ok { "replies" } else { "no reply" };
-    let mark = if ok == expected {
-        "as expected"
-    } else {
-        "UNEXPECTED"
-    };
-    println!("   {:<8} {what}: {verdict} ({mark})", vm.name);
-    if ok != expected {
-        bail!(
-            "{} {what}: expected {}",
-            vm.name,
-            if expected { "replies" } else { "no reply" }
-        );
-    }
-    Ok(())
-}
+use lab::{
+    demo::{self, show, step},
+    lab::Lab,
+};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,10 +22,7 @@ fn main() -> Result<()> {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/demo.toml"))
         });
     let topology = dataplane_config::Topology::of(&dataplane_config::load(&config)?);
-    // SAFETY: the handler only stores to an atomic.
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        unsafe { libc::signal(sig, on_sigint as *const () as libc::sighandler_t) };
-    }
+    demo::catch_signals();
 
     step(&format!("Topology from {}", config.display()))?;
     let mut lab = Lab::new(false)?;
@@ -176,10 +136,7 @@ fn main() -> Result<()> {
              \x20    ip netns exec {1} ping 10.20.0.100",
             lab.instance, client.ns.name
         );
-        while !INTERRUPTED.load(Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        INTERRUPTED.store(false, Ordering::Relaxed);
+        demo::hold();
     } else {
         println!(
             "\n   (cargo xtask run --hold keeps the topology up for bpftool and dataplane show)"

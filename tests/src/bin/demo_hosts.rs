@@ -7,47 +7,16 @@
 
 use std::{
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use lab::{
     cloud::{Cloud, PREFIX},
+    demo::{self, show, step},
     lab::{Vm, wait_for},
     vrrp,
 };
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn step(title: &str) -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    println!("\n== {title}");
-    Ok(())
-}
-
-/// Prints whether `vm` reached `dst` (within `within`: ARP across hosts and
-/// a new master's announcements take a moment) and fails if that is not
-/// what was expected.
-fn expect_reply(vm: &Vm, what: &str, reached: bool, expected: bool) -> Result<()> {
-    let verdict = if reached { "replies" } else { "no reply" };
-    let mark = if reached == expected {
-        "as expected"
-    } else {
-        "UNEXPECTED"
-    };
-    println!("   {:<8} {what}: {verdict} ({mark})", vm.name);
-    if reached != expected {
-        bail!("{} {what}: {verdict}", vm.name);
-    }
-    Ok(())
-}
 
 fn reaches(vm: &Vm, dst: &str) -> bool {
     vm.reaches(dst, Duration::from_secs(20)).is_ok()
@@ -85,10 +54,7 @@ fn main() -> Result<()> {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/hosts.toml"))
         });
     let topology = dataplane_config::Topology::of(&dataplane_config::load(&config)?);
-    // SAFETY: the handler only stores to an atomic.
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        unsafe { libc::signal(sig, on_sigint as *const () as libc::sighandler_t) };
-    }
+    demo::catch_signals();
 
     step("Three hypervisors on an underlay, etcd as their database")?;
     let mut cloud = Cloud::new(3)?;
@@ -171,7 +137,7 @@ fn main() -> Result<()> {
 
     step("Across hosts over VXLAN, from fixed addresses (IPv4 and IPv6)")?;
     for dst in ["10.20.0.10", "10.20.0.11", "fd00:20::10", "fd00:20::11"] {
-        expect_reply(client, &format!("ping {dst}"), reaches(client, dst), true)?;
+        show(client, &format!("ping {dst}"), reaches(client, dst), true)?;
     }
 
     step(&format!(
@@ -183,7 +149,7 @@ fn main() -> Result<()> {
         vrrp::holds(a, vip)
     })?;
     println!("   vrrp-a is master");
-    expect_reply(client, &format!("ping {vip}"), reaches(client, vip), true)?;
+    show(client, &format!("ping {vip}"), reaches(client, vip), true)?;
     let active_key = format!("{PREFIX}/active/{}/{vip}/32", topology.networks[0].id);
     wait_for(
         Duration::from_secs(20),
@@ -214,7 +180,7 @@ fn main() -> Result<()> {
         "   vrrp-b is master {:.1} s after h1 died",
         died.elapsed().as_secs_f64()
     );
-    expect_reply(client, &format!("ping {vip}"), reaches(client, vip), true)?;
+    show(client, &format!("ping {vip}"), reaches(client, vip), true)?;
     wait_for(
         Duration::from_secs(20),
         "etcd to name vrrp-b active",
@@ -234,7 +200,7 @@ fn main() -> Result<()> {
         "ip addr add {vip}/32 dev eth0 && ip neigh replace 10.20.0.11 lladdr {} dev eth0",
         b.mac
     ))?;
-    expect_reply(
+    show(
         client,
         &format!("ping -I {vip} 10.20.0.11"),
         client.ping_from("10.20.0.11", Some(vip), 3),
@@ -260,9 +226,7 @@ fn main() -> Result<()> {
              \x20    ip netns exec {3} ping {vip}",
             cloud.underlay.name, cloud.etcd.url, h3.instance, client.ns.name
         );
-        while !INTERRUPTED.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        demo::hold();
     } else {
         println!("\n   (cargo xtask run --hosts --hold keeps the hosts up for a look)");
     }

@@ -64,7 +64,6 @@ impl Bench {
                 },
                 None,
             )?;
-            ctl.set_require_taps(false);
             let started = std::time::Instant::now();
             ctl.apply(&Update::Snapshot(doc), &|t| resolve.get(t).copied())?;
             Ok((ctl, started.elapsed()))

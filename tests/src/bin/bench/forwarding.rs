@@ -22,13 +22,17 @@
 //! softirq: the generator's share is the same in every setup) divided by
 //! the packets delivered, or sent for dropped traffic.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use anyhow::{Context, Result, ensure};
 
-use super::median_of;
+use super::{
+    median_of,
+    neutron_fw::{self, FwPort},
+};
 use lab::{
     lab::{Lab, Vm},
+    netns::Netns,
     topo::{config, network, pair, port, subnet},
 };
 use serde_json::{Value, json};
@@ -41,11 +45,11 @@ const DST_IP: &str = "10.30.0.2";
 const PAIRS: [&str; 2] = ["10.30.0.100", "172.16.30.0/24"];
 /// The destination's security group admits UDP to these ports; each
 /// round of new connections uses the next one, so that its flows are new.
-const DPORT_MIN: u16 = 2000;
+pub const DPORT_MIN: u16 = 2000;
 const DPORT_MAX: u16 = 2009;
-const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 3;
 /// Packets per run of a single flow or of spoofed traffic.
-const PACKETS: u64 = 1_000_000;
+pub const PACKETS: u64 = 1_000_000;
 /// Source ports per run of new connections: every packet opens one.
 const NEW_FLOWS: u64 = 60_000;
 
@@ -143,12 +147,7 @@ impl Hypervisor {
         let (src, dst) = (&lab.vms[0], &lab.vms[1]);
         src.sh(&format!("ip addr add {SRC_IP}/24 dev eth0"))?;
         dst.sh(&format!("ip addr add {DST_IP}/24 dev eth0"))?;
-        // The receiver discards the benchmark's frames in its first hook:
-        // no socket, no ICMP error travelling back. The same in every setup.
-        dst.sh(&format!(
-            "nft -f - <<'EOF'\ntable ip sink {{\n  chain pre {{\n    type filter hook prerouting priority -300;\n    \
-             udp dport {DPORT_MIN}-{DPORT_MAX} counter drop\n  }}\n}}\nEOF"
-        ))?;
+        sink(dst)?;
         match switch {
             Switch::Datapath | Switch::DatapathOpen => {
                 // Room for every round's connections (two zones each), so
@@ -253,135 +252,62 @@ fn datapath_config(vms: &[Vm], secure: bool) -> Value {
     cfg["security_groups"]
         .as_array_mut()
         .expect("groups")
-        .push(json!({
-            "id": "bench-dst",
-            "security_group_rules": [
-                { "direction": "egress", "ethertype": "IPv4" },
-                { "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
-                  "port_range_min": DPORT_MIN, "port_range_max": DPORT_MAX },
-            ],
-        }));
+        .push(dst_group());
     cfg
 }
 
-/// Neutron's rules for the ports, in the shape its agents write them
-/// (chain names shortened: interface names leave no room). The other
-/// ports come first, as when the two measured VMs booted last.
+/// The receivers' security group, `bench-dst`: all egress, and in only UDP
+/// to the benchmark's ports.
+pub fn dst_group() -> Value {
+    json!({
+        "id": "bench-dst",
+        "security_group_rules": [
+            { "direction": "egress", "ethertype": "IPv4" },
+            { "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
+              "port_range_min": DPORT_MIN, "port_range_max": DPORT_MAX },
+        ],
+    })
+}
+
+/// The same group as Neutron's iptables driver writes it.
+pub fn dst_ingress() -> String {
+    format!("-p udp --dport {DPORT_MIN}:{DPORT_MAX} -j RETURN")
+}
+
+/// The receiver's first hook discards the benchmark's frames: no socket,
+/// no ICMP error travelling back. The same in every setup.
+pub fn sink(vm: &Vm) -> Result<()> {
+    vm.sh(&format!(
+        "nft -f - <<'EOF'\ntable ip sink {{\n  chain pre {{\n    type filter hook prerouting priority -300;\n    \
+         udp dport {DPORT_MIN}-{DPORT_MAX} counter drop\n  }}\n}}\nEOF"
+    ))?;
+    Ok(())
+}
+
+/// Neutron's rules for the ports ([`neutron_fw`]). The other ports come
+/// first, as when the two measured VMs booted last.
 fn neutron_rules(lab: &Lab, restore: &str) -> Result<()> {
-    lab.hv.sh(
-        "sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1",
-    )?;
-    let udp_in = format!("-p udp --dport {DPORT_MIN}:{DPORT_MAX} -j RETURN");
-    let no_pairs: &[&str] = &[];
-    // (VM, fixed IP, pairs, ingress rules)
-    let mut ports: Vec<(&Vm, String, &[&str], Vec<&str>)> = lab
+    let udp_in = dst_ingress();
+    let mut ports: Vec<FwPort> = lab
         .vms
         .iter()
         .enumerate()
-        .map(|(i, vm)| match i {
-            0 => (vm, address(i), &PAIRS[..], vec!["-j RETURN"]),
-            _ => (vm, address(i), no_pairs, vec![udp_in.as_str()]),
+        .map(|(i, vm)| FwPort {
+            tap: vm.tap.clone(),
+            mac: vm.mac.clone(),
+            ip: address(i),
+            pairs: match i {
+                0 => PAIRS.map(String::from).to_vec(),
+                _ => Vec::new(),
+            },
+            ingress: match i {
+                0 => vec!["-j RETURN".to_string()],
+                _ => vec![udp_in.clone()],
+            },
         })
         .collect();
     ports.rotate_left(2);
-    // The linuxbridge agent's ARP and MAC spoofing protection.
-    let mut eb = String::new();
-    for (i, (vm, ip, pairs, _)) in ports.iter().enumerate() {
-        let (mac, arp) = (format!("nMAC{i}"), format!("nARP{i}"));
-        let tap = &vm.tap;
-        eb += &format!("ebtables -t nat -N {arp} -P DROP\n");
-        for a in std::iter::once(ip.as_str()).chain(pairs.iter().copied()) {
-            eb += &format!("ebtables -t nat -A {arp} -p ARP --arp-ip-src {a} -j ACCEPT\n");
-        }
-        eb += &format!(
-            "ebtables -t nat -N {mac} -P DROP\n\
-             ebtables -t nat -A {mac} -i {tap} --among-src {} -j RETURN\n\
-             ebtables -t nat -A PREROUTING -p ARP -i {tap} -j {arp}\n\
-             ebtables -t nat -A PREROUTING -i {tap} -j {mac}\n",
-            vm.mac
-        );
-    }
-    lab.hv.sh(&eb).context("ebtables")?;
-    // The iptables firewall driver: one conntrack zone for the network,
-    // then per port an ingress chain (i), an egress chain (o) and a
-    // spoofing chain (s) holding the fixed IP and the pairs with the MAC.
-    let mut r = vec!["*raw".to_string(), ":PREROUTING ACCEPT".into()];
-    for (vm, ..) in &ports {
-        r.push(format!(
-            "-A PREROUTING -m physdev --physdev-in {} -j CT --zone 1",
-            vm.tap
-        ));
-    }
-    r.extend(
-        [
-            "COMMIT",
-            "*filter",
-            ":FORWARD ACCEPT",
-            ":sg-chain -",
-            ":sg-fallback -",
-        ]
-        .map(String::from),
-    );
-    for i in 0..ports.len() {
-        r.extend([format!(":i{i} -"), format!(":o{i} -"), format!(":s{i} -")]);
-    }
-    r.push("-A sg-fallback -j DROP".into());
-    for (vm, ..) in &ports {
-        for dir in ["out", "in"] {
-            r.push(format!(
-                "-A FORWARD -m physdev --physdev-{dir} {} --physdev-is-bridged -j sg-chain",
-                vm.tap
-            ));
-        }
-    }
-    for (i, (vm, ..)) in ports.iter().enumerate() {
-        r.push(format!(
-            "-A sg-chain -m physdev --physdev-out {} --physdev-is-bridged -j i{i}",
-            vm.tap
-        ));
-        r.push(format!(
-            "-A sg-chain -m physdev --physdev-in {} --physdev-is-bridged -j o{i}",
-            vm.tap
-        ));
-    }
-    r.push("-A sg-chain -j ACCEPT".into());
-    for (i, (vm, ip, pairs, ingress)) in ports.iter().enumerate() {
-        r.push(format!(
-            "-A i{i} -m state --state RELATED,ESTABLISHED -j RETURN"
-        ));
-        r.extend(ingress.iter().map(|rule| format!("-A i{i} {rule}")));
-        r.push(format!("-A i{i} -m state --state INVALID -j DROP"));
-        r.push(format!("-A i{i} -j sg-fallback"));
-        for a in std::iter::once(ip.as_str()).chain(pairs.iter().copied()) {
-            let a = if a.contains('/') {
-                a.to_string()
-            } else {
-                format!("{a}/32")
-            };
-            r.push(format!(
-                "-A s{i} -s {a} -m mac --mac-source {} -j RETURN",
-                vm.mac
-            ));
-        }
-        r.push(format!("-A s{i} -j DROP"));
-        r.extend([
-            format!(
-                "-A o{i} -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp --sport 68 --dport 67 -j RETURN"
-            ),
-            format!("-A o{i} -j s{i}"),
-            format!("-A o{i} -p udp --sport 67 --dport 68 -j DROP"),
-            format!("-A o{i} -m state --state RELATED,ESTABLISHED -j RETURN"),
-            // Both groups allow all egress.
-            format!("-A o{i} -j RETURN"),
-        ]);
-    }
-    r.push("COMMIT".into());
-    let rules = lab.dir.path().join("iptables.rules");
-    std::fs::write(&rules, r.join("\n") + "\n")?;
-    lab.hv
-        .sh(&format!("{restore} < {}", rules.display()))
-        .context(restore.to_string())?;
-    Ok(())
+    neutron_fw::install(&lab.hv, lab.dir.path(), restore, &ports, &[])
 }
 
 /// Busy CPU time of the whole machine, in clock ticks.
@@ -399,46 +325,136 @@ fn busy_ticks() -> Result<u64> {
     Ok(v[0] + v[1] + v[2] + v[5] + v[6])
 }
 
-fn link_packets(vm: &Vm, dir: &str) -> Result<u64> {
-    let out = vm.ns.ip(&["-j", "-s", "link", "show", "eth0"])?;
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    v[0]["stats64"][dir]["packets"]
-        .as_u64()
-        .with_context(|| format!("no {dir} packet count for {}", vm.name))
+/// An interface in a namespace: where trafgen sends, where packets are
+/// counted.
+#[derive(Clone, Copy)]
+pub struct Iface<'a> {
+    pub ns: &'a Netns,
+    pub dev: &'a str,
 }
 
-struct Sample {
-    sent: u64,
-    delivered: u64,
-    secs: f64,
-    busy_secs: f64,
+impl<'a> Iface<'a> {
+    pub fn eth0(vm: &'a Vm) -> Iface<'a> {
+        Iface {
+            ns: &vm.ns,
+            dev: "eth0",
+        }
+    }
+
+    fn packets(self, dir: &str) -> Result<u64> {
+        let out = self.ns.ip(&["-j", "-s", "link", "show", self.dev])?;
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        v[0]["stats64"][dir]["packets"]
+            .as_u64()
+            .with_context(|| format!("no {dir} packet count for {} in {}", self.dev, self.ns.name))
+    }
+}
+
+pub struct Sample {
+    pub sent: u64,
+    pub delivered: u64,
+    pub secs: f64,
+    pub busy_secs: f64,
+    /// CPU time of the trafgen process (and the shell starting it) and of
+    /// the kernel's softirq threads: where every stage of the frames' trip
+    /// is charged (see [`path_cpu_secs`]), without other work on the
+    /// machine.
+    pub path_secs: f64,
 }
 
 fn run_once(h: &Hypervisor, traffic: Traffic, round: usize) -> Result<Sample> {
     let (desc, n) = traffic.trafgen(round);
     // The slowest setups are the bigger ones: fewer frames keep runs short.
     let n = if h.others > 0 { n / 4 } else { n };
-    let cfg = h.lab.dir.path().join("trafgen.cfg");
+    let (src, dst) = (Iface::eth0(h.src()), Iface::eth0(h.dst()));
+    trafgen(src, dst, h.lab.dir.path(), &desc, n)
+}
+
+/// Sends `n` frames described by `desc` (trafgen's syntax) from `from` as
+/// fast as one trafgen process can, and counts what `to` received. A
+/// trafgen that fails is run once more (the whole measurement): on a
+/// shared machine it has failed now and then, and then ran fine.
+pub fn trafgen(from: Iface, to: Iface, dir: &Path, desc: &str, n: u64) -> Result<Sample> {
+    trafgen_once(from, to, dir, desc, n).or_else(|e| {
+        eprintln!("bench: trafgen failed, once more: {e:#}");
+        trafgen_once(from, to, dir, desc, n)
+    })
+}
+
+fn trafgen_once(from: Iface, to: Iface, dir: &Path, desc: &str, n: u64) -> Result<Sample> {
+    let cfg = dir.join("trafgen.cfg");
     std::fs::write(&cfg, desc)?;
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let (sent0, got0) = (link_packets(h.src(), "tx")?, link_packets(h.dst(), "rx")?);
+    let (sent0, got0) = (from.packets("tx")?, to.packets("rx")?);
     let busy0 = busy_ticks()?;
+    let path0 = path_cpu_secs()?;
     let t = Instant::now();
-    h.src()
+    from.ns
         .sh(&format!(
-            "trafgen -o eth0 -i {} -n {n} -P 1 -C >/dev/null 2>&1",
+            "trafgen -o {} -i {} -n {n} -P 1 -C >/dev/null",
+            from.dev,
             cfg.display()
         ))
         .context("trafgen")?;
     let secs = t.elapsed().as_secs_f64();
+    let path1 = path_cpu_secs()?;
     let busy1 = busy_ticks()?;
-    let (sent1, got1) = (link_packets(h.src(), "tx")?, link_packets(h.dst(), "rx")?);
+    let (sent1, got1) = (from.packets("tx")?, to.packets("rx")?);
     Ok(Sample {
         sent: sent1 - sent0,
         delivered: got1 - got0,
         secs,
         busy_secs: (busy1 - busy0) as f64 / ticks_per_sec,
+        path_secs: path1 - path0,
     })
+}
+
+/// CPU seconds of this process's finished children (a trafgen run and
+/// the shell that started it, once waited for) and of the ksoftirqd
+/// threads. The kernel here charges softirq time (tick accounting, no
+/// IRQ_TIME_ACCOUNTING) to the task it interrupted: the frames' trip
+/// through veths, XDP or bridges, tunnels and the receiver's stack runs in
+/// softirq on the sending CPU, in trafgen's context or, when the kernel
+/// defers it, ksoftirqd's. Unlike the machine's busy time, it leaves out
+/// what other work a shared machine runs meanwhile (but for the softirq
+/// threads' share of that).
+fn path_cpu_secs() -> Result<f64> {
+    // SAFETY: getrusage fills the struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        ensure!(
+            libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut ru) == 0,
+            "getrusage: {}",
+            std::io::Error::last_os_error()
+        );
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(tv(ru.ru_utime) + tv(ru.ru_stime) + ksoftirqd_secs()?)
+}
+
+/// utime + stime of every ksoftirqd thread, in seconds.
+fn ksoftirqd_secs() -> Result<f64> {
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut ticks = 0u64;
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("ksoftirqd/") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is the
+        // 3rd field of the line, utime the 14th and stime the 15th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        ticks += f.iter().sum::<u64>();
+    }
+    Ok(ticks as f64 / ticks_per_sec)
 }
 
 /// One measured cell: medians over the rounds.

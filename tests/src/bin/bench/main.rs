@@ -3,8 +3,9 @@
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
 //! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
-//! (any of them, comma-separated) runs only those sections, into the
-//! folder given as the first argument.
+//! or any of the multi-host sections `hosts-forwarding,hosts-etcd,
+//! hosts-failover` (`hosts` for the three; comma-separated) runs only
+//! those sections, into the folder given as the first argument.
 //!
 //! Every path runs the real `from_vm` (and the routing program it
 //! tail-calls) with real maps, through BPF_PROG_TEST_RUN. The receiving
@@ -16,6 +17,8 @@
 
 mod control;
 mod forwarding;
+mod hosts;
+mod neutron_fw;
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -345,7 +348,12 @@ fn main() -> Result<()> {
         kernel.trim()
     )?;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    let wanted = |section: &str| {
+        only.is_empty()
+            || only
+                .split(',')
+                .any(|s| s == section || (s == "hosts" && section.starts_with("hosts-")))
+    };
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     if wanted("packet") {
         per_packet(&mut md, &mut series)?;
@@ -359,12 +367,29 @@ fn main() -> Result<()> {
     if wanted("failover") {
         failover(&mut md)?;
     }
+    if wanted("hosts-forwarding") {
+        md += &timed("hosts-forwarding", hosts::forwarding::run)?;
+    }
+    if wanted("hosts-etcd") {
+        md += &timed("hosts-etcd", hosts::etcd)?;
+    }
+    if wanted("hosts-failover") {
+        md += &timed("hosts-failover", hosts::failover)?;
+    }
 
     std::fs::write(out_dir.join("bench.md"), &md)?;
     std::fs::write(out_dir.join("bench.svg"), svg(&series))?;
     print!("{md}");
     eprintln!("bench: wrote {}", out_dir.join("bench.md").display());
     Ok(())
+}
+
+/// Runs a section, saying on stderr how long it took.
+fn timed(name: &str, section: impl FnOnce() -> Result<String>) -> Result<String> {
+    let t = std::time::Instant::now();
+    let md = section().with_context(|| name.to_string())?;
+    eprintln!("bench: {name} took {:.0} s", t.elapsed().as_secs_f64());
+    Ok(md)
 }
 
 /// Per-packet cost of each path in the base topology, then scaled one
@@ -493,11 +518,11 @@ fn failover(md: &mut String) -> Result<()> {
     writeln!(
         md,
         "\nTwo VMs run keepalived (advert_int 1 s, priorities 200 and 100) for a VIP they \
-         hold as an allowed address pair; a third pings it every 0.1 s; {} s in, the \
-         master's link goes down. Both columns hold keepalived's own takeover time (three \
+         hold as an allowed address pair; a third pings it every 0.1 s; after {} answered \
+         pings, the master's link goes down. Both columns hold keepalived's own takeover time (three \
          missed adverts plus skew); the difference between them is what the switch adds \
          (the datapath learns the new master from its gratuitous ARP).\n",
-        vrrp::FAIL_AFTER.as_secs()
+        vrrp::FAIL_AFTER_REPLIES
     )?;
     Ok(())
 }

@@ -1,0 +1,155 @@
+//! A ping running in a VM while the test changes something, each reply
+//! stamped with the wall-clock time it arrived (`ping -D`): when the
+//! datapath started or stopped letting the pings through, to within the
+//! ping's interval, and how many were lost across a failover.
+//!
+//! Wall-clock time, because ping stamps its replies with it; compare with
+//! [`now`], taken when an API call returned.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::lab::Vm;
+
+/// Seconds since the epoch, as `ping -D` prints them.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// One reply: when it arrived, and its icmp_seq.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply {
+    pub at: f64,
+    pub seq: u32,
+}
+
+pub struct Pinger {
+    child: Option<Child>,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pinger {
+    /// Pings `dst` from `vm` (from `src` if given) every `interval`
+    /// seconds (0.01 and up) until [`Pinger::finish`] or drop.
+    pub fn start(vm: &Vm, src: Option<&str>, dst: &str, interval: &str) -> Result<Pinger> {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("ping.out");
+        let mut cmd = vm.ns.command("stdbuf");
+        // Line-buffered, so that replies can be read while it runs; -O:
+        // a line for each request unanswered when the next one goes; -w:
+        // never outlives a test that forgot it.
+        cmd.args([
+            "-oL", "ping", "-D", "-O", "-n", "-i", interval, "-W", "1", "-w", "300",
+        ]);
+        if let Some(src) = src {
+            cmd.args(["-I", src]);
+        }
+        let child = cmd
+            .arg(dst)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ping")?;
+        Ok(Pinger {
+            child: Some(child),
+            out,
+            _dir: dir,
+        })
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// The replies so far, in order.
+    pub fn replies(&self) -> Vec<Reply> {
+        self.text().lines().filter_map(parse_reply).collect()
+    }
+
+    /// How many requests had no answer when the next one went.
+    pub fn unanswered(&self) -> usize {
+        self.text().matches("no answer yet").count()
+    }
+
+    /// Stops the ping (SIGINT: it prints its summary); returns (sent,
+    /// received).
+    pub fn finish(mut self) -> Result<(u32, u32)> {
+        let mut child = self.child.take().context("finished already")?;
+        // SAFETY: signalling a child we own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait()?;
+        let text = self.text();
+        let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) else {
+            bail!("no ping summary in:\n{text}");
+        };
+        let n: Vec<u32> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Ok((n[0], n[1]))
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// "[1734567890.123456] 64 bytes from 10.0.0.1: icmp_seq=7 ttl=64 time=0.5 ms"
+fn parse_reply(line: &str) -> Option<Reply> {
+    if !line.contains(" bytes from ") {
+        return None;
+    }
+    let at = line.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+    let seq = line
+        .split("icmp_seq=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(Reply { at, seq })
+}
+
+/// The longest time between two consecutive replies.
+pub fn longest_gap(replies: &[Reply]) -> Duration {
+    replies
+        .windows(2)
+        .map(|w| Duration::from_secs_f64((w[1].at - w[0].at).max(0.0)))
+        .max()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_replies_and_ignores_the_rest() {
+        let r = parse_reply(
+            "[1734567890.123456] 64 bytes from 10.0.0.1: icmp_seq=7 ttl=64 time=0.512 ms",
+        )
+        .unwrap();
+        assert_eq!(r.seq, 7);
+        assert!((r.at - 1734567890.123456).abs() < 1e-6);
+        assert!(parse_reply("PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data.").is_none());
+        assert!(
+            parse_reply("[1734567890.1] From 10.0.0.2 icmp_seq=3 Destination Host Unreachable")
+                .is_none()
+        );
+    }
+}
