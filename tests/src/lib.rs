@@ -15,6 +15,7 @@ pub mod neutron;
 pub mod pkt;
 pub mod probe;
 pub mod rng;
+pub mod synthetic;
 pub mod topo;
 pub mod verdict;
 pub mod vrrp;

@@ -4,8 +4,8 @@
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
 //! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
 //! or any of the multi-host sections `hosts-forwarding,hosts-etcd,
-//! hosts-failover` (`hosts` for the three; comma-separated) runs only
-//! those sections, into the folder given as the first argument.
+//! hosts-failover` (`hosts` for the three), or `scale` (comma-separated)
+//! runs only those sections, into the folder given as the first argument.
 //!
 //! Every path runs the real `from_vm` (and the routing program it
 //! tail-calls) with real maps, through BPF_PROG_TEST_RUN. The receiving
@@ -19,6 +19,7 @@ mod control;
 mod forwarding;
 mod hosts;
 mod neutron_fw;
+mod scale;
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -375,6 +376,9 @@ fn main() -> Result<()> {
     }
     if wanted("hosts-failover") {
         md += &timed("hosts-failover", hosts::failover)?;
+    }
+    if wanted("scale") {
+        md += &timed("scale", scale::run)?;
     }
 
     std::fs::write(out_dir.join("bench.md"), &md)?;
