@@ -22,13 +22,13 @@ use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 use anyhow::{Context, Result};
 use dataplane_config::{Change, Document, Kind, Update, neutron::Object};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
-    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, KeyValue, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{HostReport, Source, SourceStatus};
+use super::{HostReport, Source, SourceStatus, etcd_read::read_all};
 
 /// What the agent needs to join the database.
 #[derive(Clone, Debug)]
@@ -155,11 +155,13 @@ impl EtcdSource {
             )
             .await?;
         let prefix = self.key("");
-        let resp = client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let document = self.snapshot(resp.kvs());
+        self.actives.clear();
+        let mut objects = Vec::new();
+        let revision = read_all(&client, &prefix, |page| {
+            self.collect(&page, &mut objects);
+        })
+        .await?;
+        let document = snapshot(objects);
         let watch = client
             .watch(
                 prefix,
@@ -193,10 +195,8 @@ impl EtcdSource {
         Ok(Update::Snapshot(document))
     }
 
-    /// The objects under the prefix, as a document.
-    fn snapshot(&mut self, kvs: &[KeyValue]) -> Document {
-        self.actives.clear();
-        let mut objects = Vec::new();
+    /// The objects among `kvs` (a page of the full read), into `objects`.
+    fn collect(&mut self, kvs: &[KeyValue], objects: &mut Vec<Object>) {
         for kv in kvs {
             let key = String::from_utf8_lossy(kv.key());
             if let Entry::Object(kind, id) = self.entry(&key) {
@@ -205,12 +205,6 @@ impl EtcdSource {
                     objects.push(Object { kind, id, value });
                 }
             }
-        }
-        // What is referred to before what refers to it (document order).
-        objects.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-        Document {
-            objects,
-            skipped: Vec::new(),
         }
     }
 
@@ -263,6 +257,16 @@ impl EtcdSource {
     }
 }
 
+/// The objects of a full read as a document: what is referred to before
+/// what refers to it (document order).
+fn snapshot(mut objects: Vec<Object>) -> Document {
+    objects.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    Document {
+        objects,
+        skipped: Vec::new(),
+    }
+}
+
 /// The object as the datapath serves it, or None if it is left out
 /// (a port or router administratively down, a gateway or floating IP
 /// port: see `forms::leave_out`); what is left out or ignored is logged.
@@ -297,7 +301,13 @@ impl Source for EtcdSource {
                 match self.connect().await {
                     Ok(update) => return Ok(update),
                     Err(e) => {
-                        self.lost(format!("{e:#}"));
+                        let why = format!("{e:#}");
+                        // Once per new error: an agent that cannot read
+                        // etcd says why, without a line per attempt.
+                        if self.status.last_error.as_deref() != Some(why.as_str()) {
+                            warn!("etcd: {why}; trying again");
+                        }
+                        self.lost(why);
                         tokio::time::sleep(self.backoff).await;
                         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                         continue;
