@@ -1,7 +1,10 @@
-//! The agent's full read of a real etcd (on loopback) holding more than
-//! one gRPC message's worth (4 MiB) of Neutron objects: every object comes
-//! in one snapshot, at one revision. (Before the read went page by page it
-//! failed on every attempt, silently, and the agent never started.)
+//! The agent's etcd source at a cloud's scale, on a real etcd (loopback):
+//! a full read of more than one gRPC message's worth (4 MiB) of Neutron
+//! objects comes whole, in one snapshot (before the read went page by page
+//! it failed on every attempt, silently, and the agent never started); the
+//! agent's lease outlives an agent busy for longer than its TTL (applying
+//! a large snapshot takes that long; the lease expired, and the agent read
+//! everything again, for ever).
 
 use std::time::Duration;
 
@@ -22,6 +25,16 @@ const SHAPE: Shape = Shape {
 };
 
 /// Writes the synthetic cloud under `/aap`; (objects, bytes) written.
+fn options(lease_ttl: i64, url: &str) -> EtcdOptions {
+    EtcdOptions {
+        endpoints: vec![url.to_string()],
+        prefix: "/aap".into(),
+        chassis: synthetic::chassis_name(0),
+        underlay_ip: "192.168.100.1".parse().unwrap(),
+        lease_ttl,
+    }
+}
+
 async fn write(url: &str) -> (usize, usize) {
     let mut client = Client::connect([url], None).await.unwrap();
     let (mut n, mut bytes) = (0, 0);
@@ -55,13 +68,7 @@ fn a_snapshot_larger_than_one_grpc_message_is_read_whole() {
         "only {bytes} bytes: not past the 4 MiB limit"
     );
     let _runtime = rt.enter();
-    let mut source = EtcdSource::new(EtcdOptions {
-        endpoints: vec![etcd.url.clone()],
-        prefix: "/aap".into(),
-        chassis: synthetic::chassis_name(0),
-        underlay_ip: "192.168.100.1".parse().unwrap(),
-        lease_ttl: 5,
-    });
+    let mut source = EtcdSource::new(options(5, &etcd.url));
     let update = rt
         .block_on(tokio::time::timeout(Duration::from_secs(60), source.next()))
         .expect("no snapshot within 60 s")
@@ -78,4 +85,31 @@ fn a_snapshot_larger_than_one_grpc_message_is_read_whole() {
         .count();
     assert_eq!(ports, SHAPE.ports + SHAPE.networks());
     assert!(source.status().revision.unwrap_or(0) > 0);
+}
+
+#[test]
+fn the_lease_outlives_an_agent_busy_for_longer_than_its_ttl() {
+    require_root!();
+    let etcd = Etcd::start(None, "127.0.0.1", 0).unwrap();
+    // As the agent's: two workers, the agent's loop on the caller.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = rt.enter();
+    let mut source = EtcdSource::new(options(2, &etcd.url));
+    let first = rt.block_on(tokio::time::timeout(Duration::from_secs(20), source.next()));
+    assert!(matches!(first, Ok(Ok(Update::Snapshot(_)))));
+    let record = format!("/aap/chassis/{}", synthetic::chassis_name(0));
+    assert!(etcd.get(&record).unwrap().is_some());
+    // The agent applying the snapshot, synchronously, for more than twice
+    // the lease's TTL: nothing polls the source meanwhile. (Not a wait for
+    // a condition: the time is what is tested.)
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        etcd.get(&record).unwrap().is_some(),
+        "the chassis record went with an expired lease"
+    );
+    assert_eq!(source.status().resyncs, 1);
 }

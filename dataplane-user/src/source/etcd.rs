@@ -22,13 +22,13 @@ use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 use anyhow::{Context, Result};
 use dataplane_config::{Change, Document, Kind, Update, neutron::Object};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, KeyValue, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, KeyValue, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchStream,
 };
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{HostReport, Source, SourceStatus, etcd_read::read_all};
+use super::{HostReport, Source, SourceStatus, etcd_lease::Lease, etcd_read::read_all};
 
 /// What the agent needs to join the database.
 #[derive(Clone, Debug)]
@@ -51,10 +51,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 struct Conn {
     client: Client,
     watch: WatchStream,
-    lease: i64,
-    keeper: LeaseKeeper,
-    keep_stream: LeaseKeepAliveStream,
-    next_keepalive: tokio::time::Instant,
+    lease: Lease,
 }
 
 pub struct EtcdSource {
@@ -141,6 +138,8 @@ impl EtcdSource {
             .context("connecting to etcd")?;
         let lease = client.lease_grant(self.opts.lease_ttl, None).await?.id();
         let (keeper, keep_stream) = client.lease_keep_alive(lease).await?;
+        // Renewed from now on, while everything is read and applied.
+        let lease = Lease::keep(lease, keeper, keep_stream, self.opts.lease_ttl);
         let record = json!({
             "name": self.opts.chassis,
             "underlay_ip": self.opts.underlay_ip.to_string(),
@@ -151,7 +150,7 @@ impl EtcdSource {
             .put(
                 key,
                 record.to_string(),
-                Some(PutOptions::new().with_lease(lease)),
+                Some(PutOptions::new().with_lease(lease.id)),
             )
             .await?;
         let prefix = self.key("");
@@ -179,9 +178,6 @@ impl EtcdSource {
             client,
             watch,
             lease,
-            keeper,
-            keep_stream,
-            next_keepalive: tokio::time::Instant::now(),
         });
         self.status.connected = Some(true);
         self.status.revision = Some(revision);
@@ -315,7 +311,6 @@ impl Source for EtcdSource {
                 }
             }
             let conn = self.conn.as_mut().expect("connected");
-            let renew = conn.next_keepalive;
             tokio::select! {
                 msg = conn.watch.message() => match msg {
                     Ok(Some(resp)) => {
@@ -338,18 +333,7 @@ impl Source for EtcdSource {
                     Ok(None) => self.lost("the watch stream ended"),
                     Err(e) => self.lost(format!("watch: {e}")),
                 },
-                _ = tokio::time::sleep_until(renew) => {
-                    let period = Duration::from_millis((self.opts.lease_ttl as u64 * 1000) / 3);
-                    conn.next_keepalive = tokio::time::Instant::now() + period;
-                    if let Err(e) = conn.keeper.keep_alive().await {
-                        self.lost(format!("lease keep-alive: {e}"));
-                    }
-                }
-                msg = conn.keep_stream.message() => match msg {
-                    Ok(Some(r)) if r.ttl() > 0 => {}
-                    Ok(_) => self.lost("the lease expired"),
-                    Err(e) => self.lost(format!("lease: {e}")),
-                },
+                why = conn.lease.lost() => self.lost(why),
             }
         }
     }
@@ -410,7 +394,7 @@ impl EtcdSource {
                 .put(
                     format!("{prefix}/{port}"),
                     value.to_string(),
-                    Some(PutOptions::new().with_lease(conn.lease)),
+                    Some(PutOptions::new().with_lease(conn.lease.id)),
                 )
                 .await?;
             self.bindings.insert(port.clone(), tap.clone());
@@ -453,7 +437,7 @@ impl EtcdSource {
                 .and_then([TxnOp::put(
                     full.clone(),
                     value,
-                    Some(PutOptions::new().with_lease(conn.lease)),
+                    Some(PutOptions::new().with_lease(conn.lease.id)),
                 )]);
             let resp = conn.client.txn(txn).await?;
             if resp.succeeded() {
