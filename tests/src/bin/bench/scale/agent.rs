@@ -39,7 +39,11 @@ impl Agent {
         ip: &str,
         max_ports: u32,
     ) -> Result<Agent> {
-        let log = logs.join(format!("{chassis}-{}.log", lab.instance));
+        // One file per start: a restarted agent's log does not overwrite
+        // the last one's.
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = logs.join(format!("{chassis}-{}-{n}.log", lab.instance));
         let file = std::fs::File::create(&log)?;
         let max_ports = max_ports.to_string();
         let spawned = SystemTime::now();

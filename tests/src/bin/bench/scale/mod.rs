@@ -102,7 +102,12 @@ fn measure(cloud: &Cloud, shape: &Shape) -> Result<String> {
     for i in 0..RESYNCS {
         eprintln!("bench: scale, one agent's full read {}/{RESYNCS}", i + 1);
         let mut a = start(cloud, logs.path(), shape, &[0])?;
-        alone.push(Resync::of(&a[0])?);
+        let r = Resync::of(&a[0])?;
+        eprintln!(
+            "bench: scale, read {:.1} s, live {:.1} s, CPU {:.1} s, peak {:.0} MiB",
+            r.read, r.ready, r.cpu, r.peak_mib
+        );
+        alone.push(r);
         if i + 1 == RESYNCS {
             eprintln!("bench: scale, {CHANGES} one-port changes, one agent");
             let lone = changes(&db, shape, &mut a)?;
@@ -122,6 +127,16 @@ fn measure(cloud: &Cloud, shape: &Shape) -> Result<String> {
 
 /// The second part: ten agents at once, then changes seen by all ten.
 fn ten(cloud: &Cloud, db: &Db, shape: &Shape, logs: &Path, parts: report::Parts) -> Result<String> {
+    let peak = parts.alone.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
+    let available = available_mib();
+    if AGENTS as f64 * peak * 1.2 > available {
+        eprintln!("bench: scale, {AGENTS} agents would not fit in memory: not started");
+        let why = format!(
+            "not run: {AGENTS} agents of {peak:.0} MiB each do not fit in the {available:.0} MiB \
+             this machine has available"
+        );
+        return report::markdown(shape, &parts, Err(why));
+    }
     eprintln!("bench: scale, {AGENTS} agents starting at once");
     let all: Vec<usize> = (0..AGENTS).collect();
     let mut agents = start(cloud, logs, shape, &all)?;
@@ -131,7 +146,18 @@ fn ten(cloud: &Cloud, db: &Db, shape: &Shape, logs: &Path, parts: report::Parts)
     for a in &mut agents {
         a.stop()?;
     }
-    report::markdown(shape, &parts, &resyncs, &spread)
+    report::markdown(shape, &parts, Ok((&resyncs, &spread)))
+}
+
+/// MemAvailable, in MiB.
+fn available_mib() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 /// Writes the synthetic cloud; (seconds, bytes) it took.
@@ -205,7 +231,9 @@ fn changes(db: &Db, shape: &Shape, agents: &mut [Agent]) -> Result<Vec<Change>> 
         let written = epoch(SystemTime::now());
         db.put(&key, &port)?;
         let want: Vec<usize> = before.iter().map(|n| n + 1).collect();
-        wait_all(agents, APPLIED, &want, Duration::from_secs(60))?;
+        // The first change after a full read writes every flood set of
+        // the other slot (as long as a resync): the same limit.
+        wait_all(agents, APPLIED, &want, RESYNC_LIMIT)?;
         let seen = agents
             .iter()
             .zip(&before)

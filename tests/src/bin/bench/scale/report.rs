@@ -44,7 +44,10 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
 
-pub fn markdown(shape: &Shape, parts: &Parts, ten: &[Resync], spread: &[Change]) -> Result<String> {
+/// The ten agents' resyncs and changes, or why they were not run.
+pub type Ten<'a> = std::result::Result<(&'a [Resync], &'a [Change]), String>;
+
+pub fn markdown(shape: &Shape, parts: &Parts, ten: Ten) -> Result<String> {
     let mut md = String::new();
     writeln!(md, "## Cloud scale\n")?;
     writeln!(
@@ -67,12 +70,19 @@ pub fn markdown(shape: &Shape, parts: &Parts, ten: &[Resync], spread: &[Change])
         parts.load.0,
         AGENTS - 1,
     )?;
-    resync_table(&mut md, &parts.alone, ten)?;
+    let (resyncs, spread) = match &ten {
+        Ok((r, s)) => (Some(*r), Some(*s)),
+        Err(_) => (None, None),
+    };
+    resync_table(&mut md, &parts.alone, resyncs)?;
     change_table(&mut md, &parts.lone, spread)?;
+    if let Err(why) = &ten {
+        writeln!(md, "{AGENTS} agents at once: {why}.\n")?;
+    }
     Ok(md)
 }
 
-fn resync_table(md: &mut String, alone: &[Resync], ten: &[Resync]) -> Result<()> {
+fn resync_table(md: &mut String, alone: &[Resync], ten: Option<&[Resync]>) -> Result<()> {
     let med = |v: &[Resync], f: fn(&Resync) -> f64| median_of(v.iter().map(f).collect());
     let max = |v: &[Resync], f: fn(&Resync) -> f64| v.iter().map(f).fold(0.0, f64::max);
     writeln!(
@@ -95,6 +105,9 @@ fn resync_table(md: &mut String, alone: &[Resync], ten: &[Resync]) -> Result<()>
         verdict(ready < GOAL_RESYNC_S),
         verdict(peak < GOAL_MEMORY_MIB),
     )?;
+    let Some(ten) = ten else {
+        return Ok(writeln!(md)?);
+    };
     let (slowest, peak) = (max(ten, |r| r.ready), max(ten, |r| r.peak_mib));
     writeln!(
         md,
@@ -109,7 +122,7 @@ fn resync_table(md: &mut String, alone: &[Resync], ten: &[Resync]) -> Result<()>
     Ok(())
 }
 
-fn change_table(md: &mut String, lone: &[Change], spread: &[Change]) -> Result<()> {
+fn change_table(md: &mut String, lone: &[Change], spread: Option<&[Change]>) -> Result<()> {
     let ms = |v: Vec<f64>| median_of(v) * 1000.0;
     let first = |v: &[Change]| ms(v.iter().map(|c| c.seen[0]).collect());
     let last = |v: &[Change]| {
@@ -128,7 +141,8 @@ fn change_table(md: &mut String, lone: &[Change], spread: &[Change]) -> Result<(
         "A one-port change at that scale (a pair added to or removed from a port of \
          chassis 0, {CHANGES} times): from before the etcd write until the agent logged \
          it applied (write, watch, validation, compile, map writes; median, and the \
-         slowest of all):\n"
+         slowest of all: the first change after a full read, which writes every flood \
+         set of the datapath's other slot):\n"
     )?;
     writeln!(
         md,
@@ -142,6 +156,9 @@ fn change_table(md: &mut String, lone: &[Change], spread: &[Change]) -> Result<(
         worst(lone),
         verdict(first(lone) <= GOAL_CHANGE_MS),
     )?;
+    let Some(spread) = spread else {
+        return Ok(writeln!(md)?);
+    };
     writeln!(
         md,
         "| {AGENTS} | {:.2} ms | {:.2} ms | {:.2} ms | {} |\n",
