@@ -146,6 +146,10 @@ macro_rules! pinned_maps {
             /// Each router's connected IPv6 subnets.
             ROUTES_V6 routes_v6: slot_lpm<$crate::RouteV6Key, $crate::Route> =
                 $crate::Sizing::Fixed(2 * $crate::MAX_ROUTER_INTERFACES);
+            /// The router advertisement of each network with a router on
+            /// an IPv6 subnet.
+            ADVERTS adverts: slot_hash<$crate::AdvertKey, $crate::Advert> =
+                $crate::Sizing::Fixed(2 * $crate::MAX_ROUTER_INTERFACES);
             /// A group's active member (written by the datapath).
             GROUP_STATE group_state: array<u32, $crate::GroupState> =
                 $crate::Sizing::Fixed($crate::MAX_GROUPS);

@@ -169,6 +169,15 @@ pub struct PortStats {
     pub arp_replies: u64,
     /// Neighbour solicitations answered by the datapath.
     pub nd_replies: u64,
+    /// Echo requests to a router address answered by the datapath.
+    pub echo_replies: u64,
+    /// ICMP errors the router sent to the port (time exceeded,
+    /// unreachable, packet too big).
+    pub icmp_errors: u64,
+    /// ICMP errors not sent: over the port's budget.
+    pub icmp_limited: u64,
+    /// Router solicitations answered by the datapath.
+    pub ra_replies: u64,
     /// Times this port became the active member of a shared address.
     pub claims: u64,
     /// Frames dropped, by reason.
@@ -187,6 +196,10 @@ impl PortStats {
         self.routed += other.routed;
         self.arp_replies += other.arp_replies;
         self.nd_replies += other.nd_replies;
+        self.echo_replies += other.echo_replies;
+        self.icmp_errors += other.icmp_errors;
+        self.icmp_limited += other.icmp_limited;
+        self.ra_replies += other.ra_replies;
         self.claims += other.claims;
         self.drops.add(&other.drops);
     }
@@ -491,8 +504,10 @@ pub const MAX_POLICY_RULES: u32 = 2 * 262144;
 pub const MAX_REMOTE_PREFIXES: u32 = 2 * 16384;
 
 /// Routes of a router: `ROUTES_V4` / `ROUTES_V6` (LPM tries keyed by
-/// router and destination prefix) give the subnet a destination is on, as
-/// the network to deliver in and the router's own MAC there.
+/// router and destination prefix) give where a destination is: a connected
+/// subnet (deliver to the destination's owner in that network) or a static
+/// route's next hop (deliver to the next hop's owner), with the router's
+/// own MAC in the egress network.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct RouteV4Key {
@@ -522,7 +537,62 @@ pub struct Route {
     pub network: u32,
     /// The router interface's MAC: the source of routed frames.
     pub mac: [u8; 6],
+    /// The egress network's MTU; 0 when unknown (not enforced).
+    pub mtu: u16,
+    /// `ROUTE_CONNECTED` or `ROUTE_NEXTHOP`.
+    pub kind: u8,
+    /// Prefix length of the route's destination.
+    pub prefix_len: u8,
     pub _pad: [u8; 2],
+    /// Connected: the router's own address on the subnet (the source of
+    /// the ICMP errors it sends there). Next hop: the next hop's address.
+    /// IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+/// A subnet the router has an interface on.
+pub const ROUTE_CONNECTED: u8 = 1;
+/// A static route (`routes` of a Neutron router): via a next hop on a
+/// connected subnet.
+pub const ROUTE_NEXTHOP: u8 = 2;
+
+/// `ADVERTS`: what the router on a network advertises (IPv6 router
+/// advertisements), by network: the datapath answers a router
+/// solicitation with it, the agent sends it periodically.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct AdvertKey {
+    pub slot: u32,
+    pub network: u32,
+}
+
+/// Longest advertisement (ICMPv6 message) the datapath sends: the answer
+/// to a solicitation is written over it, grown at the front, and must fit
+/// the frame's headroom.
+pub const ADVERT_MAX: usize = 200;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Advert {
+    /// The advertising router's index.
+    pub router: u32,
+    /// Bytes of `message` in use (a multiple of 8).
+    pub len: u16,
+    /// The router interface's MAC; its link-local address is the source.
+    pub mac: [u8; 6],
+    /// The ICMPv6 router advertisement, checksum zero.
+    pub message: [u8; ADVERT_MAX],
+}
+
+impl Default for Advert {
+    fn default() -> Self {
+        Advert {
+            router: 0,
+            len: 0,
+            mac: [0; 6],
+            message: [0; ADVERT_MAX],
+        }
+    }
 }
 
 /// `EVENTS` (ring buffer): one record per dropped frame a VM sent, at most
@@ -565,13 +635,21 @@ pub struct EventBudget {
 }
 
 /// `JUMP` (program array) slots: the routing programs `from_vm` tail-calls
-/// into, so that each starts with a stack and a verifier budget of its own.
+/// into, and the router's own ICMP the routing programs tail-call into,
+/// so that each starts with a stack and a verifier budget of its own.
 pub const JUMP_ROUTE_V4: u32 = 0;
 pub const JUMP_ROUTE_V6: u32 = 1;
-pub const JUMP_SLOTS: u32 = 2;
+pub const JUMP_ICMP_V4: u32 = 2;
+pub const JUMP_ICMP_V6: u32 = 3;
+/// The sender's egress rules for a packet the router answers itself.
+pub const JUMP_TO_ROUTER: u32 = 4;
+/// The answer to a router solicitation.
+pub const JUMP_ADVERT: u32 = 5;
+pub const JUMP_SLOTS: u32 = 6;
 
-/// What `from_vm` hands a routing program (`HOP`, per CPU, one entry): a
-/// tail call keeps the packet but not the caller's variables.
+/// What `from_vm` hands a routing program, and a routing program the
+/// router's ICMP program (`HOP`, per CPU, one entry): a tail call keeps
+/// the packet but not the caller's variables.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Hop {
@@ -579,7 +657,29 @@ pub struct Hop {
     pub router: u32,
     /// The sending port.
     pub port: PortInfo,
+    /// For the ICMP program: the message to answer with, ICMP (or ICMPv6)
+    /// type << 8 | code; an echo reply answers an echo request. It names
+    /// the drop an error stands for too (counted whether or not the error
+    /// can be sent).
+    pub answer: u32,
+    /// For "fragmentation needed" and "packet too big": the MTU to report.
+    pub mtu: u32,
 }
+
+/// Per-CPU budget of the ICMP errors sent to one port (by port index, not
+/// pinned): at most `ICMP_ERRORS_PER_SECOND` in each one-second window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct IcmpBudget {
+    pub window_ns: u64,
+    pub sent: u32,
+    pub _pad: u32,
+}
+
+/// ICMP errors the router sends to one port per second and CPU (RFC 1812
+/// 4.3.2.8 and RFC 4443 2.4(f) require a limit; traceroute needs three
+/// per hop, tracepath one at a time).
+pub const ICMP_ERRORS_PER_SECOND: u32 = 50;
 
 /// What every frame `from_vm` or a routing program redirects carries to
 /// `to_vm` in the XDP metadata area: the sending port (for security groups)
@@ -623,8 +723,12 @@ pub const OUT_PORT: u32 = 2;
 /// Flooded; `out` is the flood domain (a network, or a group from
 /// `FLOOD_DOMAIN_GROUP_BASE`).
 pub const OUT_FLOOD: u32 = 3;
-/// Answered (ARP/ND) and sent back to the sender; `out` is its index.
+/// Answered (ARP/ND, an echo request to the router) and sent back to the
+/// sender; `out` is its index.
 pub const OUT_REPLY: u32 = 4;
+/// Dropped, and answered with an ICMP error sent back to the sender; `out`
+/// is the `DropReason`.
+pub const OUT_ICMP_ERROR: u32 = 5;
 
 /// Key of the flood maps (outer map of per-domain device maps).
 #[repr(C)]
@@ -682,6 +786,9 @@ mod pod {
         RouteV6Key,
         Route,
         Hop,
+        IcmpBudget,
+        AdvertKey,
+        Advert,
         DropEvent,
         EventBudget,
         PolicyKey,

@@ -19,6 +19,14 @@ pub const ARPOP_REQUEST: u16 = 1;
 pub const ARPOP_REPLY: u16 = 2;
 
 // ---------------------------------------------------------------------------
+// IPv4 header
+
+/// "Don't fragment", in the flags and fragment offset word.
+pub const IP_DF: u16 = 0x4000;
+/// Fragment offset bits of that word.
+pub const IP_OFFSET: u16 = 0x1fff;
+
+// ---------------------------------------------------------------------------
 // IP protocols (IPv4 `protocol`, IPv6 `next header`)
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -40,8 +48,22 @@ pub const NEXTHDR_DEST: u8 = 60;
 pub const ICMP_ECHOREPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO: u8 = 8;
+pub const ICMP_ROUTERADVERT: u8 = 9;
+pub const ICMP_ROUTERSOLICIT: u8 = 10;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
 pub const ICMP_PARAMETERPROB: u8 = 12;
+/// Timestamp request; from it to the address mask reply (18), the
+/// informational messages of RFC 792 and RFC 950.
+pub const ICMP_TIMESTAMP: u8 = 13;
+pub const ICMP_ADDRESSREPLY: u8 = 18;
+
+/// Codes of `ICMP_DEST_UNREACH`.
+pub const ICMP_NET_UNREACH: u8 = 0;
+pub const ICMP_HOST_UNREACH: u8 = 1;
+pub const ICMP_PORT_UNREACH: u8 = 3;
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+/// Code of `ICMP_TIME_EXCEEDED`: TTL exceeded in transit.
+pub const ICMP_EXC_TTL: u8 = 0;
 
 // ---------------------------------------------------------------------------
 // ICMPv6 types: errors are 1 to 4 (`ICMPV6_DEST_UNREACH..=ICMPV6_PARAMPROB`).
@@ -50,6 +72,14 @@ pub const ICMPV6_DEST_UNREACH: u8 = 1;
 pub const ICMPV6_PKT_TOOBIG: u8 = 2;
 pub const ICMPV6_TIME_EXCEED: u8 = 3;
 pub const ICMPV6_PARAMPROB: u8 = 4;
+/// Codes of `ICMPV6_DEST_UNREACH`.
+pub const ICMPV6_NOROUTE: u8 = 0;
+pub const ICMPV6_ADDR_UNREACH: u8 = 3;
+pub const ICMPV6_PORT_UNREACH: u8 = 4;
+/// Code of `ICMPV6_TIME_EXCEED`: hop limit exceeded in transit.
+pub const ICMPV6_EXC_HOPLIMIT: u8 = 0;
+/// Types from this one on are informational; below it, errors.
+pub const ICMPV6_INFOMSG: u8 = 128;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ICMPV6_ECHO_REPLY: u8 = 129;
 /// Multicast listener discovery (MLDv1 query, report, done).

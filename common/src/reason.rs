@@ -72,8 +72,10 @@ drop_reasons! {
     NdLladdr => nd_lladdr, "neighbour discovery link-layer address the port may not use";
     IpFragment => ip_fragment, "IP fragment that hides or rewrites the transport header";
     // Forwarding.
-    NoRoute => no_route, "routed packet to an address no port or router owns";
+    NoRoute => no_route, "routed packet to an address no port or router owns, or that is never routed";
     TtlExceeded => ttl_exceeded, "TTL or hop limit expired on a routed packet";
+    MtuExceeded => mtu_exceeded, "routed packet larger than the egress network's MTU";
+    ToRouter => to_router, "packet for a router's own address that the router does not answer";
     IngressMac => ingress_mac, "frame not addressed to the receiving port's MACs";
     Hairpin => hairpin, "frame would go back out of the port it came from";
     RedirectFailed => redirect_failed, "destination interface missing from the device map";

@@ -9,6 +9,7 @@
 //! [`Engine::compile`] (the map entries that change) -> the agent writes
 //! them -> both commit, or both roll back and nothing changed.
 
+pub mod adverts;
 pub mod check;
 pub mod compile;
 pub mod desired;

@@ -13,16 +13,21 @@ use crate::{errors::label, neutron::MacAddr};
 /// Neutron's default for `max_allowed_address_pair`.
 pub const DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS: usize = 10;
 
+/// Neutron's default for `max_dns_nameservers`.
+pub const DEFAULT_MAX_DNS_NAMESERVERS: usize = 5;
+
 /// Settings of this datapath (the `dataplane` section).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub max_allowed_address_pairs: usize,
+    pub max_dns_nameservers: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_allowed_address_pairs: DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS,
+            max_dns_nameservers: DEFAULT_MAX_DNS_NAMESERVERS,
         }
     }
 }
@@ -35,7 +40,15 @@ pub struct Network {
     pub port_security_enabled: bool,
     /// The VXLAN network identifier, for a network that spans hosts.
     pub vni: Option<u32>,
+    /// The largest IP packet the network carries; 0 when not given (no
+    /// limit is enforced).
+    pub mtu: u32,
 }
+
+/// The smallest MTU an IPv4 subnet allows (Neutron's `IPV4_MIN_MTU`).
+pub const IPV4_MIN_MTU: u32 = 68;
+/// The smallest MTU an IPv6 subnet allows (Neutron's `IPV6_MIN_MTU`).
+pub const IPV6_MIN_MTU: u32 = 1280;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subnet {
@@ -44,12 +57,54 @@ pub struct Subnet {
     pub network_id: String,
     pub cidr: IpNet,
     pub gateway_ip: Option<IpAddr>,
+    /// How a router attached to the subnet advertises it (IPv6).
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+    /// How its hosts get addresses (IPv6).
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+    pub enable_dhcp: bool,
+    pub dns_nameservers: Vec<IpAddr>,
+}
+
+/// Neutron's IPv6 modes (`ipv6_ra_mode`, `ipv6_address_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ipv6Mode {
+    Slaac,
+    Dhcpv6Stateless,
+    Dhcpv6Stateful,
+}
+
+impl Ipv6Mode {
+    /// As Neutron writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ipv6Mode::Slaac => "slaac",
+            Ipv6Mode::Dhcpv6Stateless => "dhcpv6-stateless",
+            Ipv6Mode::Dhcpv6Stateful => "dhcpv6-stateful",
+        }
+    }
+
+    /// Hosts make their own addresses from the prefix (SLAAC, with or
+    /// without DHCPv6 for the rest): Neutron's "auto address" modes.
+    pub fn automatic(self) -> bool {
+        matches!(self, Ipv6Mode::Slaac | Ipv6Mode::Dhcpv6Stateless)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Router {
     pub id: String,
     pub name: String,
+    /// Static routes, in the order given.
+    pub routes: Vec<StaticRoute>,
+}
+
+/// One of a router's `routes`: `destination` through `nexthop`, an
+/// address on one of the router's subnets (a port's, or an allowed address
+/// pair's such as a VRRP VIP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub destination: IpNet,
+    pub nexthop: IpAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

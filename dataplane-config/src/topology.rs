@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 
-pub use crate::objects::{AddressPair, Direction, PortMatch};
+pub use crate::objects::{AddressPair, Direction, Ipv6Mode, PortMatch, StaticRoute};
 use crate::{errors::label, neutron::Kind, neutron::MacAddr, objects, store::Store};
 
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct Router {
     pub id: String,
     pub name: String,
     pub interfaces: Vec<RouterInterface>,
+    /// Static routes, as given.
+    pub routes: Vec<StaticRoute>,
 }
 
 /// One address of a router interface port on one subnet.
@@ -72,6 +74,8 @@ pub struct RouterInterface {
 pub struct Network {
     pub id: String,
     pub name: String,
+    /// The network's MTU; 0 when not given.
+    pub mtu: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +86,9 @@ pub struct Subnet {
     pub network: usize,
     pub cidr: IpNet,
     pub gateway_ip: Option<IpAddr>,
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+    pub dns_nameservers: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +157,7 @@ impl Topology {
                 .map(|n| Network {
                     id: n.id.clone(),
                     name: n.name.clone(),
+                    mtu: n.mtu,
                 })
                 .collect(),
             subnets: subnets
@@ -160,6 +168,9 @@ impl Topology {
                     network: net_ix[&s.network_id],
                     cidr: s.cidr,
                     gateway_ip: s.gateway_ip,
+                    ipv6_ra_mode: s.ipv6_ra_mode,
+                    ipv6_address_mode: s.ipv6_address_mode,
+                    dns_nameservers: s.dns_nameservers.clone(),
                 })
                 .collect(),
             ports: Vec::new(),
@@ -169,6 +180,7 @@ impl Topology {
                     id: r.id.clone(),
                     name: r.name.clone(),
                     interfaces: Vec::new(),
+                    routes: r.routes.clone(),
                 })
                 .collect(),
             security_groups: groups

@@ -446,9 +446,41 @@ fn routers_and_their_interfaces() {
     doc["ports"][1]["device_id"] = Value::Null;
     rejects_doc(&doc, "r1-if0", "device_id", "missing");
 
+    // Static routes: accepted through a nexthop on one of the router's
+    // subnets (a port's address or not: Neutron does not look), refused
+    // as Neutron's `_validate_routes` refuses them.
     let mut doc = with_router();
-    doc["routers"][0]["routes"] = json!([{ "destination": "0.0.0.0/0", "nexthop": "10.0.0.9" }]);
-    rejects_doc(&doc, "r1", "routes", "not supported");
+    doc["routers"][0]["routes"] = json!([
+        { "destination": "0.0.0.0/0", "nexthop": "10.0.0.9" },
+        { "destination": "192.168.0.0/16", "nexthop": "10.1.0.50" },
+    ]);
+    let t = check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.routers[0].routes.len(), 2);
+    for (hop, says) in [
+        ("10.7.0.9", "the nexthop is not connected with router"),
+        ("10.1.0.1", "the nexthop is used by router"),
+    ] {
+        let mut doc = with_router();
+        doc["routers"][0]["routes"] = json!([{ "destination": "10.9.0.0/16", "nexthop": hop }]);
+        rejects_doc(&doc, "r1", "routes[0].nexthop", says);
+    }
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([{ "destination": "10.9.0.1/16", "nexthop": "10.0.0.9" }]);
+    rejects_doc(&doc, "r1", "routes[0].destination", "not a valid CIDR");
+    // Two nexthops for one destination: ECMP in Neutron, refused here.
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([
+        { "destination": "10.9.0.0/16", "nexthop": "10.0.0.9" },
+        { "destination": "10.9.0.0/16", "nexthop": "10.1.0.9" },
+    ]);
+    rejects_doc(&doc, "r1", "routes[1].nexthop", "ECMP");
+    // Removing the interface a nexthop is on takes the route's nexthop
+    // off the router's subnets (Neutron: RouterInterfaceInUseByRoute).
+    let mut doc = with_router();
+    doc["routers"][0]["routes"] = json!([{ "destination": "10.9.0.0/16", "nexthop": "10.1.0.9" }]);
+    let ports = doc["ports"].as_array_mut().unwrap();
+    ports.retain(|p| p["id"] != "r1-if1");
+    rejects_doc(&doc, "r1", "routes[0].nexthop", "not connected");
 
     // A document's external gateway is left out with a notice (connected
     // subnets are routed without it); an object that reaches the checks
@@ -669,4 +701,247 @@ fn an_error_names_its_object_as_kind_and_id() {
         e.0[0].subject(),
         Some((dataplane_config::Kind::SecurityGroup, "sg1".to_string()))
     );
+}
+
+/// The errors of `doc` on `object`'s `field`, one message a line.
+fn errors_on(doc: &Value, object: &str, field: &str) -> String {
+    match check(doc) {
+        Ok(_) => String::new(),
+        Err(errors) => errors
+            .0
+            .iter()
+            .filter(|e| e.object.contains(object) && e.field == field)
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn network_mtu_as_neutron_reads_it() {
+    // net1 has an IPv6 subnet: at least 1280; net2 only IPv4: at least 68.
+    for (net, mtu, needle) in [
+        (0, json!(-1), "'-1' should be non-negative"),
+        (0, json!(null), "'None' is not an integer"),
+        (0, json!("a lot"), "is not an integer"),
+        (0, json!(1500.5), "is not an integer"),
+        (0, json!(true), "is not an integer"),
+        (0, json!(1279), "subnet requires a minimum of 1280"),
+        (1, json!(67), "subnet requires a minimum of 68"),
+    ] {
+        let mut doc = base();
+        doc["networks"][net]["mtu"] = mtu.clone();
+        let id = doc["networks"][net]["id"].as_str().unwrap().to_string();
+        let found = errors_on(&doc, &id, "mtu");
+        assert!(found.contains(needle), "mtu {mtu}: {found:?}");
+    }
+    for (net, mtu) in [
+        (0, json!(1280)),
+        (0, json!("1450")),
+        (1, json!(68)),
+        (0, json!(0)),
+    ] {
+        let mut doc = base();
+        doc["networks"][net]["mtu"] = mtu.clone();
+        let t = check(&doc).unwrap_or_else(|e| panic!("mtu {mtu} must be accepted:\n{e}"));
+        let want = mtu.as_u64().or_else(|| mtu.as_str()?.parse().ok()).unwrap();
+        assert_eq!(u64::from(t.networks[net].mtu), want);
+    }
+    // A subnet added to a network whose MTU is too small for it.
+    let mut doc = base();
+    doc["networks"][1]["mtu"] = json!(1000);
+    doc["subnets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id": "sub26", "network_id": "net2", "cidr": "fd01::/64", "ip_version": 6 }));
+    let found = errors_on(&doc, "net2", "mtu");
+    assert!(found.contains("a minimum of 1280"), "{found:?}");
+}
+
+/// `base()` with sub6 given `edit`, and the errors on `field` of `object`.
+fn subnet6_errors(edit: impl FnOnce(&mut Value), object: &str, field: &str) -> String {
+    let mut doc = base();
+    edit(&mut doc["subnets"][1]);
+    errors_on(&doc, object, field)
+}
+
+#[test]
+fn ipv6_modes_as_neutron_reads_them() {
+    let mode = |ra: Value, address: Value| {
+        move |s: &mut Value| {
+            s["ipv6_ra_mode"] = ra;
+            s["ipv6_address_mode"] = address;
+        }
+    };
+    for (edit_ra, edit_addr, field, needle) in [
+        (
+            json!("SLAAC"),
+            json!(null),
+            "ipv6_ra_mode",
+            "SLAAC is not in",
+        ),
+        (json!(5), json!(null), "ipv6_ra_mode", "5 is not in"),
+        (
+            json!(null),
+            json!("dhcp"),
+            "ipv6_address_mode",
+            "dhcp is not in",
+        ),
+        (
+            json!("slaac"),
+            json!("dhcpv6-stateful"),
+            "ipv6_address_mode",
+            "they must be the same value",
+        ),
+    ] {
+        let found = subnet6_errors(mode(edit_ra, edit_addr), "sub6", field);
+        assert!(found.contains(needle), "{field}: {found:?}");
+    }
+    // Only on IPv6 subnets, only with DHCP on, automatic modes on /64s.
+    let mut doc = base();
+    doc["subnets"][0]["ipv6_ra_mode"] = json!("slaac");
+    let found = errors_on(&doc, "sub1", "ipv6_ra_mode");
+    assert!(
+        found.contains("not valid when ip_version is 4"),
+        "{found:?}"
+    );
+    let found = subnet6_errors(
+        |s| {
+            s["ipv6_address_mode"] = json!("dhcpv6-stateful");
+            s["enable_dhcp"] = json!(false);
+        },
+        "sub6",
+        "enable_dhcp",
+    );
+    assert!(
+        found.contains("cannot be set when enable_dhcp"),
+        "{found:?}"
+    );
+    let found = subnet6_errors(
+        |s| {
+            s["cidr"] = json!("fd00::/56");
+            s["ipv6_ra_mode"] = json!("dhcpv6-stateless");
+        },
+        "sub6",
+        "cidr",
+    );
+    assert!(found.contains("requires the prefix to be /64"), "{found:?}");
+    // Stateful addresses need no /64.
+    let mut doc = base();
+    doc["subnets"][1]["cidr"] = json!("fd00::/56");
+    doc["subnets"][1]["ipv6_ra_mode"] = json!("dhcpv6-stateful");
+    doc["subnets"][1]["ipv6_address_mode"] = json!("dhcpv6-stateful");
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn ports_on_automatic_subnets_hold_their_eui64_address() {
+    let mut doc = base();
+    doc["subnets"][1]["ipv6_address_mode"] = json!("slaac");
+    doc["subnets"][1]["ipv6_ra_mode"] = json!("slaac");
+    let fixed = |ip: &str| json!([{ "subnet_id": "sub6", "ip_address": ip }]);
+    doc["ports"][0]["fixed_ips"] = fixed("fd00::5");
+    let found = errors_on(&doc, PORT, "fixed_ips[0].ip_address");
+    assert!(
+        found.contains("Neutron gives this port fd00::f816:3eff:fe00:1"),
+        "{found:?}"
+    );
+    doc["ports"][0]["fixed_ips"] = fixed("fd00::f816:3eff:fe00:1");
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn dns_nameservers_as_neutron_reads_them() {
+    for (servers, field, needle) in [
+        (json!("fd00::53"), "dns_nameservers", "Invalid data format"),
+        (
+            json!(["fd00::53", "fd00::53"]),
+            "dns_nameservers[1]",
+            "Duplicate nameserver",
+        ),
+        (
+            json!(["fd00::5x"]),
+            "dns_nameservers[0]",
+            "is not a valid nameserver",
+        ),
+        (
+            json!(["10.0.0.53"]),
+            "dns_nameservers[0]",
+            "does not match the ip_version '6'",
+        ),
+        (
+            json!([
+                "fd00::1", "fd00::2", "fd00::3", "fd00::4", "fd00::5", "fd00::6"
+            ]),
+            "dns_nameservers",
+            "exceeds the limit 5",
+        ),
+    ] {
+        let found = subnet6_errors(|s| s["dns_nameservers"] = servers.clone(), "sub6", field);
+        assert!(found.contains(needle), "{servers}: {found:?}");
+    }
+    let mut doc = base();
+    doc["dataplane"] = json!({ "max_dns_nameservers": 6 });
+    doc["subnets"][1]["dns_nameservers"] = json!([
+        "fd00::1", "fd00::2", "fd00::3", "fd00::4", "fd00::5", "fd00::6"
+    ]);
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A router interface: (id, router, network, [(subnet, address)]).
+type Interface<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// `base()` with routers `r1` and `r2`, and `interfaces`.
+fn with_interfaces(interfaces: &[Interface]) -> Value {
+    let mut doc = base();
+    doc["routers"] = json!([{ "id": "r1" }, { "id": "r2" }]);
+    for (i, (id, router, net, ips)) in interfaces.iter().enumerate() {
+        let fixed: Vec<Value> = ips
+            .iter()
+            .map(|(s, ip)| json!({ "subnet_id": s, "ip_address": ip }))
+            .collect();
+        doc["ports"].as_array_mut().unwrap().push(json!({
+            "id": id, "network_id": net, "device_owner": "network:router_interface",
+            "device_id": router, "mac_address": format!("fa:16:3e:00:01:{:02x}", i + 1),
+            "fixed_ips": fixed,
+        }));
+    }
+    doc
+}
+
+#[test]
+fn router_interfaces_on_ipv6_subnets_as_neutron_allows_them() {
+    // A subnet whose hosts take an external router's advertisements.
+    let mut doc = with_interfaces(&[("ri1", "r1", "net1", &[("sub6", "fd00::1")])]);
+    doc["subnets"][1]["ipv6_address_mode"] = json!("slaac");
+    let found = errors_on(&doc, "ri1", "fixed_ips[0]");
+    assert!(
+        found.contains("configured to receive RAs from an external router"),
+        "{found:?}"
+    );
+    doc["subnets"][1]["ipv6_ra_mode"] = json!("slaac");
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    // A second IPv6 port of one router on a network.
+    let doc = with_interfaces(&[
+        ("ri1", "r1", "net1", &[("sub6", "fd00::1")]),
+        ("ri2", "r1", "net1", &[("sub6", "fd00::2")]),
+    ]);
+    let found = errors_on(&doc, "ri2", "fixed_ips");
+    assert!(found.contains("Only one IPv6 port"), "{found:?}");
+    // Two routers advertising on one network: the datapath's limit.
+    let doc = with_interfaces(&[
+        ("ri1", "r1", "net1", &[("sub6", "fd00::1")]),
+        ("ri2", "r2", "net1", &[("sub6", "fd00::2")]),
+    ]);
+    let found = errors_on(&doc, "ri2", "fixed_ips");
+    assert!(
+        found.contains("already advertises IPv6 on network net1"),
+        "{found:?}"
+    );
+    // IPv4 interfaces of two routers on one network are fine.
+    let doc = with_interfaces(&[
+        ("ri1", "r1", "net1", &[("sub1", "10.0.0.1")]),
+        ("ri2", "r2", "net1", &[("sub1", "10.0.0.2")]),
+    ]);
+    check(&doc).unwrap_or_else(|e| panic!("{e}"));
 }

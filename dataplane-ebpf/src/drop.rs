@@ -46,3 +46,25 @@ pub fn drop(ctx: &XdpContext, port: u32, reason: DropReason, notify: bool) -> u3
     }
     xdp_action::XDP_DROP
 }
+
+/// Counts and streams the drop of a packet the router answers with an
+/// ICMP error instead of forwarding it: [`drop`]'s first and third duties,
+/// done while the frame is still the dropped packet; the caller records
+/// the error it sends in its place (`OUT_ICMP_ERROR`).
+#[inline(always)]
+pub fn answered(ctx: &XdpContext, port: u32, reason: DropReason) {
+    stats::count_drop(port, reason);
+    if !meta::tracing(ctx) {
+        let pkt = Packet::new(ctx.data(), ctx.data_end());
+        events::dropped(&pkt, port, reason as u32);
+    }
+}
+
+/// The ICMP error for a packet [`answered`] counted could not be written
+/// (no room in the frame): the packet is dropped after all, and recorded
+/// as such; it was counted already.
+#[inline(always)]
+pub fn abandoned(ctx: &XdpContext, reason: DropReason) -> u32 {
+    meta::record(ctx, OUT_DROP, reason as u32);
+    xdp_action::XDP_DROP
+}

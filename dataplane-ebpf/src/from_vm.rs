@@ -8,12 +8,13 @@ use common::{
     TARGET_ROUTER,
     proto::{
         ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMPV6_NEIGH_ADVERT,
-        ICMPV6_NEIGH_SOLICIT, IPPROTO_ICMPV6,
+        ICMPV6_NEIGH_SOLICIT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6,
     },
 };
 
 use crate::{
-    config, drop, forward, groups, meta, packet::Packet, parse, portsec, responder, route, stats,
+    advert, config, drop, forward, groups, meta, packet::Packet, parse, portsec, responder, route,
+    stats,
 };
 
 #[inline(always)]
@@ -121,6 +122,8 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
                         meta::record(ctx, OUT_REPLY, port.index);
                         return Ok(action);
                     }
+                } else if icmp[0] == ICMPV6_ROUTER_SOLICIT && advert::advertised(slot, port) {
+                    return Err(advert::enter(ctx, slot, port));
                 }
             }
             if router != 0 {

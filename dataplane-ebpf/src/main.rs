@@ -7,6 +7,8 @@
 #![no_std]
 #![no_main]
 
+mod advert;
+mod checksum;
 mod config;
 mod drop;
 mod events;
@@ -15,15 +17,18 @@ mod forward;
 mod from_underlay;
 mod from_vm;
 mod groups;
+mod icmp;
 mod maps;
 mod meta;
 mod packet;
 mod parse;
 mod portsec;
+mod ratelimit;
 mod responder;
 mod route;
 mod sg;
 mod stats;
+mod to_router;
 mod to_vm;
 mod tunnel;
 
@@ -47,6 +52,33 @@ pub fn route_v4(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn route_v6(ctx: XdpContext) -> u32 {
     route::ipv6(&ctx)
+}
+
+/// Tail-called by the routing programs for a packet the router answers
+/// itself: the sender's egress rules, then `icmp_v4` or `icmp_v6`.
+#[xdp]
+pub fn to_router(ctx: XdpContext) -> u32 {
+    to_router::run(&ctx)
+}
+
+/// Tail-called by `to_router` for what the router answers itself in
+/// IPv4: echo replies and ICMP errors.
+#[xdp]
+pub fn icmp_v4(ctx: XdpContext) -> u32 {
+    icmp::ipv4(&ctx)
+}
+
+/// Tail-called by `to_router` for IPv6: echo replies, ICMPv6 errors.
+#[xdp]
+pub fn icmp_v6(ctx: XdpContext) -> u32 {
+    icmp::ipv6(&ctx)
+}
+
+/// Tail-called by `from_vm` for a router solicitation on a network with
+/// an advertising router: answers it.
+#[xdp]
+pub fn router_advert(ctx: XdpContext) -> u32 {
+    advert::run(&ctx)
 }
 
 /// The benchmark's floor: an empty program (never attached; `cargo xtask

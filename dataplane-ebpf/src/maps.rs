@@ -13,7 +13,7 @@ use aya_ebpf::{
     },
     macros::btf_map,
 };
-use common::{EventBudget, Hop, MAX_FLOOD_MEMBERS};
+use common::{EventBudget, Hop, IcmpBudget, MAX_FLOOD_MEMBERS, MAX_PORTS};
 
 use crate::flow::Flow;
 
@@ -76,3 +76,7 @@ pub static FLOW: PerCpuArray<Flow, 1> = PerCpuArray::new();
 /// Per-CPU state of the drop events' rate limit.
 #[btf_map]
 pub static EVENT_BUDGET: PerCpuArray<EventBudget, 1> = PerCpuArray::new();
+
+/// Per-CPU budget of the ICMP errors sent to each port, by port index.
+#[btf_map]
+pub static ICMP_BUDGET: PerCpuArray<IcmpBudget, { MAX_PORTS as usize + 1 }> = PerCpuArray::new();

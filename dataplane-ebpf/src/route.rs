@@ -1,9 +1,17 @@
-//! Routing between the subnets attached to a router. A frame addressed to a
-//! router interface's MAC (after port security) is routed: the router's
-//! connected-subnet table (`ROUTES_V4/V6`) gives the egress network and the
-//! router's MAC there, that network's neighbour table gives the port or
-//! group owning the destination (fixed IPs and pair IPs alike), then the
-//! frame is rewritten (MACs, TTL or hop limit, IPv4 checksum) and redirected.
+//! Routing by a router's tables. A frame addressed to a router interface's
+//! MAC (after port security) is routed: the router's route table
+//! (`ROUTES_V4/V6`: its connected subnets and static routes) gives the
+//! egress network, the router's MAC there and, for a static route, the
+//! next hop; that network's neighbour table gives the port or group owning
+//! the destination (or the next hop), fixed IPs and pair IPs alike; then
+//! the frame is rewritten (MACs, TTL or hop limit, IPv4 checksum) and
+//! redirected.
+//!
+//! What the router answers itself goes on by tail calls, through the
+//! sender's egress rules (`to_router.rs`) to its ICMP program (`icmp.rs`):
+//! echo requests to its own addresses, and the errors a packet it cannot
+//! forward deserves (no route, no neighbour, TTL or hop limit expired,
+//! larger than the egress MTU, UDP to the router).
 //!
 //! Routing runs in programs of its own (`route_v4`, `route_v6`) that
 //! `from_vm` tail-calls into with the hop's context in `HOP`: a fresh
@@ -12,16 +20,24 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use common::{
-    DropReason, Hop, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo, ROUTE_PREFIX_BITS,
-    Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT,
+    DropReason, Hop, JUMP_TO_ROUTER, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo,
+    ROUTE_CONNECTED, ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_GROUP,
+    TARGET_PORT, TARGET_ROUTER,
+    proto::{
+        ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_EXC_TTL, ICMP_FRAG_NEEDED,
+        ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED,
+        ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+        ICMPV6_EXC_HOPLIMIT, ICMPV6_NOROUTE, ICMPV6_PKT_TOOBIG, ICMPV6_PORT_UNREACH,
+        ICMPV6_TIME_EXCEED, IP_DF, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
+    },
 };
 
 use crate::{
-    drop, forward, groups,
+    checksum, drop, forward, groups,
     maps::{HOP, JUMP, NEIGH_V4, NEIGH_V6, ROUTES_V4, ROUTES_V6},
     meta,
     packet::Packet,
-    parse::ETH_HLEN,
+    parse::{self, ETH_HLEN, Frag},
     stats,
 };
 
@@ -36,6 +52,7 @@ pub fn enter(ctx: &XdpContext, slot: u32, port: &PortInfo, router: u32, jump: u3
                 slot,
                 router,
                 port: *port,
+                ..Hop::default()
             };
             JUMP.tail_call(ctx, jump);
         }
@@ -43,11 +60,30 @@ pub fn enter(ctx: &XdpContext, slot: u32, port: &PortInfo, router: u32, jump: u3
     DropReason::RedirectFailed
 }
 
-/// The hop `from_vm` handed over.
+/// The hop `from_vm` (or a routing program) handed over.
 #[inline(always)]
-fn hop() -> Option<Hop> {
+pub fn hop() -> Option<Hop> {
     // SAFETY: copied out at once.
     HOP.get(0).copied()
+}
+
+/// Hands the packet over to be answered by the router with ICMP
+/// `ty`/`code` (an echo reply, or an error standing for a drop for
+/// `reason`, which the ICMP program derives from the message again):
+/// first to the sender's egress rules (`to_router`), then to the ICMP
+/// program of its family. Returns `reason` if the tail call failed, for a
+/// plain drop.
+#[inline(always)]
+fn answer(ctx: &XdpContext, ty: u8, code: u8, reason: DropReason, mtu: u32) -> DropReason {
+    if let Some(hop) = HOP.get_ptr_mut(0) {
+        // SAFETY: this CPU's entry, written by `enter` for this packet.
+        unsafe {
+            (*hop).answer = u32::from(ty) << 8 | u32::from(code);
+            (*hop).mtu = mtu;
+            JUMP.tail_call(ctx, JUMP_TO_ROUTER);
+        }
+    }
+    reason
 }
 
 /// Routes an IPv4 packet (already parsed and checked by `from_vm`); the
@@ -58,7 +94,7 @@ pub fn ipv4(ctx: &XdpContext) -> u32 {
         return no_hop(ctx);
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    finish(ctx, &h.port, ipv4_hop(ctx, &pkt, h.slot, &h.port, h.router))
+    finish(ctx, &h.port, ipv4_hop(ctx, &pkt, &h))
 }
 
 /// Routes an IPv6 packet handed over by `from_vm`.
@@ -68,7 +104,7 @@ pub fn ipv6(ctx: &XdpContext) -> u32 {
         return no_hop(ctx);
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    finish(ctx, &h.port, ipv6_hop(ctx, &pkt, h.slot, &h.port, h.router))
+    finish(ctx, &h.port, ipv6_hop(ctx, &pkt, &h))
 }
 
 #[inline(always)]
@@ -85,50 +121,156 @@ fn finish(ctx: &XdpContext, port: &PortInfo, r: Result<u32, DropReason>) -> u32 
 /// The hand-over from `from_vm` is missing (the per-CPU entry always
 /// exists, so this does not happen): a drop not tied to a port.
 #[inline(always)]
-fn no_hop(ctx: &XdpContext) -> u32 {
+pub fn no_hop(ctx: &XdpContext) -> u32 {
     drop::drop(ctx, 0, DropReason::RedirectFailed, drop::QUIET)
 }
 
+/// The router's route to an IPv4 address.
 #[inline(always)]
-fn ipv4_hop(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    slot: u32,
-    port: &PortInfo,
-    router: u32,
-) -> Result<u32, DropReason> {
-    let [src, dst] = pkt
-        .read::<[[u8; 4]; 2]>(ETH_HLEN + 12)
-        .ok_or(DropReason::Malformed)?;
-    // Broadcast, multicast and "this network" destinations stay on their
-    // link; 0.0.0.0 and loopback sources are never forwarded (RFC 1812).
-    if dst[0] >= 224 || dst[0] == 0 || src[0] == 0 || src[0] == 127 {
-        return Err(DropReason::NoRoute);
-    }
-    let key = Key::new(
-        ROUTE_PREFIX_BITS + 32,
-        RouteV4Key {
-            slot,
-            router,
-            addr: dst,
-        },
-    );
-    let route = *ROUTES_V4.get(&key).ok_or(DropReason::NoRoute)?;
+pub fn route_v4(slot: u32, router: u32, addr: [u8; 4]) -> Option<Route> {
+    let key = Key::new(ROUTE_PREFIX_BITS + 32, RouteV4Key { slot, router, addr });
+    ROUTES_V4.get(&key).copied()
+}
+
+/// The router's route to an IPv6 address.
+#[inline(always)]
+pub fn route_v6(slot: u32, router: u32, addr: [u8; 16]) -> Option<Route> {
+    let key = Key::new(ROUTE_PREFIX_BITS + 128, RouteV6Key { slot, router, addr });
+    ROUTES_V6.get(&key).copied()
+}
+
+/// [`route_v4`] without the copy: a reference to the map's value.
+#[inline(always)]
+pub fn route_v4_ref(slot: u32, router: u32, addr: [u8; 4]) -> Option<&'static Route> {
+    let key = Key::new(ROUTE_PREFIX_BITS + 32, RouteV4Key { slot, router, addr });
+    ROUTES_V4.get(&key)
+}
+
+/// [`route_v6`] without the copy.
+#[inline(always)]
+pub fn route_v6_ref(slot: u32, router: u32, addr: [u8; 16]) -> Option<&'static Route> {
+    let key = Key::new(ROUTE_PREFIX_BITS + 128, RouteV6Key { slot, router, addr });
+    ROUTES_V6.get(&key)
+}
+
+#[inline(always)]
+fn neigh_v4(slot: u32, network: u32, addr: [u8; 4]) -> Option<Neigh> {
     let key = Key::new(
         NEIGH_PREFIX_BITS + 32,
         NeighV4Key {
             slot,
-            network: route.network,
-            addr: dst,
+            network,
+            addr,
         },
     );
-    let neigh = *NEIGH_V4.get(&key).ok_or(DropReason::NoRoute)?;
+    NEIGH_V4.get(&key).copied()
+}
+
+#[inline(always)]
+fn neigh_v6(slot: u32, network: u32, addr: [u8; 16]) -> Option<Neigh> {
+    let key = Key::new(
+        NEIGH_PREFIX_BITS + 128,
+        NeighV6Key {
+            slot,
+            network,
+            addr,
+        },
+    );
+    NEIGH_V6.get(&key).copied()
+}
+
+/// Sources a router never forwards from (RFC 1812 5.3.7): "this network",
+/// loopback, multicast, class E and broadcast.
+#[inline(always)]
+fn martian_v4(src: &[u8; 4]) -> bool {
+    src[0] == 0 || src[0] == 127 || src[0] >= 224
+}
+
+/// The all-ones address of a connected IPv4 subnet: a directed broadcast,
+/// which the router neither forwards nor answers with an error.
+#[inline(always)]
+fn subnet_broadcast(route: &Route, dst: &[u8; 4]) -> bool {
+    if route.kind != ROUTE_CONNECTED || route.prefix_len > 30 {
+        return false;
+    }
+    let host = u32::MAX >> (route.prefix_len & 31);
+    u32::from_be_bytes(*dst) & host == host
+}
+
+#[inline(always)]
+// Long on purpose: every decision reads the header right where its bounds
+// were checked, one branch per outcome.
+fn ipv4_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> {
+    let (slot, router) = (h.slot, h.router);
+    let [src, dst] = pkt
+        .read::<[[u8; 4]; 2]>(ETH_HLEN + 12)
+        .ok_or(DropReason::Malformed)?;
+    // Broadcast, multicast and "this network" destinations stay on their
+    // link, and martian sources are never forwarded: no error either.
+    if dst[0] >= 224 || dst[0] == 0 || martian_v4(&src) {
+        return Err(DropReason::NoRoute);
+    }
+    let v4 = |ty, code, reason, mtu| answer(ctx, ty, code, reason, mtu);
+    let Some(route) = route_v4(slot, router, dst) else {
+        return Err(v4(
+            ICMP_DEST_UNREACH,
+            ICMP_NET_UNREACH,
+            DropReason::NoRoute,
+            0,
+        ));
+    };
+    if subnet_broadcast(&route, &dst) {
+        return Err(DropReason::NoRoute);
+    }
+    let target = if route.kind == ROUTE_NEXTHOP {
+        [route.addr[0], route.addr[1], route.addr[2], route.addr[3]]
+    } else {
+        dst
+    };
+    let Some(neigh) = neigh_v4(slot, route.network, target) else {
+        return Err(v4(
+            ICMP_DEST_UNREACH,
+            ICMP_HOST_UNREACH,
+            DropReason::NoRoute,
+            0,
+        ));
+    };
+    if neigh.kind == TARGET_ROUTER {
+        if neigh.target == router && route.kind == ROUTE_CONNECTED {
+            return Err(local_v4(ctx, pkt));
+        }
+        // Another router's address: routers do not route to each other.
+        return Err(DropReason::NoRoute);
+    }
     // TTL and protocol share a 16-bit word of the header checksum.
     let [ttl, proto] = pkt
         .read::<[u8; 2]>(ETH_HLEN + 8)
         .ok_or(DropReason::Malformed)?;
     if ttl <= 1 {
-        return Err(DropReason::TtlExceeded);
+        return Err(v4(
+            ICMP_TIME_EXCEEDED,
+            ICMP_EXC_TTL,
+            DropReason::TtlExceeded,
+            0,
+        ));
+    }
+    let [total, frags] = pkt
+        .read::<[[u8; 2]; 3]>(ETH_HLEN + 2)
+        .map(|[t, _, f]| [u16::from_be_bytes(t), u16::from_be_bytes(f)])
+        .ok_or(DropReason::Malformed)?;
+    if route.mtu != 0 && total > route.mtu {
+        // The datapath does not fragment: a sender that allows it
+        // (no DF) loses the packet; one that does not learns the MTU.
+        if frags & IP_DF == 0 {
+            return Err(DropReason::MtuExceeded);
+        }
+        let mtu = u32::from(route.mtu);
+        return Err(v4(
+            ICMP_DEST_UNREACH,
+            ICMP_FRAG_NEEDED,
+            DropReason::MtuExceeded,
+            mtu,
+        ));
     }
     let check = pkt.be16_at(ETH_HLEN + 10).ok_or(DropReason::Malformed)?;
     let old = u16::from_be_bytes([ttl, proto]);
@@ -136,61 +278,123 @@ fn ipv4_hop(
     if !pkt.write(ETH_HLEN + 8, [ttl - 1, proto])
         || !pkt.write(
             ETH_HLEN + 10,
-            checksum_replace(check, old, new).to_be_bytes(),
+            checksum::replace(check, old, new).to_be_bytes(),
         )
     {
         return Err(DropReason::Malformed);
     }
-    deliver(ctx, pkt, slot, port, &route, &neigh)
+    deliver(ctx, pkt, slot, &h.port, &route, &neigh)
+}
+
+/// An IPv4 packet for one of the router's own addresses: an echo request
+/// is answered, UDP gets "port unreachable" (traceroute's last hop), the
+/// rest is dropped. Returns the reason to drop for, if nothing answers.
+#[inline(always)]
+fn local_v4(ctx: &XdpContext, pkt: &Packet) -> DropReason {
+    match local_v4_answer(ctx, pkt) {
+        Ok(reason) | Err(reason) => reason,
+    }
+}
+
+/// [`local_v4`]'s body: every read returns early when it fails, so that
+/// no register holds a packet pointer on one path and a value on another
+/// (the verifier refuses the arithmetic LLVM then shares between them).
+#[inline(always)]
+fn local_v4_answer(ctx: &XdpContext, pkt: &Packet) -> Result<DropReason, DropReason> {
+    let reason = DropReason::ToRouter;
+    let [vihl, _] = pkt.read::<[u8; 2]>(ETH_HLEN).ok_or(DropReason::Malformed)?;
+    let [_, proto] = pkt
+        .read::<[u8; 2]>(ETH_HLEN + 8)
+        .ok_or(DropReason::Malformed)?;
+    if proto == IPPROTO_UDP {
+        let (ty, code) = (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH);
+        return Ok(answer(ctx, ty, code, reason, 0));
+    }
+    if proto != IPPROTO_ICMP {
+        return Ok(reason);
+    }
+    let l4 = ETH_HLEN + (vihl & 0x0f) as usize * 4;
+    let [ty, _] = pkt.read::<[u8; 2]>(l4).ok_or(reason)?;
+    if ty != ICMP_ECHO {
+        return Ok(reason);
+    }
+    Ok(answer(ctx, ICMP_ECHOREPLY, 0, reason, 0))
 }
 
 #[inline(always)]
-fn ipv6_hop(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    slot: u32,
-    port: &PortInfo,
-    router: u32,
-) -> Result<u32, DropReason> {
+fn link_local(a: &[u8; 16]) -> bool {
+    a[0] == 0xfe && a[1] & 0xc0 == 0x80
+}
+
+#[inline(always)]
+// Long on purpose: as `ipv4_hop`.
+fn ipv6_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> {
+    let (slot, router) = (h.slot, h.router);
     let [src, dst] = pkt
         .read::<[[u8; 16]; 2]>(ETH_HLEN + 8)
         .ok_or(DropReason::Malformed)?;
-    // Multicast and link-local addresses are never routed (RFC 4291), nor
-    // is the unspecified source.
-    let link_local = |a: &[u8; 16]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
-    if dst[0] == 0xff || link_local(&dst) || link_local(&src) || src == [0; 16] {
+    // Multicast destinations and unspecified or multicast sources are
+    // never routed (RFC 4291), nor answered with an error.
+    if dst[0] == 0xff || src == [0; 16] || src[0] == 0xff {
         return Err(DropReason::NoRoute);
     }
-    let key = Key::new(
-        ROUTE_PREFIX_BITS + 128,
-        RouteV6Key {
-            slot,
-            router,
-            addr: dst,
-        },
-    );
-    let route = *ROUTES_V6.get(&key).ok_or(DropReason::NoRoute)?;
-    let key = Key::new(
-        NEIGH_PREFIX_BITS + 128,
-        NeighV6Key {
-            slot,
-            network: route.network,
-            addr: dst,
-        },
-    );
-    let neigh = *NEIGH_V6.get(&key).ok_or(DropReason::NoRoute)?;
+    if link_local(&dst) {
+        // Only the router's own link-local address on this link.
+        return match neigh_v6(slot, h.port.network, dst) {
+            Some(n) if n.kind == TARGET_ROUTER && n.target == router => Err(local_v6(ctx, pkt)),
+            _ => Err(DropReason::NoRoute),
+        };
+    }
+    let v6 = |ty, code, reason, mtu| answer(ctx, ty, code, reason, mtu);
+    let Some(route) = route_v6(slot, router, dst) else {
+        return Err(v6(
+            ICMPV6_DEST_UNREACH,
+            ICMPV6_NOROUTE,
+            DropReason::NoRoute,
+            0,
+        ));
+    };
+    let target = if route.kind == ROUTE_NEXTHOP {
+        route.addr
+    } else {
+        dst
+    };
+    let Some(neigh) = neigh_v6(slot, route.network, target) else {
+        return Err(v6(
+            ICMPV6_DEST_UNREACH,
+            ICMPV6_ADDR_UNREACH,
+            DropReason::NoRoute,
+            0,
+        ));
+    };
+    if neigh.kind == TARGET_ROUTER {
+        if neigh.target == router && route.kind == ROUTE_CONNECTED {
+            return Err(local_v6(ctx, pkt));
+        }
+        return Err(DropReason::NoRoute);
+    }
+    // A link-local source never leaves its link (RFC 4291 2.5.6).
+    if link_local(&src) {
+        return Err(DropReason::NoRoute);
+    }
     // Payload length and next header come before the hop limit; IPv6 has
     // no header checksum to update.
-    let [next, hops] = pkt
-        .read::<[u8; 2]>(ETH_HLEN + 6)
+    let [plen0, plen1, next, hops] = pkt
+        .read::<[u8; 4]>(ETH_HLEN + 4)
         .ok_or(DropReason::Malformed)?;
     if hops <= 1 {
-        return Err(DropReason::TtlExceeded);
+        let reason = DropReason::TtlExceeded;
+        return Err(v6(ICMPV6_TIME_EXCEED, ICMPV6_EXC_HOPLIMIT, reason, 0));
+    }
+    let length = 40 + u32::from(u16::from_be_bytes([plen0, plen1]));
+    if route.mtu != 0 && length > u32::from(route.mtu) {
+        let mtu = u32::from(route.mtu);
+        return Err(v6(ICMPV6_PKT_TOOBIG, 0, DropReason::MtuExceeded, mtu));
     }
     if !pkt.write(ETH_HLEN + 6, [next, hops - 1]) {
         return Err(DropReason::Malformed);
     }
-    deliver(ctx, pkt, slot, port, &route, &neigh)
+    deliver(ctx, pkt, slot, &h.port, &route, &neigh)
 }
 
 /// The port owning `addr` on the router's network of that address (its
@@ -233,14 +437,28 @@ pub fn owner_v6(slot: u32, router: u32, addr: [u8; 16]) -> Option<u32> {
         .map(|n| n.target)
 }
 
-/// RFC 1624 incremental update of a one's complement checksum when one
-/// 16-bit word changes from `old` to `new`.
+/// An IPv6 packet for one of the router's own addresses: as [`local_v4`].
 #[inline(always)]
-fn checksum_replace(check: u16, old: u16, new: u16) -> u16 {
-    let mut sum = (!check) as u32 + (!old) as u32 + new as u32;
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
+fn local_v6(ctx: &XdpContext, pkt: &Packet) -> DropReason {
+    let ip = match parse::ipv6(pkt) {
+        Ok(ip) => ip,
+        Err(reason) => return reason,
+    };
+    let reason = DropReason::ToRouter;
+    if ip.proto == IPPROTO_ICMPV6 && ip.frag == Frag::None {
+        let Some([ty, _]) = pkt.read::<[u8; 2]>(ip.l4_off) else {
+            return reason;
+        };
+        if ty != ICMPV6_ECHO_REQUEST {
+            return reason;
+        }
+        return answer(ctx, ICMPV6_ECHO_REPLY, 0, reason, 0);
+    }
+    if ip.proto == IPPROTO_UDP && ip.frag != Frag::Later {
+        let (ty, code) = (ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH);
+        return answer(ctx, ty, code, reason, 0);
+    }
+    reason
 }
 
 /// Rewrites the Ethernet header for the next hop and sends the frame to the
@@ -288,7 +506,6 @@ fn deliver(
             meta::tag(ctx, port, group)?;
             forward::flood_group(ctx, slot, port, group)
         }
-        // A router's own address: nothing listens on it.
         _ => Err(DropReason::NoRoute),
     }
 }

@@ -137,12 +137,9 @@ const PARSED_OTHER: u32 = 2;
 /// for a malformed packet. A subprogram for the stack's sake.
 #[inline(never)]
 fn parse_flow(pkt: &Packet, out: &mut Flow) -> u32 {
-    match flow(pkt) {
-        Ok(Some(f)) => {
-            *out = f;
-            PARSED_IP
-        }
-        Ok(None) => PARSED_OTHER,
+    match flow(pkt, out) {
+        Ok(true) => PARSED_IP,
+        Ok(false) => PARSED_OTHER,
         Err(_) => 0,
     }
 }
@@ -150,7 +147,9 @@ fn parse_flow(pkt: &Packet, out: &mut Flow) -> u32 {
 #[inline(always)]
 // Long on purpose: each header is read right where its bounds were
 // checked (the verifier loses bounds carried across calls or variants).
-fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
+// The flow is written in place: a copy on the stack would not fit the
+// frames `to_tunnel` and `to_vm` stack up.
+fn flow(pkt: &Packet, f: &mut Flow) -> Result<bool, DropReason> {
     let eth = parse::eth(pkt)?;
     let empty = Tuple {
         src: [0; 16],
@@ -160,15 +159,12 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         proto: 0,
         _pad: [0; 3],
     };
-    let mut f = Flow {
-        t: empty,
-        policy_port: [0; 2],
-        ipv6: 0,
-        tcp_flags: 0,
-        related: 0,
-        _pad: [0; 3],
-        inner: empty,
-    };
+    f.t = empty;
+    f.inner = empty;
+    f.policy_port = [0; 2];
+    f.ipv6 = 0;
+    f.tcp_flags = 0;
+    f.related = 0;
     let (l4, later) = if eth.proto == ETH_P_IP {
         let ip = parse::ipv4(pkt)?;
         f.t.src[..4].copy_from_slice(&ip.src);
@@ -183,12 +179,12 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
         f.ipv6 = 1;
         (ip.l4_off, ip.frag == Frag::Later)
     } else {
-        return Ok(None);
+        return Ok(false);
     };
     // A later fragment has no transport header: it is matched by protocol
     // only (port 0), so rules with ports do not let it through.
     if later {
-        return Ok(Some(f));
+        return Ok(true);
     }
     match f.t.proto {
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
@@ -235,7 +231,7 @@ fn flow(pkt: &Packet) -> Result<Option<Flow>, DropReason> {
             }
         }
     }
-    Ok(Some(f))
+    Ok(true)
 }
 
 /// The header of the packet an ICMP error quotes, from `off`; no IPv6
@@ -250,6 +246,10 @@ fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Tuple) -> Option<()>
         let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(off + 40)?;
         inner.sport = [s0, s1];
         inner.dport = [d0, d1];
+        if next == IPPROTO_ICMPV6 {
+            let echo = (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
+            quoted_echo(pkt, off + 40, echo, inner);
+        }
     } else {
         let [vihl, _] = pkt.read::<[u8; 2]>(off)?;
         let [_, proto] = pkt.read::<[u8; 2]>(off + 8)?;
@@ -263,11 +263,33 @@ fn quoted(pkt: &Packet, off: usize, ipv6: bool, inner: &mut Tuple) -> Option<()>
         if ihl < 5 {
             return None;
         }
-        let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(off + (ihl & 0x0f) * 4)?;
+        let l4 = off + (ihl & 0x0f) * 4;
+        let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(l4)?;
         inner.sport = [s0, s1];
         inner.dport = [d0, d1];
+        if proto == IPPROTO_ICMP {
+            quoted_echo(pkt, l4, (ICMP_ECHO, ICMP_ECHOREPLY), inner);
+        }
     }
     Some(())
+}
+
+/// A quoted echo request or reply is tracked by its identifier, as the
+/// echo itself is (`flow`): a time-exceeded error about a ping is then
+/// related to the ping.
+#[inline(always)]
+fn quoted_echo(pkt: &Packet, l4: usize, (request, reply): (u8, u8), inner: &mut Tuple) {
+    let ty = inner.sport[0];
+    let Some(id) = pkt.read::<[u8; 2]>(l4 + 4) else {
+        return;
+    };
+    if ty == request {
+        inner.sport = id;
+        inner.dport = [0; 2];
+    } else if ty == reply {
+        inner.sport = [0; 2];
+        inner.dport = id;
+    }
 }
 
 /// What Neutron's firewall allows before any security group: DHCP and

@@ -104,6 +104,8 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut requests = control::listen(&instance)?;
+    // Unsolicited router advertisements, until this run ends.
+    let _adverts = crate::adverts::spawn(agent.ctl.datapath().dir().clone());
     // Ready only now: signals, the source's watch, link events and the
     // control socket are in place (the test harness and operators take
     // this line as the agent being ready).

@@ -10,8 +10,9 @@ use anyhow::Result;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
 use common::{
     CT_CLOSED, CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, POLICY_DIR_EGRESS, POLICY_DIR_INGRESS,
-    POLICY_PREFIX_BITS, POLICY_V6, PolicyEntry, PolicyKey, REMOTE_PREFIX_BITS, ROUTE_PREFIX_BITS,
-    RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key, SgMeta, TARGET_ROUTER,
+    POLICY_PREFIX_BITS, POLICY_V6, PolicyEntry, PolicyKey, REMOTE_PREFIX_BITS, ROUTE_NEXTHOP,
+    ROUTE_PREFIX_BITS, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key,
+    SgMeta, TARGET_ROUTER,
     proto::{
         DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT, ICMP_ECHO,
         ICMP_ECHOREPLY, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_MLD_QUERY,
@@ -52,6 +53,9 @@ pub struct RouteStep {
     /// The subnet (and network) the destination is on, if the router has
     /// a route for it.
     pub to: Option<String>,
+    /// For a static route: its destination and nexthop ("10.99.0.0/24 via
+    /// 10.0.2.100"), the nexthop being what `to` names the network of.
+    pub via: Option<String>,
     /// The frame as routed: MACs and TTL (hop limit) before and after.
     pub src_mac: Option<String>,
     pub dst_mac: Option<String>,
@@ -504,6 +508,9 @@ impl<'a> Explainer<'a> {
         Ok(Some(RouteStep {
             router: self.router_label(entry.target, eth.destination()),
             to: route.map(|r| self.destination_label(&r, dst)),
+            via: route
+                .filter(|r| r.kind == ROUTE_NEXTHOP)
+                .and_then(|r| static_route(&r, dst)),
             src_mac: routed.then(|| mac(&out[6..12])),
             dst_mac: routed.then(|| mac(&out[..6])),
             ttl_in: ttl(frame),
@@ -550,8 +557,16 @@ impl<'a> Explainer<'a> {
             .unwrap_or_else(|| format!("#{index}"))
     }
 
-    /// "subnet s2 (10.9.2.0/24) of network net2" for where a route leads.
+    /// "subnet s2 (10.9.2.0/24) of network net2" for where a route leads
+    /// (a static route: where its nexthop is).
     fn destination_label(&self, route: &Route, dst: Option<IpAddr>) -> String {
+        let dst = match dst {
+            Some(IpAddr::V4(_)) if route.kind == ROUTE_NEXTHOP => Some(IpAddr::from(
+                <[u8; 4]>::try_from(&route.addr[..4]).expect("4 bytes"),
+            )),
+            Some(IpAddr::V6(_)) if route.kind == ROUTE_NEXTHOP => Some(IpAddr::from(route.addr)),
+            other => other,
+        };
         let mac = MacAddr(route.mac).to_string();
         let found = self.facts.and_then(|f| {
             let port = f
@@ -569,6 +584,22 @@ impl<'a> Explainer<'a> {
         });
         found.unwrap_or_else(|| format!("network #{} (router MAC {mac})", route.network))
     }
+}
+
+/// "PREFIX via NEXTHOP" for a static route that `dst` took.
+fn static_route(route: &Route, dst: Option<IpAddr>) -> Option<String> {
+    let (prefix, hop) = match dst? {
+        IpAddr::V4(a) => {
+            let hop = <[u8; 4]>::try_from(&route.addr[..4]).ok()?;
+            let net = ipnet::Ipv4Net::new(a, route.prefix_len).ok()?.trunc();
+            (ipnet::IpNet::V4(net), IpAddr::from(hop))
+        }
+        IpAddr::V6(a) => {
+            let net = ipnet::Ipv6Net::new(a, route.prefix_len).ok()?.trunc();
+            (ipnet::IpNet::V6(net), IpAddr::from(route.addr))
+        }
+    };
+    Some(format!("{prefix} via {hop}"))
 }
 
 /// The gateway a VM on `port` would send a packet for `dst` to: none if

@@ -47,6 +47,10 @@ pub struct Facts {
     pub security_groups: BTreeMap<String, String>,
     /// Routers: id -> name.
     pub routers: BTreeMap<String, String>,
+    /// Networks: id -> name (`show topology`; absent from an older agent's
+    /// facts).
+    #[serde(default)]
+    pub networks: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -119,6 +123,11 @@ impl Facts {
                 .routers()
                 .values()
                 .map(|r| (r.id.clone(), r.name.clone()))
+                .collect(),
+            networks: store
+                .networks()
+                .values()
+                .map(|n| (n.id.clone(), n.name.clone()))
                 .collect(),
             ..Facts::default()
         }

@@ -10,11 +10,16 @@
 //!   control socket, what it publishes for readers, how an instance ends;
 //! - `netlink`: link events (ports wait for their taps) and link facts;
 //! - `agent_status`, `status_keeper`: what the agent says of itself;
-//! - `show`, `status`, `trace`, `monitor`, `metrics`, `link_health`:
-//!   readers of the pinned state, the agent's record and the interfaces.
+//! - `logging`: text or JSON logs; `clidocs`: completions and man pages;
+//! - `show`, `status`, `topology`, `trace`, `monitor`, `metrics`,
+//!   `link_health`: readers of the pinned state, the agent's record and
+//!   the interfaces;
+//! - `adverts`: the periodic IPv6 router advertisements.
 
+pub mod adverts;
 pub mod agent;
 pub mod agent_status;
+pub mod clidocs;
 pub mod commands;
 pub mod control;
 pub mod controller;
@@ -26,6 +31,7 @@ pub mod interfaces;
 pub mod lifecycle;
 pub mod link_health;
 pub mod lock;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod netlink;
@@ -34,5 +40,6 @@ pub mod show;
 pub mod source;
 pub mod status;
 pub mod status_keeper;
+pub mod topology;
 pub mod trace;
 pub mod tunnel;

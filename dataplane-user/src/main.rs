@@ -1,15 +1,16 @@
 //! `dataplane`: runs, checks and inspects the allowed-address-pairs datapath.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dataplane_agent::{
     agent::{self, RunOptions},
     commands::{self, print_view},
     controller::HostOptions,
     costs,
     datapath::{self, Options},
+    logging::{self, LogFormat},
     show,
     source::{EtcdSource, FileSource, etcd::EtcdOptions},
     trace,
@@ -18,6 +19,7 @@ use dataplane_config::MacAddr;
 
 #[derive(Parser)]
 #[command(
+    name = "dataplane",
     version,
     about = "eBPF/XDP datapath enforcing OpenStack allowed address pairs"
 )]
@@ -30,6 +32,15 @@ struct Cli {
         default_value = "dataplane"
     )]
     instance: String,
+    /// Log lines as text, or as one JSON object a line for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "DATAPLANE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,6 +187,9 @@ enum Command {
     /// agent running, the pinned state it left is removed. An instance
     /// that does not exist is an error.
     Stop,
+    /// Write shell completions and man pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 /// The database of many hosts (instead of `--config`).
@@ -241,6 +255,15 @@ enum ShowWhat {
         #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
         sample: f64,
     },
+    /// Networks, their ports, shared addresses (with the active member),
+    /// routers and hosts, at a glance.
+    Topology {
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// A Graphviz graph (render with `dot -Tsvg`).
+        #[arg(long)]
+        dot: bool,
+    },
 }
 
 /// Exit status of a configuration refused (invalid, or too large for the
@@ -251,20 +274,9 @@ const EXIT_DROPPED: u8 = 3;
 /// Exit status of `status` when its verdict is not ok.
 const EXIT_ATTENTION: u8 = 4;
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours for people at a terminal, not escape codes in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     if !matches!(cli.command, Command::Run { .. }) {
         // Rust ignores SIGPIPE, so a closed pipe (`dataplane show ... | head`)
         // turns every print into a panic. A command's output going nowhere
@@ -427,6 +439,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{}", commands::stop(&instance)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::GenerateDocs { dir } => {
+            dataplane_agent::clidocs::write(Cli::command(), &dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -456,6 +472,15 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
                 .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
                 .context("--sample: a number of seconds, more than 0 and at most 3600")?;
             print_view(&costs::sample(&dir, sample)?, json, costs::render)
+        }
+        ShowWhat::Topology { json, dot } => {
+            let view = dataplane_agent::topology::view(&dir)?;
+            if dot {
+                print!("{}", dataplane_agent::topology::render_dot(&view));
+                Ok(())
+            } else {
+                print_view(&view, json, dataplane_agent::topology::render)
+            }
         }
     }
 }

@@ -110,7 +110,7 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
 }
 
 fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
-    let counters: [Counter; 11] = [
+    let counters: [Counter; 15] = [
         ("rx_packets", "Frames the VM sent", |s| s.rx_packets),
         ("rx_bytes", "Bytes the VM sent", |s| s.rx_bytes),
         ("tx_packets", "Frames delivered to the VM", |s| s.tx_packets),
@@ -134,6 +134,26 @@ fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
             "nd_replies",
             "Neighbour solicitations answered by the datapath",
             |s| s.nd_replies,
+        ),
+        (
+            "echo_replies",
+            "Echo requests to a router address answered by the datapath",
+            |s| s.echo_replies,
+        ),
+        (
+            "icmp_errors",
+            "ICMP errors the router sent to the port",
+            |s| s.icmp_errors,
+        ),
+        (
+            "icmp_limited",
+            "ICMP errors not sent to the port: over its rate limit",
+            |s| s.icmp_limited,
+        ),
+        (
+            "ra_replies",
+            "Router solicitations answered by the datapath",
+            |s| s.ra_replies,
         ),
         (
             "claims",

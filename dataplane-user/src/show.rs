@@ -46,6 +46,10 @@ pub struct StatsView {
     pub routed: u64,
     pub arp_replies: u64,
     pub nd_replies: u64,
+    pub echo_replies: u64,
+    pub icmp_errors: u64,
+    pub icmp_limited: u64,
+    pub ra_replies: u64,
     pub claims: u64,
     /// Drop counters that are not zero, by reason name.
     pub drops: BTreeMap<String, u64>,
@@ -64,6 +68,10 @@ impl From<&PortStats> for StatsView {
             routed: s.routed,
             arp_replies: s.arp_replies,
             nd_replies: s.nd_replies,
+            echo_replies: s.echo_replies,
+            icmp_errors: s.icmp_errors,
+            icmp_limited: s.icmp_limited,
+            ra_replies: s.ra_replies,
             claims: s.claims,
             drops: DropReason::ALL
                 .iter()
@@ -462,6 +470,10 @@ fn stats_line(s: &StatsView) -> String {
         ("routed", s.routed),
         ("arp-replies", s.arp_replies),
         ("nd-replies", s.nd_replies),
+        ("echo-replies", s.echo_replies),
+        ("icmp-errors", s.icmp_errors),
+        ("icmp-limited", s.icmp_limited),
+        ("ra-replies", s.ra_replies),
         ("claims", s.claims),
     ] {
         if value != 0 {

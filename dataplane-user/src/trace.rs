@@ -26,8 +26,8 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use common::{
     DropReason, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
-    NeighV6Key, OUT_DROP, OUT_FLOOD, OUT_PORT, OUT_REPLY, TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC,
-    TxMeta,
+    NeighV6Key, OUT_DROP, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY, TARGET_GROUP, TX_F_TRACE,
+    TX_META_MAGIC, TxMeta,
 };
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, LinkSlice, NetSlice, PacketBuilder,
@@ -107,7 +107,8 @@ pub struct Trace {
     /// For a flood, the flood domain ("network" or "group").
     pub flood: Option<String>,
     pub deliveries: Vec<Delivery>,
-    /// The answer of the ARP/ND responder, for an answered request.
+    /// The answer sent back to the sender: the ARP/ND responder's, the
+    /// router's echo reply, or the ICMP error about a dropped packet.
     pub reply: Option<String>,
     /// The gateway the packet was addressed to, when `--via` was not given
     /// and the destination is not on the port's subnet.
@@ -158,6 +159,9 @@ pub fn render(t: &Trace) -> String {
     s += "\n";
     if let Some(r) = &t.route {
         s += &format!("  route: router {}", r.router);
+        if let Some(via) = &r.via {
+            s += &format!(": {via}");
+        }
         match &r.to {
             Some(to) => s += &format!(" -> {to}"),
             None => s += ": no route to the destination",
@@ -337,6 +341,14 @@ impl Probe {
             }
             (XDP_REDIRECT, OUT_REPLY) => {
                 trace.verdict = "answered".into();
+                trace.reply = Some(summary(&out.frame));
+            }
+            (XDP_REDIRECT, OUT_ICMP_ERROR) => {
+                // Dropped, and the router tells the sender why.
+                let reason = DropReason::from_u32(meta.out).context("unknown drop reason")?;
+                trace.verdict = "dropped".into();
+                trace.reason = Some(reason.name().into());
+                trace.reason_description = Some(reason.description().into());
                 trace.reply = Some(summary(&out.frame));
             }
             (XDP_REDIRECT, OUT_PORT) => {
@@ -577,11 +589,31 @@ pub fn summary(frame: &[u8]) -> String {
             u.source_port(),
             u.destination_port()
         ),
-        Some(TransportSlice::Icmpv4(i)) => format!("ICMP {src} > {dst} type {}", i.type_u8()),
-        Some(TransportSlice::Icmpv6(i)) => format!("ICMPv6 {src} > {dst} type {}", i.type_u8()),
+        Some(TransportSlice::Icmpv4(i)) => {
+            format!(
+                "ICMP {src} > {dst} {}",
+                icmp_kind(i.type_u8(), i.code_u8(), &[0, 8])
+            )
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            format!(
+                "ICMPv6 {src} > {dst} {}",
+                icmp_kind(i.type_u8(), i.code_u8(), &[128, 129])
+            )
+        }
         _ => format!("IP {src} > {dst}"),
     };
     format!("{s} {l4}")
+}
+
+/// "type T", with the code for messages other than the `echo` ones
+/// (errors are told apart by their code).
+fn icmp_kind(ty: u8, code: u8, echo: &[u8]) -> String {
+    if echo.contains(&ty) {
+        format!("type {ty}")
+    } else {
+        format!("type {ty} code {code}")
+    }
 }
 
 /// The first fixed address of the port in `v6`'s family.

@@ -57,6 +57,25 @@ impl Capture {
                 {
                     bail!("bind: {}", std::io::Error::last_os_error());
                 }
+                // What the interface sends stays out of the socket's queue,
+                // and the queue holds a burst: a test that reads after a
+                // burst of hundreds of frames must find every one received.
+                let on: libc::c_int = 1;
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_IGNORE_OUTGOING,
+                    (&raw const on).cast(),
+                    size_of::<libc::c_int>() as u32,
+                );
+                let bytes: libc::c_int = 8 << 20;
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&raw const bytes).cast(),
+                    size_of::<libc::c_int>() as u32,
+                );
                 Ok(fd)
             }
         })

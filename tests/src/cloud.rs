@@ -16,8 +16,10 @@ pub const UNDERLAY_PREFIX: &str = "192.168.100";
 const UNDERLAY_MTU: &str = "1600";
 /// The layout's prefix in etcd.
 pub const PREFIX: &str = "/aap";
-/// Where each host's agent serves metrics (inside the host's namespace).
-const METRICS: &str = "127.0.0.1:9464";
+/// The port each host's agent serves metrics on, at its underlay address
+/// (inside the host's namespace, so every host can use the same one, and
+/// a Prometheus on the underlay reaches them all).
+pub const METRICS_PORT: u16 = 9464;
 
 pub struct Host {
     pub name: String,
@@ -98,6 +100,7 @@ impl Cloud {
         let url = self.etcd.url.clone();
         let host = self.host_mut(name);
         let (chassis, ip) = (host.name.clone(), host.ip.clone());
+        let metrics = format!("{ip}:{METRICS_PORT}");
         host.lab.start_with(
             &[
                 "run",
@@ -112,7 +115,7 @@ impl Cloud {
                 "--lease-ttl",
                 "4",
                 "--metrics",
-                METRICS,
+                &metrics,
             ],
             expected,
         )
@@ -121,12 +124,13 @@ impl Cloud {
     /// Host `name`'s agent's metrics (Prometheus text), or "" if it does
     /// not answer.
     pub fn metrics(&self, name: &str) -> String {
-        self.host(name)
-            .lab
+        let host = self.host(name);
+        let addr = format!("{}:{METRICS_PORT}", host.ip);
+        host.lab
             .hv
-            .run_inside(|| {
+            .run_inside(move || {
                 use std::io::{Read, Write};
-                let mut s = std::net::TcpStream::connect(METRICS)?;
+                let mut s = std::net::TcpStream::connect(addr.as_str())?;
                 s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
                 let mut out = String::new();
                 s.read_to_string(&mut out)?;

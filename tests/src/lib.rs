@@ -1,6 +1,7 @@
 //! Test harness: network namespaces, VMs behind taps, the datapath agent,
 //! packet capture, configuration builders and BPF_PROG_TEST_RUN verdicts;
-//! a real etcd, and a real Neutron API server with the ML2 driver.
+//! a real etcd, a real Neutron API server with the ML2 driver, a real
+//! Prometheus, and QEMU guests.
 //! The integration tests in `tests/` use it, and so does `cargo xtask run`
 //! for the demo.
 
@@ -8,12 +9,16 @@ pub mod capture;
 pub mod cloud;
 pub mod demo;
 pub mod etcd;
+pub mod guest;
+pub mod hostlock;
 pub mod lab;
 pub mod model;
 pub mod netns;
 pub mod neutron;
 pub mod pkt;
 pub mod probe;
+pub mod prometheus;
+pub mod qemu;
 pub mod rng;
 pub mod synthetic;
 pub mod topo;

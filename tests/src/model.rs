@@ -5,10 +5,14 @@
 //! real programs and compares their verdicts with this model's.
 //!
 //! The model covers port security, L2 forwarding (ports, shared MACs,
-//! floods), the ARP/ND responder, the receiving port's MAC filter and
-//! security groups for a connection's first packet. It assumes what the
-//! fuzzer guarantees: no routers in the topology, empty connection
-//! tracking and no active group member (traced frames write neither).
+//! floods), the ARP/ND responder, the receiving port's MAC filter,
+//! security groups for a connection's first packet, and routing with the
+//! router's own answers (`model/route.rs`). It assumes what the fuzzer
+//! guarantees: empty connection tracking and no active group member
+//! (traced frames write neither), and no ICMP rate limit (traced frames
+//! are exempt).
+
+mod route;
 
 use std::net::IpAddr;
 
@@ -20,8 +24,12 @@ use ipnet::IpNet;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sent {
     Dropped(DropReason),
-    /// The datapath answered an ARP or ND request itself.
+    /// The datapath answered an ARP or ND request, or the router an echo
+    /// request, itself.
     Answered,
+    /// Dropped for the reason, and answered with an ICMP error of this
+    /// type and code.
+    Errored(DropReason, u8, u8),
     /// Each receiving port (by index in the topology) and its verdict.
     Delivered(Vec<(usize, Result<(), DropReason>)>),
 }
@@ -206,10 +214,6 @@ pub struct Model {
 
 impl Model {
     pub fn new(t: Topology) -> Model {
-        assert!(
-            t.routers.is_empty(),
-            "the model does not cover routing; test it without routers"
-        );
         Model { t }
     }
 
@@ -252,11 +256,15 @@ impl Model {
             .any(|(m, net)| *m == mac && net.contains(&addr))
     }
 
-    /// Whether the responder answers `port`'s request for `addr`: exactly
-    /// one port of its network holds the address itself (not through a
-    /// prefix), and it is another port.
+    /// Whether the responder answers `port`'s request for `addr`: a router
+    /// interface of its network holds it, or exactly one port of its
+    /// network holds the address itself (not through a prefix), and it is
+    /// another port.
     fn answered(&self, port: usize, addr: IpAddr) -> bool {
         let network = self.t.ports[port].network;
+        if self.router_holds(network, addr) {
+            return true;
+        }
         let owners: Vec<usize> = (0..self.t.ports.len())
             .filter(|&q| self.t.ports[q].network == network)
             .filter(|&q| {
@@ -273,6 +281,14 @@ impl Model {
         match self.port_security(from, frame) {
             Err(reason) => Sent::Dropped(reason),
             Ok(true) => Sent::Answered,
+            Ok(false) if self.to_router(from, frame).is_some() => {
+                let r = self.to_router(from, frame).expect("a router");
+                match Bytes(frame).be16(12) {
+                    Ok(ETH_P_IP | ETH_P_IPV6) => self.routed(from, r, frame),
+                    // Not IP: a router forwards nothing else.
+                    _ => Sent::Dropped(R::NoRoute),
+                }
+            }
             Ok(false) => match self.forward(from, frame) {
                 Err(reason) => Sent::Dropped(reason),
                 Ok(receivers) => Sent::Delivered(
@@ -283,6 +299,36 @@ impl Model {
                 ),
             },
         }
+    }
+
+    /// The router a unicast frame from `from` is addressed to, if any.
+    fn to_router(&self, from: usize, frame: &[u8]) -> Option<usize> {
+        let dst: [u8; 6] = frame.get(..6)?.try_into().ok()?;
+        if is_multicast(&dst) {
+            return None;
+        }
+        self.router_at(from, dst)
+    }
+
+    /// Whether a router interface of `network` holds `addr` itself (one
+    /// of its fixed IPs, or its link-local address).
+    fn router_holds(&self, network: usize, addr: IpAddr) -> bool {
+        self.t.routers.iter().any(|r| {
+            r.interfaces.iter().any(|i| {
+                i.network == network
+                    && (i.ip == addr || IpAddr::V6(i.mac.ipv6_link_local()) == addr)
+            })
+        })
+    }
+
+    /// Whether a router advertises on `network`: it has an interface there
+    /// on an IPv6 subnet (Neutron's radvd runs for every such interface).
+    fn advertises(&self, network: usize) -> bool {
+        self.t.routers.iter().any(|r| {
+            r.interfaces
+                .iter()
+                .any(|i| i.network == network && i.ip.is_ipv6())
+        })
     }
 
     /// Port security and the responder: Ok(true) if answered, Ok(false)
@@ -339,6 +385,10 @@ impl Model {
                         b.get::<16>(ip.l4 + 8)?;
                     } else if ty == ICMPV6_NEIGH_SOLICIT {
                         return Ok(self.ns_answered(from, &b, &ip));
+                    } else if ty == ICMPV6_ROUTER_SOLICIT {
+                        // Answered by the router advertising on the link,
+                        // if there is one; flooded otherwise.
+                        return Ok(self.advertises(self.t.ports[from].network));
                     }
                 }
                 Ok(false)
@@ -523,10 +573,10 @@ impl Model {
             return Ok(());
         }
         if self.secure(from) {
-            self.policy(from, to, Direction::Egress, &flow)?;
+            self.policy(from, Some(to), Direction::Egress, &flow)?;
         }
         if self.secure(to) {
-            self.policy(to, from, Direction::Ingress, &flow)?;
+            self.policy(to, Some(from), Direction::Ingress, &flow)?;
         }
         Ok(())
     }
@@ -538,7 +588,7 @@ impl Model {
     fn policy(
         &self,
         port: usize,
-        remote: usize,
+        remote: Option<usize>,
         dir: Direction,
         f: &Flow,
     ) -> Result<(), DropReason> {
@@ -556,7 +606,7 @@ impl Model {
         } else {
             f.src
         };
-        let r = &self.t.ports[remote];
+        let r = remote.map(|q| &self.t.ports[q]);
         let allowed = self.t.ports[port]
             .security_groups
             .iter()
@@ -577,9 +627,10 @@ impl Model {
                     && match &rule.remote {
                         Remote::Any => true,
                         Remote::Prefix(net) => net.contains(&remote_ip),
-                        Remote::Group(g) => {
+                        // A remote without a port (the router) is in no group.
+                        Remote::Group(g) => r.is_some_and(|r| {
                             r.port_security_enabled && r.security_groups.contains(g)
-                        }
+                        }),
                     }
             });
         if allowed { Ok(()) } else { Err(refused) }

@@ -7,9 +7,10 @@
 //! the sending port and the frame in hex: `FUZZ_SEED=<seed>` replays a run
 //! exactly; `FUZZ_PACKETS=<n>` sets its length (default 2,000,000).
 //!
-//! Frames are traced ones: they claim no group and write no conntrack
-//! entry, so every packet meets the same state and the model need not
-//! track any (claims and conntrack have their own namespace tests).
+//! Frames are traced ones: they claim no group, write no conntrack entry
+//! and are exempt from the ICMP errors' rate limit, so every packet meets
+//! the same state and the model need not track any (claims, conntrack and
+//! the rate limit have their own namespace tests).
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
@@ -33,7 +34,9 @@ const VMAC: &str = "00:00:5e:00:01:01";
 /// Ports of every kind: with fixed IPs and pairs (an address shared by two
 /// ports, a shared virtual MAC, a prefix pair, a /0 pair), without port
 /// security, without security groups, and alone on a second network;
-/// groups with rules by port range, ICMP type, prefix and remote group.
+/// groups with rules by port range, ICMP type, prefix and remote group;
+/// a router joining the three networks, one of which has a small MTU,
+/// with static routes.
 fn config() -> Value {
     let fixed = |v4: &str, v6: Option<&str>| {
         let mut f = vec![json!({ "subnet_id": "v4", "ip_address": v4 })];
@@ -43,12 +46,24 @@ fn config() -> Value {
         f
     };
     json!({
-        "networks": [{ "id": "net" }, { "id": "other" }],
+        "networks": [{ "id": "net" }, { "id": "other" }, { "id": "small", "mtu": 100 }],
         "subnets": [
             { "id": "v4", "network_id": "net", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4 },
             { "id": "v6", "network_id": "net", "cidr": "fd00::/64", "ip_version": 6 },
             { "id": "o4", "network_id": "other", "cidr": "10.1.0.0/24", "ip_version": 4 },
+            { "id": "sm4", "network_id": "small", "cidr": "10.2.0.0/24", "ip_version": 4 },
         ],
+        // Static routes: through the VIP a and b share (no active member
+        // in traced frames: every member), through f's address, through
+        // an address nobody holds, an IPv6 one, and one to a connected
+        // subnet (which stays connected).
+        "routers": [{ "id": "r1", "routes": [
+            { "destination": "10.9.0.0/16", "nexthop": "10.0.0.100" },
+            { "destination": "10.8.0.0/24", "nexthop": "10.1.0.5" },
+            { "destination": "10.2.0.128/25", "nexthop": "10.1.0.77" },
+            { "destination": "fd09::/48", "nexthop": "fd00::6" },
+            { "destination": "10.1.0.0/24", "nexthop": "10.0.0.7" },
+        ]}],
         "security_groups": [
             { "id": "web", "security_group_rules": [
                 { "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80 },
@@ -101,6 +116,18 @@ fn config() -> Value {
             { "id": "f", "network_id": "other", "mac_address": "fa:16:3e:00:00:0f",
               "fixed_ips": [{ "subnet_id": "o4", "ip_address": "10.1.0.5" }],
               "security_groups": ["open"] },
+            { "id": "g", "network_id": "small", "mac_address": "fa:16:3e:00:00:10",
+              "fixed_ips": [{ "subnet_id": "sm4", "ip_address": "10.2.0.5" }],
+              "security_groups": ["open"] },
+            { "id": "r1-net", "network_id": "net", "mac_address": "fa:16:3e:00:01:01",
+              "device_owner": "network:router_interface", "device_id": "r1",
+              "fixed_ips": [{ "subnet_id": "v4", "ip_address": "10.0.0.1" }, { "subnet_id": "v6", "ip_address": "fd00::1" }] },
+            { "id": "r1-other", "network_id": "other", "mac_address": "fa:16:3e:00:01:02",
+              "device_owner": "network:router_interface", "device_id": "r1",
+              "fixed_ips": [{ "subnet_id": "o4", "ip_address": "10.1.0.1" }] },
+            { "id": "r1-small", "network_id": "small", "mac_address": "fa:16:3e:00:01:03",
+              "device_owner": "network:router_interface", "device_id": "r1",
+              "fixed_ips": [{ "subnet_id": "sm4", "ip_address": "10.2.0.1" }] },
         ],
     })
 }
@@ -132,6 +159,9 @@ impl<'a> Gen<'a> {
             [224, 0, 0, 18],
             [10, 0, 0, 1],
             [10, 0, 0, 250],
+            [10, 0, 0, 255],
+            [10, 1, 0, 99],
+            [10, 2, 0, 99],
             [192, 0, 2, 1],
         ];
         let mut v6 = vec![
@@ -160,6 +190,30 @@ impl<'a> Gen<'a> {
                 }
             }
         }
+        for r in &t.routers {
+            // Addresses behind the static routes, as destinations.
+            for route in &r.routes {
+                match route.destination {
+                    ipnet::IpNet::V4(n) => {
+                        let mut a = n.network().octets();
+                        a[3] |= 3;
+                        v4.push(a);
+                    }
+                    ipnet::IpNet::V6(n) => {
+                        let mut a = n.network().octets();
+                        a[15] |= 3;
+                        v6.push(a);
+                    }
+                }
+            }
+            for i in &r.interfaces {
+                macs.push(i.mac.0);
+                match i.ip {
+                    std::net::IpAddr::V4(a) => v4.push(a.octets()),
+                    std::net::IpAddr::V6(a) => v6.push(a.octets()),
+                }
+            }
+        }
         for m in macs.clone() {
             v6.push(link_local(m));
         }
@@ -172,6 +226,17 @@ impl<'a> Gen<'a> {
             v4,
             v6,
         }
+    }
+
+    /// The MAC of the router interface on the port's network, if any.
+    fn gateway_mac(&self, from: usize) -> Option<[u8; 6]> {
+        let network = self.t.ports[from].network;
+        self.t
+            .routers
+            .iter()
+            .flat_map(|r| &r.interfaces)
+            .find(|i| i.network == network)
+            .map(|i| i.mac.0)
     }
 
     /// One of the port's own MACs most of the time, else any.
@@ -245,10 +310,11 @@ impl<'a> Gen<'a> {
     }
 
     fn frame(&mut self, from: usize) -> Vec<u8> {
-        let dst = if self.r.chance(20) {
-            self.src_mac(from)
-        } else {
-            *self.r.pick(&self.macs)
+        let gateway = self.gateway_mac(from);
+        let dst = match (self.r.below(100), gateway) {
+            (0..20, Some(gw)) => gw,
+            (20..36, _) => self.src_mac(from),
+            _ => *self.r.pick(&self.macs),
         };
         let src = self.src_mac(from);
         let mut f = Vec::with_capacity(128);
@@ -388,7 +454,7 @@ impl<'a> Gen<'a> {
         f.extend_from_slice(&total.to_be_bytes());
         f.extend_from_slice(&self.bytes(2));
         f.extend_from_slice(&frags.to_be_bytes());
-        f.push(64);
+        f.push(*self.r.pick(&[64, 64, 64, 1, 1, 2, 0]));
         f.push(proto);
         f.extend_from_slice(&[0, 0]);
         f.extend_from_slice(&src);
@@ -456,7 +522,7 @@ impl<'a> Gen<'a> {
         f.extend_from_slice(&[version, 0, 0, 0]);
         f.extend_from_slice(&payload.to_be_bytes());
         f.push(first);
-        f.push(255);
+        f.push(*self.r.pick(&[255, 255, 64, 1, 1, 2, 0]));
         f.extend_from_slice(&src);
         f.extend_from_slice(&dst);
         f.extend_from_slice(&ext);
@@ -545,6 +611,11 @@ impl<'a> Gen<'a> {
                 l.extend_from_slice(&self.bytes(n));
             }
         }
+        // Now and then a payload that does not fit a small MTU.
+        if self.r.chance(20) {
+            let n = 40 + self.r.below(80);
+            l.extend_from_slice(&self.bytes(n));
+        }
         l
     }
 
@@ -572,6 +643,8 @@ impl<'a> Gen<'a> {
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
 enum Seen {
     Dropped(String),
+    /// Dropped, and an ICMP error (type, code) sent back.
+    Errored(String, u8, u8),
     Answered,
     /// (receiving port, None if delivered or its drop reason), by port id.
     Delivered(Vec<(String, Option<String>)>),
@@ -581,6 +654,7 @@ enum Seen {
 fn expected(model: &Model, from: usize, frame: &[u8]) -> Seen {
     match model.send(from, frame) {
         Sent::Dropped(r) => Seen::Dropped(r.name().into()),
+        Sent::Errored(r, ty, code) => Seen::Errored(r.name().into(), ty, code),
         Sent::Answered => Seen::Answered,
         Sent::Delivered(to) => {
             let mut v: Vec<(String, Option<String>)> = to
@@ -604,7 +678,11 @@ fn observed(t: Result<Trace>) -> Seen {
         Err(e) => return Seen::Other(format!("error: {e:#}")),
     };
     if t.verdict == "dropped" {
-        return Seen::Dropped(t.reason.unwrap_or_default());
+        let reason = t.reason.unwrap_or_default();
+        return match t.reply.as_deref().and_then(icmp_type_code) {
+            Some((ty, code)) => Seen::Errored(reason, ty, code),
+            None => Seen::Dropped(reason),
+        };
     }
     if t.verdict == "answered" {
         return Seen::Answered;
@@ -622,6 +700,14 @@ fn observed(t: Result<Trace>) -> Seen {
         return Seen::Delivered(v);
     }
     Seen::Other(t.verdict)
+}
+
+/// The type and code of an ICMP message as a trace summarizes it ("...
+/// type 11 code 0").
+fn icmp_type_code(summary: &str) -> Option<(u8, u8)> {
+    let (_, rest) = summary.split_once(" type ")?;
+    let (ty, code) = rest.split_once(" code ")?;
+    Some((ty.trim().parse().ok()?, code.trim().parse().ok()?))
 }
 
 struct Report {
@@ -662,6 +748,7 @@ fn run(dir: &Path, topology: Topology, seed: u64, packets: u64) -> Result<Report
         let got = observed(probe.run(&ports, &views[from], &frame));
         let key = match &want {
             Seen::Dropped(r) => format!("dropped {r}"),
+            Seen::Errored(r, ty, code) => format!("errored {r} type {ty} code {code}"),
             Seen::Answered => "answered".into(),
             Seen::Delivered(v) => {
                 let refused: Vec<&str> = v.iter().filter_map(|(_, r)| r.as_deref()).collect();
@@ -742,6 +829,18 @@ fn every_verdict_matches_the_model() {
         "dropped nd_lladdr",
         "dropped ip_fragment",
         "dropped hairpin",
+        "dropped no_route",
+        "dropped ttl_exceeded",
+        "dropped to_router",
+        "dropped mtu_exceeded",
+        "errored no_route type 3 code 0",
+        "errored no_route type 3 code 1",
+        "errored no_route type 1 code 3",
+        "errored ttl_exceeded type 11 code 0",
+        "errored ttl_exceeded type 3 code 0",
+        "errored mtu_exceeded type 3 code 4",
+        "errored to_router type 3 code 3",
+        "errored to_router type 1 code 4",
         "answered",
         "delivered",
     ] {

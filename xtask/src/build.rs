@@ -4,7 +4,10 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::Result;
 
-use crate::util::{root, status, with_sigint_ignored};
+use crate::{
+    package,
+    util::{root, status, with_sigint_ignored},
+};
 
 pub fn ebpf() -> Result<PathBuf> {
     ebpf_build::build(&root()).map_err(anyhow::Error::msg)
@@ -34,7 +37,7 @@ pub fn lint() -> Result<()> {
 }
 
 /// Builds the `dataplane` binary and returns its path.
-fn dataplane_bin() -> Result<PathBuf> {
+pub fn dataplane_bin() -> Result<PathBuf> {
     let root = root();
     status(
         Command::new("cargo")
@@ -46,13 +49,16 @@ fn dataplane_bin() -> Result<PathBuf> {
 
 pub fn test(args: &[String]) -> Result<()> {
     let bin = dataplane_bin()?;
+    // The package test installs this one (the debug build, packaged).
+    let deb = package::deb(package::Profile::Dev)?;
     with_sigint_ignored(|| {
         status(
             Command::new("cargo")
                 .args(["test", "--workspace", "--no-fail-fast", "--"])
                 .args(args)
                 .current_dir(root())
-                .env("DATAPLANE_BIN", &bin),
+                .env("DATAPLANE_BIN", &bin)
+                .env("DATAPLANE_DEB", &deb),
         )
     })
 }

@@ -4,6 +4,7 @@
 //! a fresh machine; `setup` only checks when everything is already there.
 
 mod build;
+mod package;
 mod setup;
 mod util;
 
@@ -11,7 +12,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Project tasks: setup, build-ebpf, lint, test, run, bench")]
+#[command(about = "Project tasks: setup, build-ebpf, lint, test, run, bench, package")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -20,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what a fresh machine lacks: Debian packages, the nightly
-    /// rust-src component, bpf-linker (idempotent).
+    /// rust-src component, bpf-linker, cargo-deb (idempotent).
     Setup,
     /// Build the eBPF object (nightly, bpfel-unknown-none, with BTF).
     BuildEbpf,
@@ -48,6 +49,15 @@ enum Task {
     /// scaling with ports, pairs and rules, and control-plane timings;
     /// writes results/bench.md and results/bench.svg (needs root).
     Bench,
+    /// The Debian package (target/debian/dataplane_*.deb): the release
+    /// binary with its eBPF object, systemd units, environment file, man
+    /// pages, completions, Grafana dashboard and the ML2 driver's source.
+    Package {
+        /// Package the debug build instead (what the package test installs;
+        /// no release build).
+        #[arg(long)]
+        dev: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -64,6 +74,17 @@ fn main() -> Result<()> {
             util::require_root("cargo xtask bench")?;
             setup::run()?;
             build::bench()
+        }
+        Task::Package { dev } => {
+            setup::run()?;
+            let profile = if dev {
+                package::Profile::Dev
+            } else {
+                package::Profile::Release
+            };
+            let deb = package::deb(profile)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Task::Run { hold, hosts } => {
             util::require_root("cargo xtask run")?;

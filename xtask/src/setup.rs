@@ -13,6 +13,9 @@ const PACKAGES: &[&str] = &[
     "bpftool",           // inspecting pinned maps (README, tests)
     "iproute2",          // namespaces, veth, bridge
     "iputils-ping",      // ping / ping -6
+    "iputils-tracepath", // tracepath through the datapath's router
+    "traceroute",        // traceroute (UDP and ICMP probes)
+    "ndisc6",            // rdisc6: what a router advertises
     "arping",            // ARP and gratuitous ARP from VMs
     "tcpdump",           // debugging captures
     "python3-scapy",     // crafted and spoofed packets
@@ -22,19 +25,30 @@ const PACKAGES: &[&str] = &[
     "netsniff-ng",       // trafgen, the benchmark's traffic generator
     "nftables",          // the iptables-style baseline in benchmarks
     "ebtables",          // the linuxbridge anti-spoofing baseline
-    "iptables", // iptables-nft, iptables-legacy and ebtables-nft: Neutron's firewall baseline
-    "ethtool",  // GRO on veth (XDP redirect target)
-    "netcat-openbsd", // TCP/UDP connection tests
-    "dnsmasq-base", // DHCP server inside a VM
-    "busybox",  // udhcpc, the DHCP client
-    "util-linux", // nsenter
-    "etcd-server", // the north-bound database of many hosts (tests start it)
-    "etcd-client", // etcdctl, for inspecting it
+    "iptables",          // iptables-nft, iptables-legacy, ebtables-nft: Neutron's firewall baseline
+    "ethtool",           // GRO on veth (XDP redirect target)
+    "netcat-openbsd",    // TCP/UDP connection tests
+    "dnsmasq-base",      // DHCP server inside a VM
+    "busybox",           // udhcpc, the DHCP client; the guests' initramfs
+    "util-linux",        // nsenter
+    "etcd-server",       // the north-bound database of many hosts (tests start it)
+    "etcd-client",       // etcdctl, for inspecting it
     "protobuf-compiler", // protoc: the etcd client crate generates its gRPC code
-    "libprotobuf-dev", // the standard .proto files protoc needs
-    "mariadb-server", // Neutron's database in the ML2 driver tests (started by them)
-    "python3-venv", // the tests' venv for Neutron and the driver (Debian's python3)
+    "libprotobuf-dev",   // the standard .proto files protoc needs
+    "mariadb-server",    // Neutron's database in the ML2 driver tests (started by them)
+    "python3-venv",      // the tests' venv for Neutron and the driver (Debian's python3)
+    "prometheus",        // a real Prometheus scraping the agent, and promtool (tests)
+    "qemu-system-x86",   // the VM tier: guests under TCG on real taps
+    "cpio",              // packs the guests' initramfs
+    "dpkg-dev",          // dpkg-shlibdeps: the package's library dependencies
+    "systemd",           // systemd-analyze verify of the package's units
+    "graphviz",          // dot: renders `dataplane show topology --dot` (tests)
 ];
+
+/// cargo-deb builds the Debian package (`cargo xtask package`, and the
+/// package test). `cargo install --locked` takes the crate and its
+/// dependencies at the checksums of its own Cargo.lock.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -42,6 +56,7 @@ pub fn run() -> Result<()> {
     packages()?;
     rust_components()?;
     bpf_linker()?;
+    cargo_deb()?;
     eprintln!("setup: everything is in place");
     Ok(())
 }
@@ -109,6 +124,22 @@ fn rust_components() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn cargo_deb() -> Result<()> {
+    if output(Command::new("cargo").args(["deb", "--version"]))
+        .is_some_and(|v| v.contains(CARGO_DEB_VERSION))
+    {
+        return Ok(());
+    }
+    eprintln!("setup: building cargo-deb {CARGO_DEB_VERSION} (about two minutes)");
+    status(Command::new("cargo").args([
+        "install",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
+        "--locked",
+    ]))
 }
 
 /// Where the libLLVM symlinks live; bpf-linker finds libLLVM through an

@@ -5,8 +5,10 @@
 //! The rules follow what Neutron accepts and rejects, so that an object
 //! Neutron would refuse is refused here too.
 
+mod addressing;
 mod network;
 mod port;
+mod routes;
 mod security_group;
 
 use serde::de::DeserializeOwned;

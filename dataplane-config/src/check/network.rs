@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::{optional, raw, required, unknown_fields, unknown_fields_in};
+use super::{addressing, optional, raw, required, routes, unknown_fields, unknown_fields_in};
 use crate::{
     errors::Errors,
     neutron::{
@@ -14,28 +14,33 @@ use crate::{
         syntax,
     },
     objects::{
-        Active, Chassis, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, MAX_VNI, Network, Router, Settings,
-        Subnet,
+        Active, Chassis, DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS, DEFAULT_MAX_DNS_NAMESERVERS, MAX_VNI,
+        Network, Router, Settings, Subnet,
     },
 };
 
 pub fn settings(errors: &mut Errors, label: &str, value: &Value) -> Option<Settings> {
     let s: RawSettings = raw(errors, label, value)?;
     unknown_fields(errors, label, "", &s.extra);
-    let mut max = DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS;
-    if let Some(n) = s.max_allowed_address_pair {
-        if n < 0 {
-            errors.push(
-                label,
-                "max_allowed_address_pair",
-                format!("{n} is negative"),
-            );
-        } else {
-            max = n as usize;
+    let mut count = |field: &str, given: Option<i64>, default: usize| match given {
+        Some(n) if n < 0 => {
+            errors.push(label, field, format!("{n} is negative"));
+            default
         }
-    }
+        Some(n) => n as usize,
+        None => default,
+    };
     Some(Settings {
-        max_allowed_address_pairs: max,
+        max_allowed_address_pairs: count(
+            "max_allowed_address_pair",
+            s.max_allowed_address_pair,
+            DEFAULT_MAX_ALLOWED_ADDRESS_PAIRS,
+        ),
+        max_dns_nameservers: count(
+            "max_dns_nameservers",
+            s.max_dns_nameservers,
+            DEFAULT_MAX_DNS_NAMESERVERS,
+        ),
     })
 }
 
@@ -57,12 +62,49 @@ pub fn network(errors: &mut Errors, label: &str, object: &Object) -> Option<Netw
             .map_err(|e| errors.push(label, "port_security_enabled", e))
             .unwrap_or(true),
     };
+    let mtu = mtu(errors, label, &n.mtu);
     Some(Network {
         id: object.id.clone(),
         name: n.name.unwrap_or_default(),
         port_security_enabled,
         vni,
+        mtu,
     })
+}
+
+/// `mtu` as Neutron reads it (`convert_to_int`, then `non_negative`);
+/// absent, 0 (unknown). Booleans and fractions are refused (Neutron's
+/// `int()` would truncate them). Larger than a 32-bit column holds,
+/// refused as Neutron's database refuses it.
+fn mtu(errors: &mut Errors, label: &str, value: &Given<Value>) -> u32 {
+    let n = match value {
+        Given::Absent => return 0,
+        Given::Null => None,
+        Given::Value(Value::Number(n)) => n.as_i64(),
+        Given::Value(Value::String(s)) => syntax::python_int(s),
+        Given::Value(_) => None,
+    };
+    match n {
+        Some(m) if m < 0 => {
+            errors.push(label, "mtu", format!("'{m}' should be non-negative"));
+            0
+        }
+        Some(m) => u32::try_from(m)
+            .ok()
+            .filter(|m| *m <= i32::MAX as u32)
+            .unwrap_or_else(|| {
+                errors.push(label, "mtu", format!("{m} is out of range"));
+                0
+            }),
+        None => {
+            let shown = match value {
+                Given::Value(v) => v.to_string(),
+                _ => "None".into(),
+            };
+            errors.push(label, "mtu", format!("'{shown}' is not an integer"));
+            0
+        }
+    }
 }
 
 /// The VNI of a `vxlan` network; other types stay on one host.
@@ -195,12 +237,23 @@ pub fn subnet(errors: &mut Errors, label: &str, object: &Object) -> Option<Subne
         }
     }
     let gateway_ip = gateway(errors, label, &s.gateway_ip, cidr);
+    let written = addressing::Written {
+        ra_mode: &s.ipv6_ra_mode,
+        address_mode: &s.ipv6_address_mode,
+        enable_dhcp: &s.enable_dhcp,
+        dns_nameservers: &s.dns_nameservers,
+    };
+    let a = addressing::check(errors, label, &written, cidr);
     Some(Subnet {
         id: object.id.clone(),
         name: s.name.unwrap_or_default(),
         network_id: network_id?.to_string(),
         cidr: cidr?,
         gateway_ip,
+        ipv6_ra_mode: a.ra_mode,
+        ipv6_address_mode: a.address_mode,
+        enable_dhcp: a.enable_dhcp,
+        dns_nameservers: a.dns_nameservers,
     })
 }
 
@@ -280,14 +333,7 @@ fn gateway(
 pub fn router(errors: &mut Errors, label: &str, object: &Object) -> Option<Router> {
     let r: RawRouter = raw(errors, label, &object.value)?;
     unknown_fields_in(errors, label, "", &r.extra, fields::ROUTER);
-    if r.routes.as_ref().is_some_and(|v| !v.is_empty()) {
-        errors.push(
-            label,
-            "routes",
-            "static routes are not supported yet (only connected subnets are routed; ignoring a \
-             route could send traffic around the next hop it names)",
-        );
-    }
+    let routes = routes::routes(errors, label, &r.routes);
     if r.external_gateway_info.is_some() {
         errors.push(
             label,
@@ -305,5 +351,6 @@ pub fn router(errors: &mut Errors, label: &str, object: &Object) -> Option<Route
     Some(Router {
         id: object.id.clone(),
         name: r.name.unwrap_or_default(),
+        routes,
     })
 }

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{
-    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, FLOOD_DOMAIN_GROUP_BASE, FdbEntry,
-    FdbKey, GroupMemberKey, LpmKey, NEIGH_F_HOST, NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key,
-    PORT_F_SECURITY, PortKey, ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP, TARGET_PORT,
-    TARGET_ROUTER,
+    ADDR_F_FIXED, ADDR_F_LINK_LOCAL, ADDR_F_PAIR, ADDR_F_SHARED, AdvertKey,
+    FLOOD_DOMAIN_GROUP_BASE, FdbEntry, FdbKey, GroupMemberKey, LpmKey, NEIGH_F_HOST,
+    NEIGH_PREFIX_BITS, NeighV4Key, NeighV6Key, PORT_F_SECURITY, PortKey, ROUTE_CONNECTED,
+    ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
 };
 use serde_json::{Value, json};
 
@@ -363,11 +363,38 @@ fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.5" }]
         Route {
             network: net2,
             mac: r1_mac2,
-            _pad: [0; 2]
-        }
+            mtu: 0,
+            kind: ROUTE_CONNECTED,
+            prefix_len: 24,
+            _pad: [0; 2],
+            addr: [10, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        },
+        "the router's own address on the subnet sources its ICMP errors there"
     );
     assert_eq!(route([10, 0, 0, 0], 24).mac, r1_mac1);
     assert_eq!(d.routes_v6.len(), 1);
+    // The interface on an IPv6 subnet advertises (no mode: no prefix), and
+    // its link-local address is the router's; the IPv4-only one neither.
+    let ad = d
+        .adverts
+        .get(&AdvertKey {
+            slot: 0,
+            network: 1,
+        })
+        .expect("an advertisement on net1");
+    assert_eq!((ad.router, ad.len, ad.mac), (1, 24, r1_mac1));
+    assert_eq!(&ad.message[..8], &[134, 0, 0, 0, 64, 0, 1, 44]);
+    assert_eq!(d.adverts.len(), 1);
+    let ll = crate::neutron::MacAddr(r1_mac1).ipv6_link_local().octets();
+    let key_ll = LpmKey {
+        prefix_len: NEIGH_PREFIX_BITS + 128,
+        data: NeighV6Key {
+            slot: 0,
+            network: 1,
+            addr: ll,
+        },
+    };
+    assert_eq!(d.neigh_v6.get(&key_ll).unwrap().kind, TARGET_ROUTER);
 }
 
 #[test]
@@ -472,7 +499,8 @@ fn base_doc() -> Value {
 
 /// A random change of the document: ports come and go, change MACs,
 /// pairs (shared VIPs, shared virtual MACs, prefixes), groups and port
-/// security; rules change; router interfaces come and go.
+/// security; rules change; router interfaces and static routes come and
+/// go.
 // One arm per kind of change: a table of mutations, read top to bottom.
 fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
     let ports = doc["ports"].as_array_mut().unwrap();
@@ -549,6 +577,21 @@ fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
             let g = 1 + rng.usize(..2);
             let chosen: Vec<Value> = rules.iter().filter(|_| one_in(rng, 2)).cloned().collect();
             doc["security_groups"][g]["security_group_rules"] = json!(chosen);
+        }
+        9 if one_in(rng, 2) => {
+            // Static routes through the interface on s2 (refused while it
+            // is gone): via a pair's address, via nobody's, one to the
+            // connected subnet itself.
+            let sets = [
+                json!([]),
+                json!([{ "destination": "10.9.0.0/16", "nexthop": "10.2.0.200" }]),
+                json!([
+                    { "destination": "0.0.0.0/0", "nexthop": "10.2.0.77" },
+                    { "destination": "10.2.0.0/24", "nexthop": "10.2.0.77" },
+                    { "destination": "10.1.0.0/24", "nexthop": "10.2.0.201" },
+                ]),
+            ];
+            doc["routers"][0]["routes"] = sets[rng.usize(..sets.len())].clone();
         }
         _ => {
             *serial += 1;
@@ -754,4 +797,69 @@ fn a_change_rolled_back_leaves_nothing_behind() {
     store.rollback();
     assert_eq!(engine.desired().dump(), before);
     assert!(store.diff(&doc).is_empty());
+}
+
+#[test]
+fn static_routes_go_through_the_nexthop_s_interface() {
+    let e = compiled(
+        r#"
+[[networks]]
+id = "net2"
+mtu = 1400
+[[subnets]]
+id = "sub2"
+network_id = "net2"
+cidr = "10.0.2.0/24"
+gateway_ip = "10.0.2.1"
+[[routers]]
+id = "r1"
+routes = [
+  { destination = "10.9.0.0/16", nexthop = "10.0.2.100" },
+  { destination = "0.0.0.0/0", nexthop = "10.0.0.7" },
+  { destination = "10.0.2.0/24", nexthop = "10.0.0.7" },
+]
+[[ports]]
+id = "ri1"
+network_id = "net1"
+device_owner = "network:router_interface"
+device_id = "r1"
+mac_address = "fa:16:3e:00:01:01"
+fixed_ips = [{ subnet_id = "sub1", ip_address = "10.0.0.1" }]
+[[ports]]
+id = "ri2"
+network_id = "net2"
+device_owner = "network:router_interface"
+device_id = "r1"
+mac_address = "fa:16:3e:00:01:02"
+fixed_ips = [{ subnet_id = "sub2", ip_address = "10.0.2.1" }]
+"#,
+    );
+    let d = &e.desired().slotted;
+    let net2 = e.indexes().networks.get("net2").unwrap();
+    let route = |addr, plen| {
+        d.routes_v4
+            .get(&LpmKey {
+                prefix_len: ROUTE_PREFIX_BITS + plen,
+                data: RouteV4Key {
+                    slot: 0,
+                    router: 1,
+                    addr,
+                },
+            })
+            .copied()
+    };
+    let r = route([10, 9, 0, 0], 16).expect("the static route");
+    assert_eq!(
+        (r.kind, r.network, r.mac, r.mtu, r.prefix_len),
+        (ROUTE_NEXTHOP, net2, [0xfa, 0x16, 0x3e, 0, 1, 2], 1400, 16)
+    );
+    assert_eq!(&r.addr[..4], &[10, 0, 2, 100], "the nexthop");
+    let default = route([0, 0, 0, 0], 0).expect("a default route");
+    assert_eq!(
+        (default.network, &default.addr[..4]),
+        (1, &[10, 0, 0, 7][..])
+    );
+    // A route to a connected subnet leaves the subnet connected.
+    assert_eq!(route([10, 0, 2, 0], 24).unwrap().kind, ROUTE_CONNECTED);
+    assert_eq!(d.routes_v4.len(), 4);
 }

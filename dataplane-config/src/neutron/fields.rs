@@ -27,7 +27,6 @@ pub const NETWORK: &[&str] = &[
     "shared",                    // network
     "subnets",                   // network
     "tags",                      // tagging
-    "mtu",                       // network_mtu
     "availability_zone_hints",   // network_availability_zone
     "availability_zones",        // network_availability_zone
     "dns_domain",                // dns
@@ -51,11 +50,7 @@ pub const NETWORK: &[&str] = &[
 
 pub const SUBNET: &[&str] = &[
     "allocation_pools",     // subnet
-    "dns_nameservers",      // subnet
-    "enable_dhcp",          // subnet
     "host_routes",          // subnet
-    "ipv6_address_mode",    // subnet
-    "ipv6_ra_mode",         // subnet
     "subnetpool_id",        // subnet
     "tags",                 // tagging
     "dns_publish_fixed_ip", // subnet_dns_publish_fixed_ip

@@ -343,6 +343,16 @@ fn list_row(r: Resource, row: &Map<String, Value>) -> Result<Map<String, Value>,
             m.remove("provider:network_type");
         }
         // Without --long the list has no gateway: unknown, so none.
+        // IPv6 modes are not among the columns: what a router advertises
+        // and which addresses hosts make could not be told.
+        Resource::Subnet if m.get("ip_version").is_some_and(|v| v == 6 || v == "6") => {
+            return Err(
+                "a row of `openstack subnet list` for an IPv6 subnet, which does not print \
+                 ipv6_ra_mode and ipv6_address_mode (refused rather than guessed): give \
+                 `openstack subnet show -f json` of it"
+                    .into(),
+            );
+        }
         Resource::Subnet if !row.contains_key("Gateway") => {
             m.insert("gateway_ip".into(), Value::Null);
         }

@@ -130,9 +130,8 @@ pub struct RawRule {
 pub struct RawRouter {
     pub id: Option<String>,
     pub name: Option<String>,
-    /// Static routes (`[{destination, nexthop}]`): not supported yet, so a
-    /// non-empty list is refused rather than ignored.
-    pub routes: Option<Vec<IgnoredAny>>,
+    /// Static routes (`[{destination, nexthop}]`); `null`, none.
+    pub routes: Option<Value>,
     /// External gateway (SNAT, floating IPs): not supported, refused (a
     /// file source drops it with a notice before it gets here).
     pub external_gateway_info: Option<IgnoredAny>,
@@ -147,6 +146,8 @@ pub struct RawRouter {
 pub struct RawSettings {
     /// Neutron's `max_allowed_address_pair` option (default 10).
     pub max_allowed_address_pair: Option<i64>,
+    /// Neutron's `max_dns_nameservers` option (default 5).
+    pub max_dns_nameservers: Option<i64>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -164,6 +165,10 @@ pub struct RawNetwork {
     /// The VNI of a `vxlan` network.
     #[serde(rename = "provider:segmentation_id")]
     pub segmentation_id: Option<i64>,
+    /// The network's MTU (`convert_to_int`; `null` is refused, as Neutron
+    /// does); absent, unknown.
+    #[serde(default)]
+    pub mtu: Given<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -179,6 +184,15 @@ pub struct RawSubnet {
     pub gateway_ip: Given<String>,
     /// 4 or 6, as a number or a numeric string (`convert_to_int`).
     pub ip_version: Option<Value>,
+    /// `slaac`, `dhcpv6-stateful`, `dhcpv6-stateless`; absent or `null`,
+    /// none.
+    pub ipv6_ra_mode: Option<Value>,
+    pub ipv6_address_mode: Option<Value>,
+    /// `convert_to_boolean`; absent, true; `null` refused.
+    #[serde(default)]
+    pub enable_dhcp: Given<Value>,
+    /// A list of addresses; `null`, none.
+    pub dns_nameservers: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }

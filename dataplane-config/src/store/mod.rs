@@ -238,6 +238,7 @@ impl Store {
         self.still_used(&mut errors, changes);
         resolve::ports(self, &mut errors, written_ports, &mut touched);
         resolve::subnets(self, &mut errors, &touched);
+        resolve::network_mtus(self, &mut errors, &touched);
         resolve::remote_groups(self, &mut errors, &touched);
         resolve::vnis(self, &mut errors, &touched);
         resolve::routers(self, &mut errors, &touched);

@@ -12,7 +12,10 @@ use crate::{
     errors::Errors,
     journal::members,
     neutron::Kind,
-    objects::{FixedIp, Port, PortSpec, ROUTER_PORT_OWNERS},
+    objects::{
+        FixedIp, IPV4_MIN_MTU, IPV6_MIN_MTU, Ipv6Mode, Port, PortSpec, ROUTER_INTERFACE_OWNERS,
+        ROUTER_PORT_OWNERS,
+    },
 };
 
 /// Resolves every touched port (written, or depending on something that
@@ -201,8 +204,37 @@ fn address_problem(
                 s.cidr
             ))
         }
+        IpNet::V6(net) => automatic_address(s, spec, net, ip),
         _ => None,
     }
+}
+
+/// On a subnet with automatic addresses (SLAAC, DHCPv6-stateless), Neutron
+/// gives a port other than a router interface the EUI-64 address of its
+/// MAC and refuses any other (`AllocationOnAutoAddressSubnet`).
+fn automatic_address(
+    s: &crate::objects::Subnet,
+    spec: &PortSpec,
+    net: ipnet::Ipv6Net,
+    ip: IpAddr,
+) -> Option<String> {
+    let auto = [s.ipv6_ra_mode, s.ipv6_address_mode]
+        .into_iter()
+        .flatten()
+        .any(Ipv6Mode::automatic);
+    if !auto || ROUTER_INTERFACE_OWNERS.contains(&spec.device_owner.as_str()) {
+        return None;
+    }
+    let mut eui64 = net.network().octets();
+    eui64[8..].copy_from_slice(&spec.mac.ipv6_link_local().octets()[8..]);
+    let eui64 = IpAddr::from(eui64);
+    (ip != eui64).then(|| {
+        format!(
+            "{ip} cannot be assigned on subnet {} (automatic addresses: Neutron gives this port \
+             {eui64}, the EUI-64 address of its MAC)",
+            s.id
+        )
+    })
 }
 
 fn security_groups(
@@ -346,8 +378,77 @@ pub fn vnis(store: &Store, errors: &mut Errors, touched: &Touched) {
     }
 }
 
-/// Subnets of one network must not overlap.
+/// A network's MTU must carry its subnets' packets: at least 68 with any
+/// subnet, 1280 with an IPv6 one (Neutron's `NetworkMTUSubnetConflict`,
+/// raised whether the network or the subnet changes).
+pub fn network_mtus(store: &Store, errors: &mut Errors, touched: &Touched) {
+    let mut networks: std::collections::BTreeSet<&String> = touched.networks.iter().collect();
+    networks.extend(
+        touched
+            .subnets
+            .iter()
+            .filter_map(|s| store.subnets.get(s))
+            .map(|s| &s.network_id),
+    );
+    for id in networks {
+        let Some(n) = store.networks.get(id) else {
+            continue;
+        };
+        if n.mtu == 0 || n.mtu >= IPV6_MIN_MTU {
+            continue;
+        }
+        let subnets: Vec<&crate::objects::Subnet> = members(&store.ix.subnets_of_network, id)
+            .filter_map(|s| store.subnets.get(s))
+            .collect();
+        let needed = if subnets.iter().any(|s| s.cidr.addr().is_ipv6()) {
+            IPV6_MIN_MTU
+        } else if !subnets.is_empty() {
+            IPV4_MIN_MTU
+        } else {
+            0
+        };
+        if n.mtu < needed {
+            errors.push(
+                &crate::errors::label("network", id, &n.name),
+                "mtu",
+                format!(
+                    "MTU of {id} is not valid, subnet requires a minimum of {needed} (the network \
+                     has {} subnets)",
+                    if needed == IPV6_MIN_MTU {
+                        "IPv6"
+                    } else {
+                        "IPv4"
+                    }
+                ),
+            );
+        }
+    }
+}
+
+/// Subnets of one network must not overlap, and name no more DNS servers
+/// than `max_dns_nameservers` (Neutron's `DNSNameServersExhausted`).
 pub fn subnets(store: &Store, errors: &mut Errors, touched: &Touched) {
+    let max_dns = store.settings.get().max_dns_nameservers;
+    let checked: Vec<&String> = if touched.settings {
+        store.subnets.keys().collect()
+    } else {
+        touched.subnets.iter().collect()
+    };
+    for id in checked {
+        let Some(s) = store.subnets.get(id) else {
+            continue;
+        };
+        if s.dns_nameservers.len() > max_dns {
+            errors.push(
+                &crate::errors::label("subnet", id, &s.name),
+                "dns_nameservers",
+                format!(
+                    "Unable to complete operation for {id}. The number of DNS nameservers \
+                     exceeds the limit {max_dns}."
+                ),
+            );
+        }
+    }
     for id in &touched.subnets {
         let Some(s) = store.subnets.get(id) else {
             continue;
@@ -409,5 +510,161 @@ pub fn routers(store: &Store, errors: &mut Errors, touched: &Touched) {
                 seen.push((port, &f.subnet_id, cidr));
             }
         }
+        router_ipv6(store, errors, r);
+        static_routes(store, errors, r);
     }
+}
+
+/// A router's static routes against its interfaces, as Neutron's
+/// `_validate_routes` checks them: each nexthop on a subnet the router has
+/// an interface on, and none of the router's own addresses. The datapath
+/// adds one refusal: one nexthop per destination (Neutron's L3 agent
+/// makes several an ECMP route, which the datapath does not do).
+fn static_routes(store: &Store, errors: &mut Errors, r: &String) {
+    let Some(router) = store.routers.get(r) else {
+        return;
+    };
+    let mut cidrs = Vec::new();
+    let mut ips = Vec::new();
+    for port in members(&store.ix.interfaces_of_router, r).filter_map(|p| store.ports.get(p)) {
+        for f in &port.fixed_ips {
+            if let Some(s) = store.subnets.get(&f.subnet_id) {
+                cidrs.push(s.cidr);
+            }
+            ips.push(f.ip);
+        }
+    }
+    let label = crate::errors::label("router", r, &router.name);
+    for (i, route) in router.routes.iter().enumerate() {
+        let field = format!("routes[{i}].nexthop");
+        let hop = route.nexthop;
+        let problem = if !cidrs.iter().any(|c| c.contains(&hop)) {
+            Some("the nexthop is not connected with router")
+        } else if ips.contains(&hop) {
+            Some("the nexthop is used by router")
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            let msg = format!(
+                "Invalid format for routes: {}/{hop}, {reason}",
+                route.destination
+            );
+            errors.push(&label, field, msg);
+            continue;
+        }
+        let earlier = router.routes[..i]
+            .iter()
+            .find(|o| o.destination == route.destination);
+        if let Some(o) = earlier {
+            errors.push(
+                &label,
+                field,
+                format!(
+                    "{} already goes through {}: several nexthops for one destination (ECMP) \
+                     are not supported",
+                    route.destination, o.nexthop
+                ),
+            );
+        }
+    }
+}
+
+/// A router's IPv6 interfaces as Neutron's L3 plugin allows them: not on a
+/// subnet whose hosts expect an external router's advertisements
+/// (`ipv6_address_mode` without `ipv6_ra_mode`), one port per network
+/// (all of a network's IPv6 subnets on it); and, the datapath's limit, no
+/// second router advertising on the same network (a solicitation gets one
+/// router's answer).
+fn router_ipv6(store: &Store, errors: &mut Errors, r: &String) {
+    let ports: Vec<&Port> = members(&store.ix.interfaces_of_router, r)
+        .filter_map(|p| store.ports.get(p))
+        .collect();
+    for port in &ports {
+        let mut v6 = false;
+        for (j, f) in port.fixed_ips.iter().enumerate() {
+            let Some(s) = store.subnets.get(&f.subnet_id) else {
+                continue;
+            };
+            if s.cidr.addr().is_ipv4() {
+                continue;
+            }
+            v6 = true;
+            if s.ipv6_ra_mode.is_none() && s.ipv6_address_mode.is_some() {
+                errors.push(
+                    &port.label(),
+                    format!("fixed_ips[{j}]"),
+                    format!(
+                        "IPv6 subnet {} configured to receive RAs from an external router \
+                         cannot be added to Neutron Router.",
+                        s.id
+                    ),
+                );
+            }
+        }
+        if !v6 {
+            continue;
+        }
+        advert_fits(store, errors, port);
+        let net = &port.spec.network_id;
+        let earlier = members(&store.ix.ports_of_network, net)
+            .filter(|o| *o != port.id())
+            .filter_map(|o| store.ports.get(o))
+            .filter(|o| o.spec.router.is_some() && has_ipv6(store, o))
+            .find(|o| store.seq(Kind::Port, o.id()) < store.seq(Kind::Port, port.id()));
+        let Some(o) = earlier else {
+            continue;
+        };
+        let msg = if o.spec.router.as_ref() == Some(r) {
+            format!(
+                "Router already contains IPv6 port {} belonging to network id {net}. Only one \
+                 IPv6 port from the same network subnet can be connected to a router.",
+                o.id()
+            )
+        } else {
+            format!(
+                "router {} already advertises IPv6 on network {net} (port {}): the datapath \
+                 sends one router's advertisements per network",
+                o.spec.router.as_deref().unwrap_or(""),
+                o.id()
+            )
+        };
+        errors.push(&port.label(), "fixed_ips", msg);
+    }
+}
+
+/// The interface's advertisement must fit what the datapath sends.
+fn advert_fits(store: &Store, errors: &mut Errors, port: &Port) {
+    let subnets: Vec<&crate::objects::Subnet> = port
+        .fixed_ips
+        .iter()
+        .filter_map(|f| store.subnets.get(&f.subnet_id))
+        .filter(|s| s.cidr.addr().is_ipv6())
+        .collect();
+    let mtu = store
+        .networks
+        .get(&port.spec.network_id)
+        .map_or(0, |n| n.mtu);
+    let len = crate::adverts::message(port.spec.mac, mtu, &subnets).len();
+    if len > common::ADVERT_MAX {
+        errors.push(
+            &port.label(),
+            "fixed_ips",
+            format!(
+                "the router advertisement of these IPv6 subnets (their prefixes and DNS servers) \
+                 takes {len} bytes; the datapath sends at most {} (fewer IPv6 subnets per \
+                 router interface, or fewer DNS servers)",
+                common::ADVERT_MAX
+            ),
+        );
+    }
+}
+
+fn has_ipv6(store: &Store, port: &Port) -> bool {
+    port.fixed_ips.iter().any(|f| {
+        store
+            .subnets
+            .get(&f.subnet_id)
+            .is_some_and(|s| s.cidr.addr().is_ipv6())
+    })
 }

@@ -31,8 +31,9 @@ use aya::{
     util::nr_cpus,
 };
 use common::{
-    CT_STATS_AGENT, CtStats, DpConfig, GroupMeta, GroupState, JUMP_ROUTE_V4, JUMP_ROUTE_V6, Limits,
-    PortMeta, PortStats, SgMeta, SgStats, TunnelConfig,
+    CT_STATS_AGENT, CtStats, DpConfig, GroupMeta, GroupState, JUMP_ADVERT, JUMP_ICMP_V4,
+    JUMP_ICMP_V6, JUMP_ROUTE_V4, JUMP_ROUTE_V6, JUMP_TO_ROUTER, Limits, PortMeta, PortStats,
+    SgMeta, SgStats, TunnelConfig,
 };
 use dataplane_config::desired::Desired;
 use tracing::{debug, info};
@@ -64,8 +65,14 @@ pub const PROG_PASS: &str = "pass";
 /// TC on the tunnel veth's far end: encapsulation to other chassis.
 pub const PROG_TUNNEL_TX: &str = "tunnel_tx";
 /// The routing programs `from_vm` tail-calls into, by `JUMP` slot.
-const ROUTING_PROGRAMS: [(&str, u32); 2] =
-    [("route_v4", JUMP_ROUTE_V4), ("route_v6", JUMP_ROUTE_V6)];
+const ROUTING_PROGRAMS: [(&str, u32); 6] = [
+    ("router_advert", JUMP_ADVERT),
+    ("route_v4", JUMP_ROUTE_V4),
+    ("route_v6", JUMP_ROUTE_V6),
+    ("to_router", JUMP_TO_ROUTER),
+    ("icmp_v4", JUMP_ICMP_V4),
+    ("icmp_v6", JUMP_ICMP_V6),
+];
 
 /// How long after a slot switch the old slot may still be read by packets
 /// that started before it. XDP programs run to completion within

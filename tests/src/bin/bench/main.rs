@@ -2,10 +2,11 @@
 //! empty-program floor measured in the same run, and how that cost scales
 //! with ports, allowed address pairs and security-group rules. Results go
 //! to `results/bench.md` and `results/bench.svg`. Nothing here fails for
-//! being slow: it measures. `BENCH_ONLY=packet,control,forwarding,failover`
-//! or any of the multi-host sections `hosts-forwarding,hosts-etcd,
-//! hosts-failover` (`hosts` for the three), or `scale` (comma-separated)
-//! runs only those sections, into the folder given as the first argument.
+//! being slow: it measures.
+//! `BENCH_ONLY=packet,routing,control,forwarding,failover` or any of the
+//! multi-host sections `hosts-forwarding,hosts-etcd,hosts-failover`
+//! (`hosts` for the three), or `scale` (comma-separated) runs only those
+//! sections, into the folder given as the first argument.
 //!
 //! Every path runs the real `from_vm` (and the routing program it
 //! tail-calls) with real maps, through BPF_PROG_TEST_RUN. The receiving
@@ -19,6 +20,7 @@ mod control;
 mod forwarding;
 mod hosts;
 mod neutron_fw;
+mod routing;
 mod scale;
 
 use std::{fmt::Write as _, path::PathBuf};
@@ -358,6 +360,9 @@ fn main() -> Result<()> {
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     if wanted("packet") {
         per_packet(&mut md, &mut series)?;
+    }
+    if wanted("routing") {
+        routing::section(&mut md)?;
     }
     if wanted("control") {
         control::section(&mut md)?;
