@@ -20,6 +20,7 @@ pub mod probe;
 pub mod prometheus;
 pub mod qemu;
 pub mod rng;
+pub mod synthetic;
 pub mod topo;
 pub mod verdict;
 pub mod vrrp;

@@ -151,6 +151,7 @@ const SECTION_HEADINGS: &[&str] = &[
     "## Forwarding across hosts",
     "## etcd write to the first packet on another host",
     "## VIP failover across hosts",
+    "## Cloud scale",
 ];
 
 fn check_smoke_output(md: &std::path::Path) -> Result<()> {

@@ -28,7 +28,7 @@ use crate::{
     errors::{ConfigErrors, Errors},
     journal::{JCell, JSet, Journaled},
     neutron::{Document, Kind, Object},
-    objects::{Active, Chassis, Network, Port, PortSpec, Router, SecurityGroup, Settings, Subnet},
+    objects::{Active, Chassis, Network, Port, Router, SecurityGroup, Settings, Subnet},
 };
 
 /// One object written (its new value) or deleted (`None`).
@@ -230,7 +230,7 @@ impl Store {
     pub fn apply(&mut self, changes: &[Change]) -> Result<Touched, ConfigErrors> {
         let checked = check_each(changes)?;
         let mut touched = Touched::default();
-        let mut written_ports: Vec<PortSpec> = Vec::new();
+        let mut written_ports = stage::WrittenPorts::new();
         for (change, checked) in changes.iter().zip(checked) {
             stage::one(self, change, checked, &mut touched, &mut written_ports);
         }
@@ -366,3 +366,56 @@ fn check_each(changes: &[Change]) -> Result<Vec<Option<Checked>>, ConfigErrors> 
 
 /// Sets of (owner, member) pairs for each reverse index.
 pub(crate) type Pairs = JSet<(String, String)>;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn port(id: &str, mac: &str, ip: &str) -> Change {
+        Change {
+            kind: Kind::Port,
+            id: id.into(),
+            value: Some(json!({
+                "id": id, "network_id": "n", "mac_address": mac,
+                "fixed_ips": [{ "subnet_id": "s", "ip_address": ip }],
+            })),
+        }
+    }
+
+    #[test]
+    fn a_port_written_twice_in_one_batch_is_its_last_write() {
+        let mut store = Store::default();
+        let mut changes = vec![
+            Change {
+                kind: Kind::Network,
+                id: "n".into(),
+                value: Some(json!({ "id": "n" })),
+            },
+            Change {
+                kind: Kind::Subnet,
+                id: "s".into(),
+                value: Some(json!({ "id": "s", "network_id": "n", "cidr": "10.0.0.0/24" })),
+            },
+            port("a", "fa:16:3e:00:00:01", "10.0.0.5"),
+            port("b", "fa:16:3e:00:00:02", "10.0.0.6"),
+            // a again, with b's old address: no clash, b moves too.
+            port("a", "fa:16:3e:00:00:03", "10.0.0.6"),
+            port("b", "fa:16:3e:00:00:04", "10.0.0.7"),
+            port("c", "fa:16:3e:00:00:05", "10.0.0.8"),
+        ];
+        changes.push(Change {
+            kind: Kind::Port,
+            id: "c".into(),
+            value: None,
+        });
+        store.apply(&changes).unwrap_or_else(|e| panic!("{e}"));
+        store.commit();
+        let mac = |id: &str| store.port(id).map(|p| p.spec.mac.to_string());
+        assert_eq!(mac("a").as_deref(), Some("fa:16:3e:00:00:03"));
+        assert_eq!(mac("b").as_deref(), Some("fa:16:3e:00:00:04"));
+        assert_eq!(mac("c"), None, "written then deleted in the batch");
+        assert_eq!(store.ports().len(), 2);
+    }
+}

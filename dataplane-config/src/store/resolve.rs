@@ -23,11 +23,9 @@ use crate::{
 pub fn ports(
     store: &mut Store,
     errors: &mut Errors,
-    written: Vec<PortSpec>,
+    mut written: super::stage::WrittenPorts,
     touched: &mut Touched,
 ) {
-    let mut written: std::collections::BTreeMap<String, PortSpec> =
-        written.into_iter().map(|p| (p.id.clone(), p)).collect();
     let ids: Vec<String> = touched.ports.iter().cloned().collect();
     for id in &ids {
         let spec = match written.remove(id) {

@@ -3,6 +3,8 @@
 //! every change of a batch is staged, so a batch may hold a network and its
 //! ports in any order).
 
+use std::collections::BTreeMap;
+
 use super::{Change, Store, Touched, Written, digest};
 use crate::{
     check::Checked,
@@ -10,12 +12,15 @@ use crate::{
     objects::{PortSpec, Settings},
 };
 
+/// Ports written by a batch, by id, until they are resolved together.
+pub type WrittenPorts = BTreeMap<String, PortSpec>;
+
 pub fn one(
     store: &mut Store,
     change: &Change,
     checked: Option<Checked>,
     touched: &mut Touched,
-    written_ports: &mut Vec<PortSpec>,
+    written_ports: &mut WrittenPorts,
 ) {
     record(store, change);
     let id = change.id.clone();
@@ -141,7 +146,7 @@ fn port(
     id: String,
     c: Option<Checked>,
     touched: &mut Touched,
-    written_ports: &mut Vec<PortSpec>,
+    written_ports: &mut WrittenPorts,
 ) {
     if let Some(old) = store.ports.remove(&id) {
         store.ix.unindex_port(&old);
@@ -149,9 +154,14 @@ fn port(
             touched.routers.insert(r.clone());
         }
     }
-    written_ports.retain(|p| p.id != id);
-    if let Some(Checked::Port(spec)) = c {
-        written_ports.push(spec);
+    // A later write of the port in the same batch replaces an earlier one.
+    match c {
+        Some(Checked::Port(spec)) => {
+            written_ports.insert(id.clone(), spec);
+        }
+        _ => {
+            written_ports.remove(&id);
+        }
     }
     touched.ports.insert(id);
 }

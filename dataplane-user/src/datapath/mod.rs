@@ -230,7 +230,7 @@ impl Datapath {
         let mut maps = Maps::take(&mut ebpf, limits)?;
         let progs = load_programs(&mut ebpf, &dir, &mut maps.jump)?;
         let current = maps.config.get(&0, 0)?;
-        let flood = flood::FloodSets::open(&maps.flood);
+        let flood = flood::FloodSets::open(&maps.flood, dir.clone());
         let mut dp = Datapath {
             ebpf,
             attach: opts.attach,

@@ -22,13 +22,13 @@ use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 use anyhow::{Context, Result};
 use dataplane_config::{Change, Document, Kind, Update, neutron::Object};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
-    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, KeyValue, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchStream,
 };
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{HostReport, Source, SourceStatus};
+use super::{HostReport, Source, SourceStatus, etcd_lease::Lease, etcd_read::read_all};
 
 /// What the agent needs to join the database.
 #[derive(Clone, Debug)]
@@ -51,10 +51,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 struct Conn {
     client: Client,
     watch: WatchStream,
-    lease: i64,
-    keeper: LeaseKeeper,
-    keep_stream: LeaseKeepAliveStream,
-    next_keepalive: tokio::time::Instant,
+    lease: Lease,
 }
 
 pub struct EtcdSource {
@@ -141,6 +138,8 @@ impl EtcdSource {
             .context("connecting to etcd")?;
         let lease = client.lease_grant(self.opts.lease_ttl, None).await?.id();
         let (keeper, keep_stream) = client.lease_keep_alive(lease).await?;
+        // Renewed from now on, while everything is read and applied.
+        let lease = Lease::keep(lease, keeper, keep_stream, self.opts.lease_ttl);
         let record = json!({
             "name": self.opts.chassis,
             "underlay_ip": self.opts.underlay_ip.to_string(),
@@ -151,15 +150,17 @@ impl EtcdSource {
             .put(
                 key,
                 record.to_string(),
-                Some(PutOptions::new().with_lease(lease)),
+                Some(PutOptions::new().with_lease(lease.id)),
             )
             .await?;
         let prefix = self.key("");
-        let resp = client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let document = self.snapshot(resp.kvs());
+        self.actives.clear();
+        let mut objects = Vec::new();
+        let revision = read_all(&client, &prefix, |page| {
+            self.collect(&page, &mut objects);
+        })
+        .await?;
+        let document = snapshot(objects);
         let watch = client
             .watch(
                 prefix,
@@ -177,9 +178,6 @@ impl EtcdSource {
             client,
             watch,
             lease,
-            keeper,
-            keep_stream,
-            next_keepalive: tokio::time::Instant::now(),
         });
         self.status.connected = Some(true);
         self.status.revision = Some(revision);
@@ -193,10 +191,8 @@ impl EtcdSource {
         Ok(Update::Snapshot(document))
     }
 
-    /// The objects under the prefix, as a document.
-    fn snapshot(&mut self, kvs: &[KeyValue]) -> Document {
-        self.actives.clear();
-        let mut objects = Vec::new();
+    /// The objects among `kvs` (a page of the full read), into `objects`.
+    fn collect(&mut self, kvs: &[KeyValue], objects: &mut Vec<Object>) {
         for kv in kvs {
             let key = String::from_utf8_lossy(kv.key());
             if let Entry::Object(kind, id) = self.entry(&key) {
@@ -205,12 +201,6 @@ impl EtcdSource {
                     objects.push(Object { kind, id, value });
                 }
             }
-        }
-        // What is referred to before what refers to it (document order).
-        objects.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-        Document {
-            objects,
-            skipped: Vec::new(),
         }
     }
 
@@ -263,6 +253,16 @@ impl EtcdSource {
     }
 }
 
+/// The objects of a full read as a document: what is referred to before
+/// what refers to it (document order).
+fn snapshot(mut objects: Vec<Object>) -> Document {
+    objects.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    Document {
+        objects,
+        skipped: Vec::new(),
+    }
+}
+
 /// The object as the datapath serves it, or None if it is left out
 /// (a port or router administratively down, a gateway or floating IP
 /// port: see `forms::leave_out`); what is left out or ignored is logged.
@@ -297,7 +297,13 @@ impl Source for EtcdSource {
                 match self.connect().await {
                     Ok(update) => return Ok(update),
                     Err(e) => {
-                        self.lost(format!("{e:#}"));
+                        let why = format!("{e:#}");
+                        // Once per new error: an agent that cannot read
+                        // etcd says why, without a line per attempt.
+                        if self.status.last_error.as_deref() != Some(why.as_str()) {
+                            warn!("etcd: {why}; trying again");
+                        }
+                        self.lost(why);
                         tokio::time::sleep(self.backoff).await;
                         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -305,7 +311,6 @@ impl Source for EtcdSource {
                 }
             }
             let conn = self.conn.as_mut().expect("connected");
-            let renew = conn.next_keepalive;
             tokio::select! {
                 msg = conn.watch.message() => match msg {
                     Ok(Some(resp)) => {
@@ -328,18 +333,7 @@ impl Source for EtcdSource {
                     Ok(None) => self.lost("the watch stream ended"),
                     Err(e) => self.lost(format!("watch: {e}")),
                 },
-                _ = tokio::time::sleep_until(renew) => {
-                    let period = Duration::from_millis((self.opts.lease_ttl as u64 * 1000) / 3);
-                    conn.next_keepalive = tokio::time::Instant::now() + period;
-                    if let Err(e) = conn.keeper.keep_alive().await {
-                        self.lost(format!("lease keep-alive: {e}"));
-                    }
-                }
-                msg = conn.keep_stream.message() => match msg {
-                    Ok(Some(r)) if r.ttl() > 0 => {}
-                    Ok(_) => self.lost("the lease expired"),
-                    Err(e) => self.lost(format!("lease: {e}")),
-                },
+                why = conn.lease.lost() => self.lost(why),
             }
         }
     }
@@ -400,7 +394,7 @@ impl EtcdSource {
                 .put(
                     format!("{prefix}/{port}"),
                     value.to_string(),
-                    Some(PutOptions::new().with_lease(conn.lease)),
+                    Some(PutOptions::new().with_lease(conn.lease.id)),
                 )
                 .await?;
             self.bindings.insert(port.clone(), tap.clone());
@@ -443,7 +437,7 @@ impl EtcdSource {
                 .and_then([TxnOp::put(
                     full.clone(),
                     value,
-                    Some(PutOptions::new().with_lease(conn.lease)),
+                    Some(PutOptions::new().with_lease(conn.lease.id)),
                 )]);
             let resp = conn.client.txn(txn).await?;
             if resp.succeeded() {

@@ -5,6 +5,8 @@
 //! and plugs into the same agent loop.
 
 pub mod etcd;
+mod etcd_lease;
+mod etcd_read;
 pub mod file;
 
 use std::{collections::BTreeMap, future::Future, path::Path};

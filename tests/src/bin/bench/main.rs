@@ -5,8 +5,8 @@
 //! being slow: it measures.
 //! `BENCH_ONLY=packet,routing,control,bpf,forwarding,taps,failover` or any of the
 //! multi-host sections `hosts-forwarding,hosts-etcd,hosts-failover`
-//! (`hosts` for the three; comma-separated) runs only
-//! those sections, into the folder given as the first argument.
+//! (`hosts` for the three), or `scale` (comma-separated) runs only those
+//! sections, into the folder given as the first argument.
 //! `BENCH_SMOKE=1` runs every section with tiny counts (CI's check that
 //! the benchmark still runs; its numbers mean nothing), and every section
 //! must produce table rows, smoke or not.
@@ -25,6 +25,7 @@ mod forwarding;
 mod hosts;
 mod neutron_fw;
 mod routing;
+mod scale;
 mod taps;
 
 use std::{fmt::Write as _, path::PathBuf};
@@ -380,7 +381,7 @@ fn main() -> Result<()> {
             Ok(md)
         })?;
     }
-    let sections: [(&str, Section); 9] = [
+    let sections: [(&str, Section); 10] = [
         ("routing", || {
             let mut md = String::new();
             routing::section(&mut md)?;
@@ -402,6 +403,7 @@ fn main() -> Result<()> {
         ("hosts-forwarding", hosts::forwarding::run),
         ("hosts-etcd", hosts::etcd),
         ("hosts-failover", hosts::failover),
+        ("scale", scale::run),
     ];
     for (name, section) in sections {
         if wanted(name) {
