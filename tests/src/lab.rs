@@ -715,7 +715,7 @@ impl Drop for Lab {
 /// had so far.
 pub fn ping_replies(out: &std::path::Path) -> usize {
     std::fs::read_to_string(out)
-        .map(|t| t.lines().filter(|l| l.contains("icmp_seq=")).count())
+        .map(|t| t.lines().filter(|l| l.contains(" bytes from ")).count())
         .unwrap_or(0)
 }
 

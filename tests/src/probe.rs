@@ -45,10 +45,12 @@ impl Pinger {
         let out = dir.path().join("ping.out");
         let mut cmd = vm.ns.command("stdbuf");
         // Line-buffered, so that replies can be read while it runs; -O:
-        // a line for each request unanswered when the next one goes; -w:
-        // never outlives a test that forgot it.
+        // a line for each request unanswered when the next one goes; -c:
+        // a bound should the test die without dropping it. Not -w: with a
+        // deadline ping exits at the first ICMP error, and a router now
+        // answers a request it cannot route with one.
         cmd.args([
-            "-oL", "ping", "-D", "-O", "-n", "-i", interval, "-W", "1", "-w", "300",
+            "-oL", "ping", "-D", "-O", "-n", "-i", interval, "-W", "1", "-c", "30000",
         ]);
         if let Some(src) = src {
             cmd.args(["-I", src]);
@@ -67,7 +69,7 @@ impl Pinger {
         })
     }
 
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
@@ -76,9 +78,17 @@ impl Pinger {
         self.text().lines().filter_map(parse_reply).collect()
     }
 
-    /// How many requests had no answer when the next one went.
+    /// How many requests got no reply: no answer when the next one went,
+    /// or an ICMP error instead (a router saying the destination is
+    /// unreachable).
     pub fn unanswered(&self) -> usize {
-        self.text().matches("no answer yet").count()
+        self.text()
+            .lines()
+            .filter(|l| {
+                l.contains("no answer yet")
+                    || (l.contains("icmp_seq=") && !l.contains(" bytes from "))
+            })
+            .count()
     }
 
     /// Stops the ping (SIGINT: it prints its summary); returns (sent,

@@ -221,6 +221,7 @@ pub fn parse_ping(text: &str) -> Result<Outcome> {
         .collect();
     let last_reply = text
         .lines()
+        .filter(|l| l.contains(" bytes from "))
         .filter_map(|l| l.split("icmp_seq=").nth(1))
         .filter_map(|s| s.split_whitespace().next()?.parse().ok())
         .max()

@@ -369,7 +369,10 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
         .unwrap();
     let ping = String::from_utf8_lossy(&ping.stdout).trim().to_string();
     let replied = |seq: u32| {
-        std::fs::read_to_string(&out).is_ok_and(|t| t.contains(&format!("icmp_seq={seq} ")))
+        std::fs::read_to_string(&out).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains(" bytes from ") && l.contains(&format!("icmp_seq={seq} ")))
+        })
     };
     wait_for(WAIT, "the client's pings to be answered", || replied(20)).unwrap();
     // Over: m1's VM loses its link; m2 (on h2) takes the VIP.
@@ -419,6 +422,7 @@ fn keepalived_fails_over_between_vms_on_two_hosts() {
     let text = std::fs::read_to_string(&out).unwrap();
     let answered: std::collections::BTreeSet<u32> = text
         .lines()
+        .filter(|l| l.contains(" bytes from "))
         .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
         .collect();
     let lost = |from: u32, to: u32| (from..to).filter(|s| !answered.contains(s)).count();

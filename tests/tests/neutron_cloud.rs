@@ -428,7 +428,8 @@ fn port_deleted(w: &mut World) -> Result<()> {
 fn timed_start<T>(ping: &Pinger, call: impl FnOnce() -> Result<T>) -> Result<Timing> {
     wait_for(WAIT, "requests refused before the change", || {
         ping.unanswered() >= 3
-    })?;
+    })
+    .with_context(|| format!("ping says:\n{}", ping.text()))?;
     ensure!(ping.replies().is_empty(), "replies before the change");
     let (started, returned) = run_call(call)?;
     wait_for(ENFORCED_WITHIN, "replies after the change", || {

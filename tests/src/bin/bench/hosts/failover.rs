@@ -294,6 +294,7 @@ fn sleep_until(t: Instant) {
 /// The sequence numbers ping printed replies for.
 fn answered(text: &str) -> Vec<u32> {
     text.lines()
+        .filter(|l| l.contains(" bytes from "))
         .filter_map(|l| l.split("icmp_seq=").nth(1))
         .filter_map(|s| s.split_whitespace().next()?.parse().ok())
         .collect()
