@@ -600,14 +600,14 @@ pub fn run() -> Result<String> {
                 (dp.delivered_pps, c.delivered_pps)
             };
             md += &format!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} µs | {:.2} | {:.2} |\n",
+                "| {} | {} | {:.0} | {:.0} | {:.2} µs | {} | {} |\n",
                 traffic.title(),
                 h.title(),
                 c.sent_pps / 1e3,
                 c.delivered_pps / 1e3,
                 c.cpu_ns / 1e3,
-                a / b,
-                dp.cpu_ns / c.cpu_ns,
+                crate::ratio(a, b),
+                crate::ratio(dp.cpu_ns, c.cpu_ns),
             );
         }
     }

@@ -217,6 +217,17 @@ pub fn smoke() -> bool {
     std::env::var_os("BENCH_SMOKE").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// `a / b` for a table, or "–" when it is no number (a smoke run's few
+/// frames can take no whole CPU tick, so a CPU time may be zero).
+pub fn ratio(a: f64, b: f64) -> String {
+    let r = a / b;
+    if b != 0.0 && r.is_finite() {
+        format!("{r:.2}")
+    } else {
+        "–".to_string()
+    }
+}
+
 /// `full` in a measurement, `tiny` in a smoke run.
 pub fn pick<T>(full: T, tiny: T) -> T {
     if smoke() { tiny } else { full }

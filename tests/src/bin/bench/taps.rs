@@ -279,13 +279,13 @@ fn report(hvs: &[Hypervisor], samples: &[Vec<Vec<Sample>>]) -> String {
         for (i, h) in hvs.iter().enumerate() {
             let (sent, got, cpu) = cell(i);
             md += &format!(
-                "| {title} | {} | {:.0} | {:.0} | {:.2} µs | {:.2} | {:.2} |\n",
+                "| {title} | {} | {:.0} | {:.0} | {:.2} µs | {} | {} |\n",
                 h.switch.title(),
                 sent / 1e3,
                 got / 1e3,
                 cpu / 1e3,
-                dp_pps / got,
-                dp_cpu / cpu,
+                crate::ratio(dp_pps, got),
+                crate::ratio(dp_cpu, cpu),
             );
         }
     }

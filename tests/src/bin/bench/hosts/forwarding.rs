@@ -449,15 +449,15 @@ fn report(setups: &[Setup], results: &[Results]) -> String {
                 Switch::Bridge => "–".to_string(),
             };
             md += &format!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} µs | {bpf} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {} | {:.0} | {:.0} | {:.2} µs | {bpf} | {} | {} | {} |\n",
                 p.title(),
                 sw.title(),
                 sent / 1e3,
                 got / 1e3,
                 cpu / 1e3,
-                cpu / same_cpu,
-                dp_got / got,
-                dp_cpu / cpu,
+                crate::ratio(cpu, same_cpu),
+                crate::ratio(dp_got, got),
+                crate::ratio(dp_cpu, cpu),
             );
         }
     }
