@@ -202,6 +202,25 @@ macro_rules! pinned_maps {
             /// Networks by VNI.
             VNIS vnis: slot_hash<$crate::VniKey, $crate::VniNetwork> =
                 $crate::Sizing::Fixed(2 * $crate::MAX_VNIS);
+            /// Each router's external gateway.
+            GATEWAYS gateways: slot_hash<$crate::GatewayKey, $crate::Gateway> =
+                $crate::Sizing::Fixed(2 * $crate::MAX_ROUTER_INTERFACES);
+            /// (router, fixed IP) -> the floating IP it leaves as.
+            FLOATING floating: slot_hash<$crate::FloatingKey, $crate::Floating> =
+                $crate::Sizing::Fixed(2 * $crate::MAX_FLOATING_IPS);
+            /// Gateway and floating addresses on external networks.
+            EXT_ADDRS ext_addrs: slot_hash<$crate::ExtAddrKey, $crate::ExtAddr> =
+                $crate::Sizing::Fixed(2 * ($crate::MAX_FLOATING_IPS + $crate::MAX_ROUTER_INTERFACES));
+            /// This host's uplinks: interface -> external network.
+            UPLINKS uplinks: slot_hash<$crate::UplinkKey, $crate::Uplink> =
+                $crate::Sizing::Fixed(2 * $crate::MAX_UPLINKS);
+            /// Neighbours learned on external networks.
+            EXT_NEIGH ext_neigh: lru_hash<$crate::ExtNeighKey, $crate::ExtNeigh> =
+                $crate::Sizing::Fixed($crate::MAX_EXT_NEIGHBOURS);
+            /// SNAT connections, both directions.
+            NAT nat: lru_hash<$crate::NatKey, $crate::NatEntry> = $crate::Sizing::Connections;
+            /// What the external gateways did.
+            NAT_STATS nat_stats: percpu_array<u32, $crate::NatStats> = $crate::Sizing::Fixed(1);
         }
     };
 }

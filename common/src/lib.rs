@@ -11,11 +11,13 @@
 
 pub mod layout;
 pub mod maps;
+pub mod nat;
 pub mod proto;
 pub mod reason;
 pub mod tunnel;
 
 pub use layout::{ADDRESSES_PER_PORT, Limits, LpmKey, PER_PORT_ADDRESSES, Sizing, Slotted, names};
 pub use maps::*;
+pub use nat::*;
 pub use reason::{DROP_REASON_COUNT, DropCounters, DropReason};
 pub use tunnel::*;

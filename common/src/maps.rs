@@ -645,7 +645,10 @@ pub const JUMP_ICMP_V6: u32 = 3;
 pub const JUMP_TO_ROUTER: u32 = 4;
 /// The answer to a router solicitation.
 pub const JUMP_ADVERT: u32 = 5;
-pub const JUMP_SLOTS: u32 = 6;
+/// A routed packet leaving through the router's external gateway, after
+/// the sender's egress rules (`to_router`): NAT, the next hop, the uplink.
+pub const JUMP_TO_EXTERNAL: u32 = 6;
+pub const JUMP_SLOTS: u32 = 7;
 
 /// What `from_vm` hands a routing program, and a routing program the
 /// router's ICMP program (`HOP`, per CPU, one entry): a tail call keeps
@@ -664,6 +667,10 @@ pub struct Hop {
     pub answer: u32,
     /// For "fragmentation needed" and "packet too big": the MTU to report.
     pub mtu: u32,
+    /// Where `to_router` goes after the sender's egress rules: 0 for the
+    /// router's ICMP program of the packet's family, or a `JUMP_*` slot
+    /// (`JUMP_TO_EXTERNAL`).
+    pub then: u32,
 }
 
 /// Per-CPU budget of the ICMP errors sent to one port (by port index, not
@@ -801,5 +808,18 @@ mod pod {
         SgStats,
         CtStats,
         SgMeta,
+        crate::nat::GatewayKey,
+        crate::nat::Gateway,
+        crate::nat::FloatingKey,
+        crate::nat::Floating,
+        crate::nat::ExtAddrKey,
+        crate::nat::ExtAddr,
+        crate::nat::UplinkKey,
+        crate::nat::Uplink,
+        crate::nat::ExtNeighKey,
+        crate::nat::ExtNeigh,
+        crate::nat::NatKey,
+        crate::nat::NatEntry,
+        crate::nat::NatStats,
     );
 }

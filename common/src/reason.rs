@@ -82,6 +82,11 @@ drop_reasons! {
     // Tunnels between chassis.
     TunnelSource => tunnel_source, "encapsulated frame from an address that is not a live chassis, or not the sender's";
     TunnelVni => tunnel_vni, "encapsulated frame for a VNI of no network on this host";
+    // The external network (router gateways, floating IPs).
+    NoUplink => no_uplink, "routed to an external network whose uplink is not on this host";
+    ExtResolving => ext_resolving, "external next hop's MAC not known yet: an ARP request was sent instead";
+    NatExhausted => nat_exhausted, "no free port to SNAT a new connection to this peer";
+    NoNat => no_nat, "from the external network to a gateway address, of no SNAT connection";
     // Security groups and connection tracking.
     SgEgress => sg_egress, "no egress security group rule allows the connection";
     SgIngress => sg_ingress, "no ingress security group rule allows the connection";
