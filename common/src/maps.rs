@@ -736,6 +736,9 @@ pub const OUT_REPLY: u32 = 4;
 /// Dropped, and answered with an ICMP error sent back to the sender; `out`
 /// is the `DropReason`.
 pub const OUT_ICMP_ERROR: u32 = 5;
+/// Sent out of an uplink to an external network (translated as the
+/// router's gateway does); `out` is the uplink's interface index.
+pub const OUT_EXTERNAL: u32 = 6;
 
 /// Key of the flood maps (outer map of per-domain device maps).
 #[repr(C)]

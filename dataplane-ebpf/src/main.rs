@@ -12,6 +12,7 @@ mod checksum;
 mod config;
 mod drop;
 mod events;
+mod external;
 mod flow;
 mod forward;
 mod from_underlay;
@@ -20,6 +21,7 @@ mod groups;
 mod icmp;
 mod maps;
 mod meta;
+mod nat;
 mod packet;
 mod parse;
 mod portsec;
@@ -31,6 +33,7 @@ mod stats;
 mod to_router;
 mod to_vm;
 mod tunnel;
+mod uplink;
 
 use aya_ebpf::{
     macros::{classifier, xdp},
@@ -72,6 +75,20 @@ pub fn icmp_v4(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn icmp_v6(ctx: XdpContext) -> u32 {
     icmp::ipv6(&ctx)
+}
+
+/// Tail-called by `to_router` for a routed packet leaving through its
+/// router's external gateway: NAT, the next hop, the uplink.
+#[xdp]
+pub fn to_external(ctx: XdpContext) -> u32 {
+    external::run(&ctx)
+}
+
+/// Frames from an external network, on its uplink: ARP for gateway and
+/// floating addresses, floating IPs, replies of SNAT connections.
+#[xdp]
+pub fn from_uplink(ctx: XdpContext) -> u32 {
+    uplink::run(&ctx)
 }
 
 /// Tail-called by `from_vm` for a router solicitation on a network with

@@ -20,9 +20,9 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use common::{
-    DropReason, Hop, JUMP_TO_ROUTER, NEIGH_PREFIX_BITS, Neigh, NeighV4Key, NeighV6Key, PortInfo,
-    ROUTE_CONNECTED, ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_GROUP,
-    TARGET_PORT, TARGET_ROUTER,
+    DropReason, Hop, JUMP_TO_EXTERNAL, JUMP_TO_ROUTER, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
+    NeighV6Key, PortInfo, ROUTE_CONNECTED, ROUTE_EXTERNAL, ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route,
+    RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
     proto::{
         ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_EXC_TTL, ICMP_FRAG_NEEDED,
         ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED,
@@ -190,7 +190,9 @@ fn martian_v4(src: &[u8; 4]) -> bool {
 /// which the router neither forwards nor answers with an error.
 #[inline(always)]
 fn subnet_broadcast(route: &Route, dst: &[u8; 4]) -> bool {
-    if route.kind != ROUTE_CONNECTED || route.prefix_len > 30 {
+    let on_link = route.kind == ROUTE_CONNECTED
+        || (route.kind == ROUTE_EXTERNAL && route.addr[..4] == [0; 4]);
+    if !on_link || route.prefix_len > 30 {
         return false;
     }
     let host = u32::MAX >> (route.prefix_len & 31);
@@ -222,18 +224,25 @@ fn ipv4_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
     if subnet_broadcast(&route, &dst) {
         return Err(DropReason::NoRoute);
     }
+    let external = route.kind == ROUTE_EXTERNAL;
     let target = if route.kind == ROUTE_NEXTHOP {
         [route.addr[0], route.addr[1], route.addr[2], route.addr[3]]
     } else {
         dst
     };
-    let Some(neigh) = neigh_v4(slot, route.network, target) else {
-        return Err(v4(
-            ICMP_DEST_UNREACH,
-            ICMP_HOST_UNREACH,
-            DropReason::NoRoute,
-            0,
-        ));
+    // The external network's neighbours are not in the neighbour tables
+    // (they are learned on the uplink, by `to_external`).
+    let neigh = match neigh_v4(slot, route.network, target) {
+        Some(n) => n,
+        None if external => Neigh::default(),
+        None => {
+            return Err(v4(
+                ICMP_DEST_UNREACH,
+                ICMP_HOST_UNREACH,
+                DropReason::NoRoute,
+                0,
+            ));
+        }
     };
     if neigh.kind == TARGET_ROUTER {
         if neigh.target == router && route.kind == ROUTE_CONNECTED {
@@ -283,7 +292,26 @@ fn ipv4_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
     {
         return Err(DropReason::Malformed);
     }
+    if external {
+        return Err(leave(ctx));
+    }
     deliver(ctx, pkt, slot, &h.port, &route, &neigh)
+}
+
+/// Hands a packet leaving through the router's external gateway over:
+/// the sender's egress rules first (`to_router`, as for what the router
+/// answers: no port receives it, so no `to_vm` applies them), then
+/// `to_external`.
+#[inline(always)]
+fn leave(ctx: &XdpContext) -> DropReason {
+    if let Some(hop) = HOP.get_ptr_mut(0) {
+        // SAFETY: this CPU's entry, written by `enter` for this packet.
+        unsafe {
+            (*hop).then = JUMP_TO_EXTERNAL;
+            JUMP.tail_call(ctx, JUMP_TO_ROUTER);
+        }
+    }
+    DropReason::RedirectFailed
 }
 
 /// An IPv4 packet for one of the router's own addresses: an echo request

@@ -52,7 +52,9 @@ pub fn run(ctx: &XdpContext) -> u32 {
             return drop::drop(ctx, refuser, reason, NOTIFY);
         }
     }
-    let jump = if ethertype == ETH_P_IP {
+    let jump = if h.then != 0 {
+        h.then
+    } else if ethertype == ETH_P_IP {
         JUMP_ICMP_V4
     } else {
         JUMP_ICMP_V6

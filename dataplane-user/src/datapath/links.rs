@@ -162,18 +162,19 @@ impl Links {
     }
 }
 
-/// Links of the tunnel's programs, by name (`links/tunnel/<name>`): like
-/// the taps', pinned, and taken over by the next run with its own
-/// program (one link update, no gap).
+/// Links of programs on interfaces that are not ports, by name
+/// (`links/<kind>/<name>`: the tunnel's, the uplinks'): like the taps',
+/// pinned, and taken over by the next run with its own program (one link
+/// update, no gap).
 pub struct NamedLinks {
     dir: PathBuf,
     held: BTreeMap<String, FdLink>,
 }
 
 impl NamedLinks {
-    pub fn new(instance_dir: &Path) -> NamedLinks {
+    pub fn new(instance_dir: &Path, kind: &str) -> NamedLinks {
         NamedLinks {
-            dir: instance_dir.join("links").join("tunnel"),
+            dir: instance_dir.join("links").join(kind),
             held: BTreeMap::new(),
         }
     }

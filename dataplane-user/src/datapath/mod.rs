@@ -32,8 +32,8 @@ use aya::{
 };
 use common::{
     CT_STATS_AGENT, CtStats, DpConfig, GroupMeta, GroupState, JUMP_ADVERT, JUMP_ICMP_V4,
-    JUMP_ICMP_V6, JUMP_ROUTE_V4, JUMP_ROUTE_V6, JUMP_TO_ROUTER, Limits, PortMeta, PortStats,
-    SgMeta, SgStats, TunnelConfig,
+    JUMP_ICMP_V6, JUMP_ROUTE_V4, JUMP_ROUTE_V6, JUMP_TO_EXTERNAL, JUMP_TO_ROUTER, Limits, PortMeta,
+    PortStats, SgMeta, SgStats, TunnelConfig,
 };
 use dataplane_config::desired::Desired;
 use tracing::{debug, info};
@@ -59,13 +59,16 @@ pub const PROG_TO_VM_TRACE: &str = "to_vm_trace";
 pub const TRACED_PROGRAMS: [&str; 2] = [PROG_FROM_VM, PROG_TO_VM_TRACE];
 /// XDP on the underlay interface: frames from other chassis.
 pub const PROG_FROM_UNDERLAY: &str = "from_underlay";
+/// XDP on an uplink: frames from an external network.
+pub const PROG_FROM_UPLINK: &str = "from_uplink";
 /// XDP_PASS, on the tunnel veth's far end (a veth delivers redirected
 /// frames only to a peer with an XDP program or GRO).
 pub const PROG_PASS: &str = "pass";
 /// TC on the tunnel veth's far end: encapsulation to other chassis.
 pub const PROG_TUNNEL_TX: &str = "tunnel_tx";
 /// The routing programs `from_vm` tail-calls into, by `JUMP` slot.
-const ROUTING_PROGRAMS: [(&str, u32); 6] = [
+const ROUTING_PROGRAMS: [(&str, u32); 7] = [
+    ("to_external", JUMP_TO_EXTERNAL),
     ("router_advert", JUMP_ADVERT),
     ("route_v4", JUMP_ROUTE_V4),
     ("route_v6", JUMP_ROUTE_V6),
@@ -193,6 +196,8 @@ pub struct Datapath {
     flood: flood::FloodSets,
     links: links::Links,
     tunnel_links: links::NamedLinks,
+    /// `from_uplink` on each uplink, by physical network.
+    uplink_links: links::NamedLinks,
     written: Written,
     retired: Vec<Retired>,
     /// The first apply compares every desired entry, not just the changed
@@ -235,7 +240,8 @@ impl Datapath {
             ebpf,
             attach: opts.attach,
             links: links::Links::new(&dir),
-            tunnel_links: links::NamedLinks::new(&dir),
+            tunnel_links: links::NamedLinks::new(&dir, "tunnel"),
+            uplink_links: links::NamedLinks::new(&dir, "uplink"),
             dir,
             maps,
             current,
@@ -355,6 +361,17 @@ impl Datapath {
         self.maps.tunnel.set(0, config, 0)?;
         self.progs.tunnel_ifindex = Some(dev.tx);
         Ok(())
+    }
+
+    /// Attaches `from_uplink` to the interface carrying the external
+    /// networks of `physnet` (taking over a previous run's link).
+    pub fn attach_uplink(&mut self, physnet: &str, ifindex: u32) -> Result<()> {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_FROM_UPLINK)
+            .context("program from_uplink missing")?
+            .try_into()?;
+        self.uplink_links.xdp(physnet, xdp, ifindex)
     }
 
     /// A group's runtime state (its active member, its count of changes).
@@ -684,6 +701,7 @@ impl Datapath {
             let xdp = from_vm(&mut self.ebpf)?;
             self.links.detach_all(xdp);
             self.tunnel_links.detach_all();
+            self.uplink_links.detach_all();
             if self.progs.tunnel_ifindex.is_some() {
                 crate::tunnel::remove();
             }
