@@ -715,7 +715,7 @@ impl Drop for Lab {
 /// had so far.
 pub fn ping_replies(out: &std::path::Path) -> usize {
     std::fs::read_to_string(out)
-        .map(|t| t.lines().filter(|l| l.contains(" bytes from ")).count())
+        .map(|t| crate::probe::answered(&t).len())
         .unwrap_or(0)
 }
 
@@ -747,14 +747,11 @@ pub fn parse_utc(t: &str) -> Option<f64> {
 /// once it has finished (waits up to 30 s).
 pub fn ping_result(out: &std::path::Path) -> (u32, u32) {
     for _ in 0..300 {
-        if let Ok(text) = std::fs::read_to_string(out) {
-            if let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) {
-                let n: Vec<u32> = line
-                    .split(|c: char| !c.is_ascii_digit())
-                    .filter_map(|s| s.parse().ok())
-                    .collect();
-                return (n[0], n[1]);
-            }
+        if let Some(result) = std::fs::read_to_string(out)
+            .ok()
+            .and_then(|t| crate::probe::summary(&t))
+        {
+            return result;
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::lab::Vm;
 
@@ -99,14 +99,7 @@ impl Pinger {
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         child.wait()?;
         let text = self.text();
-        let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) else {
-            bail!("no ping summary in:\n{text}");
-        };
-        let n: Vec<u32> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        Ok((n[0], n[1]))
+        summary(&text).with_context(|| format!("no ping summary in:\n{text}"))
     }
 }
 
@@ -119,20 +112,50 @@ impl Drop for Pinger {
     }
 }
 
-/// "[1734567890.123456] 64 bytes from 10.0.0.1: icmp_seq=7 ttl=64 time=0.5 ms"
-fn parse_reply(line: &str) -> Option<Reply> {
-    if !line.contains(" bytes from ") {
-        return None;
-    }
-    let at = line.strip_prefix('[')?.split(']').next()?.parse().ok()?;
-    let seq = line
-        .split("icmp_seq=")
+/// Whether a line of ping's output is a reply: an ICMP error about a
+/// request (a router saying the destination is unreachable) names the
+/// request's icmp_seq too, but is no reply.
+fn is_reply(line: &str) -> bool {
+    line.contains(" bytes from ")
+}
+
+fn seq_of(line: &str) -> Option<u32> {
+    line.split("icmp_seq=")
         .nth(1)?
         .split_whitespace()
         .next()?
         .parse()
-        .ok()?;
-    Some(Reply { at, seq })
+        .ok()
+}
+
+/// The icmp_seq of every reply in ping's output, in order.
+pub fn answered(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter(|l| is_reply(l))
+        .filter_map(seq_of)
+        .collect()
+}
+
+/// ping's summary line: (transmitted, received).
+pub fn summary(text: &str) -> Option<(u32, u32)> {
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let n: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Some((*n.first()?, *n.get(1)?))
+}
+
+/// "[1734567890.123456] 64 bytes from 10.0.0.1: icmp_seq=7 ttl=64 time=0.5 ms"
+fn parse_reply(line: &str) -> Option<Reply> {
+    if !is_reply(line) {
+        return None;
+    }
+    let at = line.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+    Some(Reply {
+        at,
+        seq: seq_of(line)?,
+    })
 }
 
 /// The longest time between two consecutive replies.

@@ -212,23 +212,12 @@ pub fn scenario(bridge: bool, vmac: bool) -> Result<(Lab, Outcome)> {
 
 /// A ping's summary and the last sequence answered.
 pub fn parse_ping(text: &str) -> Result<Outcome> {
-    let Some(summary) = text.lines().find(|l| l.contains("packets transmitted")) else {
+    let Some((sent, received)) = crate::probe::summary(text) else {
         bail!("no ping summary in:\n{text}");
     };
-    let numbers: Vec<u32> = summary
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let last_reply = text
-        .lines()
-        .filter(|l| l.contains(" bytes from "))
-        .filter_map(|l| l.split("icmp_seq=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-        .max()
-        .unwrap_or(0);
     Ok(Outcome {
-        sent: numbers[0],
-        received: numbers[1],
-        last_reply,
+        sent,
+        received,
+        last_reply: crate::probe::answered(text).into_iter().max().unwrap_or(0),
     })
 }

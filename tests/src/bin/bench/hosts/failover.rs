@@ -271,7 +271,7 @@ fn scenario(world: &mut World, failure: Failure) -> Result<Lost> {
     )?;
     let text = std::fs::read_to_string(&out)?;
     let outcome = vrrp::parse_ping(&text)?;
-    let answered = answered(&text);
+    let answered = lab::probe::answered(&text);
     let lost = |range: std::ops::RangeInclusive<u32>| {
         range.filter(|s| !answered.contains(s)).count() as u32
     };
@@ -291,17 +291,8 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// The sequence numbers ping printed replies for.
-fn answered(text: &str) -> Vec<u32> {
-    text.lines()
-        .filter(|l| l.contains(" bytes from "))
-        .filter_map(|l| l.split("icmp_seq=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
 fn last_answered(text: &str) -> u32 {
-    answered(text).into_iter().max().unwrap_or(0)
+    lab::probe::answered(text).into_iter().max().unwrap_or(0)
 }
 
 fn fail(world: &mut World, failure: Failure) -> Result<()> {
