@@ -34,6 +34,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod nat_view;
 pub mod netlink;
 pub mod publish;
 pub mod show;

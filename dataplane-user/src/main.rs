@@ -240,6 +240,12 @@ enum ShowWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Router gateways and floating IPs, SNAT connections, neighbours
+    /// learned on external networks, and NAT counters.
+    Nat {
+        #[arg(long)]
+        json: bool,
+    },
     /// Security groups with the connections their rules allowed.
     SecurityGroups {
         #[arg(long)]
@@ -463,6 +469,11 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
         ShowWhat::Conntrack { json } => {
             print_view(&show::conntrack(&dir)?, json, show::render_conntrack)
         }
+        ShowWhat::Nat { json } => print_view(
+            &dataplane_agent::nat_view::view(&dir)?,
+            json,
+            dataplane_agent::nat_view::render,
+        ),
         ShowWhat::Groups { json } => {
             print_view(&show::groups(&dir)?, json, |v| show::render_groups(v))
         }

@@ -26,8 +26,8 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use common::{
     DropReason, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
-    NeighV6Key, OUT_DROP, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY, TARGET_GROUP, TX_F_TRACE,
-    TX_META_MAGIC, TxMeta,
+    NeighV6Key, OUT_DROP, OUT_EXTERNAL, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY,
+    TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC, TxMeta,
 };
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, LinkSlice, NetSlice, PacketBuilder,
@@ -110,6 +110,10 @@ pub struct Trace {
     /// The answer sent back to the sender: the ARP/ND responder's, the
     /// router's echo reply, or the ICMP error about a dropped packet.
     pub reply: Option<String>,
+    /// The frame as it leaves through an uplink to an external network
+    /// (translated by the router's gateway: floating IP or SNAT), or the
+    /// ARP request sent in its place while the next hop is not known.
+    pub external: Option<String>,
     /// The gateway the packet was addressed to, when `--via` was not given
     /// and the destination is not on the port's subnet.
     pub gateway: Option<String>,
@@ -126,7 +130,7 @@ impl Trace {
     /// is neither answered nor passed to the host.
     pub fn dropped(&self) -> bool {
         match self.verdict.as_str() {
-            "answered" | "passed to the host" => false,
+            "answered" | "passed to the host" | "sent out of the uplink" => false,
             _ => self.delivered_to().is_empty(),
         }
     }
@@ -175,6 +179,9 @@ pub fn render(t: &Trace) -> String {
     }
     if let Some(r) = &t.reply {
         s += &format!("  answer to {}: {r}\n", label(&t.port, &t.name));
+    }
+    if let Some(x) = &t.external {
+        s += &format!("  out of the uplink: {x}\n");
     }
     for d in &t.deliveries {
         s += &format!(
@@ -328,6 +335,7 @@ impl Probe {
             flood: None,
             deliveries: Vec::new(),
             reply: None,
+            external: None,
             gateway: None,
             route: None,
             frames: (frame.to_vec(), out.frame.clone()),
@@ -350,6 +358,19 @@ impl Probe {
                 trace.reason = Some(reason.name().into());
                 trace.reason_description = Some(reason.description().into());
                 trace.reply = Some(summary(&out.frame));
+            }
+            (XDP_REDIRECT, OUT_EXTERNAL) => {
+                trace.verdict = "sent out of the uplink".into();
+                trace.external = Some(summary(&out.frame));
+            }
+            (XDP_REDIRECT, OUT_DROP) => {
+                // The next hop outside is not known: an ARP request for
+                // it went out in the packet's place.
+                let reason = DropReason::from_u32(meta.out).context("unknown drop reason")?;
+                trace.verdict = "dropped".into();
+                trace.reason = Some(reason.name().into());
+                trace.reason_description = Some(reason.description().into());
+                trace.external = Some(summary(&out.frame));
             }
             (XDP_REDIRECT, OUT_PORT) => {
                 let dest = by_index(ports, meta.out)?;
