@@ -120,3 +120,34 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_PSH: u8 = 0x08;
 pub const TCP_ACK: u8 = 0x10;
+
+/// The IPv6 link-local address a host derives from a MAC (modified
+/// EUI-64, RFC 4291 appendix A): the datapath's router advertisements come
+/// from it, and the agent allows and answers for it.
+#[inline(always)]
+pub const fn link_local_v6(m: [u8; 6]) -> [u8; 16] {
+    [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ]
+}
+
+/// Whether an IPv6 address is link-local (fe80::/10).
+#[inline(always)]
+pub const fn is_link_local_v6(a: &[u8; 16]) -> bool {
+    a[0] == 0xfe && a[1] & 0xc0 == 0x80
+}

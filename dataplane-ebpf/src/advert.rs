@@ -131,24 +131,7 @@ fn resize(ctx: &XdpContext, total: usize) -> bool {
 fn write(pkt: &Packet, ad: &Advert, dst: [u8; 16], dst_mac: [u8; 6]) -> bool {
     let m = ad.mac;
     // The router's link-local address (modified EUI-64 of its MAC).
-    let src: [u8; 16] = [
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        m[0] ^ 2,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ];
+    let src = common::proto::link_local_v6(m);
     let len = usize::from(ad.len);
     let [l0, l1] = ad.len.to_be_bytes();
     let icmp = ETH_HLEN + 40;

@@ -26,7 +26,7 @@ use common::{
         ICMP_PORT_UNREACH, ICMP_ROUTERADVERT, ICMP_ROUTERSOLICIT, ICMP_TIME_EXCEEDED,
         ICMP_TIMESTAMP, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
         ICMPV6_INFOMSG, ICMPV6_PKT_TOOBIG, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEED, IPPROTO_ICMP,
-        IPPROTO_ICMPV6,
+        IPPROTO_ICMPV6, is_link_local_v6,
     },
 };
 
@@ -152,7 +152,7 @@ fn answer_v6(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason>
             return Err(reason);
         }
         // On-link senders (link-local sources) need no route back.
-        if !link_local(&ip.src) && reverse_v6(h, ip.src).is_none() {
+        if !is_link_local_v6(&ip.src) && reverse_v6(h, ip.src).is_none() {
             return Err(reason);
         }
         return Ok(echo_v6(ctx, h));
@@ -206,11 +206,6 @@ fn error_allowed_v6(pkt: &Packet, ip: &Ipv6) -> bool {
     matches!(pkt.read::<[u8; 2]>(ip.l4_off), Some([ty, _]) if ty >= ICMPV6_INFOMSG)
 }
 
-#[inline(always)]
-fn link_local(a: &[u8; 16]) -> bool {
-    a[0] == 0xfe && a[1] & 0xc0 == 0x80
-}
-
 /// The router's address on the link a packet from `src` came in by, if
 /// the router routes back to `src` through that link (directly, or by a
 /// static route via a next hop on it). Route entries are read where they
@@ -229,7 +224,7 @@ fn reverse_v4(h: &Hop, src: [u8; 4]) -> Option<[u8; 4]> {
 /// As [`reverse_v4`]; never for a link-local source (nothing routes there).
 #[inline(always)]
 fn reverse_v6(h: &Hop, src: [u8; 16]) -> Option<[u8; 16]> {
-    if link_local(&src) {
+    if is_link_local_v6(&src) {
         return None;
     }
     let mut r = route::route_v6_ref(h.slot, h.router, src)?;

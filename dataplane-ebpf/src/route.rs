@@ -28,7 +28,7 @@ use common::{
         ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED,
         ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
         ICMPV6_EXC_HOPLIMIT, ICMPV6_NOROUTE, ICMPV6_PKT_TOOBIG, ICMPV6_PORT_UNREACH,
-        ICMPV6_TIME_EXCEED, IP_DF, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
+        ICMPV6_TIME_EXCEED, IP_DF, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, is_link_local_v6,
     },
 };
 
@@ -350,11 +350,6 @@ fn local_v4_answer(ctx: &XdpContext, pkt: &Packet) -> Result<DropReason, DropRea
 }
 
 #[inline(always)]
-fn link_local(a: &[u8; 16]) -> bool {
-    a[0] == 0xfe && a[1] & 0xc0 == 0x80
-}
-
-#[inline(always)]
 // Long on purpose: as `ipv4_hop`.
 fn ipv6_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> {
     let (slot, router) = (h.slot, h.router);
@@ -366,7 +361,7 @@ fn ipv6_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
     if dst[0] == 0xff || src == [0; 16] || src[0] == 0xff {
         return Err(DropReason::NoRoute);
     }
-    if link_local(&dst) {
+    if is_link_local_v6(&dst) {
         // Only the router's own link-local address on this link.
         return match neigh_v6(slot, h.port.network, dst) {
             Some(n) if n.kind == TARGET_ROUTER && n.target == router => Err(local_v6(ctx, pkt)),
@@ -402,7 +397,7 @@ fn ipv6_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
         return Err(DropReason::NoRoute);
     }
     // A link-local source never leaves its link (RFC 4291 2.5.6).
-    if link_local(&src) {
+    if is_link_local_v6(&src) {
         return Err(DropReason::NoRoute);
     }
     // Payload length and next header come before the hop limit; IPv6 has

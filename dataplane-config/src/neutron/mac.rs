@@ -22,25 +22,7 @@ impl MacAddr {
     /// The IPv6 link-local address a host derives from this MAC (modified
     /// EUI-64, RFC 4291 appendix A).
     pub fn ipv6_link_local(&self) -> std::net::Ipv6Addr {
-        let m = self.0;
-        std::net::Ipv6Addr::from([
-            0xfe,
-            0x80,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            m[0] ^ 0x02,
-            m[1],
-            m[2],
-            0xff,
-            0xfe,
-            m[3],
-            m[4],
-            m[5],
-        ])
+        std::net::Ipv6Addr::from(common::proto::link_local_v6(self.0))
     }
 }
 
