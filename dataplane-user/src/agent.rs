@@ -121,6 +121,8 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
     let exit = agent
         .serve(&mut links, &mut requests, &mut sigint, &mut sigterm)
         .await;
+    // A write still under way must not outlive `dataplane stop`'s removal.
+    agent.names.wait();
     lifecycle::finish(agent.ctl, &instance, opts.cleanup, exit).await
 }
 
@@ -189,7 +191,7 @@ impl<S: Source> Agent<S> {
         match &outcome {
             Ok((a, waiting)) => {
                 self.status.attempt(&trigger, &Ok(a.generation), waiting);
-                self.names.changed();
+                self.names.changed(&a.touched);
             }
             Err(e) => self.status.attempt(&trigger, &Err(verbatim(e)), &[]),
         }
@@ -247,7 +249,7 @@ impl<S: Source> Agent<S> {
                 self.source.loaded(path);
                 self.status.attempt(&trigger, &Ok(applied.generation), &[]);
                 self.status.applied_file(&self.source);
-                self.names.changed();
+                self.names.changed(&applied.touched);
                 format!("ok {}", applied.generation)
             }
             Err(e) => {

@@ -3,11 +3,11 @@
 //! any step refuses, the others roll back and the running configuration is
 //! what it was.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use dataplane_config::{
-    Change, Engine, Store, Update,
+    Change, Engine, Store, Touched, Update,
     compile::{Locality, Place, TUNNEL_PORT_ID},
 };
 use tracing::debug;
@@ -36,6 +36,8 @@ pub struct Applied {
     /// Ports in the configuration.
     pub ports: usize,
     pub summary: ApplySummary,
+    /// The objects the change touched (none for a re-attached tap).
+    pub touched: Touched,
 }
 
 /// The configuration in force, compiled, and the datapath running it.
@@ -48,6 +50,13 @@ pub struct Controller {
     /// entries, so that nothing reaches them and nothing of theirs is
     /// forwarded) until it comes. Kept as changes go, not recomputed.
     pending: BTreeSet<String>,
+    /// Local VM ports whose tap is attached: port id -> tap (the report's
+    /// `attached`). Kept as changes go, like `pending`.
+    attached: BTreeMap<String, String>,
+    /// The groups each port index is a member of, from the compiled
+    /// `GROUP_MEMBERS` as each change commits: the report looks up the
+    /// local ports' groups without walking every member of every group.
+    groups_of: BTreeMap<u32, BTreeSet<u32>>,
 }
 
 impl Controller {
@@ -77,6 +86,8 @@ impl Controller {
             engine,
             datapath,
             pending: BTreeSet::new(),
+            attached: BTreeMap::new(),
+            groups_of: BTreeMap::new(),
         };
         if let Some(host) = host {
             ctl.join(host)?;
@@ -106,39 +117,31 @@ impl Controller {
     }
 
     /// What this host knows that the others need (see `source::HostReport`).
+    /// Costs the local ports and their groups, whatever the configuration's
+    /// size: it runs every publish tick.
     pub fn report(&self) -> HostReport {
-        let mut report = HostReport::default();
-        for port in self.store.ports().values() {
-            if let Some(r) = self.engine.port(port.id()) {
-                if matches!(r.place, Place::Local(Some(_))) {
-                    report
-                        .attached
-                        .insert(port.id().to_string(), port.spec.tap.clone());
-                }
-            }
-        }
+        let mut report = HostReport {
+            attached: self.attached.clone(),
+            ..HostReport::default()
+        };
+        let ix = self.engine.indexes();
         let local = |index: u32| {
-            self.engine
-                .indexes()
-                .ports
+            ix.ports
                 .id_of(index)
-                .filter(|id| report.attached.contains_key(*id))
+                .filter(|id| self.attached.contains_key(*id))
                 .cloned()
         };
-        let groups: std::collections::BTreeSet<u32> = self
-            .engine
-            .desired()
-            .slotted
-            .group_members
+        let groups: BTreeSet<u32> = self
+            .attached
             .keys()
-            .filter(|k| local(k.port).is_some())
-            .map(|k| k.group)
+            .filter_map(|id| ix.ports.get(id))
+            .filter_map(|index| self.groups_of.get(&index))
+            .flatten()
+            .copied()
             .collect();
         for g in groups {
-            let (Some(state), Some(name)) = (
-                self.datapath.group_state(g),
-                self.engine.indexes().groups.id_of(g),
-            ) else {
+            let (Some(state), Some(name)) = (self.datapath.group_state(g), ix.groups.id_of(g))
+            else {
                 continue;
             };
             if let Some(port) = local(state.active) {
@@ -150,22 +153,44 @@ impl Controller {
         report
     }
 
+    /// Takes the group memberships the change about to be committed made
+    /// or removed into `groups_of` (the journal holds exactly those).
+    fn index_groups(&mut self) {
+        let members = &self.engine.desired().slotted.group_members;
+        for k in members.changed() {
+            if members.contains_key(k) {
+                self.groups_of.entry(k.port).or_default().insert(k.group);
+            } else if let Some(set) = self.groups_of.get_mut(&k.port) {
+                set.remove(&k.group);
+                if set.is_empty() {
+                    self.groups_of.remove(&k.port);
+                }
+            }
+        }
+    }
+
     /// Local VM ports waiting for their tap, by id.
     pub fn pending(&self) -> &BTreeSet<String> {
         &self.pending
     }
 
-    /// Notes whether each of `ports` waits for its tap, as compiled now.
+    /// Notes whether each of `ports` waits for its tap, or has it
+    /// attached, as compiled now.
     fn track_pending<'a>(&mut self, ports: impl Iterator<Item = &'a String>) {
         for id in ports {
-            let waits = self
-                .engine
-                .port(id)
-                .is_some_and(|r| r.place == Place::Local(None));
-            if waits {
+            let place = self.engine.port(id).map(|r| r.place);
+            if place == Some(Place::Local(None)) {
                 self.pending.insert(id.clone());
             } else {
                 self.pending.remove(id);
+            }
+            match (place, self.store.port(id)) {
+                (Some(Place::Local(Some(_))), Some(p)) => {
+                    self.attached.insert(id.clone(), p.spec.tap.clone());
+                }
+                _ => {
+                    self.attached.remove(id);
+                }
             }
         }
     }
@@ -215,6 +240,7 @@ impl Controller {
         }
         match self.datapath.apply(self.engine.desired()) {
             Ok(summary) => {
+                self.index_groups();
                 self.engine.commit();
                 self.store.commit();
                 self.track_pending(touched.ports.iter().chain(&touched.placed));
@@ -223,6 +249,7 @@ impl Controller {
                     changes: changes.len(),
                     ports: self.store.ports().len(),
                     summary,
+                    touched,
                 })
             }
             Err(e) => {
@@ -242,6 +269,7 @@ impl Controller {
         }
         match self.datapath.apply(self.engine.desired()) {
             Ok(summary) => {
+                self.index_groups();
                 self.engine.commit();
                 self.track_pending(std::iter::once(&port.to_string()));
                 Ok(Applied {
@@ -249,6 +277,7 @@ impl Controller {
                     changes: 0,
                     ports: self.store.ports().len(),
                     summary,
+                    touched: Touched::default(),
                 })
             }
             Err(e) => {
