@@ -93,6 +93,7 @@ impl Controller {
         let here = Locality {
             chassis: Some(host.chassis.clone()),
             tunnel_ifindex: Some(dev.tx),
+            ..self.engine.locality().clone()
         };
         self.engine
             .set_locality(&self.store, here, &crate::interfaces::ifindex)?;
