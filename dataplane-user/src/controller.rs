@@ -106,6 +106,19 @@ impl Controller {
         self.datapath.attach_tunnel(&dev, port)
     }
 
+    /// This host's uplinks (`--uplink`): external networks on these
+    /// physical networks are reached through these interfaces. Written
+    /// with the first configuration, like the tunnel.
+    pub fn set_uplinks(&mut self, uplinks: &std::collections::BTreeMap<String, u32>) -> Result<()> {
+        let here = Locality {
+            uplinks: uplinks.clone(),
+            ..self.engine.locality().clone()
+        };
+        self.engine
+            .set_locality(&self.store, here, &crate::interfaces::ifindex)?;
+        Ok(())
+    }
+
     /// What this host knows that the others need (see `source::HostReport`).
     pub fn report(&self) -> HostReport {
         let mut report = HostReport::default();
