@@ -4,7 +4,7 @@
 //! subnets, no two ports share a MAC, ...) is checked by the store, which
 //! also resolves each port ([`Port`]).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
@@ -43,6 +43,13 @@ pub struct Network {
     /// The largest IP packet the network carries; 0 when not given (no
     /// limit is enforced).
     pub mtu: u32,
+    /// `router:external`: routers may have their gateway on it, floating
+    /// IPs come from its subnets.
+    pub external: bool,
+    /// `provider:physical_network`: which of the host's uplinks
+    /// (`dataplane run --uplink PHYSNET=IFNAME`) carries an external
+    /// network.
+    pub physical_network: Option<String>,
 }
 
 /// The smallest MTU an IPv4 subnet allows (Neutron's `IPV4_MIN_MTU`).
@@ -96,6 +103,58 @@ pub struct Router {
     pub name: String,
     /// Static routes, in the order given.
     pub routes: Vec<StaticRoute>,
+    /// `external_gateway_info`; None when null or absent.
+    pub gateway: Option<ExternalGateway>,
+}
+
+/// A router's `external_gateway_info` as written: its gateway port (a
+/// port with `device_owner` `network:router_gateway`) must hold exactly
+/// these addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalGateway {
+    pub network_id: String,
+    /// Neutron's default (`enable_snat_by_default`) is true.
+    pub enable_snat: bool,
+    /// Each address as Neutron allocated it (a file must give it); the
+    /// subnet may be left for the store to find.
+    pub external_fixed_ips: Vec<FixedIpSpec>,
+}
+
+/// A floating IP (`floatingips`), checked on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloatingIp {
+    pub id: String,
+    pub floating_ip_address: Ipv4Addr,
+    pub floating_network_id: String,
+    /// None: not associated (kept, does nothing).
+    pub port_id: Option<String>,
+    /// As written; Neutron's choice (the port's only IPv4 address) when
+    /// absent.
+    pub fixed_ip_address: Option<Ipv4Addr>,
+    /// As written (Neutron fills it in when it associates).
+    pub router_id: Option<String>,
+    /// What the store resolved, for an associated floating IP.
+    pub association: Option<Association>,
+}
+
+/// A floating IP's fixed IP and the router that translates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Association {
+    pub port_id: String,
+    pub fixed: Ipv4Addr,
+    /// The fixed IP's subnet.
+    pub subnet_id: String,
+    pub router: String,
+}
+
+impl FloatingIp {
+    pub fn label(&self) -> String {
+        label(
+            "floating IP",
+            &self.id,
+            &self.floating_ip_address.to_string(),
+        )
+    }
 }
 
 /// One of a router's `routes`: `destination` through `nexthop`, an
@@ -190,8 +249,13 @@ pub struct PortSpec {
     /// Host interface carrying the port's traffic (none for a router
     /// interface: the datapath is the router).
     pub tap: String,
-    /// For a router interface: the router's id.
+    /// For a router interface or gateway port: the router's id.
     pub router: Option<String>,
+    /// A router's gateway port (`network:router_gateway`): `router` is the
+    /// router, but the port is not one of its interfaces (no connected
+    /// route, no neighbour entries: its address and MAC are the
+    /// gateway's, in `GATEWAYS` and `EXT_ADDRS`).
+    pub router_gateway: bool,
     /// The host (chassis) the port is bound to (`binding:host_id`).
     pub host: Option<String>,
 }
@@ -240,7 +304,7 @@ impl PortSpec {
     }
 
     pub fn is_router_interface(&self) -> bool {
-        self.router.is_some()
+        self.router.is_some() && !self.router_gateway
     }
 }
 

@@ -227,6 +227,11 @@ impl Topology {
                 ip: f.ip,
             })
             .collect();
+        // A router's gateway port is not one of its interfaces (the
+        // external network is the gateway's, see `compile::external`).
+        if p.spec.router_gateway {
+            return;
+        }
         if let Some(r) = &p.spec.router {
             self.routers[at.routers[r]]
                 .interfaces

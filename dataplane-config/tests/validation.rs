@@ -1,7 +1,7 @@
 //! Configuration validation: every bad input is refused with an error that
 //! names the object and the field; what Neutron accepts is accepted.
 
-use dataplane_config::{ConfigErrors, Document, Format, Kind, Topology, neutron::Object};
+use dataplane_config::{ConfigErrors, Format, Topology};
 use serde_json::{Value, json};
 
 const PORT: &str = "5e1c0a2b-0000-4000-8000-000000000001";
@@ -40,16 +40,6 @@ fn rejects(edit: impl FnOnce(&mut Value), field: &str, needle: &str) {
         "expected an error on {field} naming the port and saying {needle:?}, got:\n{text}"
     );
     assert!(text.contains("web-1"), "the port's name is shown: {text}");
-}
-
-/// What parsing `doc` left out, one notice a line.
-fn skipped_of(doc: &Value) -> String {
-    let d = Document::parse(&doc.to_string(), Format::Json).unwrap_or_else(|e| panic!("{e}"));
-    d.skipped
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn accepts(edit: impl FnOnce(&mut Value)) -> Topology {
@@ -482,28 +472,7 @@ fn routers_and_their_interfaces() {
     ports.retain(|p| p["id"] != "r1-if1");
     rejects_doc(&doc, "r1", "routes[0].nexthop", "not connected");
 
-    // A document's external gateway is left out with a notice (connected
-    // subnets are routed without it); an object that reaches the checks
-    // with one (another source) is refused.
-    let mut doc = with_router();
-    doc["routers"][0]["external_gateway_info"] = json!({ "network_id": "ext" });
-    let skipped = skipped_of(&doc);
-    assert!(
-        skipped.contains("router r1 (edge): external_gateway_info: ignored"),
-        "{skipped}"
-    );
-    check(&doc).unwrap_or_else(|e| panic!("{e}"));
-    let router = Object {
-        kind: Kind::Router,
-        id: "r1".into(),
-        value: doc["routers"][0].clone(),
-    };
-    let e = dataplane_config::check::check(&router).expect_err("refused");
-    assert!(
-        e.iter()
-            .any(|e| e.field == "external_gateway_info" && e.message.contains("not supported")),
-        "{e:?}"
-    );
+    // External gateways and their ports: tests/external.rs.
 
     // A second interface of r1 on sub1.
     let mut doc = with_router();
@@ -531,28 +500,6 @@ fn routers_and_their_interfaces() {
         "r1-if0",
         "fixed_ips",
         "10.0.0.1 is already used by port 5e1c0a2b",
-    );
-
-    // The same for a router's gateway port.
-    let mut doc = with_router();
-    doc["ports"][1]["device_owner"] = json!("network:router_gateway");
-    let skipped = skipped_of(&doc);
-    assert!(
-        skipped.contains("port r1-if0: device_owner: skipped"),
-        "{skipped}"
-    );
-    let t = check(&doc).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(t.routers[0].interfaces.len(), 1);
-    let port = Object {
-        kind: Kind::Port,
-        id: "r1-if0".into(),
-        value: doc["ports"][1].clone(),
-    };
-    let e = dataplane_config::check::check(&port).expect_err("refused");
-    assert!(
-        e.iter()
-            .any(|e| e.field == "device_owner" && e.message.contains("not supported")),
-        "{e:?}"
     );
 
     let mut doc = with_router();

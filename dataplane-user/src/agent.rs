@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub cleanup: bool,
     /// Serve Prometheus metrics here.
     pub metrics: Option<SocketAddr>,
+    /// The interface index reaching each physical network
+    /// (`--uplink PHYSNET=IFNAME`): external networks' uplinks.
+    pub uplinks: std::collections::BTreeMap<String, u32>,
 }
 
 /// How often retired ports are cleaned and names published.
@@ -66,6 +69,7 @@ pub async fn run<S: Source>(opts: RunOptions, mut source: S) -> Result<()> {
         .await
         .with_context(|| format!("reading {}", source.describe()))?;
     let mut ctl = Controller::open(opts.datapath.clone(), opts.host.as_ref())?;
+    ctl.set_uplinks(&opts.uplinks)?;
     forward_ebpf_logs(&mut ctl);
     let adopted = ctl.datapath_mut().adopt_links()?;
     if adopted > 0 {

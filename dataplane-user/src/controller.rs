@@ -104,6 +104,7 @@ impl Controller {
         let here = Locality {
             chassis: Some(host.chassis.clone()),
             tunnel_ifindex: Some(dev.tx),
+            ..self.engine.locality().clone()
         };
         self.engine
             .set_locality(&self.store, here, &crate::interfaces::ifindex)?;
@@ -114,6 +115,19 @@ impl Controller {
             .get(TUNNEL_PORT_ID)
             .context("the tunnel port has no index")?;
         self.datapath.attach_tunnel(&dev, port)
+    }
+
+    /// This host's uplinks (`--uplink`): external networks on these
+    /// physical networks are reached through these interfaces. Written
+    /// with the first configuration, like the tunnel.
+    pub fn set_uplinks(&mut self, uplinks: &std::collections::BTreeMap<String, u32>) -> Result<()> {
+        let here = Locality {
+            uplinks: uplinks.clone(),
+            ..self.engine.locality().clone()
+        };
+        self.engine
+            .set_locality(&self.store, here, &crate::interfaces::ifindex)?;
+        Ok(())
     }
 
     /// What this host knows that the others need (see `source::HostReport`).

@@ -10,9 +10,9 @@ use anyhow::Result;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
 use common::{
     CT_CLOSED, CtEntry, CtKey, DpConfig, FdbEntry, FdbKey, POLICY_DIR_EGRESS, POLICY_DIR_INGRESS,
-    POLICY_PREFIX_BITS, POLICY_V6, PolicyEntry, PolicyKey, REMOTE_PREFIX_BITS, ROUTE_NEXTHOP,
-    ROUTE_PREFIX_BITS, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key, RouteV6Key,
-    SgMeta, TARGET_ROUTER,
+    POLICY_PREFIX_BITS, POLICY_V6, PolicyEntry, PolicyKey, REMOTE_PREFIX_BITS, ROUTE_EXTERNAL,
+    ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, RemoteIdentity, RemoteV4Key, RemoteV6Key, Route, RouteV4Key,
+    RouteV6Key, SgMeta, TARGET_ROUTER,
     proto::{
         DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT, ICMP_ECHO,
         ICMP_ECHOREPLY, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_MLD_QUERY,
@@ -509,7 +509,7 @@ impl<'a> Explainer<'a> {
             router: self.router_label(entry.target, eth.destination()),
             to: route.map(|r| self.destination_label(&r, dst)),
             via: route
-                .filter(|r| r.kind == ROUTE_NEXTHOP)
+                .filter(through_nexthop)
                 .and_then(|r| static_route(&r, dst)),
             src_mac: routed.then(|| mac(&out[6..12])),
             dst_mac: routed.then(|| mac(&out[..6])),
@@ -561,7 +561,7 @@ impl<'a> Explainer<'a> {
     /// (a static route: where its nexthop is).
     fn destination_label(&self, route: &Route, dst: Option<IpAddr>) -> String {
         let dst = match dst {
-            Some(IpAddr::V4(_)) if route.kind == ROUTE_NEXTHOP => Some(IpAddr::from(
+            Some(IpAddr::V4(_)) if through_nexthop(route) => Some(IpAddr::from(
                 <[u8; 4]>::try_from(&route.addr[..4]).expect("4 bytes"),
             )),
             Some(IpAddr::V6(_)) if route.kind == ROUTE_NEXTHOP => Some(IpAddr::from(route.addr)),
@@ -584,6 +584,13 @@ impl<'a> Explainer<'a> {
         });
         found.unwrap_or_else(|| format!("network #{} (router MAC {mac})", route.network))
     }
+}
+
+/// Whether a route goes through a next hop (a static route, or an
+/// external gateway's default route) rather than to the destination on
+/// link.
+fn through_nexthop(route: &Route) -> bool {
+    route.kind == ROUTE_NEXTHOP || route.kind == ROUTE_EXTERNAL && route.addr[..4] != [0; 4]
 }
 
 /// "PREFIX via NEXTHOP" for a static route that `dst` took.

@@ -14,7 +14,9 @@
 //! - `show`, `status`, `topology`, `trace`, `monitor`, `metrics`,
 //!   `link_health`: readers of the pinned state, the agent's record and
 //!   the interfaces;
-//! - `adverts`: the periodic IPv6 router advertisements.
+//! - `adverts`: the periodic IPv6 router advertisements;
+//! - `uplinks`: `run --uplink PHYSNET=IFNAME`, the interfaces that reach
+//!   external networks.
 
 pub mod adverts;
 pub mod agent;
@@ -44,3 +46,4 @@ pub mod status_keeper;
 pub mod topology;
 pub mod trace;
 pub mod tunnel;
+pub mod uplinks;

@@ -71,6 +71,11 @@ enum Command {
         /// format at http://ADDR/metrics (for example 127.0.0.1:9477).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// An external network whose provider:physical_network is PHYSNET
+        /// is reached through the host interface IFNAME (as Neutron's
+        /// bridge_mappings); repeatable.
+        #[arg(long, value_name = "PHYSNET=IFNAME")]
+        uplink: Vec<String>,
     },
     /// Write a configuration file into etcd as the agents' database
     /// (what Neutron's driver does): only the objects that differ are
@@ -318,6 +323,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             max_connections,
             cleanup,
             metrics,
+            uplink,
         } => run(
             RunOptions {
                 datapath: Options {
@@ -329,6 +335,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 host: None,
                 cleanup,
                 metrics,
+                uplinks: dataplane_agent::uplinks::parse(
+                    &uplink,
+                    dataplane_agent::interfaces::ifindex,
+                )?,
             },
             config,
             etcd,

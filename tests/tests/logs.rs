@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[test]
 fn text_logs_by_default_and_json_on_request() {
-    // `check` logs what it leaves out (a router gateway port here) through
+    // `check` logs what it leaves out (a floating IP's port here) through
     // the same subscriber as the agent.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.json");
@@ -17,7 +17,7 @@ fn text_logs_by_default_and_json_on_request() {
             "networks": [{"id": "n"}],
             "subnets": [{"id": "s", "network_id": "n", "cidr": "10.41.0.0/24"}],
             "ports": [{"id": "gw", "network_id": "n", "mac_address": "fa:16:3e:41:00:01",
-                       "device_owner": "network:router_gateway",
+                       "device_owner": "network:floatingip",
                        "fixed_ips": [{"subnet_id": "s", "ip_address": "10.41.0.5"}]}],
         })
         .to_string(),

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use dataplane_agent::source::{EtcdSource, Source, etcd::EtcdOptions};
+use dataplane_config::Update;
 use lab::{
     etcd::Etcd,
     lab::dataplane_bin,
@@ -123,4 +125,85 @@ fn publish_writes_the_difference_and_refuses_what_agents_would_refuse() {
     assert!(!ok, "refused: {text}");
     assert!(text.contains("allowed_address_pairs"), "{text}");
     assert_eq!(revisions(&etcd), now, "nothing written");
+}
+
+/// An external network, a router with its gateway (and gateway port) and a
+/// floating IP on a VM port.
+fn external_cfg() -> Value {
+    let mut c = cfg(vec![port("vm", "fa:16:3e:41:00:05", "10.40.0.5")]);
+    let mut ext = network("ext");
+    ext["router:external"] = json!(true);
+    ext["provider:physical_network"] = json!("physnet1");
+    c["networks"].as_array_mut().unwrap().push(ext);
+    c["subnets"].as_array_mut().unwrap().push(subnet(
+        "ext-v4",
+        "ext",
+        "198.51.100.0/24",
+        Some("198.51.100.1"),
+    ));
+    c["routers"] = json!([{ "id": "r1", "external_gateway_info": {
+        "network_id": "ext", "external_fixed_ips": [{ "ip_address": "198.51.100.10" }] } }]);
+    c["ports"].as_array_mut().unwrap().extend([
+        json!({ "id": "r1-if", "network_id": "net1", "mac_address": "fa:16:3e:41:01:00",
+                "device_owner": "network:router_interface", "device_id": "r1",
+                "fixed_ips": [{ "subnet_id": "sub1", "ip_address": "10.40.0.1" }] }),
+        json!({ "id": "r1-gw", "network_id": "ext", "mac_address": "fa:16:3e:41:02:00",
+                "device_owner": "network:router_gateway", "device_id": "r1",
+                "fixed_ips": [{ "subnet_id": "ext-v4", "ip_address": "198.51.100.10" }] }),
+    ]);
+    c["floatingips"] = json!([{ "id": "f1", "floating_ip_address": "198.51.100.20",
+        "floating_network_id": "ext", "port_id": "vm" }]);
+    c
+}
+
+#[test]
+fn floating_ips_go_through_etcd_like_the_other_resources() {
+    require_root!();
+    let etcd = Etcd::start(None, "127.0.0.1", 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = publish(&etcd, dir.path(), &external_cfg());
+    assert!(ok, "{text}");
+    let value: Value =
+        serde_json::from_str(&etcd.get("/aap/neutron/floatingips/f1").unwrap().unwrap()).unwrap();
+    assert_eq!(value["floating_ip_address"], "198.51.100.20");
+    // An agent's source reads it back, and the store associates it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = rt.enter();
+    let mut source = EtcdSource::new(EtcdOptions {
+        endpoints: vec![etcd.url.clone()],
+        prefix: "/aap".into(),
+        chassis: "h1".into(),
+        underlay_ip: "192.168.100.1".parse().unwrap(),
+        lease_ttl: 5,
+    });
+    let update = rt
+        .block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            source.next(),
+        ))
+        .expect("no snapshot within 30 s")
+        .expect("the read failed");
+    let Update::Snapshot(doc) = update else {
+        panic!("the first update is not a snapshot");
+    };
+    let store = dataplane_config::validate(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let f1 = store.floating_ips()["f1"]
+        .association
+        .clone()
+        .expect("associated");
+    assert_eq!(
+        (f1.router.as_str(), f1.fixed.to_string()),
+        ("r1", "10.40.0.5".into())
+    );
+    assert!(store.gateway_port(&"r1".to_string()).is_some());
+    // A floating IP the agents would refuse (on the router's own address)
+    // is refused whole, naming the field.
+    let mut bad = external_cfg();
+    bad["floatingips"][0]["floating_ip_address"] = json!("198.51.100.10");
+    let (ok, text) = publish(&etcd, dir.path(), &bad);
+    assert!(!ok, "refused: {text}");
+    assert!(text.contains("floating_ip_address"), "{text}");
 }

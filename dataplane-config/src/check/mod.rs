@@ -6,6 +6,8 @@
 //! Neutron would refuse is refused here too.
 
 mod addressing;
+mod floating;
+mod gateway;
 mod network;
 mod port;
 mod routes;
@@ -20,7 +22,9 @@ use crate::{
         Kind, Object,
         raw::{Extra, IGNORED_FIELDS},
     },
-    objects::{Active, Chassis, Network, PortSpec, Router, SecurityGroup, Settings, Subnet},
+    objects::{
+        Active, Chassis, FloatingIp, Network, PortSpec, Router, SecurityGroup, Settings, Subnet,
+    },
 };
 
 /// An object after its own checks.
@@ -32,6 +36,7 @@ pub enum Checked {
     SecurityGroup(SecurityGroup),
     Router(Router),
     Port(PortSpec),
+    FloatingIp(FloatingIp),
     Chassis(Chassis),
     Active(Active),
 }
@@ -51,6 +56,7 @@ pub fn check(object: &Object) -> Result<Checked, Vec<ConfigError>> {
             security_group::check(&mut errors, &label, object).map(Checked::SecurityGroup)
         }
         Kind::Port => port::check(&mut errors, &label, object).map(Checked::Port),
+        Kind::FloatingIp => floating::check(&mut errors, &label, object).map(Checked::FloatingIp),
         Kind::Chassis => network::chassis(&mut errors, &label, object).map(Checked::Chassis),
         Kind::Active => network::active(&mut errors, &label, object).map(Checked::Active),
     };
@@ -70,9 +76,14 @@ pub fn object_label(object: &Object) -> String {
     if object.kind == Kind::Settings {
         return "dataplane".to_string();
     }
+    // A floating IP has no name: its address says which it is.
+    let field = match object.kind {
+        Kind::FloatingIp => "floating_ip_address",
+        _ => "name",
+    };
     let name = object
         .value
-        .get("name")
+        .get(field)
         .and_then(Value::as_str)
         .unwrap_or("");
     label(object.kind.noun(), &object.id, name)

@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::{addressing, optional, raw, required, routes, unknown_fields, unknown_fields_in};
+use super::{
+    addressing, gateway, optional, raw, required, routes, unknown_fields, unknown_fields_in,
+};
 use crate::{
     errors::Errors,
     neutron::{
@@ -63,12 +65,29 @@ pub fn network(errors: &mut Errors, label: &str, object: &Object) -> Option<Netw
             .unwrap_or(true),
     };
     let mtu = mtu(errors, label, &n.mtu);
+    let external = match &n.router_external {
+        Given::Absent => false,
+        Given::Null => {
+            errors.push(
+                label,
+                "router:external",
+                "null cannot be converted to boolean",
+            );
+            false
+        }
+        Given::Value(v) => syntax::boolean(v)
+            .map_err(|e| errors.push(label, "router:external", e))
+            .unwrap_or(false),
+    };
+    let physical_network = optional(&n.physical_network).map(str::to_string);
     Some(Network {
         id: object.id.clone(),
         name: n.name.unwrap_or_default(),
         port_security_enabled,
         vni,
         mtu,
+        external,
+        physical_network,
     })
 }
 
@@ -334,23 +353,21 @@ pub fn router(errors: &mut Errors, label: &str, object: &Object) -> Option<Route
     let r: RawRouter = raw(errors, label, &object.value)?;
     unknown_fields_in(errors, label, "", &r.extra, fields::ROUTER);
     let routes = routes::routes(errors, label, &r.routes);
-    if r.external_gateway_info.is_some() {
-        errors.push(
-            label,
-            "external_gateway_info",
-            "external gateways (SNAT, floating IPs) are not supported",
-        );
-    }
+    let gateway = gateway::info(errors, label, r.external_gateway_info.as_ref());
     if r.external_gateways.as_ref().is_some_and(|v| !v.is_empty()) {
+        // A file source leaves it out when its first gateway is
+        // external_gateway_info (forms::skip); here it says otherwise.
         errors.push(
             label,
             "external_gateways",
-            "external gateways (SNAT, floating IPs) are not supported",
+            "its first gateway differs from external_gateway_info (Neutron keeps them the \
+             same); several gateways (external-gateway-multihoming) are not supported",
         );
     }
     Some(Router {
         id: object.id.clone(),
         name: r.name.unwrap_or_default(),
         routes,
+        gateway,
     })
 }

@@ -24,14 +24,9 @@ pub fn check(errors: &mut Errors, label: &str, object: &Object) -> Option<PortSp
     let p: RawPort = raw(errors, label, &object.value)?;
     unknown_fields_in(errors, label, "", &p.extra, fields::PORT);
     let owner = p.device_owner.as_deref().map(str::trim).unwrap_or("");
-    let router_iface = ROUTER_INTERFACE_OWNERS.contains(&owner);
-    if owner == "network:router_gateway" {
-        errors.push(
-            label,
-            "device_owner",
-            "router gateway ports (external networks, SNAT) are not supported",
-        );
-    }
+    // A gateway port is the router's too (no tap), but not an interface.
+    let router_gateway = owner == "network:router_gateway";
+    let router_iface = ROUTER_INTERFACE_OWNERS.contains(&owner) || router_gateway;
     let router = if router_iface {
         required(errors, label, "device_id", &p.device_id).map(str::to_string)
     } else {
@@ -92,6 +87,7 @@ pub fn check(errors: &mut Errors, label: &str, object: &Object) -> Option<PortSp
         security_groups,
         tap: if router_iface { String::new() } else { tap },
         router,
+        router_gateway,
         host: optional(&p.host_id).map(str::to_string),
     })
 }

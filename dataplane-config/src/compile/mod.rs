@@ -14,6 +14,7 @@
 //! or [`Engine::rollback`].
 
 mod entries;
+mod external;
 mod indexes;
 mod neighbours;
 mod placement;
@@ -22,6 +23,8 @@ mod ports;
 mod routers;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_external;
 
 use common::{IDENTITY_CIDR, MAX_GROUPS, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, SgMeta};
 pub use indexes::{Exhausted, Indexes};
@@ -74,6 +77,7 @@ pub struct Engine {
     ix: AllIndexes,
     ports: Journaled<String, PortRecord>,
     routers: Journaled<String, routers::RouterRecord>,
+    floating: Journaled<String, external::FloatingRecord>,
     owners: neighbours::Owners,
     policy: policy::Policies,
     locality: Locality,
@@ -114,6 +118,7 @@ impl Engine {
             },
             ports: Journaled::default(),
             routers: Journaled::default(),
+            floating: Journaled::default(),
             owners: neighbours::Owners::default(),
             policy: policy::Policies::default(),
             locality: Locality::default(),
@@ -141,6 +146,12 @@ impl Engine {
         for id in &ports {
             ports::recompile(self, store, id, tap)?;
         }
+        // Gateways name their uplink's interface.
+        let routers: Vec<String> = self.routers.keys().cloned().collect();
+        for id in &routers {
+            routers::recompile(self, store, id);
+        }
+        external::uplinks(self, store);
         self.settle(store, &Touched::default())
     }
 
@@ -188,6 +199,12 @@ impl Engine {
         }
         for id in &touched.routers {
             routers::recompile(self, store, id);
+        }
+        for id in &touched.floating_ips {
+            external::floating(self, store, id);
+        }
+        if !touched.networks.is_empty() {
+            external::uplinks(self, store);
         }
         self.settle(store, touched)?;
         for id in &touched.routers {
@@ -297,6 +314,7 @@ impl Engine {
         }
         self.ports.commit();
         self.routers.commit();
+        self.floating.commit();
         self.owners.commit();
         self.policy.commit();
         self.members.commit();
@@ -312,6 +330,7 @@ impl Engine {
         }
         self.ports.rollback();
         self.routers.rollback();
+        self.floating.rollback();
         self.owners.rollback();
         self.policy.rollback();
         self.members.rollback();

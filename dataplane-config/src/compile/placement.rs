@@ -33,6 +33,11 @@ pub struct Locality {
     /// The interface remote destinations are redirected to, once the
     /// tunnel is set up.
     pub tunnel_ifindex: Option<u32>,
+    /// This host's uplinks (`dataplane run --uplink PHYSNET=IFNAME`): the
+    /// interface index that reaches each physical network. An external
+    /// network whose `provider:physical_network` is here is reached
+    /// through it (`GATEWAYS`, `UPLINKS`).
+    pub uplinks: BTreeMap<String, u32>,
 }
 
 /// Where a port is.

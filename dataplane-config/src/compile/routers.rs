@@ -6,12 +6,13 @@
 use std::net::IpAddr;
 
 use common::{
-    ADVERT_MAX, Advert, AdvertKey, FdbEntry, LpmKey, NEIGH_F_HOST, Neigh, ROUTE_CONNECTED,
-    ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_ROUTER,
+    ADVERT_MAX, Advert, AdvertKey, ExtAddrKey, FdbEntry, GatewayKey, LpmKey, NEIGH_F_HOST, Neigh,
+    ROUTE_CONNECTED, ROUTE_EXTERNAL, ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route, RouteV4Key,
+    RouteV6Key, TARGET_ROUTER,
 };
 use ipnet::IpNet;
 
-use super::{Engine, neighbours::NetAddr};
+use super::{Engine, external, neighbours::NetAddr};
 use crate::{adverts, neutron::MacAddr, objects::StaticRoute, store::Store};
 
 /// What a router compiled to.
@@ -20,9 +21,11 @@ pub struct RouterRecord {
     macs: Vec<(u32, [u8; 6])>,
     v4: Vec<NetAddr<4>>,
     v6: Vec<NetAddr<16>>,
-    routes_v4: Vec<LpmKey<RouteV4Key>>,
+    pub(super) routes_v4: Vec<LpmKey<RouteV4Key>>,
     routes_v6: Vec<LpmKey<RouteV6Key>>,
     adverts: Vec<AdvertKey>,
+    pub(super) gateways: Vec<GatewayKey>,
+    pub(super) ext_addrs: Vec<ExtAddrKey>,
 }
 
 /// Compiles router `id` again from its interface ports.
@@ -40,7 +43,8 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
     let mut record = RouterRecord::default();
     let mut connected: Vec<(IpNet, Interface)> = Vec::new();
     for port_id in store.interfaces_of_router(id) {
-        let Some(port) = store.port(port_id) else {
+        // The gateway port is compiled with the gateway, below.
+        let Some(port) = store.port(port_id).filter(|p| !p.spec.router_gateway) else {
             continue;
         };
         let Some(net) = e.ix.networks.get(&port.spec.network_id) else {
@@ -57,7 +61,13 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         };
         e.owners.set_router_mac((net, mac), Some(fdb));
         record.macs.push((net, mac));
-        let iface = Interface { r, net, mac, mtu };
+        let iface = Interface {
+            r,
+            net,
+            mac,
+            mtu,
+            external: false,
+        };
         for f in &port.fixed_ips {
             if let Some(cidr) = store.subnets().get(&f.subnet_id).map(|s| s.cidr) {
                 interface_address(e, &mut record, &iface, f.ip, cidr);
@@ -67,10 +77,21 @@ pub fn recompile(e: &mut Engine, store: &Store, id: &String) {
         link_local(e, &mut record, &iface, port.spec.mac);
         advert(e, store, &mut record, &iface, port);
     }
+    let gateway = external::gateway(e, store, &mut record, id, r);
+    connected.extend(gateway.on_link.iter().copied());
     if let Some(router) = store.routers().get(id) {
         for route in &router.routes {
             static_route(e, &mut record, &connected, route);
         }
+    }
+    // After the static routes: one to 0.0.0.0/0 replaces the gateway's
+    // default route, as it does in the L3 agent's namespace.
+    if let Some((hop, iface)) = gateway.default {
+        let route = StaticRoute {
+            destination: IpNet::V4(ipnet::Ipv4Net::default()),
+            nexthop: IpAddr::V4(hop),
+        };
+        add_route(e, &mut record, &iface, &route);
     }
     e.routers.insert(id.clone(), record);
 }
@@ -95,11 +116,23 @@ fn static_route(
     let Some((_, iface)) = connected.iter().find(|(c, _)| c.contains(&route.nexthop)) else {
         return;
     };
+    add_route(e, record, iface, route);
+}
+
+/// A route through `iface` to `route.nexthop` (the first route to a
+/// destination wins).
+fn add_route(e: &mut Engine, record: &mut RouterRecord, iface: &Interface, route: &StaticRoute) {
+    let dest = route.destination.trunc();
     let value = Route {
         network: iface.net,
         mac: iface.mac,
         mtu: route_mtu(iface.mtu),
-        kind: ROUTE_NEXTHOP,
+        // Through the gateway's subnet, a route leaves by the uplink.
+        kind: if iface.external {
+            ROUTE_EXTERNAL
+        } else {
+            ROUTE_NEXTHOP
+        },
         prefix_len: dest.prefix_len(),
         _pad: [0; 2],
         addr: route_addr(route.nexthop),
@@ -203,28 +236,37 @@ fn take_back(e: &mut Engine, old: RouterRecord) {
     for key in old.adverts {
         e.desired.slotted.adverts.remove(&key);
     }
+    for key in old.gateways {
+        e.desired.slotted.gateways.remove(&key);
+    }
+    for key in old.ext_addrs {
+        e.desired.slotted.ext_addrs.remove(&key);
+    }
 }
 
-/// A router interface port, as its routes need it.
-#[derive(Clone, Copy)]
-struct Interface {
+/// A router interface port (or its gateway port), as its routes need it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Interface {
     /// The router's index.
-    r: u32,
+    pub r: u32,
     /// The network's index.
-    net: u32,
-    mac: [u8; 6],
+    pub net: u32,
+    pub mac: [u8; 6],
     /// The network's MTU (0: unknown).
-    mtu: u32,
+    pub mtu: u32,
+    /// The gateway port on an external network: routes through it are
+    /// `ROUTE_EXTERNAL`.
+    pub external: bool,
 }
 
 /// A network's MTU as routes carry it: 0 (not enforced) when unknown or
 /// larger than any packet.
-fn route_mtu(mtu: u32) -> u16 {
+pub(super) fn route_mtu(mtu: u32) -> u16 {
     u16::try_from(mtu).unwrap_or(0)
 }
 
 /// An address as a route's `addr` (IPv4 in the first 4 bytes).
-fn route_addr(ip: IpAddr) -> [u8; 16] {
+pub(super) fn route_addr(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(a) => {
             let mut out = [0; 16];
@@ -245,7 +287,9 @@ fn interface_address(
     ip: IpAddr,
     cidr: IpNet,
 ) {
-    let Interface { r, net, mac, mtu } = *iface;
+    let Interface {
+        r, net, mac, mtu, ..
+    } = *iface;
     let neigh = Neigh {
         kind: TARGET_ROUTER,
         target: r,

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{Document, Format, store::Store};
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 [[networks]]
 id = "net1"
 [[subnets]]
@@ -35,20 +35,20 @@ ip_version = 6
 "#;
 
 /// Taps get interface indexes from 100 up, in the order they are asked.
-struct Taps(std::cell::RefCell<BTreeMap<String, u32>>);
+pub(super) struct Taps(std::cell::RefCell<BTreeMap<String, u32>>);
 
 impl Taps {
-    fn new() -> Taps {
+    pub(super) fn new() -> Taps {
         Taps(Default::default())
     }
-    fn get(&self, tap: &str) -> Option<u32> {
+    pub(super) fn get(&self, tap: &str) -> Option<u32> {
         let mut m = self.0.borrow_mut();
         let n = 100 + m.len() as u32;
         Some(*m.entry(tap.to_string()).or_insert(n))
     }
 }
 
-fn apply(store: &mut Store, engine: &mut Engine, doc: &Document, taps: &Taps) {
+pub(super) fn apply(store: &mut Store, engine: &mut Engine, doc: &Document, taps: &Taps) {
     let changes = store.diff(doc);
     let touched = store.apply(&changes).unwrap_or_else(|e| panic!("{e}"));
     engine.compile(store, &touched, &|t| taps.get(t)).unwrap();
@@ -476,11 +476,15 @@ fn one_in(rng: &mut Rng, n: usize) -> bool {
 
 fn base_doc() -> Value {
     json!({
-        "networks": [{ "id": "n1" }, { "id": "n2", "port_security_enabled": true }],
+        "networks": [
+            { "id": "n1" }, { "id": "n2", "port_security_enabled": true },
+            { "id": "ext", "router:external": true, "provider:physical_network": "physnet1" },
+        ],
         "subnets": [
             { "id": "s1", "network_id": "n1", "cidr": "10.1.0.0/24", "gateway_ip": "10.1.0.1" },
             { "id": "s6", "network_id": "n1", "cidr": "fd01::/64" },
             { "id": "s2", "network_id": "n2", "cidr": "10.2.0.0/24", "gateway_ip": "10.2.0.1" },
+            { "id": "s-ext", "network_id": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1" },
         ],
         "security_groups": [
             { "id": "default", "security_group_rules": [
@@ -494,15 +498,19 @@ fn base_doc() -> Value {
         ],
         "routers": [{ "id": "r1" }],
         "ports": [],
+        "floatingips": [],
     })
 }
 
 /// A random change of the document: ports come and go, change MACs,
 /// pairs (shared VIPs, shared virtual MACs, prefixes), groups and port
 /// security; rules change; router interfaces and static routes come and
-/// go.
+/// go; the router's gateway and floating IPs come, go and move.
 // One arm per kind of change: a table of mutations, read top to bottom.
 fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
+    if one_in(rng, 6) {
+        return external(rng, doc, serial);
+    }
     let ports = doc["ports"].as_array_mut().unwrap();
     let net = |r: &mut Rng| if one_in(r, 4) { "n2" } else { "n1" };
     match rng.usize(..10) {
@@ -596,7 +604,9 @@ fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
         _ => {
             *serial += 1;
             let ports = doc["ports"].as_array_mut().unwrap();
-            let has = ports.iter().position(|p| p["device_owner"].is_string());
+            let has = ports
+                .iter()
+                .position(|p| p["device_owner"] == "network:router_interface");
             match has {
                 Some(i) => {
                     ports.remove(i);
@@ -614,8 +624,76 @@ fn mutate(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
     }
 }
 
+/// The external side: r1's gateway (its port, SNAT, its address, static
+/// routes through it) and floating IPs on ports of n2 (behind r1 while it
+/// has its interface there), associated, moved, disassociated, deleted.
+fn external(rng: &mut Rng, doc: &mut Value, serial: &mut u32) {
+    *serial += 1;
+    let ports = doc["ports"].as_array_mut().unwrap();
+    let gateway = ports
+        .iter()
+        .position(|p| p["device_owner"] == "network:router_gateway");
+    let on_n2: Vec<Value> = ports
+        .iter()
+        .filter(|p| p["network_id"] == "n2" && p["device_owner"].is_null())
+        .map(|p| p["id"].clone())
+        .collect();
+    match rng.usize(..5) {
+        0 => {
+            if let Some(i) = gateway {
+                ports.remove(i);
+            }
+            doc["routers"][0]["external_gateway_info"] = Value::Null;
+        }
+        1 => {
+            let ip = format!("203.0.113.{}", 10 + rng.usize(..2));
+            if let Some(i) = gateway {
+                ports.remove(i);
+            }
+            ports.push(json!({
+                "id": "gw", "network_id": "ext", "device_owner": "network:router_gateway",
+                "device_id": "r1", "mac_address": format!("fa:16:3e:ee:00:{:02x}", rng.u8(..4)),
+                "fixed_ips": [{ "subnet_id": "s-ext", "ip_address": ip }],
+            }));
+            doc["routers"][0]["external_gateway_info"] = json!({
+                "network_id": "ext", "enable_snat": one_in(rng, 2),
+                "external_fixed_ips": [{ "subnet_id": "s-ext", "ip_address": ip }],
+            });
+        }
+        2 => {
+            let sets = [
+                json!([]),
+                json!([{ "destination": "198.51.100.0/24", "nexthop": "203.0.113.254" }]),
+                json!([{ "destination": "0.0.0.0/0", "nexthop": "203.0.113.254" }]),
+            ];
+            doc["routers"][0]["routes"] = sets[rng.usize(..sets.len())].clone();
+        }
+        3 => {
+            let fips = doc["floatingips"].as_array_mut().unwrap();
+            if !fips.is_empty() && one_in(rng, 2) {
+                fips.remove(rng.usize(..fips.len()));
+            } else if fips.len() < 6 {
+                let port = on_n2.get(rng.usize(..on_n2.len().max(1))).cloned();
+                fips.push(json!({
+                    "id": format!("f{serial}"), "floating_network_id": "ext",
+                    "floating_ip_address": format!("203.0.113.{}", 100 + *serial % 100),
+                    "port_id": port.unwrap_or(Value::Null),
+                }));
+            }
+        }
+        _ => {
+            let fips = doc["floatingips"].as_array_mut().unwrap();
+            if !fips.is_empty() {
+                let i = rng.usize(..fips.len());
+                let port = on_n2.get(rng.usize(..on_n2.len().max(1))).cloned();
+                fips[i]["port_id"] = port.unwrap_or(Value::Null);
+            }
+        }
+    }
+}
+
 /// A compilation from nothing, with `e`'s indexes.
-fn from_scratch(e: &Engine, store: &Store, taps: &Taps) -> Engine {
+pub(super) fn from_scratch(e: &Engine, store: &Store, taps: &Taps) -> Engine {
     let mut fresh = Engine::new(1000);
     for (kind, from, to) in [
         ("chassis", &e.ix.chassis, &mut fresh.ix.chassis),
@@ -649,17 +727,21 @@ fn property(seed: u64, multi_host: bool) {
     let mut rng = Rng::with_seed(seed);
     let (mut store, mut engine, taps) = (Store::default(), Engine::new(1000), Taps::new());
     let mut doc = base_doc();
+    let mut here = super::Locality {
+        uplinks: [("physnet1".to_string(), 7)].into(),
+        ..super::Locality::default()
+    };
     if multi_host {
         to_multi_host(&mut doc);
-        let here = super::Locality {
-            chassis: Some("h1".into()),
-            tunnel_ifindex: Some(999),
-        };
-        engine.set_locality(&store, here, &|t| taps.get(t)).unwrap();
-        engine.commit();
+        here.chassis = Some("h1".into());
+        here.tunnel_ifindex = Some(999);
     }
+    engine.set_locality(&store, here, &|t| taps.get(t)).unwrap();
+    engine.commit();
     let mut serial = 0;
     let mut accepted = 0;
+    // Floating IPs compiled at some step (the external side is exercised).
+    let mut floating_seen = 0;
     for step in 0..400 {
         let before = doc.clone();
         if multi_host && one_in(&mut rng, 3) {
@@ -676,6 +758,7 @@ fn property(seed: u64, multi_host: bool) {
                 store.commit();
                 engine.commit();
                 accepted += 1;
+                floating_seen += engine.desired().slotted.floating.len();
             }
             Err(_) => {
                 // Refused (a duplicate address, say): nothing changed.
@@ -699,6 +782,7 @@ fn property(seed: u64, multi_host: bool) {
         accepted > 200,
         "seed {seed}: only {accepted} changes accepted"
     );
+    assert!(floating_seen > 0, "seed {seed}: no floating IP compiled");
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub enum Kind {
     SecurityGroup,
     Router,
     Port,
+    /// A floating IP (Neutron's L3 service plugin).
+    FloatingIp,
     /// A host's agent: its name and underlay address (published by it).
     Chassis,
     /// The active member of a shared address (published by the host that
@@ -36,7 +38,7 @@ pub enum Kind {
 impl Kind {
     /// Every kind, in the order a document is checked (what is referred to
     /// before what refers to it).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Settings,
         Kind::Chassis,
         Kind::Network,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::SecurityGroup,
         Kind::Router,
         Kind::Port,
+        Kind::FloatingIp,
         Kind::Active,
     ];
 
@@ -56,6 +59,7 @@ impl Kind {
             Kind::SecurityGroup => "security_groups",
             Kind::Router => "routers",
             Kind::Port => "ports",
+            Kind::FloatingIp => "floatingips",
             Kind::Chassis => "chassis",
             Kind::Active => "active",
         }
@@ -70,6 +74,7 @@ impl Kind {
             Kind::SecurityGroup => "security group",
             Kind::Router => "router",
             Kind::Port => "port",
+            Kind::FloatingIp => "floating IP",
             Kind::Chassis => "chassis",
             Kind::Active => "active member",
         }
@@ -96,7 +101,7 @@ pub struct Object {
 pub struct Document {
     pub objects: Vec<Object>,
     /// What the document holds that the datapath cannot serve and was
-    /// safely left out (a router's external gateway, a floating IP's port,
+    /// safely left out (a router's second external gateway, a floating IP's port,
     /// ...): for the reader to be told, not errors.
     pub skipped: Vec<ConfigError>,
 }
@@ -240,7 +245,7 @@ impl Document {
                     "configuration",
                     key.clone(),
                     "unknown section (expected dataplane, networks, subnets, ports, routers, \
-                     security_groups, chassis, active)",
+                     floatingips, security_groups, chassis, active)",
                 );
             }
         }

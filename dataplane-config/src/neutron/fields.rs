@@ -113,6 +113,19 @@ pub const ROUTER: &[&str] = &[
     "interfaces_info",           // openstack router show
 ];
 
+pub const FLOATINGIP: &[&str] = &[
+    "status",                // l3
+    "tags",                  // tagging
+    "subnet_id",             // l3 (create only: which subnet to allocate from)
+    "dns_domain",            // dns
+    "dns_name",              // dns
+    "port_details",          // fip_port_details
+    "port_forwardings",      // floating_ip_port_forwarding
+    "qos_policy_id",         // qos_fip
+    "qos_network_policy_id", // qos_fip_network_policy
+    "name",                  // openstack floating ip show (the address)
+];
+
 pub const SECURITY_GROUP: &[&str] = &[
     "tags",      // tagging
     "shared",    // security_groups_shared_filtering

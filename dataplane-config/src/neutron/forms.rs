@@ -40,16 +40,18 @@ pub enum Resource {
     Subnet,
     Port,
     Router,
+    FloatingIp,
     SecurityGroup,
     SecurityGroupRule,
 }
 
 impl Resource {
-    const ALL: [Resource; 6] = [
+    const ALL: [Resource; 7] = [
         Resource::Network,
         Resource::Subnet,
         Resource::Port,
         Resource::Router,
+        Resource::FloatingIp,
         Resource::SecurityGroup,
         Resource::SecurityGroupRule,
     ];
@@ -61,6 +63,7 @@ impl Resource {
             Resource::Subnet => "subnets",
             Resource::Port => "ports",
             Resource::Router => "routers",
+            Resource::FloatingIp => "floatingips",
             Resource::SecurityGroup => "security_groups",
             Resource::SecurityGroupRule => "security_group_rules",
         }
@@ -73,6 +76,7 @@ impl Resource {
             Resource::Subnet => "subnet",
             Resource::Port => "port",
             Resource::Router => "router",
+            Resource::FloatingIp => "floatingip",
             Resource::SecurityGroup => "security_group",
             Resource::SecurityGroupRule => "security_group_rule",
         }
@@ -80,6 +84,7 @@ impl Resource {
 
     fn noun(self) -> &'static str {
         match self {
+            Resource::FloatingIp => "floating IP",
             Resource::SecurityGroup => "security group",
             Resource::SecurityGroupRule => "security group rule",
             other => other.singular(),
@@ -89,6 +94,7 @@ impl Resource {
     /// The `openstack` command that prints them.
     fn command(self) -> &'static str {
         match self {
+            Resource::FloatingIp => "floating ip",
             Resource::SecurityGroup => "security group",
             Resource::SecurityGroupRule => "security group rule",
             other => other.singular(),
@@ -274,9 +280,14 @@ fn kind_of(v: &Value) -> &'static str {
 /// How errors name an object not yet checked.
 fn object_label(r: Resource, m: &Map<String, Value>) -> Option<String> {
     let id = m.get("id").or_else(|| m.get("ID"))?.as_str()?;
+    // A floating IP has no name: its address says which it is.
+    let (name, row_name) = match r {
+        Resource::FloatingIp => ("floating_ip_address", "Floating IP Address"),
+        _ => ("name", "Name"),
+    };
     let name = m
-        .get("name")
-        .or_else(|| m.get("Name"))
+        .get(name)
+        .or_else(|| m.get(row_name))
         .and_then(Value::as_str)
         .unwrap_or("");
     Some(label(r.noun(), id, name))
@@ -336,6 +347,19 @@ fn list_row(r: Resource, row: &Map<String, Value>) -> Result<Map<String, Value>,
         m.insert(field.to_string(), v.clone());
     }
     match r {
+        // Nor the physical network: an external network's uplink would be
+        // unknown, and its traffic dropped without a word.
+        Resource::Network
+            if m.get("router:external")
+                .is_some_and(|v| syntax::boolean(v) == Ok(true)) =>
+        {
+            return Err(
+                "a row of `openstack network list` for an external network, which does not \
+                 print provider:physical_network (which uplink reaches it): give `openstack \
+                 network show -f json` of it"
+                    .into(),
+            );
+        }
         // `network list --long` shows the type but not the segmentation id
         // (the VNI a tunnelled network needs): a file of such rows
         // describes one host's networks, which need neither.
@@ -414,6 +438,21 @@ fn list_columns(r: Resource) -> Result<&'static [(&'static str, &'static str)], 
             ("External gateway info", "external_gateway_info"),
             ("Availability zones", "availability_zones"),
             ("Tags", "tags"),
+        ],
+        // Without --long there is no router: the store finds it.
+        Resource::FloatingIp => &[
+            ("ID", "id"),
+            ("Floating IP Address", "floating_ip_address"),
+            ("Fixed IP Address", "fixed_ip_address"),
+            ("Port", "port_id"),
+            ("Floating Network", "floating_network_id"),
+            ("Project", "project_id"),
+            ("Router", "router_id"),
+            ("Status", "status"),
+            ("Description", "description"),
+            ("Tags", "tags"),
+            ("DNS Name", "dns_name"),
+            ("DNS Domain", "dns_domain"),
         ],
         Resource::SecurityGroupRule => &[
             ("ID", "id"),
@@ -613,15 +652,17 @@ fn same_rule(a: &Value, b: &Value) -> bool {
 
 /// Drops, with a notice, what the datapath cannot serve and may safely
 /// leave out:
-/// - a router's `external_gateway_info` / `external_gateways`: connected
-///   subnets are routed without it; traffic for outside goes nowhere, as
-///   before;
-/// - router gateway and floating IP ports (`network:router_gateway`,
-///   `network:floatingip`): they have no tap; the datapath serves neither
-///   SNAT nor floating IPs;
+/// - a router's `external_gateways` (several gateways) when its first is
+///   `external_gateway_info`, which is served (one that says otherwise is
+///   left for the check to refuse); IPv6 addresses of a gateway are noted
+///   (kept, so that they still agree with the gateway port, and left out
+///   when compiled: the external gateway is IPv4);
+/// - floating IP ports (`network:floatingip`): they hold the address for
+///   Neutron's IPAM and have no tap; the floating IP itself is served;
 /// - ports and routers with `admin_state_up` false (and such a router's
-///   interfaces): Neutron passes no traffic through them, and neither does
-///   the datapath when it leaves them out.
+///   interfaces, gateway port and floating IPs): Neutron passes no
+///   traffic through them, and neither does the datapath when it leaves
+///   them out.
 ///
 /// Static routes, stateless groups and address-group rules are not
 /// dropped: ignoring them would open or close traffic unexpectedly, so the
@@ -637,6 +678,7 @@ fn skip(out: &mut Map<String, Value>) -> Vec<ConfigError> {
     };
     let down_routers = skip_routers(out, &mut note);
     skip_ports(out, &mut note, &down_routers);
+    skip_floating_ips(out, &mut note, &down_routers);
     skipped
 }
 
@@ -648,7 +690,10 @@ fn skip(out: &mut Map<String, Value>) -> Vec<ConfigError> {
 /// is not there, which the checks refuse (they wait until it is up).
 pub fn leave_out(kind: super::Kind, value: &mut Value) -> (bool, Vec<ConfigError>) {
     let section = kind.section();
-    if !matches!(kind, super::Kind::Port | super::Kind::Router) {
+    if !matches!(
+        kind,
+        super::Kind::Port | super::Kind::Router | super::Kind::FloatingIp
+    ) {
         return (false, Vec::new());
     }
     let mut out = Map::new();
@@ -687,22 +732,7 @@ fn skip_routers(out: &mut Map<String, Value>, note: &mut Note) -> BTreeSet<Strin
                 );
                 return false;
             }
-            for key in ["external_gateway_info", "external_gateways"] {
-                let given = match m.get(key) {
-                    Some(Value::Null) | None => false,
-                    Some(Value::Array(a)) => !a.is_empty(),
-                    Some(_) => true,
-                };
-                if given {
-                    m.remove(key);
-                    note(
-                        here.clone(),
-                        key,
-                        "ignored: the datapath routes between the router's connected subnets; \
-                         external gateways (SNAT, floating IPs) are not served",
-                    );
-                }
-            }
+            gateway_notes(m, &here, note);
             true
         });
     }
@@ -729,19 +759,17 @@ fn skip_ports(out: &mut Map<String, Value>, note: &mut Note, down_routers: &BTre
                 .unwrap_or("")
                 .trim();
             let why = match owner {
-                "network:router_gateway" => Some((
-                    "device_owner",
-                    "skipped: a router's gateway port (external network, SNAT) is not served by \
-                     the datapath",
-                )),
                 "network:floatingip" => Some((
                     "device_owner",
-                    "skipped: floating IPs are not served by the datapath",
+                    "skipped: a floating IP's own port (it holds the address for Neutron, and has \
+                     no tap); the floating IP (floatingips) is what the datapath serves",
                 )),
-                o if ROUTER_INTERFACE_OWNERS.contains(&o) && down_routers.contains(device) => {
+                o if (ROUTER_INTERFACE_OWNERS.contains(&o) || o == "network:router_gateway")
+                    && down_routers.contains(device) =>
+                {
                     Some((
                         "device_id",
-                        "skipped: an interface of a router that is administratively down",
+                        "skipped: a port of a router that is administratively down",
                     ))
                 }
                 _ if admin_down(m) => Some((
@@ -758,6 +786,116 @@ fn skip_ports(out: &mut Map<String, Value>, note: &mut Note, down_routers: &BTre
                 }
                 None => true,
             }
+        });
+    }
+}
+
+/// A router's `external_gateways` left out when it says what
+/// `external_gateway_info` says (its first gateway is that one), and
+/// IPv6 gateway addresses noted.
+fn gateway_notes(m: &mut Map<String, Value>, here: &str, note: &mut Note) {
+    let info = m
+        .get("external_gateway_info")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(Value::Array(ips)) = info.get("external_fixed_ips") {
+        for (i, ip) in ips.iter().enumerate() {
+            let v6 = ip
+                .get("ip_address")
+                .and_then(Value::as_str)
+                .and_then(|a| syntax::ip_address(a).ok())
+                .is_some_and(|a| a.is_ipv6());
+            if v6 {
+                note(
+                    here.to_string(),
+                    &format!("external_gateway_info.external_fixed_ips[{i}]"),
+                    "IPv6 address left out: the datapath's external gateway (SNAT, floating IPs) \
+                     is IPv4",
+                );
+            }
+        }
+    }
+    let gateways = match m.get("external_gateways") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        _ => {
+            m.remove("external_gateways");
+            return;
+        }
+    };
+    if !same_gateway(&gateways[0], &info) {
+        return; // the check refuses it
+    }
+    let more = gateways.len() - 1;
+    m.remove("external_gateways");
+    let message = if more == 0 {
+        "ignored: it repeats external_gateway_info, which is served".to_string()
+    } else {
+        format!(
+            "ignored: its first gateway is external_gateway_info, which is served; the {more} \
+             other(s) (external-gateway-multihoming) are not"
+        )
+    };
+    note(here.to_string(), "external_gateways", &message);
+}
+
+/// Whether two gateways (`external_gateway_info` and an entry of
+/// `external_gateways`) say the same: network, SNAT (true by default) and
+/// addresses in any order.
+fn same_gateway(a: &Value, b: &Value) -> bool {
+    fn network(v: &Value) -> Option<&str> {
+        v.get("network_id").and_then(Value::as_str).map(str::trim)
+    }
+    let snat = |v: &Value| {
+        v.get("enable_snat")
+            .filter(|s| !s.is_null())
+            .map_or(Ok(true), syntax::boolean)
+    };
+    fn ips(v: &Value) -> Vec<(Option<&str>, Option<&str>)> {
+        let mut out: Vec<(Option<&str>, Option<&str>)> = v
+            .get("external_fixed_ips")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .map(|f| {
+                        let text = |k: &str| f.get(k).and_then(Value::as_str).map(str::trim);
+                        (text("subnet_id"), text("ip_address"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+    a.is_object()
+        && b.is_object()
+        && network(a) == network(b)
+        && snat(a) == snat(b)
+        && ips(a) == ips(b)
+}
+
+/// Floating IPs of a router that is administratively down.
+fn skip_floating_ips(
+    out: &mut Map<String, Value>,
+    note: &mut Note,
+    down_routers: &BTreeSet<String>,
+) {
+    if let Some(Value::Array(fips)) = out.get_mut("floatingips") {
+        fips.retain(|fip| {
+            let Some(m) = fip.as_object() else {
+                return true;
+            };
+            let router = m.get("router_id").and_then(Value::as_str).unwrap_or("");
+            if !down_routers.contains(router.trim()) {
+                return true;
+            }
+            let here =
+                object_label(Resource::FloatingIp, m).unwrap_or_else(|| "floating IP".into());
+            note(
+                here,
+                "router_id",
+                "skipped: its router is administratively down",
+            );
+            false
         });
     }
 }

@@ -132,10 +132,12 @@ pub struct RawRouter {
     pub name: Option<String>,
     /// Static routes (`[{destination, nexthop}]`); `null`, none.
     pub routes: Option<Value>,
-    /// External gateway (SNAT, floating IPs): not supported, refused (a
-    /// file source drops it with a notice before it gets here).
-    pub external_gateway_info: Option<IgnoredAny>,
-    /// The same for several gateways (`external-gateway-multihoming`).
+    /// External gateway (SNAT, floating IPs): `null`, or an object with
+    /// `network_id`, `enable_snat`, `external_fixed_ips`.
+    pub external_gateway_info: Option<Value>,
+    /// The same for several gateways (`external-gateway-multihoming`):
+    /// left out with a notice when it agrees with `external_gateway_info`
+    /// (see `forms::skip`), refused when it is still here.
     pub external_gateways: Option<Vec<IgnoredAny>>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -169,6 +171,12 @@ pub struct RawNetwork {
     /// does); absent, unknown.
     #[serde(default)]
     pub mtu: Given<Value>,
+    /// `convert_to_boolean`; absent, false; `null` refused.
+    #[serde(rename = "router:external", default)]
+    pub router_external: Given<Value>,
+    /// The physical network an external network is reached through.
+    #[serde(rename = "provider:physical_network")]
+    pub physical_network: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -244,6 +252,20 @@ pub struct RawAddressPair {
     /// Absent: the port's MAC; `null` is refused, as Neutron does.
     #[serde(default)]
     pub mac_address: Given<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A Neutron floating IP (the L3 service plugin's `floatingips`).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFloatingIp {
+    pub id: Option<String>,
+    pub floating_ip_address: Option<String>,
+    pub floating_network_id: Option<String>,
+    /// `null`: not associated.
+    pub port_id: Option<String>,
+    pub fixed_ip_address: Option<String>,
+    pub router_id: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

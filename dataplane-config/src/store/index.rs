@@ -8,7 +8,7 @@ use super::Pairs;
 use crate::{
     journal::JSet,
     neutron::MacAddr,
-    objects::{Port, Remote, SecurityGroup, Subnet},
+    objects::{FloatingIp, Network, Port, Remote, Router, SecurityGroup, Subnet},
 };
 
 #[derive(Debug, Default)]
@@ -33,10 +33,32 @@ pub struct Indexes {
     pub taps: Pairs,
     /// (host, port): ports bound to a chassis.
     pub ports_of_host: Pairs,
+    /// (external network, router): the router's gateway is on it.
+    pub gateways_of_network: Pairs,
+    /// (physical network, external network)
+    pub external_of_physnet: Pairs,
+    /// (port, floating IP): the floating IP names the port.
+    pub floating_of_port: Pairs,
+    /// (floating network, floating IP)
+    pub floating_of_network: Pairs,
+    /// (router, floating IP): resolved, associated floating IPs.
+    pub floating_of_router: Pairs,
+    /// ((floating network, address), floating IP)
+    pub floating_addrs: JSet<((String, IpAddr), String)>,
+    /// ((port, fixed IP, floating network), floating IP): resolved.
+    pub floating_of_fixed: JSet<((String, IpAddr, String), String)>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
+}
+
+fn put<K: Ord + Clone>(set: &mut JSet<K>, key: K, add: bool) {
+    if add {
+        set.add(key);
+    } else {
+        set.remove(&key);
+    }
 }
 
 impl Indexes {
@@ -67,6 +89,38 @@ impl Indexes {
         }
     }
 
+    pub fn visit_network(&mut self, n: &Network, add: bool) {
+        if let (true, Some(physnet)) = (n.external, &n.physical_network) {
+            put(&mut self.external_of_physnet, pair(physnet, &n.id), add);
+        }
+    }
+
+    pub fn visit_router(&mut self, r: &Router, add: bool) {
+        if let Some(g) = &r.gateway {
+            put(
+                &mut self.gateways_of_network,
+                pair(&g.network_id, &r.id),
+                add,
+            );
+        }
+    }
+
+    /// A floating IP's entries: what it names, and what it resolved to.
+    pub fn visit_floating_ip(&mut self, f: &FloatingIp, add: bool) {
+        let network = &f.floating_network_id;
+        put(&mut self.floating_of_network, pair(network, &f.id), add);
+        let addr = (network.clone(), IpAddr::V4(f.floating_ip_address));
+        put(&mut self.floating_addrs, (addr, f.id.clone()), add);
+        if let Some(p) = &f.port_id {
+            put(&mut self.floating_of_port, pair(p, &f.id), add);
+        }
+        if let Some(a) = &f.association {
+            put(&mut self.floating_of_router, pair(&a.router, &f.id), add);
+            let fixed = (a.port_id.clone(), IpAddr::V4(a.fixed), network.clone());
+            put(&mut self.floating_of_fixed, (fixed, f.id.clone()), add);
+        }
+    }
+
     pub fn index_port(&mut self, p: &Port) {
         self.visit_port(p, true);
     }
@@ -76,13 +130,6 @@ impl Indexes {
     }
 
     fn visit_port(&mut self, p: &Port, add: bool) {
-        fn put<K: Ord + Clone>(set: &mut JSet<K>, key: K, add: bool) {
-            if add {
-                set.add(key);
-            } else {
-                set.remove(&key);
-            }
-        }
         let (id, spec) = (&p.spec.id, &p.spec);
         put(&mut self.ports_of_network, pair(&spec.network_id, id), add);
         put(
@@ -121,6 +168,13 @@ impl Indexes {
         self.ips.commit();
         self.taps.commit();
         self.ports_of_host.commit();
+        self.gateways_of_network.commit();
+        self.external_of_physnet.commit();
+        self.floating_of_port.commit();
+        self.floating_of_network.commit();
+        self.floating_of_router.commit();
+        self.floating_addrs.commit();
+        self.floating_of_fixed.commit();
     }
 
     pub fn rollback(&mut self) {
@@ -134,5 +188,12 @@ impl Indexes {
         self.ips.rollback();
         self.taps.rollback();
         self.ports_of_host.rollback();
+        self.gateways_of_network.rollback();
+        self.external_of_physnet.rollback();
+        self.floating_of_port.rollback();
+        self.floating_of_network.rollback();
+        self.floating_of_router.rollback();
+        self.floating_addrs.rollback();
+        self.floating_of_fixed.rollback();
     }
 }

@@ -12,6 +12,8 @@
 //! until [`Store::commit`] (the datapath has written it) or
 //! [`Store::rollback`] (it could not).
 
+mod external;
+mod floating;
 mod index;
 mod resolve;
 mod stage;
@@ -28,7 +30,9 @@ use crate::{
     errors::{ConfigErrors, Errors},
     journal::{JCell, JSet, Journaled},
     neutron::{Document, Kind, Object},
-    objects::{Active, Chassis, Network, Port, Router, SecurityGroup, Settings, Subnet},
+    objects::{
+        Active, Chassis, FloatingIp, Network, Port, Router, SecurityGroup, Settings, Subnet,
+    },
 };
 
 /// One object written (its new value) or deleted (`None`).
@@ -64,6 +68,9 @@ pub struct Touched {
     pub chassis: BTreeSet<String>,
     /// Active-member records written or deleted.
     pub actives: BTreeSet<String>,
+    /// Floating IPs written, deleted, or resolved again (their port,
+    /// network or router changed).
+    pub floating_ips: BTreeSet<String>,
 }
 
 impl Touched {
@@ -83,6 +90,7 @@ impl Touched {
             placed: BTreeSet::new(),
             chassis: store.chassis().keys().cloned().collect(),
             actives: store.actives().keys().cloned().collect(),
+            floating_ips: store.floating_ips().keys().cloned().collect(),
         }
     }
 }
@@ -106,6 +114,7 @@ pub struct Store {
     ports: Journaled<String, Port>,
     chassis: Journaled<String, Chassis>,
     actives: Journaled<String, Active>,
+    floating_ips: Journaled<String, FloatingIp>,
     written: Journaled<(Kind, String), Written>,
     next_seq: JCell<u64>,
     ix: index::Indexes,
@@ -152,6 +161,23 @@ impl Store {
 
     pub fn actives(&self) -> &BTreeMap<String, Active> {
         self.actives.map()
+    }
+
+    pub fn floating_ips(&self) -> &BTreeMap<String, FloatingIp> {
+        self.floating_ips.map()
+    }
+
+    /// A router's gateway port (`network:router_gateway`), when it has one.
+    pub fn gateway_port(&self, router: &String) -> Option<&Port> {
+        self.interfaces_of_router(router)
+            .filter_map(|p| self.port(p))
+            .find(|p| p.spec.router_gateway)
+    }
+
+    /// The external network whose `provider:physical_network` is
+    /// `physnet` (validation allows one).
+    pub fn external_network_on<'a>(&'a self, physnet: &'a String) -> Option<&'a String> {
+        crate::journal::members(&self.ix.external_of_physnet, physnet).next()
     }
 
     /// Ids of the ports bound to `host`.
@@ -241,7 +267,11 @@ impl Store {
         resolve::network_mtus(self, &mut errors, &touched);
         resolve::remote_groups(self, &mut errors, &touched);
         resolve::vnis(self, &mut errors, &touched);
+        external::expand(self, &mut touched);
         resolve::routers(self, &mut errors, &touched);
+        external::check(self, &mut errors, &touched);
+        floating::expand(self, &mut touched);
+        floating::resolve(self, &mut errors, &touched);
         if !errors.is_empty() {
             self.rollback();
             return Err(ConfigErrors(errors.0));
@@ -259,6 +289,7 @@ impl Store {
         self.ports.commit();
         self.chassis.commit();
         self.actives.commit();
+        self.floating_ips.commit();
         self.written.commit();
         self.next_seq.commit();
         self.ix.commit();
@@ -274,6 +305,7 @@ impl Store {
         self.ports.rollback();
         self.chassis.rollback();
         self.actives.rollback();
+        self.floating_ips.rollback();
         self.written.rollback();
         self.next_seq.rollback();
         self.ix.rollback();
@@ -293,7 +325,22 @@ impl Store {
                         crate::journal::members(&self.ix.subnets_of_network, id)
                             .map(|s| format!("subnet {s}")),
                     )
+                    .chain(
+                        crate::journal::members(&self.ix.gateways_of_network, id)
+                            .map(|r| format!("router {r}'s gateway")),
+                    )
+                    .chain(
+                        crate::journal::members(&self.ix.floating_of_network, id)
+                            .map(|f| format!("floating IP {f}")),
+                    )
                     .collect(),
+                // Neutron disassociates the port's floating IPs; a
+                // configuration must say so (port_id null).
+                Kind::Port if !self.ports.contains_key(id) => {
+                    crate::journal::members(&self.ix.floating_of_port, id)
+                        .map(|f| format!("floating IP {f} (its port_id)"))
+                        .collect()
+                }
                 Kind::Subnet if !self.subnets.contains_key(id) => {
                     crate::journal::members(&self.ix.ports_of_subnet, id)
                         .map(|p| format!("port {p}"))

@@ -526,10 +526,17 @@ fn static_routes(store: &Store, errors: &mut Errors, r: &String) {
     };
     let mut cidrs = Vec::new();
     let mut ips = Vec::new();
+    // The gateway's IPv6 subnets count for Neutron, but the datapath
+    // leaves them out (its external gateway is IPv4).
+    let mut left_out = Vec::new();
     for port in members(&store.ix.interfaces_of_router, r).filter_map(|p| store.ports.get(p)) {
         for f in &port.fixed_ips {
             if let Some(s) = store.subnets.get(&f.subnet_id) {
-                cidrs.push(s.cidr);
+                if port.spec.router_gateway && s.cidr.addr().is_ipv6() {
+                    left_out.push(s.cidr);
+                } else {
+                    cidrs.push(s.cidr);
+                }
             }
             ips.push(f.ip);
         }
@@ -538,7 +545,12 @@ fn static_routes(store: &Store, errors: &mut Errors, r: &String) {
     for (i, route) in router.routes.iter().enumerate() {
         let field = format!("routes[{i}].nexthop");
         let hop = route.nexthop;
-        let problem = if !cidrs.iter().any(|c| c.contains(&hop)) {
+        let problem = if left_out.iter().any(|c| c.contains(&hop)) {
+            Some(
+                "the nexthop is on the router's gateway IPv6 subnet, which the datapath leaves \
+                 out (its external gateway is IPv4)",
+            )
+        } else if !cidrs.iter().any(|c| c.contains(&hop)) {
             Some("the nexthop is not connected with router")
         } else if ips.contains(&hop) {
             Some("the nexthop is used by router")
@@ -577,8 +589,10 @@ fn static_routes(store: &Store, errors: &mut Errors, r: &String) {
 /// second router advertising on the same network (a solicitation gets one
 /// router's answer).
 fn router_ipv6(store: &Store, errors: &mut Errors, r: &String) {
+    // The gateway port advertises nothing: its IPv6 addresses are left out.
     let ports: Vec<&Port> = members(&store.ix.interfaces_of_router, r)
         .filter_map(|p| store.ports.get(p))
+        .filter(|p| !p.spec.router_gateway)
         .collect();
     for port in &ports {
         let mut v6 = false;
@@ -610,7 +624,7 @@ fn router_ipv6(store: &Store, errors: &mut Errors, r: &String) {
         let earlier = members(&store.ix.ports_of_network, net)
             .filter(|o| *o != port.id())
             .filter_map(|o| store.ports.get(o))
-            .filter(|o| o.spec.router.is_some() && has_ipv6(store, o))
+            .filter(|o| o.spec.is_router_interface() && has_ipv6(store, o))
             .find(|o| store.seq(Kind::Port, o.id()) < store.seq(Kind::Port, port.id()));
         let Some(o) = earlier else {
             continue;

@@ -31,6 +31,7 @@ pub fn one(
         (Kind::SecurityGroup, c) => security_group(store, id, c, touched),
         (Kind::Router, c) => router(store, id, c, touched),
         (Kind::Port, c) => port(store, id, c, touched, written_ports),
+        (Kind::FloatingIp, c) => floating_ip(store, id, c, touched),
         (Kind::Chassis, c) => chassis(store, id, c, touched),
         (Kind::Active, c) => {
             store.actives.remove(&id);
@@ -91,8 +92,11 @@ fn settings(store: &mut Store, c: Option<Checked>, touched: &mut Touched) {
 }
 
 fn network(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
-    store.networks.remove(&id);
+    if let Some(old) = store.networks.remove(&id) {
+        store.ix.visit_network(&old, false);
+    }
     if let Some(Checked::Network(n)) = c {
+        store.ix.visit_network(&n, true);
         store.networks.insert(id.clone(), n);
     }
     // Their default port security may have changed.
@@ -130,8 +134,11 @@ fn security_group(store: &mut Store, id: String, c: Option<Checked>, touched: &m
 }
 
 fn router(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
-    store.routers.remove(&id);
+    if let Some(old) = store.routers.remove(&id) {
+        store.ix.visit_router(&old, false);
+    }
     if let Some(Checked::Router(r)) = c {
+        store.ix.visit_router(&r, true);
         store.routers.insert(id.clone(), r);
     }
     touched
@@ -164,4 +171,17 @@ fn port(
         }
     }
     touched.ports.insert(id);
+}
+
+/// A floating IP is resolved (its port, fixed IP and router) with the
+/// others once the batch is staged (`store::floating`).
+fn floating_ip(store: &mut Store, id: String, c: Option<Checked>, touched: &mut Touched) {
+    if let Some(old) = store.floating_ips.remove(&id) {
+        store.ix.visit_floating_ip(&old, false);
+    }
+    if let Some(Checked::FloatingIp(f)) = c {
+        store.ix.visit_floating_ip(&f, true);
+        store.floating_ips.insert(id.clone(), f);
+    }
+    touched.floating_ips.insert(id);
 }

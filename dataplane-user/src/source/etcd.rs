@@ -264,8 +264,8 @@ fn snapshot(mut objects: Vec<Object>) -> Document {
 }
 
 /// The object as the datapath serves it, or None if it is left out
-/// (a port or router administratively down, a gateway or floating IP
-/// port: see `forms::leave_out`); what is left out or ignored is logged.
+/// (a port or router administratively down, a floating IP's own port:
+/// see `forms::leave_out`); what is left out or ignored is logged.
 fn served(kind: Kind, id: &str, mut value: Value) -> Option<Value> {
     let (left_out, notes) = dataplane_config::neutron::forms::leave_out(kind, &mut value);
     for note in notes {
@@ -477,6 +477,10 @@ mod tests {
         assert_eq!(
             s.entry("/aap/neutron/security_groups/g"),
             Entry::Object(Kind::SecurityGroup, "g".into())
+        );
+        assert_eq!(
+            s.entry("/aap/neutron/floatingips/f1"),
+            Entry::Object(Kind::FloatingIp, "f1".into())
         );
         assert_eq!(
             s.entry("/aap/chassis/h2"),

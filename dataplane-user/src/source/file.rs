@@ -127,7 +127,7 @@ impl Source for FileSource {
 }
 
 /// Tells what a document holds that the datapath leaves out (a router's
-/// external gateway, a floating IP's port, ...).
+/// second external gateway, a floating IP's own port, ...).
 pub fn log_skipped(document: &Document) {
     for s in &document.skipped {
         warn!("not served: {s}");
