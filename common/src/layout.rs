@@ -164,6 +164,12 @@ macro_rules! pinned_maps {
                 $crate::Sizing::Fixed($crate::MAX_FLOOD_DOMAINS);
             /// The routing programs `from_vm` tail-calls into.
             JUMP jump: prog_array<u32, u32> = $crate::Sizing::Fixed($crate::JUMP_SLOTS);
+            /// The hand-over of a tail call (per CPU). Pinned, so that it
+            /// is one map for every run's programs: `JUMP` is, and while a
+            /// restarted agent has put its programs there but not yet
+            /// taken over the links, the previous run's `from_vm` calls
+            /// them (with a map of its own, they read a stale hand-over).
+            HOP hop: percpu_array<u32, $crate::Hop> = $crate::Sizing::Fixed(1);
             /// Drop events for `dataplane monitor` (size in bytes).
             EVENTS events: ringbuf<(), $crate::DropEvent> =
                 $crate::Sizing::Fixed($crate::EVENTS_RING_BYTES);

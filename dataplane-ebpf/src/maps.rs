@@ -13,7 +13,7 @@ use aya_ebpf::{
     },
     macros::btf_map,
 };
-use common::{EventBudget, Hop, IcmpBudget, MAX_FLOOD_MEMBERS, MAX_PORTS};
+use common::{EventBudget, IcmpBudget, MAX_FLOOD_MEMBERS, MAX_PORTS};
 
 use crate::flow::Flow;
 
@@ -62,11 +62,6 @@ macro_rules! ebpf_maps {
 }
 
 common::pinned_maps!(ebpf_maps);
-
-/// The hand-over from `from_vm` to the program it tail-calls (per CPU: a
-/// packet is processed start to end on one CPU).
-#[btf_map]
-pub static HOP: PerCpuArray<Hop, 1> = PerCpuArray::new();
 
 /// Scratch space for the packet's flow while security groups are applied
 /// (per CPU: a packet is processed start to end on one CPU).
