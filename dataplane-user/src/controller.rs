@@ -118,8 +118,9 @@ impl Controller {
     }
 
     /// This host's uplinks (`--uplink`): external networks on these
-    /// physical networks are reached through these interfaces. Written
-    /// with the first configuration, like the tunnel.
+    /// physical networks are reached through these interfaces, which get
+    /// `from_uplink` (taking over a previous run's link). Written with the
+    /// first configuration, like the tunnel.
     pub fn set_uplinks(&mut self, uplinks: &std::collections::BTreeMap<String, u32>) -> Result<()> {
         let here = Locality {
             uplinks: uplinks.clone(),
@@ -127,6 +128,11 @@ impl Controller {
         };
         self.engine
             .set_locality(&self.store, here, &crate::interfaces::ifindex)?;
+        for (physnet, &ifindex) in uplinks {
+            self.datapath
+                .attach_uplink(physnet, ifindex)
+                .with_context(|| format!("--uplink {physnet}: attaching from_uplink"))?;
+        }
         Ok(())
     }
 

@@ -150,6 +150,15 @@ pub fn ping4(eth_src: Mac, eth_dst: Mac, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> 
     finish(b, b"dataplane-test")
 }
 
+/// An echo reply with identifier `id` (as a peer answers [`ping4`]'s
+/// request once translated).
+pub fn ping4_reply(eth_src: Mac, eth_dst: Mac, src: [u8; 4], dst: [u8; 4], id: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth_src, eth_dst)
+        .ipv4(src, dst, 64)
+        .icmpv4_echo_reply(id, 1);
+    finish(b, b"dataplane-test")
+}
+
 pub fn udp6(
     eth_src: Mac,
     eth_dst: Mac,

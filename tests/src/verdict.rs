@@ -69,6 +69,14 @@ impl Verdicts {
         Self::build(config, Some(source), 64, max_connections)
     }
 
+    /// As [`Verdicts::new`], with uplinks: (physical network, ifindex).
+    /// Ifindex 1 makes the test runs' frames arrive on the uplink too
+    /// (`from_uplink` looks them up among uplinks, `from_vm` among ports).
+    pub fn with_uplinks(config: &Value, source: &str, uplinks: &[(&str, u32)]) -> Result<Verdicts> {
+        let uplinks = uplinks.iter().map(|(p, i)| (p.to_string(), *i)).collect();
+        Self::build_with(config, Some(source), 64, common::MAX_CONNTRACK, uplinks)
+    }
+
     /// Every port on a veth interface of the namespace, none on loopback:
     /// for [`Verdicts::inside`], where any port can be the sender.
     pub fn on_veths(config: &Value) -> Result<Verdicts> {
@@ -80,6 +88,22 @@ impl Verdicts {
         source: Option<&str>,
         max_ports: u32,
         max_connections: u32,
+    ) -> Result<Verdicts> {
+        Self::build_with(
+            config,
+            source,
+            max_ports,
+            max_connections,
+            Default::default(),
+        )
+    }
+
+    fn build_with(
+        config: &Value,
+        source: Option<&str>,
+        max_ports: u32,
+        max_connections: u32,
+        uplinks: std::collections::BTreeMap<String, u32>,
     ) -> Result<Verdicts> {
         let document = Document::parse(&config.to_string(), Format::Json)?;
         let topology = Topology::of(&dataplane_config::validate(&document)?);
@@ -111,6 +135,9 @@ impl Verdicts {
                 },
                 None,
             )?;
+            if !uplinks.is_empty() {
+                dp.set_uplinks(&uplinks)?;
+            }
             let started = std::time::Instant::now();
             dp.apply(&Update::Snapshot(document), &|t| taps.get(t).copied())?;
             Ok((dp, started.elapsed()))
@@ -148,6 +175,23 @@ impl Verdicts {
             ..TestRunOptions::default()
         })?;
         Ok(r.return_value)
+    }
+
+    /// Runs `frame` once through `program` (any XDP program of the
+    /// datapath, as received on ifindex 1); returns the XDP action and the
+    /// frame as the program left it.
+    pub fn exchange(&mut self, program: &str, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let prog: &mut Xdp = self
+            .dp()
+            .ebpf_mut()
+            .program_mut(program)
+            .with_context(|| format!("program {program}"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()?;
+        }
+        let out = trace::run_xdp(prog, frame, 0, 1, 1)?;
+        Ok((out.action, out.frame))
     }
 
     /// Average ns per run of `program` on `frame` over `repeat` runs on

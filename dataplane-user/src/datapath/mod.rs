@@ -365,7 +365,12 @@ impl Datapath {
 
     /// Attaches `from_uplink` to the interface carrying the external
     /// networks of `physnet` (taking over a previous run's link).
+    /// Without `Options::attach` (tests driving the programs themselves),
+    /// nothing is attached.
     pub fn attach_uplink(&mut self, physnet: &str, ifindex: u32) -> Result<()> {
+        if !self.attach {
+            return Ok(());
+        }
         let xdp: &mut Xdp = self
             .ebpf
             .program_mut(PROG_FROM_UPLINK)
@@ -763,6 +768,7 @@ fn load_programs(
         PROG_TO_VM_TRACE,
         PROG_TO_TUNNEL,
         PROG_FROM_UNDERLAY,
+        PROG_FROM_UPLINK,
         PROG_PASS,
     ] {
         let prog: &mut Xdp = ebpf

@@ -1,0 +1,359 @@
+//! The external network: a router's gateway on it (SNAT for VMs without a
+//! floating IP) and floating IPs (DNAT/SNAT), reached through an uplink of
+//! the hypervisor (a veth whose far end is a namespace playing the outside
+//! world: the upstream router 203.0.113.1 and a far host 198.51.100.7
+//! behind it). Real ping, nc and keepalived; the outside sees only the
+//! gateway's and the floating addresses.
+
+use std::time::Duration;
+
+use lab::{
+    capture::frame,
+    lab::{Lab, Vm, WAIT, wait_for},
+    netns::Netns,
+    probe::Pinger,
+    require_root,
+    topo::{config, network, pair, port, router, subnet},
+};
+use serde_json::{Value, json};
+
+const MAC_PLAIN: &str = "fa:16:3e:40:00:14";
+const MAC_M1: &str = "fa:16:3e:40:00:0b";
+const MAC_M2: &str = "fa:16:3e:40:00:0c";
+const MAC_WEB: &str = "fa:16:3e:40:00:1e";
+const MAC_VIP: &str = "fa:16:3e:40:00:64";
+const MAC_OUT: &str = "fa:16:3e:99:00:01";
+const GW_INT_MAC: &str = "fa:16:3e:40:01:01";
+const GW_EXT_MAC: &str = "fa:16:3e:40:02:01";
+
+const GATEWAY: &str = "203.0.113.10";
+const UPSTREAM: &str = "203.0.113.1";
+const FAR: &str = "198.51.100.7";
+const FIP_VIP: &str = "203.0.113.50";
+const FIP_WEB: &str = "203.0.113.51";
+const VIP: &str = "10.40.0.100";
+
+fn ip4(s: &str) -> [u8; 4] {
+    s.parse::<std::net::Ipv4Addr>().unwrap().octets()
+}
+
+/// The hypervisor, its VMs, and the outside world on the uplink.
+struct World {
+    lab: Lab,
+    /// The outside namespace, as a VM-like handle (ping, nc, captures).
+    out: Vm,
+    cfg: Value,
+}
+
+/// net1 (10.40.0.0/24) holds plain (no floating IP), m1 and m2 (sharing
+/// the VIP as an allowed address pair; the VIP is the fixed IP of a port
+/// with no VM, as Neutron users make it) and web (a floating IP, and a
+/// security group that lets in TCP 8080 only). Router r1 joins net1 to
+/// the external network "public" (flat on physical network "public",
+/// 203.0.113.0/24, upstream 203.0.113.1), with SNAT.
+fn world() -> World {
+    let mut lab = Lab::new(false).unwrap();
+    for (name, mac) in [
+        ("plain", MAC_PLAIN),
+        ("m1", MAC_M1),
+        ("m2", MAC_M2),
+        ("web", MAC_WEB),
+    ] {
+        lab.add_vm(name, mac).unwrap();
+    }
+    let out = outside(&lab);
+    let (plain, m1, m2, web) = (&lab.vms[0], &lab.vms[1], &lab.vms[2], &lab.vms[3]);
+    let pp = port(plain, "net1", &[("s1", "10.40.0.20")]);
+    let mut p1 = port(m1, "net1", &[("s1", "10.40.0.11")]);
+    let mut p2 = port(m2, "net1", &[("s1", "10.40.0.12")]);
+    for p in [&mut p1, &mut p2] {
+        p["allowed_address_pairs"] = json!([pair(VIP, None)]);
+    }
+    let mut pw = port(web, "net1", &[("s1", "10.40.0.30")]);
+    pw["security_groups"] = json!(["web"]);
+    let vip_port = json!({
+        "id": "vip-port", "network_id": "net1", "mac_address": MAC_VIP,
+        "fixed_ips": [{ "subnet_id": "s1", "ip_address": VIP }],
+        "device_owner": "", "tap_name": "tapvipnovm0",
+    });
+    let (mut r1, mut ports) = router("r1", &[("net1", GW_INT_MAC, &[("s1", "10.40.0.1")])]);
+    r1["external_gateway_info"] = json!({
+        "network_id": "public", "enable_snat": true,
+        "external_fixed_ips": [{ "subnet_id": "public-s", "ip_address": GATEWAY }],
+    });
+    ports.push(json!({
+        "id": "r1-gw", "network_id": "public", "mac_address": GW_EXT_MAC,
+        "device_owner": "network:router_gateway", "device_id": "r1",
+        "fixed_ips": [{ "subnet_id": "public-s", "ip_address": GATEWAY }],
+    }));
+    ports.extend([pp, p1, p2, pw, vip_port]);
+    let mut public = network("public");
+    public["router:external"] = json!(true);
+    public["provider:network_type"] = json!("flat");
+    public["provider:physical_network"] = json!("public");
+    let mut cfg = config(
+        vec![network("net1"), public],
+        vec![
+            subnet("s1", "net1", "10.40.0.0/24", Some("10.40.0.1")),
+            subnet("public-s", "public", "203.0.113.0/24", Some(UPSTREAM)),
+        ],
+        ports,
+    );
+    cfg["routers"] = json!([r1]);
+    cfg["floatingips"] = json!([
+        { "id": "fip-vip", "floating_network_id": "public", "floating_ip_address": FIP_VIP,
+          "port_id": "vip-port", "fixed_ip_address": VIP, "router_id": "r1" },
+        { "id": "fip-web", "floating_network_id": "public", "floating_ip_address": FIP_WEB,
+          "port_id": web.port_id, "fixed_ip_address": "10.40.0.30", "router_id": "r1" },
+    ]);
+    cfg["security_groups"].as_array_mut().unwrap().push(json!({
+    "id": "web", "security_group_rules": [
+        { "direction": "egress", "ethertype": "IPv4" },
+        { "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+          "port_range_min": 8080, "port_range_max": 8080 },
+    ]}));
+    for (vm, ip) in [
+        (plain, "10.40.0.20"),
+        (m1, "10.40.0.11"),
+        (m2, "10.40.0.12"),
+        (web, "10.40.0.30"),
+    ] {
+        vm.sh(&format!(
+            "ip addr add {ip}/24 dev eth0 && ip route add default via 10.40.0.1"
+        ))
+        .unwrap();
+    }
+    lab.run_args = vec!["--uplink".into(), "public=upl0".into()];
+    lab.start(&cfg).unwrap();
+    World { lab, out, cfg }
+}
+
+/// The outside world: a namespace on the far end of the uplink `upl0`,
+/// holding the upstream router's address and the far host's.
+fn outside(lab: &Lab) -> Vm {
+    let ns = Netns::new("dpo").unwrap();
+    lab.hv
+        .ip(&[
+            "link", "add", "upl0", "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ])
+        .unwrap();
+    lab.hv.ip(&["link", "set", "upl0", "up"]).unwrap();
+    // As the VMs' veths (see `Lab`): NAPI for redirected frames, checksums
+    // filled by the sender.
+    ns.sh(&format!(
+        "ip link set eth0 address {MAC_OUT} && ip link set eth0 up && \
+         ip addr add {UPSTREAM}/24 dev eth0 && ip addr add {FAR}/32 dev lo && ip link set lo up && \
+         ethtool -K eth0 gro off && ethtool -K eth0 gro on && ethtool -K eth0 tx off >/dev/null"
+    ))
+    .unwrap();
+    Vm {
+        name: "outside".into(),
+        ns,
+        port_id: String::new(),
+        tap: String::new(),
+        mac: MAC_OUT.into(),
+    }
+}
+
+/// The datapath's NAT counters (`dataplane show nat`).
+fn nat(lab: &Lab) -> Value {
+    lab.show("nat").unwrap()
+}
+
+fn nat_stat(lab: &Lab, name: &str) -> u64 {
+    nat(lab)["stats"][name].as_u64().unwrap_or(0)
+}
+
+/// Drops not charged to a port (frames from the uplink), by reason.
+fn unattributed(lab: &Lab, reason: &str) -> u64 {
+    lab.show_ports().unwrap()["unattributed"]["drops"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_vm_without_a_floating_ip_reaches_the_outside_as_the_gateway() {
+    require_root!();
+    let w = world();
+    let (lab, out) = (&w.lab, &w.out);
+    let plain = lab.vm("plain");
+    let cap = out.capture().unwrap();
+    // The first packet to the upstream router is an ARP request in its
+    // place; ping's next ones go through.
+    plain.reaches(FAR, WAIT).unwrap();
+    let seen = cap.wait_for(Duration::from_secs(2), |f| {
+        frame::ipv4(f).is_some_and(|(s, d, p)| d == ip4(FAR) && p == 1 && s == ip4(GATEWAY))
+    });
+    assert!(seen.is_some(), "the outside sees the gateway's address");
+    assert_eq!(
+        cap.count(Duration::from_millis(300), |f| frame::ipv4(f)
+            .is_some_and(|(s, _, _)| s == ip4("10.40.0.20"))),
+        0,
+        "the VM's own address never leaves"
+    );
+    // TCP, from two connections at once: each gets a port of its own.
+    out.serve_tcp(&[8081]).unwrap();
+    assert!(plain.connects(FAR, 8081, None), "TCP through SNAT");
+    assert!(plain.connects(FAR, 8081, None), "and again");
+    let n = nat(lab);
+    assert!(n["stats"]["snat_new"].as_u64().unwrap() >= 3, "{n:#}");
+    let conns = n["connections"].as_array().unwrap();
+    assert!(
+        conns
+            .iter()
+            .any(|c| c["inside"].as_str().unwrap().starts_with("10.40.0.20:")
+                && c["outside"].as_str().unwrap().starts_with(GATEWAY)),
+        "{n:#}"
+    );
+    // An address on the external subnet itself is on link: no upstream.
+    plain.reaches(UPSTREAM, WAIT).unwrap();
+}
+
+#[test]
+fn a_floating_ip_on_a_vip_follows_the_keepalived_master() {
+    require_root!();
+    let w = world();
+    let (lab, out) = (&w.lab, &w.out);
+    let (m1, m2) = (lab.vm("m1"), lab.vm("m2"));
+    let dir = lab.dir.path();
+    lab::vrrp::keepalived(dir, m1, 61, 200, VIP, false).unwrap();
+    lab::vrrp::keepalived(dir, m2, 61, 100, VIP, false).unwrap();
+    let active = |vm: &Vm| lab.active_member(VIP).as_deref() == Some(vm.port_id.as_str());
+    wait_for(Duration::from_secs(20), "m1 holding the VIP", || {
+        lab::vrrp::holds(m1, VIP) && active(m1)
+    })
+    .unwrap();
+    // From outside, the floating IP answers; m1 is the one who hears it,
+    // from the outside client's own address.
+    let cap1 = m1.capture().unwrap();
+    out.reaches(FIP_VIP, WAIT).unwrap();
+    assert!(
+        cap1.wait_for(Duration::from_secs(2), |f| {
+            frame::ipv4(f).is_some_and(|(s, d, p)| s == ip4(UPSTREAM) && d == ip4(VIP) && p == 1)
+        })
+        .is_some(),
+        "m1 got the floating IP's traffic, for the VIP"
+    );
+    m1.serve_tcp(&[8080]).unwrap();
+    m2.serve_tcp(&[8080]).unwrap();
+    assert!(out.connects(FIP_VIP, 8080, None), "TCP to the floating IP");
+
+    // Failover under a steady ping from outside: m1's keepalived stops,
+    // m2 takes the VIP, its gratuitous ARP moves the group's active
+    // member, and the floating IP's traffic follows.
+    let ping = Pinger::start(out, None, FIP_VIP, "0.05").unwrap();
+    wait_for(WAIT, "replies from the floating IP", || {
+        ping.replies().len() >= 20
+    })
+    .unwrap();
+    lab::vrrp::signal_keepalived(dir, m1, libc::SIGTERM);
+    wait_for(Duration::from_secs(20), "m2 holding the VIP", || {
+        lab::vrrp::holds(m2, VIP) && active(m2)
+    })
+    .unwrap();
+    let after = ping.replies().last().map(|r| r.seq).unwrap_or(0);
+    wait_for(WAIT, "replies again after the failover", || {
+        ping.replies().iter().filter(|r| r.seq > after).count() >= 20
+    })
+    .unwrap();
+    let (sent, received) = ping.finish().unwrap();
+    let lost = sent - received;
+    eprintln!("floating IP on a VIP: {lost} of {sent} pings lost across the failover");
+    // keepalived's own takeover (three missed adverts at 1 s, then its
+    // gratuitous ARP) bounds the loss; anything near the whole run would
+    // mean the floating IP did not follow.
+    assert!(
+        lost < sent / 2,
+        "{lost} of {sent} lost: the floating IP did not follow"
+    );
+    assert!(out.connects(FIP_VIP, 8080, None), "TCP to m2 now");
+    assert!(nat_stat(lab, "floating_in") >= received as u64);
+    assert!(nat_stat(lab, "floating_out") >= received as u64);
+}
+
+#[test]
+fn what_comes_from_outside_meets_security_groups_and_a_reverse_path_check() {
+    require_root!();
+    let w = world();
+    let (lab, out) = (&w.lab, &w.out);
+    let web = lab.vm("web");
+    web.serve_tcp(&[8080, 8082]).unwrap();
+    // The group lets TCP 8080 in and nothing else.
+    wait_for(WAIT, "TCP 8080 through the floating IP", || {
+        out.connects(FIP_WEB, 8080, None)
+    })
+    .unwrap();
+    assert!(!out.connects(FIP_WEB, 8082, None), "8082 is not allowed");
+    assert!(!out.ping(FIP_WEB, 2), "nor ICMP");
+    assert!(lab.drops(web, "sg_ingress") >= 1);
+    // The web server's own connections out leave as its floating IP.
+    let cap = out.capture().unwrap();
+    web.reaches(FAR, WAIT).unwrap();
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::ipv4(f)
+            .is_some_and(|(s, d, _)| s == ip4(FIP_WEB) && d == ip4(FAR)))
+            .is_some(),
+        "web leaves as its floating IP"
+    );
+    // A source from the router's inside, arriving from outside, is
+    // spoofed: dropped before any translation.
+    let before = unattributed(lab, "uplink_src");
+    let script = format!(
+        "sendp(Ether(src=MAC, dst='{GW_EXT_MAC}')/IP(src='10.40.0.20', dst='{FIP_WEB}')\
+         /TCP(sport=4444, dport=8080, flags='S'), iface=IFACE, count=3, verbose=False)"
+    );
+    let wcap = web.capture().unwrap();
+    out.scapy(&script).unwrap();
+    wait_for(WAIT, "uplink_src drops", || {
+        unattributed(lab, "uplink_src") >= before + 3
+    })
+    .unwrap();
+    assert_eq!(
+        wcap.count(Duration::from_millis(300), |f| frame::ipv4(f)
+            .is_some_and(|(s, _, _)| s == ip4("10.40.0.20"))),
+        0,
+        "the spoofed packets never reached web"
+    );
+    // Packets for the gateway that belong to no connection go nowhere.
+    let before = unattributed(lab, "no_nat");
+    let script = format!(
+        "sendp(Ether(src=MAC, dst='{GW_EXT_MAC}')/IP(src='{UPSTREAM}', dst='{GATEWAY}')\
+         /UDP(sport=53, dport=40000), iface=IFACE, count=2, verbose=False)"
+    );
+    out.scapy(&script).unwrap();
+    wait_for(WAIT, "no_nat drops", || {
+        unattributed(lab, "no_nat") >= before + 2
+    })
+    .unwrap();
+}
+
+#[test]
+fn snat_connections_and_learned_neighbours_survive_an_agent_restart() {
+    require_root!();
+    let mut w = world();
+    let plain = w.lab.vm("plain");
+    plain.reaches(FAR, WAIT).unwrap();
+    let ping = Pinger::start(plain, None, FAR, "0.02").unwrap();
+    wait_for(WAIT, "replies through SNAT", || ping.replies().len() >= 10).unwrap();
+    let before = nat(&w.lab)["connections"].as_array().unwrap().len();
+    w.lab.kill_agent().unwrap();
+    let during = ping.replies().len();
+    wait_for(WAIT, "replies with no agent", || {
+        ping.replies().len() >= during + 10
+    })
+    .unwrap();
+    let cfg = w.cfg.clone();
+    w.lab.start(&cfg).unwrap();
+    let after = ping.replies().len();
+    wait_for(WAIT, "replies after the restart", || {
+        ping.replies().len() >= after + 10
+    })
+    .unwrap();
+    let unanswered = ping.unanswered();
+    let (sent, received) = ping.finish().unwrap();
+    assert_eq!(
+        unanswered, 0,
+        "{sent} sent, {received} received: the restart lost some"
+    );
+    assert!(nat(&w.lab)["connections"].as_array().unwrap().len() >= before);
+}
