@@ -205,6 +205,19 @@ fn a_vm_without_a_floating_ip_reaches_the_outside_as_the_gateway() {
                 && c["outside"].as_str().unwrap().starts_with(GATEWAY)),
         "{n:#}"
     );
+    // `trace` shows the packet as it leaves: translated, to the upstream
+    // router's MAC.
+    let t = lab
+        .dataplane(&["trace", "plain", "--dst", FAR])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        text.contains("sent out of the uplink")
+            && text.contains(&format!("out of the uplink: {GW_EXT_MAC} > {MAC_OUT}"))
+            && text.contains(&format!("{GATEWAY} > {FAR}")),
+        "{text}"
+    );
     // An address on the external subnet itself is on link: no upstream.
     plain.reaches(UPSTREAM, WAIT).unwrap();
 }
