@@ -294,13 +294,15 @@ fn spread(k: &NatKey) -> u32 {
 }
 
 /// The connection an arriving packet belongs to: the VM's address and
-/// port, refreshed; None if no connection has that port.
+/// port, refreshed (unless `trace`); None if no connection has that port.
 #[inline(always)]
-pub fn unsnat(k: &NatKey) -> Option<([u8; 4], [u8; 2])> {
+pub fn unsnat(k: &NatKey, trace: bool) -> Option<([u8; 4], [u8; 2])> {
     let e = NAT.get_ptr_mut(k)?;
     // SAFETY: a value of this map (see `snat_port`).
     unsafe {
-        (*e).last_ns = bpf_ktime_get_ns();
+        if !trace {
+            (*e).last_ns = bpf_ktime_get_ns();
+        }
         Some(((*e).addr, (*e).port))
     }
 }

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use common::{
     DropReason, EXT_FLOATING, ExtAddr, ExtAddrKey, ExtNeigh, ExtNeighKey, JUMP_ROUTE_V4, NAT_IN,
-    NatKey, PortInfo, ROUTE_EXTERNAL, UplinkKey,
+    NatKey, OUT_REPLY, PortInfo, ROUTE_EXTERNAL, UplinkKey,
     proto::{ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP},
 };
 
@@ -30,7 +30,7 @@ use crate::{
     config,
     drop::{self, QUIET},
     maps::{EXT_ADDRS, EXT_NEIGH, UPLINKS},
-    nat,
+    meta, nat,
     packet::Packet,
     parse::{self, Arp, ETH_HLEN, Eth, Frag},
     route,
@@ -55,7 +55,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         ..PortInfo::default()
     };
     let r = match eth.proto {
-        ETH_P_ARP => arp(&pkt, slot, &outside, &eth),
+        ETH_P_ARP => arp(ctx, &pkt, slot, &outside, &eth),
         ETH_P_IP => ipv4(ctx, &pkt, slot, &outside, &eth),
         _ => Ok(pass()),
     };
@@ -85,9 +85,10 @@ fn ours(slot: u32, network: u32, addr: [u8; 4]) -> Option<ExtAddr> {
     unsafe { EXT_ADDRS.get(key) }.copied()
 }
 
+/// Learns a neighbour (not for a traced frame: a trace changes nothing).
 #[inline(always)]
-fn learn(network: u32, addr: [u8; 4], mac: [u8; 6]) {
-    if addr == [0; 4] || mac[0] & 1 != 0 {
+fn learn(ctx: &XdpContext, network: u32, addr: [u8; 4], mac: [u8; 6]) {
+    if addr == [0; 4] || mac[0] & 1 != 0 || meta::tracing(ctx) {
         return;
     }
     let n = ExtNeigh {
@@ -101,7 +102,13 @@ fn learn(network: u32, addr: [u8; 4], mac: [u8; 6]) {
 }
 
 #[inline(always)]
-fn arp(pkt: &Packet, slot: u32, outside: &PortInfo, eth: &Eth) -> Result<u32, DropReason> {
+fn arp(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    slot: u32,
+    outside: &PortInfo,
+    eth: &Eth,
+) -> Result<u32, DropReason> {
     let Ok(a) = parse::arp(pkt) else {
         return Ok(pass());
     };
@@ -115,12 +122,13 @@ fn arp(pkt: &Packet, slot: u32, outside: &PortInfo, eth: &Eth) -> Result<u32, Dr
         };
         // SAFETY: checked for presence only.
         if a.spa == a.tpa && unsafe { EXT_NEIGH.get(key) }.is_some() {
-            learn(network, a.spa, a.sha);
+            learn(ctx, network, a.spa, a.sha);
         }
         return Ok(pass());
     };
-    learn(network, a.spa, a.sha);
+    learn(ctx, network, a.spa, a.sha);
     if a.oper == ARPOP_REQUEST {
+        meta::record(ctx, OUT_REPLY, 0);
         return answer(pkt, outside, eth, &a, &me);
     }
     // A reply to the datapath's own request: learned, nothing to pass on.
@@ -200,7 +208,7 @@ fn ipv4(
             remote_port,
             _pad: [0; 2],
         };
-        let (addr, port) = nat::unsnat(&k).ok_or(DropReason::NoNat)?;
+        let (addr, port) = nat::unsnat(&k, meta::tracing(ctx)).ok_or(DropReason::NoNat)?;
         if !(nat::set_addr(pkt, &ip, nat::DST_OFF, addr) && nat::set_port(pkt, &f, port)) {
             return Err(DropReason::Malformed);
         }

@@ -106,12 +106,27 @@ pub fn trace(
     let dir = datapath::instance_dir(instance);
     let probe = trace::Probe::open(&dir)?;
     let ports = show::named_ports(&dir)?;
-    let source = ports.find(port)?;
+    // An uplink's name: a frame from the external network.
+    let uplink = trace::uplink_source(&dir, ports.active_slot, port)?;
+    let source = match &uplink {
+        Some(u) => u,
+        None => ports.find(port)?,
+    };
     let facts = Facts::read(instance);
     let mut description = description;
     let mut gateway = None;
+    if let (Some(u), None, None, Some(dst)) =
+        (&uplink, &pcap, &description.dst_mac, description.dst)
+    {
+        let arp = description.proto.to_ascii_lowercase().starts_with("arp");
+        if !arp {
+            let slot = ports.active_slot;
+            description.dst_mac = Some(trace::external_mac(&dir, slot, u.network, dst)?);
+        }
+    }
     // A VM sends a packet for another subnet to its gateway.
-    if let (None, None, None, Some(dst), Some(facts)) = (
+    if let (None, None, None, None, Some(dst), Some(facts)) = (
+        &uplink,
         &pcap,
         &description.via,
         &description.dst_mac,
@@ -136,7 +151,9 @@ pub fn trace(
         .map(|frame| {
             let mut t = probe.run(&ports, source, frame)?;
             t.gateway = gateway.clone();
-            trace::explain(&mut t, &explainer, &ports, source)?;
+            if uplink.is_none() {
+                trace::explain(&mut t, &explainer, &ports, source)?;
+            }
             trace::interfaces(&mut t, &ports, &mut inspector);
             Ok(t)
         })

@@ -120,7 +120,9 @@ enum Command {
     /// (delivered, answered or passed to the host), 1 if it cannot be
     /// traced.
     Trace {
-        /// The sending port (its id, name or tap).
+        /// The sending port (its id, name or tap), or an uplink (`run
+        /// --uplink`'s interface): a frame from the external network, to
+        /// a gateway or floating address (give --src).
         port: String,
         /// icmp, tcp, udp, arp (a request for --dst) or arp-reply.
         #[arg(long, default_value = "icmp")]

@@ -20,14 +20,14 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use aya::{
-    maps::{DevMapHash, HashOfMaps, LpmTrie, MapData, lpm_trie::Key},
+    maps::{DevMapHash, HashMap, HashOfMaps, LpmTrie, MapData, lpm_trie::Key},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use aya_obj::programs::XdpAttachType;
 use common::{
-    DropReason, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
-    NeighV6Key, OUT_DROP, OUT_EXTERNAL, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY,
-    TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC, TxMeta,
+    DropReason, ExtAddr, ExtAddrKey, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh,
+    NeighV4Key, NeighV6Key, OUT_DROP, OUT_EXTERNAL, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY,
+    TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC, TxMeta, Uplink, UplinkKey,
 };
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, LinkSlice, NetSlice, PacketBuilder,
@@ -38,7 +38,7 @@ use serde::Serialize;
 use dataplane_config::MacAddr;
 
 use crate::{
-    datapath::{PROG_FROM_VM, PROG_TO_VM_TRACE, pinned},
+    datapath::{PROG_FROM_UPLINK, PROG_FROM_VM, PROG_TO_VM_TRACE, pinned},
     explain::{Explainer, RouteStep, SgStep},
     link_health::Inspector,
     show::{self, PortView, PortsView},
@@ -284,6 +284,8 @@ pub struct Probe {
     dir: PathBuf,
     from_vm: Xdp,
     to_vm: Xdp,
+    /// For frames from an external network (an older run pinned none).
+    from_uplink: Option<Xdp>,
 }
 
 impl Probe {
@@ -301,6 +303,7 @@ impl Probe {
             dir: dir.to_path_buf(),
             from_vm: open(PROG_FROM_VM)?,
             to_vm: open(PROG_TO_VM_TRACE)?,
+            from_uplink: open(PROG_FROM_UPLINK).ok(),
         })
     }
 
@@ -318,7 +321,15 @@ impl Probe {
         })
         .to_vec();
         input.extend_from_slice(frame);
-        let out = run_xdp(&self.from_vm, &input, META_LEN, source.ifindex, 1)?;
+        // Index 0 is no port: an uplink (see `uplink_source`).
+        let prog = if source.index == 0 {
+            self.from_uplink
+                .as_ref()
+                .context("from_uplink is not pinned (an agent older than the external network)")?
+        } else {
+            &self.from_vm
+        };
+        let out = run_xdp(prog, &input, META_LEN, source.ifindex, 1)?;
         let action = out.action;
         let meta = out.meta.unwrap_or_default();
         let mut trace = Trace {
@@ -845,4 +856,55 @@ pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
         at = start + len;
     }
     Ok(frames)
+}
+
+/// An uplink as the source of a trace: `name` is an interface that
+/// carries an external network in the live configuration (`UPLINKS`), or
+/// None. Index 0 (no port) marks it; its frames go to `from_uplink`.
+pub fn uplink_source(dir: &Path, slot: u32, name: &str) -> Result<Option<PortView>> {
+    let Some(ifindex) = crate::interfaces::ifindex(name) else {
+        return Ok(None);
+    };
+    let uplinks: HashMap<MapData, UplinkKey, Uplink> = pinned::UPLINKS(dir)?;
+    let Ok(u) = uplinks.get(&UplinkKey { slot, ifindex }, 0) else {
+        return Ok(None);
+    };
+    Ok(Some(PortView {
+        id: format!("uplink {name}"),
+        name: String::new(),
+        tap: name.to_string(),
+        ifindex,
+        index: 0,
+        network: u.network,
+        policy: 0,
+        identity: 0,
+        // A locally administered MAC of the outside's, unless --src-mac.
+        mac: "02:00:00:00:00:01".into(),
+        port_security: false,
+        macs: Vec::new(),
+        addresses: Vec::new(),
+        stats: Default::default(),
+        interface: None,
+    }))
+}
+
+/// The MAC the datapath answers for `addr` on external network `network`
+/// (a gateway or floating address), where a frame from outside must go.
+pub fn external_mac(dir: &Path, slot: u32, network: u32, addr: IpAddr) -> Result<MacAddr> {
+    let IpAddr::V4(a) = addr else {
+        bail!("external networks are IPv4 here: --dst {addr}");
+    };
+    let addrs: HashMap<MapData, ExtAddrKey, ExtAddr> = pinned::EXT_ADDRS(dir)?;
+    let key = ExtAddrKey {
+        slot,
+        network,
+        addr: a.octets(),
+    };
+    let e = addrs.get(&key, 0).map_err(|_| {
+        anyhow::anyhow!(
+            "{addr} is no gateway or floating address on this uplink's network: \
+             the datapath would leave it to the host (give --dst-mac to trace it anyway)"
+        )
+    })?;
+    Ok(MacAddr(e.mac))
 }

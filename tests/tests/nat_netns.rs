@@ -299,6 +299,28 @@ fn what_comes_from_outside_meets_security_groups_and_a_reverse_path_check() {
     assert!(!out.connects(FIP_WEB, 8082, None), "8082 is not allowed");
     assert!(!out.ping(FIP_WEB, 2), "nor ICMP");
     assert!(lab.drops(web, "sg_ingress") >= 1);
+    // `trace` from the uplink tells the same, without sending anything.
+    let trace = |dport: &str| {
+        let out = lab
+            .dataplane(&[
+                "trace", "upl0", "--proto", "tcp", "--src", FAR, "--dst", FIP_WEB, "--dport", dport,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = trace("8080");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("uplink upl0 sends") && text.contains(&web.port_id),
+        "{text}"
+    );
+    let (code, text) = trace("8082");
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("sg_ingress"), "{text}");
     // The web server's own connections out leave as its floating IP.
     let cap = out.capture().unwrap();
     web.reaches(FAR, WAIT).unwrap();

@@ -56,7 +56,7 @@ pub const PROG_TO_TUNNEL: &str = "to_tunnel";
 pub const PROG_TO_VM_TRACE: &str = "to_vm_trace";
 /// The programs `dataplane trace` runs, pinned under `programs/` so that
 /// it runs this run's very programs, with the maps and tail calls they use.
-pub const TRACED_PROGRAMS: [&str; 2] = [PROG_FROM_VM, PROG_TO_VM_TRACE];
+pub const TRACED_PROGRAMS: [&str; 3] = [PROG_FROM_VM, PROG_TO_VM_TRACE, PROG_FROM_UPLINK];
 /// XDP on the underlay interface: frames from other chassis.
 pub const PROG_FROM_UNDERLAY: &str = "from_underlay";
 /// XDP on an uplink: frames from an external network.
