@@ -156,7 +156,7 @@ where
     }
 
     fn put(&mut self, key: &K, value: &V) -> Result<()> {
-        Ok(self.0.insert(key, value, 0)?)
+        retry_enomem(|| self.0.insert(key, value, 0))
     }
 
     fn delete(&mut self, key: &K) -> Result<()> {
@@ -189,15 +189,38 @@ where
     }
 
     fn put(&mut self, key: &LpmKey<K>, value: &V) -> Result<()> {
-        Ok(self
-            .0
-            .insert(&Key::new(key.prefix_len, key.data), value, 0)?)
+        let k = Key::new(key.prefix_len, key.data);
+        retry_enomem(|| self.0.insert(&k, value, 0))
     }
 
     fn delete(&mut self, key: &LpmKey<K>) -> Result<()> {
         ignore_missing(self.0.remove(&Key::new(key.prefix_len, key.data)))
     }
 }
+
+/// Tries an insert again when the kernel had no memory at hand for the
+/// entry: these maps (no preallocation) take each entry from the BPF
+/// memory allocator, whose per-CPU caches are refilled asynchronously, and
+/// a burst of inserts (the first apply of a large configuration) can
+/// outrun the refill. Seen at 100,000 ports on a busy machine: ENOMEM once
+/// in a few million inserts, gone on the next try. A map that is really
+/// full fails with another error (E2BIG, ENOSPC) at once.
+fn retry_enomem(mut put: impl FnMut() -> Result<(), MapError>) -> Result<()> {
+    let mut wait = std::time::Duration::from_micros(100);
+    for _ in 0..ENOMEM_TRIES {
+        match put() {
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOMEM) => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+    Ok(put()?)
+}
+
+/// Tries of an insert that failed with ENOMEM (about a second in all).
+const ENOMEM_TRIES: usize = 60;
 
 /// Deleting what is already gone is success: the goal is absence.
 fn ignore_missing(r: Result<(), MapError>) -> Result<()> {
