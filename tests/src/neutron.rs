@@ -433,13 +433,16 @@ impl Neutron {
         );
         let ml2 = format!(
             "[ml2]\n\
-             type_drivers = vxlan\n\
+             type_drivers = vxlan,flat\n\
              tenant_network_types = vxlan\n\
              mechanism_drivers = aap\n\
              extension_drivers = port_security\n\
              \n\
              [ml2_type_vxlan]\n\
              vni_ranges = 1000:1999\n\
+             \n\
+             [ml2_type_flat]\n\
+             flat_networks = public\n\
              \n\
              [aap]\n\
              etcd_url = {}\n\

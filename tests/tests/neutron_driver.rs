@@ -809,12 +809,64 @@ fn agent_accepts_what_the_driver_writes() -> Result<()> {
         ])?;
         n.cli(&["router", "create", "r1"])?;
         n.cli(&["router", "add", "subnet", "r1", "v4"])?;
-        // net1, v4, v6, default and web, vm1, the interface, r1.
+        // An external network, the router's gateway on it, and a floating
+        // IP for a VIP port (the fixed IP vm1 carries as a pair).
+        n.cli(&[
+            "network",
+            "create",
+            "public",
+            "--external",
+            "--provider-network-type",
+            "flat",
+            "--provider-physical-network",
+            "public",
+        ])?;
+        n.cli(&[
+            "subnet",
+            "create",
+            "public-v4",
+            "--network",
+            "public",
+            "--subnet-range",
+            "203.0.113.0/24",
+            "--gateway",
+            "203.0.113.1",
+            "--no-dhcp",
+        ])?;
+        n.cli(&["router", "set", "r1", "--external-gateway", "public"])?;
+        n.cli(&[
+            "port",
+            "create",
+            "vip",
+            "--network",
+            "net1",
+            "--fixed-ip",
+            "subnet=v4,ip-address=10.0.0.100",
+        ])?;
+        let fip = n.cli_json(&[
+            "floating",
+            "ip",
+            "create",
+            "public",
+            "--port",
+            "vip",
+            "--floating-ip-address",
+            "203.0.113.50",
+        ])?;
+        let fip_id = s(&fip, "id").to_string();
+        // net1, v4, v6, default and web, vm1, the interface, r1, public,
+        // public-v4, the gateway port, vip, the floating IP's port, the
+        // floating IP.
         wait_for(WAIT, "every object in etcd", || {
             etcd.keys("/aap/neutron/")
-                .map(|k| k.len() == 8)
+                .map(|k| k.len() == 14)
                 .unwrap_or(false)
         })?;
+        let key = format!("/aap/neutron/floatingips/{fip_id}");
+        let written = wait_json(&etcd, &key, "the floating IP, associated", |v| {
+            v["fixed_ip_address"] == "10.0.0.100" && v["router_id"].is_string()
+        })?;
+        assert_eq!(written["floating_ip_address"], "203.0.113.50");
         let mut doc = serde_json::Map::new();
         for (key, value) in snapshot(&etcd)? {
             let kind = key.split('/').nth(3).context("a kind")?.to_string();
@@ -826,7 +878,26 @@ fn agent_accepts_what_the_driver_writes() -> Result<()> {
         let text = Value::Object(doc).to_string();
         let document = dataplane_config::Document::parse(&text, dataplane_config::Format::Json)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        dataplane_config::validate(&document).map_err(|e| anyhow::anyhow!("{e}\n{text}"))?;
+        let store =
+            dataplane_config::validate(&document).map_err(|e| anyhow::anyhow!("{e}\n{text}"))?;
+        let served = store.floating_ips().get(&fip_id);
+        anyhow::ensure!(
+            served.is_some_and(|f| f.port_id.as_deref() == Some(s(&fip, "port_id"))),
+            "the floating IP, associated, in the configuration: {text}"
+        );
+        anyhow::ensure!(
+            store
+                .gateway_port(&s(&written, "router_id").to_string())
+                .is_some(),
+            "the router's gateway port: {text}"
+        );
+        // Disassociated, then deleted: etcd follows.
+        n.cli(&["floating", "ip", "unset", "--port", &fip_id])?;
+        wait_json(&etcd, &key, "the floating IP, disassociated", |v| {
+            v["port_id"].is_null()
+        })?;
+        n.cli(&["floating", "ip", "delete", &fip_id])?;
+        wait_gone(&etcd, &key)?;
         Ok(())
     })();
     with_log(&n, r)

@@ -62,7 +62,8 @@ class AapMechanismDriver(api.MechanismDriver):
                 (resources.SECURITY_GROUP, self._security_group_event),
                 (resources.SECURITY_GROUP_RULE, self._rule_event),
                 (resources.ROUTER, self._router_event),
-                (resources.ROUTER_INTERFACE, self._router_event)):
+                (resources.ROUTER_INTERFACE, self._router_event),
+                (resources.FLOATING_IP, self._floatingip_event)):
             for event in (events.AFTER_CREATE, events.AFTER_UPDATE,
                           events.AFTER_DELETE):
                 registry.subscribe(handler, resource, event)
@@ -227,6 +228,7 @@ class AapMechanismDriver(api.MechanismDriver):
         l3 = directory.get_plugin(plugin_constants.L3)
         if l3 is not None:
             yield aap.ROUTERS, l3.get_routers(ctx)
+            yield aap.FLOATINGIPS, l3.get_floatingips(ctx)
 
     # -- ML2 hooks ------------------------------------------------------
 
@@ -289,7 +291,8 @@ class AapMechanismDriver(api.MechanismDriver):
     def delete_port_postcommit(self, context):
         self._remove(aap.PORTS, context.current['id'])
 
-    # -- callbacks: security groups and routers bypass ML2's hooks -------
+    # -- callbacks: security groups, routers and floating IPs bypass ML2's
+    # hooks -------------------------------------------------------------
 
     def _security_group_event(self, resource, event, trigger, payload):
         if event == events.AFTER_DELETE:
@@ -334,6 +337,19 @@ class AapMechanismDriver(api.MechanismDriver):
         except n_exc.NotFound:
             return
         self._write(aap.ROUTERS, router)
+
+    def _floatingip_event(self, resource, event, trigger, payload):
+        # Floating IPs belong to the L3 plugin, not to ML2: its callbacks
+        # tell creation, (dis)association and deletion.
+        if event == events.AFTER_DELETE:
+            self._remove(aap.FLOATINGIPS, payload.resource_id)
+            return
+        l3 = directory.get_plugin(plugin_constants.L3)
+        try:
+            fip = l3.get_floatingip(self._admin(), payload.resource_id)
+        except n_exc.NotFound:
+            return
+        self._write(aap.FLOATINGIPS, fip)
 
     # -- binding ---------------------------------------------------------
 
