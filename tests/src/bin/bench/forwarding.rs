@@ -404,7 +404,10 @@ fn of_ports(macs: &[&str]) -> Vec<OfPort> {
 /// connection, the frames arrive). Counted at the receiver's sink, which
 /// sees only the benchmark's UDP.
 fn ovs_enforces(lab: &Lab, ovs: &Ovs) -> Result<()> {
-    const N: u64 = 200;
+    // A burst well within a packet socket's default buffer (a few hundred
+    // small frames), so that a descheduled ovs-vswitchd loses little of
+    // it; 9 in 10 must pass.
+    const N: u64 = 100;
     let (src, dst) = (Iface::eth0(&lab.vms[0]), Iface::eth0(&lab.vms[1]));
     // A port no measured run uses: these connections stay out of them.
     let desc = |saddr: &str| {
@@ -420,7 +423,7 @@ fn ovs_enforces(lab: &Lab, ovs: &Ovs) -> Result<()> {
     wait_for(
         within,
         "spoofed frames counted by the port's drop flow",
-        || spoof_drops().is_ok_and(|d| d >= drops0 + N),
+        || spoof_drops().is_ok_and(|d| d >= drops0 + N * 9 / 10),
     )?;
     let sunk = sink_packets(&lab.vms[1])? - sunk0;
     ensure!(

@@ -153,7 +153,10 @@ fn build(switch: Switch) -> Result<Hypervisor> {
 /// from the destination tap; the allowed flow is committed by the
 /// receiver's rule and read there.
 fn ovs_enforces(h: &Hypervisor, ovs: &Ovs) -> Result<()> {
-    const N: u64 = 200;
+    // A burst well within a packet socket's default buffer (a few hundred
+    // small frames), so that a descheduled ovs-vswitchd loses little of
+    // it; 9 in 10 must pass.
+    const N: u64 = 100;
     let within = Duration::from_secs(10);
     let spoof_drops = || ovs.flow_packets("table=71,in_port=1", &["priority=10,"]);
     let drops0 = spoof_drops()?;
@@ -166,7 +169,7 @@ fn ovs_enforces(h: &Hypervisor, ovs: &Ovs) -> Result<()> {
     wait_for(
         within,
         "spoofed frames counted by the port's drop flow",
-        || spoof_drops().is_ok_and(|d| d >= drops0 + N),
+        || spoof_drops().is_ok_and(|d| d >= drops0 + N * 9 / 10),
     )?;
     let commits = || ovs.flow_packets("table=82,reg5=2", &["+new-est", "ct(commit"]);
     let commits0 = commits()?;
