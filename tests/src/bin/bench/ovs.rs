@@ -249,8 +249,12 @@ fn stop(child: &mut Child) -> Result<()> {
 
 impl Drop for Ovs {
     fn drop(&mut self) {
-        if self.vswitchd.is_some() {
-            let _ = self.vsctl(&["--if-exists", "del-br", BRIDGE]);
+        // ovs-vsctl waits for ovs-vswitchd to apply a change: only ask a
+        // running one.
+        if let Some(v) = &mut self.vswitchd {
+            if v.try_wait().is_ok_and(|s| s.is_none()) {
+                let _ = self.vsctl(&["--if-exists", "del-br", BRIDGE]);
+            }
         }
         for child in [self.vswitchd.take(), self.ovsdb.take()]
             .into_iter()

@@ -129,23 +129,19 @@ fn build(switch: Switch) -> Result<Hypervisor> {
         }
         Switch::Ovs => ovs = Some(ovs_peer(&lab)?),
     }
+    // The daemons go with the hypervisor, before its namespace, also when
+    // the check fails.
     let h = Hypervisor {
         switch,
-        ovs: None,
+        ovs,
         _lab: lab,
         src,
         dst,
     };
-    match ovs {
-        Some(ovs) => {
-            ovs_enforces(&h, &ovs).context("Open vSwitch does not enforce: no numbers")?;
-            Ok(Hypervisor {
-                ovs: Some(ovs),
-                ..h
-            })
-        }
-        None => Ok(h),
+    if let Some(ovs) = &h.ovs {
+        ovs_enforces(&h, ovs).context("Open vSwitch does not enforce: no numbers")?;
     }
+    Ok(h)
 }
 
 /// As the forwarding section checks it on veth: a spoofed source written
