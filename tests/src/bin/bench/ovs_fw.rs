@@ -231,99 +231,90 @@ fn lla(mac: &str) -> String {
     )
 }
 
+/// `_initialize_egress`: what a port may send (its MAC with its
+/// addresses, DHCP as a client), then where accepted traffic goes.
 fn initialize_egress(f: &mut Flows, p: &OfPort) {
-    let n = p.ofport;
-    let port = format!("in_port={n},reg5={n}");
+    egress_pairs(f, p);
+    egress_dhcp(f, p);
+    f.head("firewall.py _initialize_egress: everything else from the port is dropped");
+    f.add(
+        BASE_EGRESS_TABLE,
+        10,
+        &from_port(p),
+        &format!("ct_clear,resubmit(,{DROPPED_TRAFFIC_TABLE})"),
+    );
+    accept_or_ingress(f, p);
+}
+
+/// Matches a frame the port sent.
+fn from_port(p: &OfPort) -> String {
+    format!("in_port={},reg5={}", p.ofport, p.ofport)
+}
+
+/// The (MAC, IP) pairs: ARP, RARP and IPv4 for each; ICMPv6 neighbour
+/// discovery and IPv6 for the link-local address.
+fn egress_pairs(f: &mut Flows, p: &OfPort) {
+    let port = from_port(p);
     let normal = format!("resubmit(,{ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE})");
     let track = format!("ct(table={RULES_EGRESS_TABLE},{ZONE})");
-    let dropped = format!("resubmit(,{DROPPED_TRAFFIC_TABLE})");
     f.head("firewall.py _initialize_egress: IPv4 (MAC, IP) pairs, ARP and RARP");
     for (mac, ip) in v4_pairs(p) {
-        f.add(
-            BASE_EGRESS_TABLE,
-            95,
-            &format!("{port},dl_src={mac},dl_type=0x0806,arp_spa={ip}"),
-            &normal,
-        );
-        f.add(
-            BASE_EGRESS_TABLE,
-            95,
-            &format!("{port},dl_type=0x8035,dl_src={mac}"),
-            &normal,
-        );
-        f.add(
-            BASE_EGRESS_TABLE,
-            65,
-            &format!("{port},dl_type=0x0800,dl_src={mac},nw_src={ip}"),
-            &track,
-        );
+        let m = format!("{port},dl_src={mac},dl_type=0x0806,arp_spa={ip}");
+        f.add(BASE_EGRESS_TABLE, 95, &m, &normal);
+        let m = format!("{port},dl_type=0x8035,dl_src={mac}");
+        f.add(BASE_EGRESS_TABLE, 95, &m, &normal);
+        let m = format!("{port},dl_type=0x0800,dl_src={mac},nw_src={ip}");
+        f.add(BASE_EGRESS_TABLE, 65, &m, &track);
     }
     let (mac, lla) = (p.mac.as_str(), lla(&p.mac));
     f.head("firewall.py _initialize_egress_ipv6_icmp, and IPv6 pairs (the link-local one)");
     // ICMPV6_ALLOWED_EGRESS_TYPES: MLD query, RS, NS; NA restricted to
     // the port's own targets.
     for t in [130, 133, 135] {
-        f.add(
-            BASE_EGRESS_TABLE,
-            95,
-            &format!("{port},dl_type=0x86dd,nw_proto=58,icmp_type={t},dl_src={mac},ipv6_src={lla}"),
-            &normal,
-        );
+        let m =
+            format!("{port},dl_type=0x86dd,nw_proto=58,icmp_type={t},dl_src={mac},ipv6_src={lla}");
+        f.add(BASE_EGRESS_TABLE, 95, &m, &normal);
     }
-    f.add(
-        BASE_EGRESS_TABLE,
-        95,
-        &format!("{port},dl_type=0x86dd,nw_proto=58,icmp_type=136,nd_target={lla}"),
-        &normal,
-    );
-    f.add(
-        BASE_EGRESS_TABLE,
-        65,
-        &format!("{port},dl_type=0x86dd,dl_src={mac},ipv6_src={lla}"),
-        &track,
-    );
+    let m = format!("{port},dl_type=0x86dd,nw_proto=58,icmp_type=136,nd_target={lla}");
+    f.add(BASE_EGRESS_TABLE, 95, &m, &normal);
+    let m = format!("{port},dl_type=0x86dd,dl_src={mac},ipv6_src={lla}");
+    f.add(BASE_EGRESS_TABLE, 65, &m, &track);
+}
+
+/// DHCP discovery from the port's pairs (and 0.0.0.0) allowed; DHCP
+/// servers and router advertisements from the port dropped.
+fn egress_dhcp(f: &mut Flows, p: &OfPort) {
+    let port = from_port(p);
+    let (mac, lla) = (p.mac.as_str(), lla(&p.mac));
+    let dropped = format!("resubmit(,{DROPPED_TRAFFIC_TABLE})");
     f.head("firewall.py _initialize_egress: DHCP discovery, DHCP servers and RAs banned");
     let accept_or_ingress = format!("resubmit(,{ACCEPT_OR_INGRESS_TABLE})");
-    let dhcp4 = v4_pairs(p).into_iter().chain([(mac, "0.0.0.0")]);
-    for (m, ip) in dhcp4 {
-        f.add(
-            BASE_EGRESS_TABLE,
-            80,
-            &format!(
-                "{port},dl_type=0x0800,dl_src={m},nw_src={ip},nw_proto=17,tp_src=68,tp_dst=67"
-            ),
-            &accept_or_ingress,
-        );
+    for (m, ip) in v4_pairs(p).into_iter().chain([(mac, "0.0.0.0")]) {
+        let m =
+            format!("{port},dl_type=0x0800,dl_src={m},nw_src={ip},nw_proto=17,tp_src=68,tp_dst=67");
+        f.add(BASE_EGRESS_TABLE, 80, &m, &accept_or_ingress);
     }
-    f.add(
-        BASE_EGRESS_TABLE,
-        80,
-        &format!(
-            "{port},dl_type=0x86dd,dl_src={mac},ipv6_src={lla},nw_proto=17,tp_src=546,tp_dst=547"
-        ),
-        &accept_or_ingress,
+    let m = format!(
+        "{port},dl_type=0x86dd,dl_src={mac},ipv6_src={lla},nw_proto=17,tp_src=546,tp_dst=547"
     );
+    f.add(BASE_EGRESS_TABLE, 80, &m, &accept_or_ingress);
     for (dl_type, sp, dp) in [("0x0800", 67, 68), ("0x86dd", 547, 546)] {
-        f.add(
-            BASE_EGRESS_TABLE,
-            70,
-            &format!("{port},dl_type={dl_type},nw_proto=17,tp_src={sp},tp_dst={dp}"),
-            &dropped,
-        );
+        let m = format!("{port},dl_type={dl_type},nw_proto=17,tp_src={sp},tp_dst={dp}");
+        f.add(BASE_EGRESS_TABLE, 70, &m, &dropped);
     }
-    f.add(
-        BASE_EGRESS_TABLE,
-        70,
-        &format!("{port},dl_type=0x86dd,nw_proto=58,icmp_type=134"),
-        &dropped,
-    );
-    f.head("firewall.py _initialize_egress: everything else from the port is dropped");
-    f.add(BASE_EGRESS_TABLE, 10, &port, &format!("ct_clear,{dropped}"));
+    let m = format!("{port},dl_type=0x86dd,nw_proto=58,icmp_type=134");
+    f.add(BASE_EGRESS_TABLE, 70, &m, &dropped);
+}
+
+/// Accepted egress to one of this host's ports goes to that port's
+/// ingress tables; other new connections are committed and leave.
+fn accept_or_ingress(f: &mut Flows, p: &OfPort) {
+    let n = p.ofport;
     f.head("firewall.py _initialize_egress: accept_or_ingress");
     f.add(
         ACCEPT_OR_INGRESS_TABLE,
         100,
-        &format!("dl_dst={mac},reg6={LOCAL_VLAN}"),
+        &format!("dl_dst={},reg6={LOCAL_VLAN}", p.mac),
         &format!("set_field:{n}->reg5,resubmit(,{BASE_INGRESS_TABLE})"),
     );
     for dl_type in ["0x0800", "0x86dd"] {
@@ -334,6 +325,7 @@ fn initialize_egress(f: &mut Flows, p: &OfPort) {
             &format!("ct(commit,{ZONE}),resubmit(,{ACCEPTED_EGRESS_TRAFFIC_TABLE})"),
         );
     }
+    let normal = format!("resubmit(,{ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE})");
     f.add(ACCEPT_OR_INGRESS_TABLE, 80, &format!("reg5={n}"), &normal);
 }
 
