@@ -29,6 +29,11 @@ const PACKAGES: &[&str] = &[
     // its alternative are not used: it selects ebtables-legacy, whose nat
     // table this kernel lacks).
     "iptables",
+    // Open vSwitch, a benchmark peer with Neutron's OVS firewall flows. The
+    // benchmark starts its own ovsdb-server and ovs-vswitchd (userspace
+    // datapath: this kernel has no openvswitch module); the package's own
+    // service is never started.
+    "openvswitch-switch",
     "procps",            // sysctl
     "ethtool",           // GRO on veth (XDP redirect target)
     "netcat-openbsd",    // TCP/UDP connection tests
@@ -67,6 +72,12 @@ const TOOLS: &[(&str, &str)] = &[
     ("iptables-nft-restore", "iptables"),
     ("iptables-legacy-restore", "iptables"),
     ("keepalived", "keepalived"),
+    ("ovsdb-tool", "openvswitch-common"),
+    ("ovs-vsctl", "openvswitch-switch"),
+    ("ovs-ofctl", "openvswitch-common"),
+    ("ovs-appctl", "openvswitch-common"),
+    ("ovsdb-server", "openvswitch-common"),
+    ("ovs-vswitchd", "openvswitch-switch"),
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
     ("bpftool", "bpftool"),

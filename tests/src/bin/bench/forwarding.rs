@@ -13,25 +13,37 @@
 //!   built, so connection tracking needs br_netfilter and the inet hooks,
 //!   and only the xt physdev match sees the bridge port there;
 //! - the same bridge without any rule (no port security at all): the
-//!   kernel's own forwarding, for reference.
+//!   kernel's own forwarding, for reference;
+//! - Open vSwitch with the flows Neutron's OVS agent and its `openvswitch`
+//!   firewall driver install for the same ports ([`ovs_fw`]), on the
+//!   userspace (netdev) datapath: this kernel has no openvswitch module
+//!   ([`ovs`]).
 //!
 //! Every stage of a packet's trip (trafgen's send, the veth, the switch,
 //! the receiving veth) runs on the sending CPU, so packets per second and
-//! CPU time per packet describe the same cost from two sides. CPU time is
-//! the whole machine's busy time from /proc/stat (user, system, irq and
-//! softirq: the generator's share is the same in every setup) divided by
-//! the packets delivered, or sent for dropped traffic.
+//! CPU time per packet describe the same cost from two sides (not for
+//! Open vSwitch: ovs-vswitchd switches in its own thread, so trafgen's pace
+//! and the switch's are separate, and frames it cannot take in time are
+//! lost at its socket). CPU time is the whole machine's busy time from
+//! /proc/stat (user, system, irq and softirq: the generator's share is the
+//! same in every setup) divided by the packets delivered, or sent for
+//! dropped traffic.
 
-use std::{path::Path, time::Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, ensure};
 
 use super::{
     median_of,
     neutron_fw::{self, FwPort},
+    ovs::Ovs,
+    ovs_fw::{self, OfPort, Rule},
 };
 use lab::{
-    lab::{Lab, Vm},
+    lab::{Lab, Vm, wait_for},
     netns::Netns,
     topo::{config, network, pair, port, subnet},
 };
@@ -46,7 +58,7 @@ const PAIRS: [&str; 2] = ["10.30.0.100", "172.16.30.0/24"];
 /// The destination's security group admits UDP to these ports; each
 /// round of new connections uses the next one, so that its flows are new.
 pub const DPORT_MIN: u16 = 2000;
-const DPORT_MAX: u16 = 2009;
+pub const DPORT_MAX: u16 = 2009;
 pub const ROUNDS: usize = 3;
 
 /// Rounds of a section (one in a smoke run).
@@ -120,6 +132,8 @@ enum Switch {
     /// deployments run them.
     BridgeLegacy,
     BridgeBare,
+    /// Open vSwitch with Neutron's OVS firewall flows, userspace datapath.
+    Ovs,
 }
 
 impl Switch {
@@ -130,6 +144,7 @@ impl Switch {
             Switch::BridgeNft => "Linux bridge + ebtables + iptables-nft conntrack",
             Switch::BridgeLegacy => "Linux bridge + ebtables + iptables-legacy conntrack",
             Switch::BridgeBare => "Linux bridge, no rules (no port security)",
+            Switch::Ovs => "Open vSwitch 3.1 + Neutron OVS firewall flows (userspace datapath)",
         }
     }
 }
@@ -145,6 +160,8 @@ fn other_ports() -> usize {
 
 struct Hypervisor {
     switch: Switch,
+    /// Open vSwitch's daemons, stopped before the namespaces go.
+    ovs: Option<Ovs>,
     /// Other ports, with their taps and rules, that carry no traffic.
     others: usize,
     lab: Lab,
@@ -166,6 +183,7 @@ impl Hypervisor {
         src.sh(&format!("ip addr add {SRC_IP}/24 dev eth0"))?;
         dst.sh(&format!("ip addr add {DST_IP}/24 dev eth0"))?;
         sink(dst)?;
+        let mut ovs = None;
         match switch {
             Switch::Datapath | Switch::DatapathOpen => {
                 // Room for every round's connections (two zones each), so
@@ -182,6 +200,7 @@ impl Hypervisor {
                     .sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
                      net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0")?;
             }
+            Switch::Ovs => ovs = Some(ovs_peer(&lab)?),
         }
         // The way back works (the destination's group admits no ICMP in),
         // and a bridge learns where both MACs are.
@@ -196,8 +215,12 @@ impl Hypervisor {
             "{}: the destination's group admits ICMP",
             switch.title()
         );
+        if let Some(ovs) = &ovs {
+            ovs_enforces(&lab, ovs).context("Open vSwitch does not enforce: no numbers")?;
+        }
         Ok(Hypervisor {
             switch,
+            ovs,
             others,
             lab,
         })
@@ -328,6 +351,111 @@ pub fn neutron_rules(lab: &Lab, restore: &str) -> Result<()> {
     neutron_fw::install(&lab.hv, lab.dir.path(), restore, &ports, &[])
 }
 
+/// Open vSwitch in the hypervisor namespace, the VMs' taps on br-int
+/// (OpenFlow port i + 1 for VM i), and the flows Neutron's OVS agent and
+/// firewall driver install for the same ports and groups as
+/// [`datapath_config`] and [`neutron_rules`]: the source with its pairs
+/// and the open group (everything in and out, IPv4 and IPv6), the others
+/// with `bench-dst` (all IPv4 out, UDP to the benchmark's ports in).
+pub fn ovs_peer(lab: &Lab) -> Result<Ovs> {
+    let ovs = Ovs::start(&lab.hv)?;
+    let taps: Vec<(&str, u32)> = (lab.vms.iter())
+        .zip(1..)
+        .map(|(vm, n)| (vm.tap.as_str(), n))
+        .collect();
+    ovs.add_ports(&taps, ovs_fw::LOCAL_VLAN)?;
+    let macs: Vec<&str> = lab.vms.iter().map(|vm| vm.mac.as_str()).collect();
+    ovs.add_flows(&ovs_fw::flows(&of_ports(&macs)))?;
+    Ok(ovs)
+}
+
+/// The ports as the OVS firewall driver sees them, VM i on OpenFlow port
+/// i + 1 with MAC `macs[i]`.
+fn of_ports(macs: &[&str]) -> Vec<OfPort> {
+    let open = vec![Rule::Any { v6: false }, Rule::Any { v6: true }];
+    (macs.iter().enumerate())
+        .map(|(i, mac)| OfPort {
+            ofport: i as u32 + 1,
+            mac: mac.to_string(),
+            ipv4: vec![address(i)],
+            pairs: match i {
+                0 => PAIRS.map(String::from).to_vec(),
+                _ => Vec::new(),
+            },
+            ingress: match i {
+                0 => open.clone(),
+                _ => vec![Rule::Udp {
+                    min: DPORT_MIN,
+                    max: DPORT_MAX,
+                }],
+            },
+            egress: match i {
+                0 => open.clone(),
+                _ => vec![Rule::Any { v6: false }],
+            },
+        })
+        .collect()
+}
+
+/// Before any number is taken: a spoofed source from the sending port
+/// (OpenFlow port 1) is dropped by the driver's flows (the port's
+/// catch-all drop flow counts every frame, none reaches the receiver),
+/// and the allowed flow passes the receiver's rule (the rule commits its
+/// connection, the frames arrive). Counted at the receiver's sink, which
+/// sees only the benchmark's UDP.
+fn ovs_enforces(lab: &Lab, ovs: &Ovs) -> Result<()> {
+    // A burst well within a packet socket's default buffer (a few hundred
+    // small frames), so that a descheduled ovs-vswitchd loses little of
+    // it; 9 in 10 must pass.
+    const N: u64 = 100;
+    let (src, dst) = (Iface::eth0(&lab.vms[0]), Iface::eth0(&lab.vms[1]));
+    // A port no measured run uses: these connections stay out of them.
+    let desc = |saddr: &str| {
+        format!(
+            "{{ eth(da={DST_MAC}, sa={SRC_MAC}), ipv4(saddr={saddr}, daddr={DST_IP}, ttl=64), \
+             udp(sp=999, dp={DPORT_MAX}), fill(0, 18) }}\n"
+        )
+    };
+    let within = Duration::from_secs(10);
+    let spoof_drops = || ovs.flow_packets("table=71,in_port=1", &["priority=10,"]);
+    let (drops0, sunk0) = (spoof_drops()?, sink_packets(&lab.vms[1])?);
+    trafgen(src, dst, lab.dir.path(), &desc("10.66.0.1"), N)?;
+    wait_for(
+        within,
+        "spoofed frames counted by the port's drop flow",
+        || spoof_drops().is_ok_and(|d| d >= drops0 + N * 9 / 10),
+    )?;
+    let sunk = sink_packets(&lab.vms[1])? - sunk0;
+    ensure!(
+        sunk == 0,
+        "{sunk} of {N} spoofed frames reached the receiver"
+    );
+    let commits = || ovs.flow_packets("table=82,reg5=2", &["+new-est", "ct(commit"]);
+    let commits0 = commits()?;
+    trafgen(src, dst, lab.dir.path(), &desc(SRC_IP), N)?;
+    wait_for(within, "allowed frames at the receiver (9 in 10)", || {
+        sink_packets(&lab.vms[1]).is_ok_and(|p| p >= sunk0 + N * 9 / 10)
+    })?;
+    wait_for(
+        within,
+        "the receiver's rule committing the connection",
+        || commits().is_ok_and(|c| c > commits0),
+    )
+    .with_context(|| ovs.log())?;
+    Ok(())
+}
+
+/// Frames the receiver's [`sink`] has discarded: the benchmark's UDP only.
+fn sink_packets(vm: &Vm) -> Result<u64> {
+    let out = vm.sh("nft list table ip sink")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no counter in {text}"))
+}
+
 /// Busy CPU time of the whole machine, in clock ticks.
 pub fn busy_ticks() -> Result<u64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
@@ -378,6 +506,9 @@ pub struct Sample {
     /// is charged (see [`path_cpu_secs`]), without other work on the
     /// machine.
     pub path_secs: f64,
+    /// Frames the switch itself read, where it says (Open vSwitch's
+    /// userspace datapath: the rest was lost at its sockets).
+    pub read: Option<u64>,
 }
 
 fn run_once(h: &Hypervisor, traffic: Traffic, round: usize) -> Result<Sample> {
@@ -424,6 +555,7 @@ fn trafgen_once(from: Iface, to: Iface, dir: &Path, desc: &str, n: u64) -> Resul
         secs,
         busy_secs: (busy1 - busy0) as f64 / ticks_per_sec,
         path_secs: path1 - path0,
+        read: None,
     })
 }
 
@@ -493,9 +625,11 @@ pub fn run() -> Result<String> {
         (Switch::BridgeNft, 0),
         (Switch::BridgeLegacy, 0),
         (Switch::BridgeBare, 0),
+        (Switch::Ovs, 0),
         (Switch::Datapath, other_ports()),
         (Switch::BridgeNft, other_ports()),
         (Switch::BridgeLegacy, other_ports()),
+        (Switch::Ovs, other_ports()),
     ];
     let mut hvs = Vec::new();
     for (switch, others) in setups {
@@ -519,7 +653,11 @@ pub fn run() -> Result<String> {
                     traffic.title(),
                     h.title()
                 );
-                let s = run_once(h, traffic, round)?;
+                let read0 = h.ovs.as_ref().map(Ovs::packets_received).transpose()?;
+                let mut s = run_once(h, traffic, round)?;
+                if let (Some(ovs), Some(read0)) = (&h.ovs, read0) {
+                    s.read = Some(ovs.packets_received()? - read0);
+                }
                 if traffic == Traffic::Spoofed {
                     // Background frames (ND, MLD) may reach the receiver;
                     // no spoofed frame may.
@@ -535,6 +673,45 @@ pub fn run() -> Result<String> {
             }
         }
     }
+    report(&hvs, &samples)
+}
+
+/// Medians over the rounds of each setup's samples for `traffic`.
+fn cells(traffic: Traffic, samples: &[Vec<Sample>]) -> Vec<Option<Cell>> {
+    samples
+        .iter()
+        .map(|ss| {
+            (!ss.is_empty()).then(|| {
+                let per = |s: &Sample| {
+                    if traffic == Traffic::Spoofed {
+                        s.sent
+                    } else {
+                        s.delivered
+                    }
+                    .max(1) as f64
+                };
+                Cell {
+                    sent_pps: median_of(ss.iter().map(|s| s.sent as f64 / s.secs).collect()),
+                    delivered_pps: median_of(
+                        ss.iter().map(|s| s.delivered as f64 / s.secs).collect(),
+                    ),
+                    cpu_ns: median_of(ss.iter().map(|s| s.busy_secs * 1e9 / per(s)).collect()),
+                }
+            })
+        })
+        .collect()
+}
+
+/// For dropped traffic, throughput is what the switch absorbs.
+fn pps(traffic: Traffic, c: &Cell) -> f64 {
+    if traffic == Traffic::Spoofed {
+        c.sent_pps
+    } else {
+        c.delivered_pps
+    }
+}
+
+fn report(hvs: &[Hypervisor], samples: &[Vec<Vec<Sample>>]) -> Result<String> {
     let mut md = String::new();
     md += "## Forwarding between real interfaces\n\n";
     md += &format!(
@@ -560,45 +737,21 @@ pub fn run() -> Result<String> {
         other_ports(),
         other_ports(),
     );
+    md += OVS_NOTE;
     md += "| traffic | switch | sent, kpps | delivered, kpps | CPU per packet | datapath / this, pps | datapath / this, CPU |\n";
     md += "|---|---|---:|---:|---:|---:|---:|\n";
-    for (t, &traffic) in Traffic::ALL.iter().enumerate() {
-        let cells: Vec<Option<Cell>> = samples[t]
-            .iter()
-            .map(|ss| {
-                (!ss.is_empty()).then(|| {
-                    let per = |s: &Sample| {
-                        if traffic == Traffic::Spoofed {
-                            s.sent
-                        } else {
-                            s.delivered
-                        }
-                        .max(1) as f64
-                    };
-                    Cell {
-                        sent_pps: median_of(ss.iter().map(|s| s.sent as f64 / s.secs).collect()),
-                        delivered_pps: median_of(
-                            ss.iter().map(|s| s.delivered as f64 / s.secs).collect(),
-                        ),
-                        cpu_ns: median_of(ss.iter().map(|s| s.busy_secs * 1e9 / per(s)).collect()),
-                    }
-                })
-            })
-            .collect();
-        for (h, cell) in hvs.iter().zip(&cells) {
+    let all: Vec<Vec<Option<Cell>>> = (Traffic::ALL.iter().zip(samples))
+        .map(|(&t, ss)| cells(t, ss))
+        .collect();
+    for (&traffic, cells) in Traffic::ALL.iter().zip(&all) {
+        for (h, cell) in hvs.iter().zip(cells) {
             let Some(c) = cell else { continue };
             let dp = hvs
                 .iter()
-                .zip(&cells)
+                .zip(cells)
                 .find(|(d, _)| d.switch == Switch::Datapath && d.others == h.others)
                 .and_then(|(_, c)| c.as_ref())
                 .context("no datapath run to compare with")?;
-            // For dropped traffic, throughput is what the switch absorbs.
-            let (a, b) = if traffic == Traffic::Spoofed {
-                (dp.sent_pps, c.sent_pps)
-            } else {
-                (dp.delivered_pps, c.delivered_pps)
-            };
             md += &format!(
                 "| {} | {} | {:.0} | {:.0} | {:.2} µs | {} | {} |\n",
                 traffic.title(),
@@ -606,11 +759,118 @@ pub fn run() -> Result<String> {
                 c.sent_pps / 1e3,
                 c.delivered_pps / 1e3,
                 c.cpu_ns / 1e3,
-                crate::ratio(a, b),
+                crate::ratio(pps(traffic, dp), pps(traffic, c)),
                 crate::ratio(dp.cpu_ns, c.cpu_ns),
             );
         }
     }
     md += "\n";
+    md += &ovs_against_peers(hvs, &all);
+    md += &ovs_read(hvs, samples);
     Ok(md)
+}
+
+/// Said next to the Open vSwitch rows.
+const OVS_NOTE: &str = "The Open vSwitch rows run Debian's Open vSwitch 3.1 with the flows \
+    Neutron's OVS agent and `openvswitch` firewall driver install for the same ports \
+    (per-port MAC/IP and ARP spoofing checks, conntrack in the network's zone with \
+    +trk/+new/+est/+rel/+inv handling and commit, the groups' rules, NORMAL/output \
+    forwarding; see `tests/src/bin/bench/ovs_fw.rs`), on its **userspace (netdev) \
+    datapath**: this kernel has no openvswitch module. One ovs-vswitchd thread reads \
+    the taps through packet sockets, switches and tracks connections in userspace and \
+    writes the frames out again. Unlike the other rows, that work does not run on the \
+    sending CPU at trafgen's pace: what the thread cannot take in time is lost at its \
+    socket (sent minus delivered; the table after the next says where). Production OVS runs the kernel datapath (a flow cache in \
+    the kernel, kernel conntrack, no trip through userspace but for a flow's first \
+    packet), which should forward more packets for less CPU (not measured here: no \
+    module): these rows most likely understate what a production OVS does, and say \
+    nothing about OVS-DPDK. The rules were checked before \
+    any run: a spoofed source is counted by the sending port's drop flow and never \
+    arrives, the allowed flow is committed by the receiver's rule and arrives.\n\n";
+
+/// Open vSwitch's rows against every other setup with the same number of
+/// ports, traffic by traffic.
+fn ovs_against_peers(hvs: &[Hypervisor], all: &[Vec<Option<Cell>>]) -> String {
+    let mut md = String::from(
+        "Open vSwitch (userspace datapath) against each setup, same run, same ports:\n\n\
+         | traffic | setup | this / OVS, pps | OVS / this, CPU per packet |\n|---|---|---:|---:|\n",
+    );
+    for (&traffic, cells) in Traffic::ALL.iter().zip(all) {
+        let ovs = (hvs.iter().zip(cells)).filter(|(h, _)| h.switch == Switch::Ovs);
+        for (oh, o) in ovs {
+            let Some(o) = o else { continue };
+            for (h, cell) in hvs.iter().zip(cells) {
+                let Some(c) = cell else { continue };
+                if h.switch == Switch::Ovs || h.others != oh.others {
+                    continue;
+                }
+                md += &format!(
+                    "| {} | {} | {} | {} |\n",
+                    traffic.title(),
+                    h.title(),
+                    crate::ratio(pps(traffic, c), pps(traffic, o)),
+                    crate::ratio(o.cpu_ns, c.cpu_ns),
+                );
+            }
+        }
+    }
+    md + "\n"
+}
+
+/// What ovs-vswitchd read of what was sent, and delivered of what it read:
+/// where Open vSwitch's frames are lost.
+fn ovs_read(hvs: &[Hypervisor], samples: &[Vec<Vec<Sample>>]) -> String {
+    let mut md = String::from(
+        "Where Open vSwitch loses frames (median of the rounds): sent by trafgen, read \
+         by ovs-vswitchd from the sending port's socket (its datapath's `packets received`; \
+         what the socket could not hold was lost before), delivered to the receiver.\n\n\
+         | traffic | setup | sent, kpps | read by ovs-vswitchd, kpps | delivered, kpps |\n\
+         |---|---|---:|---:|---:|\n",
+    );
+    for (&traffic, per_setup) in Traffic::ALL.iter().zip(samples) {
+        for (h, ss) in hvs.iter().zip(per_setup) {
+            let read: Vec<f64> = ss
+                .iter()
+                .filter_map(|s| s.read.map(|r| r as f64 / s.secs))
+                .collect();
+            if read.is_empty() {
+                continue;
+            }
+            let rate = |f: fn(&Sample) -> u64| {
+                median_of(ss.iter().map(|s| f(s) as f64 / s.secs).collect()) / 1e3
+            };
+            md += &format!(
+                "| {} | {} | {:.0} | {:.0} | {:.0} |\n",
+                traffic.title(),
+                h.title(),
+                rate(|s| s.sent),
+                median_of(read) / 1e3,
+                rate(|s| s.delivered),
+            );
+        }
+    }
+    md + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// results/ovs-flows.txt, for readers to set beside Neutron's driver,
+    /// is what the forwarding section loads for its two VMs.
+    /// `OVS_FLOWS_WRITE=1 cargo test -p tests --bin bench` rewrites it.
+    #[test]
+    fn committed_flow_file_is_what_the_bench_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../results/ovs-flows.txt");
+        let flows = ovs_fw::flows(&of_ports(&[SRC_MAC, DST_MAC]));
+        if std::env::var_os("OVS_FLOWS_WRITE").is_some() {
+            std::fs::write(path, &flows).expect("writing results/ovs-flows.txt");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == flows,
+            "{path} differs from the flows the bench loads: \
+             OVS_FLOWS_WRITE=1 cargo test -p tests --bin bench"
+        );
+    }
 }

@@ -24,6 +24,8 @@ mod control;
 mod forwarding;
 mod hosts;
 mod neutron_fw;
+mod ovs;
+mod ovs_fw;
 mod routing;
 mod scale;
 mod taps;
