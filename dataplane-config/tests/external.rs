@@ -635,6 +635,18 @@ fn changes_that_would_strand_a_floating_ip_or_a_gateway_are_refused() {
         e.to_string().contains("is not reachable from subnet sub1"),
         "{e}"
     );
+    // A port written later with a floating IP's address.
+    let squatter = json!({ "id": "squatter", "network_id": "ext", "mac_address": "fa:16:3e:00:03:00",
+        "fixed_ips": [{ "subnet_id": "ext-v4", "ip_address": "203.0.113.22" }] });
+    let e = store
+        .apply(&[change(Kind::Port, "squatter", Some(squatter))])
+        .expect_err("refused");
+    assert!(
+        e.0.iter().any(|e| e.object == "port squatter"
+            && e.field == "fixed_ips"
+            && e.message == "203.0.113.22 is already used by floating IP f3 on the same network"),
+        "{e}"
+    );
     // Disassociated with the port's deletion: accepted.
     let mut f1 = base()["floatingips"][0].clone();
     f1["port_id"] = Value::Null;
