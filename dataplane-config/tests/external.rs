@@ -156,15 +156,44 @@ fn network_fields() {
         "router:external",
         "null cannot be converted",
     );
-    // One external network per physical network (an uplink carries one).
+    // A gateway needs the only external network of its physical network
+    // (an uplink carries one, untagged), and a flat one; the networks
+    // themselves are accepted.
     let mut doc = base();
-    doc["networks"][0]["router:external"] = json!(true);
-    doc["networks"][0]["provider:physical_network"] = json!("physnet1");
+    doc["networks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id": "ext2",
+        "router:external": true, "provider:network_type": "flat",
+        "provider:physical_network": "physnet1" }));
     refused(
         &doc,
-        "network ext",
-        "provider:physical_network",
-        "physnet1 already carries external network net1",
+        "router r1",
+        "external_gateway_info.network_id",
+        "physnet1 carries external networks ext and ext2",
+    );
+    let mut store = ok(&base());
+    let e = store
+        .apply(&[Change {
+            kind: Kind::Network,
+            id: "ext2".into(),
+            value: Some(doc["networks"][2].clone()),
+        }])
+        .expect_err("the router on ext is checked again");
+    assert!(e.to_string().contains("carries external networks"), "{e}");
+    doc["routers"][0]["external_gateway_info"] = Value::Null;
+    let gw = port_index(&doc, "r1-gw");
+    doc["ports"].as_array_mut().unwrap().remove(gw);
+    doc["floatingips"] = json!([]);
+    ok(&doc);
+    let mut doc = base();
+    doc["networks"][1]["provider:network_type"] = json!("vlan");
+    doc["networks"][1]["provider:segmentation_id"] = json!(100);
+    refused(
+        &doc,
+        "router r1",
+        "external_gateway_info.network_id",
+        "network ext is of type vlan: the datapath reaches an external network through an uplink, untagged",
     );
 }
 
