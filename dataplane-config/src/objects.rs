@@ -46,6 +46,10 @@ pub struct Network {
     /// `router:external`: routers may have their gateway on it, floating
     /// IPs come from its subnets.
     pub external: bool,
+    /// `provider:network_type` (`flat`, `vlan`, `vxlan`, ...), when given:
+    /// an uplink carries an external network untagged, so a router's
+    /// gateway may only be on a flat one.
+    pub network_type: Option<String>,
     /// `provider:physical_network`: which of the host's uplinks
     /// (`dataplane run --uplink PHYSNET=IFNAME`) carries an external
     /// network.

@@ -156,15 +156,44 @@ fn network_fields() {
         "router:external",
         "null cannot be converted",
     );
-    // One external network per physical network (an uplink carries one).
+    // A gateway needs the only external network of its physical network
+    // (an uplink carries one, untagged), and a flat one; the networks
+    // themselves are accepted.
     let mut doc = base();
-    doc["networks"][0]["router:external"] = json!(true);
-    doc["networks"][0]["provider:physical_network"] = json!("physnet1");
+    doc["networks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id": "ext2",
+        "router:external": true, "provider:network_type": "flat",
+        "provider:physical_network": "physnet1" }));
     refused(
         &doc,
-        "network ext",
-        "provider:physical_network",
-        "physnet1 already carries external network net1",
+        "router r1",
+        "external_gateway_info.network_id",
+        "physnet1 carries external networks ext and ext2",
+    );
+    let mut store = ok(&base());
+    let e = store
+        .apply(&[Change {
+            kind: Kind::Network,
+            id: "ext2".into(),
+            value: Some(doc["networks"][2].clone()),
+        }])
+        .expect_err("the router on ext is checked again");
+    assert!(e.to_string().contains("carries external networks"), "{e}");
+    doc["routers"][0]["external_gateway_info"] = Value::Null;
+    let gw = port_index(&doc, "r1-gw");
+    doc["ports"].as_array_mut().unwrap().remove(gw);
+    doc["floatingips"] = json!([]);
+    ok(&doc);
+    let mut doc = base();
+    doc["networks"][1]["provider:network_type"] = json!("vlan");
+    doc["networks"][1]["provider:segmentation_id"] = json!(100);
+    refused(
+        &doc,
+        "router r1",
+        "external_gateway_info.network_id",
+        "network ext is of type vlan: the datapath reaches an external network through an uplink, untagged",
     );
 }
 
@@ -633,6 +662,18 @@ fn changes_that_would_strand_a_floating_ip_or_a_gateway_are_refused() {
         .expect_err("refused");
     assert!(
         e.to_string().contains("is not reachable from subnet sub1"),
+        "{e}"
+    );
+    // A port written later with a floating IP's address.
+    let squatter = json!({ "id": "squatter", "network_id": "ext", "mac_address": "fa:16:3e:00:03:00",
+        "fixed_ips": [{ "subnet_id": "ext-v4", "ip_address": "203.0.113.22" }] });
+    let e = store
+        .apply(&[change(Kind::Port, "squatter", Some(squatter))])
+        .expect_err("refused");
+    assert!(
+        e.0.iter().any(|e| e.object == "port squatter"
+            && e.field == "fixed_ips"
+            && e.message == "203.0.113.22 is already used by floating IP f3 on the same network"),
         "{e}"
     );
     // Disassociated with the port's deletion: accepted.

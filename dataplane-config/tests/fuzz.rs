@@ -15,13 +15,25 @@ use serde_json::{Value, json};
 fn base() -> Value {
     json!({
         "dataplane": { "max_allowed_address_pair": 10 },
-        "networks": [{ "id": "n1", "name": "one" }, { "id": "n2" }],
+        "networks": [
+            { "id": "n1", "name": "one" }, { "id": "n2" },
+            { "id": "ext", "router:external": true, "provider:physical_network": "physnet1" },
+        ],
         "subnets": [
             { "id": "s1", "network_id": "n1", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4 },
             { "id": "s6", "network_id": "n1", "cidr": "fd00::/64", "ip_version": 6 },
             { "id": "s2", "network_id": "n2", "cidr": "10.1.0.0/24", "gateway_ip": "10.1.0.1", "ip_version": 4 },
+            { "id": "s-ext", "network_id": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1" },
         ],
-        "routers": [{ "id": "r1", "routes": [] }],
+        "routers": [{ "id": "r1", "routes": [], "external_gateway_info": {
+            "network_id": "ext", "enable_snat": true,
+            "external_fixed_ips": [{ "subnet_id": "s-ext", "ip_address": "203.0.113.10" }] } }],
+        "floatingips": [
+            { "id": "f1", "floating_ip_address": "203.0.113.20", "floating_network_id": "ext",
+              "port_id": "p2", "fixed_ip_address": "10.0.0.6", "router_id": "r1" },
+            { "id": "f2", "floating_ip_address": "203.0.113.21", "floating_network_id": "ext",
+              "port_id": null },
+        ],
         "security_groups": [
             { "id": "g1", "security_group_rules": [
                 { "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 90, "remote_group_id": "g1" },
@@ -47,6 +59,9 @@ fn base() -> Value {
             { "id": "r1-b", "network_id": "n2", "mac_address": "fa:16:3e:00:01:02",
               "device_owner": "network:router_interface", "device_id": "r1",
               "fixed_ips": [{ "subnet_id": "s2", "ip_address": "10.1.0.1" }] },
+            { "id": "r1-gw", "network_id": "ext", "mac_address": "fa:16:3e:00:02:01",
+              "device_owner": "network:router_gateway", "device_id": "r1",
+              "fixed_ips": [{ "subnet_id": "s-ext", "ip_address": "203.0.113.10" }] },
         ],
     })
 }
@@ -118,6 +133,9 @@ const STRINGS: &[&str] = &[
     "tapaaaaaaaaaaaaaaaaaaaaa",
     "network:router_interface",
     "network:router_gateway",
+    "network:floatingip",
+    "203.0.113.10",
+    "203.0.113.20",
     "\u{0}",
     "\u{1F600}",
     "-1",

@@ -236,6 +236,16 @@ mod tests {
                 "Neutron allocates the address",
             ),
             (
+                json!({ "network_id": "ext", "external_fixed_ips": [{ "subnet_id": 4, "ip_address": "203.0.113.5" }] }),
+                "external_gateway_info.external_fixed_ips[0].subnet_id",
+                "not a valid UUID",
+            ),
+            (
+                json!({ "network_id": "ext", "external_fixed_ips": [{ "ip_address": 5 }] }),
+                "external_gateway_info.external_fixed_ips[0].ip_address",
+                "not a valid IP address",
+            ),
+            (
                 json!({ "network_id": "ext", "external_fixed_ips": [{ "ip_address": "203.0.113.500" }] }),
                 "external_gateway_info.external_fixed_ips[0].ip_address",
                 "not an IP address",

@@ -87,6 +87,7 @@ pub fn network(errors: &mut Errors, label: &str, object: &Object) -> Option<Netw
         vni,
         mtu,
         external,
+        network_type: optional(&n.network_type).map(str::to_string),
         physical_network,
     })
 }

@@ -799,7 +799,8 @@ fn on_many_hosts_too() {
     }
 }
 
-/// Networks with VNIs, three chassis, ports bound to them.
+/// Networks with VNIs (but the external one), three chassis, ports bound
+/// to them.
 fn to_multi_host(doc: &mut Value) {
     for (i, n) in doc["networks"]
         .as_array_mut()
@@ -807,6 +808,10 @@ fn to_multi_host(doc: &mut Value) {
         .iter_mut()
         .enumerate()
     {
+        // The external network stays flat: it is reached by an uplink.
+        if n["router:external"] == true {
+            continue;
+        }
         n["provider:network_type"] = json!("vxlan");
         n["provider:segmentation_id"] = json!(100 + i);
     }

@@ -340,3 +340,44 @@ fn a_new_uplink_rewrites_the_gateways() {
     assert_eq!(h.gateway().unwrap().ifindex, 0);
     assert!(h.engine.desired().slotted.uplinks.is_empty());
 }
+
+#[test]
+fn several_gateway_addresses_and_an_ipv6_one() {
+    // A second IPv4 subnet on the external network, and an IPv6 one.
+    let mut doc = doc();
+    let subnets = doc["subnets"].as_array_mut().unwrap();
+    subnets.push(
+        json!({ "id": "ext-b", "network_id": "ext", "cidr": "198.51.100.0/24",
+        "gateway_ip": "198.51.100.1" }),
+    );
+    subnets.push(json!({ "id": "ext-v6", "network_id": "ext", "cidr": "2001:db8::/64" }));
+    doc["routers"][0]["routes"] = json!([]);
+    let ips = json!([
+        { "subnet_id": "ext-v6", "ip_address": "2001:db8::10" },
+        { "subnet_id": "ext-v4", "ip_address": "203.0.113.10" },
+        { "subnet_id": "ext-b", "ip_address": "198.51.100.10" },
+    ]);
+    doc["routers"][0]["external_gateway_info"]["external_fixed_ips"] = ips.clone();
+    let gw = port(&mut doc, "gw1");
+    doc["ports"][gw]["fixed_ips"] = ips;
+    let h = Host::new(&doc);
+    // The first IPv4 address is the gateway's (SNAT's); both are answered
+    // for and their subnets on link; the default route is the first's.
+    assert_eq!(h.gateway().unwrap().addr, [203, 0, 113, 10]);
+    assert_eq!(h.ext_addr([198, 51, 100, 10]).unwrap().kind, EXT_GATEWAY);
+    assert_eq!(h.route([198, 51, 100, 0], 24).unwrap().kind, ROUTE_EXTERNAL);
+    assert_eq!(&h.route([0; 4], 0).unwrap().addr[..4], &[203, 0, 113, 1]);
+    // The IPv6 address compiles to nothing.
+    let d = &h.engine.desired().slotted;
+    assert_eq!(
+        d.ext_addrs.len(),
+        3,
+        "two gateway addresses, one floating IP"
+    );
+    assert!(d.routes_v6.is_empty());
+    assert_eq!(
+        d.routes_v4.len(),
+        4,
+        "the connected subnet, two on link, the default"
+    );
+}

@@ -4,8 +4,10 @@
 //! each external fixed IP is on a subnet of it and inside it, not that
 //! subnet's `gateway_ip`; the router's gateway port is in the
 //! configuration (its MAC is the gateway's) and holds exactly those
-//! addresses. And the datapath's limit: one external network per physical
-//! network (an uplink carries one, untagged).
+//! addresses. And the datapath's limits: an uplink carries its external
+//! network untagged, so a gateway's network must be flat and the only
+//! external network on its physical network (the networks themselves are
+//! accepted: ports on them are served as on any network).
 
 use std::{collections::BTreeSet, net::IpAddr};
 
@@ -13,14 +15,14 @@ use super::{Store, Touched};
 use crate::{
     errors::{Errors, label},
     journal::members,
-    neutron::Kind,
-    objects::{ExternalGateway, FixedIpSpec, Port, Subnet},
+    objects::{ExternalGateway, FixedIpSpec, Network, Port, Subnet},
 };
 
 const INFO: &str = "external_gateway_info";
 
-/// Routers whose gateway is on a network a change touched (directly or
-/// through one of its subnets) are checked and compiled again.
+/// Routers whose gateway is on a network a change touched (directly,
+/// through one of its subnets, or through another external network on its
+/// physical network) are checked and compiled again.
 pub fn expand(store: &Store, touched: &mut Touched) {
     let mut networks: BTreeSet<&String> = touched.networks.iter().collect();
     networks.extend(
@@ -30,6 +32,15 @@ pub fn expand(store: &Store, touched: &mut Touched) {
             .filter_map(|s| store.subnets.get(s))
             .map(|s| &s.network_id),
     );
+    let physnets: Vec<&String> = touched
+        .networks
+        .iter()
+        .filter_map(|n| store.networks.get(n))
+        .filter_map(|n| n.physical_network.as_ref())
+        .collect();
+    for p in physnets {
+        networks.extend(members(&store.ix.external_of_physnet, p));
+    }
     let routers: Vec<String> = networks
         .into_iter()
         .flat_map(|n| members(&store.ix.gateways_of_network, n))
@@ -38,14 +49,10 @@ pub fn expand(store: &Store, touched: &mut Touched) {
     touched.routers.extend(routers);
 }
 
-/// Checks the gateways of the touched routers and the physical networks
-/// of the touched external networks.
+/// Checks the gateways of the touched routers.
 pub fn check(store: &Store, errors: &mut Errors, touched: &Touched) {
     for r in &touched.routers {
         gateway(store, errors, r);
-    }
-    for id in &touched.networks {
-        physnet(store, errors, touched, id);
     }
 }
 
@@ -82,7 +89,11 @@ fn gateway(store: &Store, errors: &mut Errors, r: &String) {
             let msg = format!("Network {} is not an external network", g.network_id);
             errors.push(&label, network_field, msg);
         }
-        Some(_) => {}
+        Some(n) => {
+            if let Some(why) = uplink_problem(store, n) {
+                errors.push(&label, network_field, why);
+            }
+        }
     }
     for (i, f) in g.external_fixed_ips.iter().enumerate() {
         if let Err((at, message)) = external_subnet(store, &g.network_id, f) {
@@ -198,28 +209,25 @@ fn gateway_port(errors: &mut Errors, r: &str, label: &str, g: &ExternalGateway, 
     }
 }
 
-/// One external network per physical network: the uplink carries it
-/// untagged, and `UPLINKS` maps an interface to one network.
-fn physnet(store: &Store, errors: &mut Errors, touched: &Touched, id: &String) {
-    let Some(n) = store.networks.get(id) else {
-        return;
-    };
-    let (true, Some(physnet)) = (n.external, &n.physical_network) else {
-        return;
-    };
-    let other = members(&store.ix.external_of_physnet, physnet).find(|o| {
-        *o != id
-            && (!touched.networks.contains(*o)
-                || store.seq(Kind::Network, o) < store.seq(Kind::Network, id))
-    });
-    if let Some(o) = other {
-        errors.push(
-            &label("network", id, &n.name),
-            "provider:physical_network",
-            format!(
-                "{physnet} already carries external network {o}: an uplink carries one \
-                 external network (untagged), so the datapath serves one per physical network"
-            ),
-        );
+/// Why the datapath cannot reach external network `n` through an uplink:
+/// the uplink carries it untagged, so it must be flat (or of no type, as
+/// in a hand-written file) and alone on its physical network (`UPLINKS`
+/// maps an interface to one network).
+fn uplink_problem(store: &Store, n: &Network) -> Option<String> {
+    let id = &n.id;
+    match n.network_type.as_deref() {
+        None | Some("flat") => {}
+        Some(other) => {
+            return Some(format!(
+                "network {id} is of type {other}: the datapath reaches an external network \
+                 through an uplink, untagged, so a gateway needs a flat one"
+            ));
+        }
     }
+    let physnet = n.physical_network.as_ref()?;
+    let other = members(&store.ix.external_of_physnet, physnet).find(|o| *o != id)?;
+    Some(format!(
+        "{physnet} carries external networks {id} and {other}: an uplink carries one, untagged, \
+         so a gateway needs the only external network of its physical network"
+    ))
 }

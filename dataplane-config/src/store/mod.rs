@@ -175,9 +175,13 @@ impl Store {
     }
 
     /// The external network whose `provider:physical_network` is
-    /// `physnet` (validation allows one).
+    /// `physnet`, if it is the only one (an uplink carries one, untagged;
+    /// validation refuses a gateway on one that shares its physical
+    /// network).
     pub fn external_network_on<'a>(&'a self, physnet: &'a String) -> Option<&'a String> {
-        crate::journal::members(&self.ix.external_of_physnet, physnet).next()
+        let mut on = crate::journal::members(&self.ix.external_of_physnet, physnet);
+        let first = on.next();
+        on.next().is_none().then_some(first).flatten()
     }
 
     /// Ids of the ports bound to `host`.
