@@ -455,7 +455,7 @@ pub struct CtKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct CtEntry {
-    /// bpf_ktime_get_ns() after which the entry is dead.
+    /// bpf_ktime_get_coarse_ns() after which the entry is dead.
     pub expires_ns: u64,
     /// `DpConfig::generation` of the rules that last allowed it.
     pub generation: u64,

@@ -24,7 +24,7 @@ pub struct Flow {
     pub _pad: [u8; 3],
     /// The packet an ICMP error refers to (as it was sent).
     pub inner: Tuple,
-    /// The packet's time (`bpf_ktime_get_ns`), read once for both zones.
+    /// The packet's time (`bpf_ktime_get_coarse_ns`), read once for both zones.
     pub now: u64,
 }
 

@@ -8,6 +8,16 @@ use common::{
 };
 
 const LEN: usize = core::mem::size_of::<TxMeta>();
+/// The metadata is copied in 4-byte words: `read_unaligned` and
+/// `write_unaligned` of the whole struct lower to 32 single-byte loads or
+/// stores each on BPF (LLVM's BPF backend splits every access it cannot
+/// prove aligned). The verifier forbids testing a packet pointer's
+/// alignment, and does not require it where unaligned access is cheap
+/// (x86, arm64: no BPF_F_STRICT_ALIGNMENT); `record` and `set_group`
+/// already access the area's fields as aligned u32. Volatile, so that
+/// LLVM does not merge the words back into one byte-wise copy.
+const WORDS: usize = LEN / 4;
+const _: () = assert!(core::mem::align_of::<TxMeta>() == 4 && LEN == 32);
 
 /// Attaches the sender (and a group to readdress for, or 0). The packet's
 /// pointers are invalid afterwards (the helper may move data), so this is
@@ -43,21 +53,25 @@ fn tag_with(ctx: &XdpContext, sender: &PortInfo, group: u32, flags: u32) -> Resu
     if meta + LEN > data {
         return Err(DropReason::RedirectFailed);
     }
-    // SAFETY: [meta, meta + LEN) was checked to lie before data.
-    unsafe {
-        core::ptr::write_unaligned(
-            meta as *mut TxMeta,
-            TxMeta {
-                magic: TX_META_MAGIC,
-                sender: sender.index,
-                policy: sender.policy,
-                identity: sender.identity,
-                flags: flags | trace,
-                group,
-                out_kind: OUT_NONE,
-                out: 0,
-            },
-        );
+    let m = TxMeta {
+        magic: TX_META_MAGIC,
+        sender: sender.index,
+        policy: sender.policy,
+        identity: sender.identity,
+        flags: flags | trace,
+        group,
+        out_kind: OUT_NONE,
+        out: 0,
+    };
+    let words = [
+        m.magic, m.sender, m.policy, m.identity, m.flags, m.group, m.out_kind, m.out,
+    ];
+    let mut i = 0;
+    while i < WORDS {
+        // SAFETY: [meta, meta + LEN) lies before data (checked above);
+        // TxMeta is eight u32 fields in this order. See WORDS on alignment.
+        unsafe { core::ptr::write_volatile((meta as *mut u32).add(i), words[i]) };
+        i += 1;
     }
     Ok(())
 }
@@ -69,8 +83,19 @@ pub fn read(ctx: &XdpContext) -> TxMeta {
     if meta + LEN > data {
         return TxMeta::default();
     }
-    // SAFETY: the metadata area holds a whole TxMeta (checked above).
-    let m = unsafe { core::ptr::read_unaligned(meta as *const TxMeta) };
+    // SAFETY: the metadata area holds a whole TxMeta (checked above);
+    // TxMeta is eight u32 fields in this order. See WORDS on alignment.
+    let w = |i: usize| unsafe { core::ptr::read_volatile((meta as *const u32).add(i)) };
+    let m = TxMeta {
+        magic: w(0),
+        sender: w(1),
+        policy: w(2),
+        identity: w(3),
+        flags: w(4),
+        group: w(5),
+        out_kind: w(6),
+        out: w(7),
+    };
     if m.magic == TX_META_MAGIC {
         m
     } else {
