@@ -63,20 +63,26 @@ fn arp_reply(
     if !answerable(&n, port) {
         return None;
     }
-    // Ethernet: back to the asker, from the owner.
-    let ok = pkt.write(0, *eth_src)
-        && pkt.write(6, n.mac)
-        // ARP: oper, sender = owner, target = asker.
-        && pkt.write(ETH_HLEN + 6, ARPOP_REPLY.to_be_bytes())
-        && pkt.write(ETH_HLEN + 8, n.mac)
-        && pkt.write(ETH_HLEN + 14, req.tpa)
-        && pkt.write(ETH_HLEN + 18, req.sha)
-        && pkt.write(ETH_HLEN + 24, req.spa);
-    if !ok {
+    if !arp_reply_in_place(pkt, eth_src, req, n.mac) {
         return None;
     }
     stats::update(port.index, |s| s.arp_replies += 1);
     back_to_sender(port)
+}
+
+/// Turns the ARP request `req` (from Ethernet source `eth_src`) into the
+/// reply saying its target address is at `owner`: back to the asker, from
+/// the owner. False if the frame is too short.
+#[inline(always)]
+pub fn arp_reply_in_place(pkt: &Packet, eth_src: &[u8; 6], req: &Arp, owner: [u8; 6]) -> bool {
+    pkt.write(0, *eth_src)
+        && pkt.write(6, owner)
+        // ARP: oper, sender = owner, target = asker.
+        && pkt.write(ETH_HLEN + 6, ARPOP_REPLY.to_be_bytes())
+        && pkt.write(ETH_HLEN + 8, owner)
+        && pkt.write(ETH_HLEN + 14, req.tpa)
+        && pkt.write(ETH_HLEN + 18, req.sha)
+        && pkt.write(ETH_HLEN + 24, req.spa)
 }
 
 /// ICMPv6 length of a neighbour solicitation carrying exactly one source

@@ -23,7 +23,7 @@ use aya_ebpf::{
 use common::{
     DropReason, EXT_FLOATING, ExtAddr, ExtAddrKey, ExtNeigh, ExtNeighKey, JUMP_ROUTE_V4, NAT_IN,
     NatKey, OUT_REPLY, PortInfo, ROUTE_EXTERNAL, UplinkKey,
-    proto::{ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP},
+    proto::{ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP},
 };
 
 use crate::{
@@ -32,8 +32,8 @@ use crate::{
     maps::{EXT_ADDRS, EXT_NEIGH, UPLINKS},
     meta, nat,
     packet::Packet,
-    parse::{self, Arp, ETH_HLEN, Eth, Frag},
-    route,
+    parse::{self, Arp, Eth, Frag},
+    responder, route,
 };
 
 #[inline(always)]
@@ -145,14 +145,7 @@ fn answer(
     a: &Arp,
     me: &ExtAddr,
 ) -> Result<u32, DropReason> {
-    let ok = pkt.write(0, eth.src)
-        && pkt.write(6, me.mac)
-        && pkt.write(ETH_HLEN + 6, ARPOP_REPLY.to_be_bytes())
-        && pkt.write(ETH_HLEN + 8, me.mac)
-        && pkt.write(ETH_HLEN + 14, a.tpa)
-        && pkt.write(ETH_HLEN + 18, a.sha)
-        && pkt.write(ETH_HLEN + 24, a.spa);
-    if !ok {
+    if !responder::arp_reply_in_place(pkt, &eth.src, a, me.mac) {
         return Err(DropReason::Malformed);
     }
     nat::count(|s| s.arp_replies += 1);

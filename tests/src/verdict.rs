@@ -181,17 +181,23 @@ impl Verdicts {
     /// datapath, as received on ifindex 1); returns the XDP action and the
     /// frame as the program left it.
     pub fn exchange(&mut self, program: &str, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let out = trace::run_xdp(self.program(program)?, frame, 0, 1, 1)?;
+        Ok((out.action, out.frame))
+    }
+
+    /// The datapath's XDP program `name`, loaded (the agent loads those it
+    /// attaches or tail-calls; the bench's own, such as the floor, not).
+    fn program(&mut self, name: &str) -> Result<&mut Xdp> {
         let prog: &mut Xdp = self
             .dp()
             .ebpf_mut()
-            .program_mut(program)
-            .with_context(|| format!("program {program}"))?
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
             .try_into()?;
         if prog.fd().is_err() {
             prog.load()?;
         }
-        let out = trace::run_xdp(prog, frame, 0, 1, 1)?;
-        Ok((out.action, out.frame))
+        Ok(prog)
     }
 
     /// Average ns per run of `program` on `frame` over `repeat` runs on
@@ -199,15 +205,7 @@ impl Verdicts {
     /// the previous one left: only meaningful for paths that do not
     /// rewrite the frame, or with `repeat` 1.
     pub fn time(&mut self, program: &str, frame: &[u8], repeat: u32) -> Result<f64> {
-        let prog: &mut Xdp = self
-            .dp()
-            .ebpf_mut()
-            .program_mut(program)
-            .with_context(|| format!("program {program}"))?
-            .try_into()?;
-        if prog.fd().is_err() {
-            prog.load()?;
-        }
+        let prog = self.program(program)?;
         let mut out = vec![0u8; frame.len() + 256];
         let r = prog.test_run(TestRunOptions {
             data_in: Some(frame),
