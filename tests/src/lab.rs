@@ -356,6 +356,39 @@ impl Lab {
         Ok(())
     }
 
+    /// The outside world on an uplink: a namespace on the far end of a
+    /// veth whose host end, `uplink`, is in the hypervisor namespace (give
+    /// the agent `--uplink PHYSNET=<uplink>`). Its eth0 has `mac` and the
+    /// first of `addrs` (CIDR) and the rest on its loopback (hosts behind
+    /// it); returned as a VM-like handle (ping, nc, captures).
+    pub fn add_outside(&self, uplink: &str, mac: &str, addrs: &[&str]) -> Result<Vm> {
+        let ns = Netns::new("dpo")?;
+        self.hv.ip(&[
+            "link", "add", uplink, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ])?;
+        self.hv.ip(&["link", "set", uplink, "up"])?;
+        let (first, behind) = addrs.split_first().context("an address for the outside")?;
+        let mut script = format!(
+            "ip link set eth0 address {mac} && ip link set eth0 up && ip link set lo up && \
+             ip addr add {first} dev eth0"
+        );
+        for a in behind {
+            script += &format!(" && ip addr add {a} dev lo");
+        }
+        // As the VMs' veths (see `plug`): NAPI for redirected frames,
+        // checksums filled by the sender.
+        script += " && ethtool -K eth0 gro off && ethtool -K eth0 gro on && \
+                   ethtool -K eth0 tx off >/dev/null";
+        ns.sh(&script)?;
+        Ok(Vm {
+            name: "outside".into(),
+            ns,
+            port_id: String::new(),
+            tap: String::new(),
+            mac: mac.into(),
+        })
+    }
+
     /// A VM reboot as the host sees it: the tap disappears and a new one
     /// with the same name (and a new ifindex) comes back. The VM's eth0 is
     /// new too: its addresses must be set again.

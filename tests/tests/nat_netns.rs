@@ -10,7 +10,6 @@ use std::time::Duration;
 use lab::{
     capture::frame,
     lab::{Lab, Vm, WAIT, wait_for},
-    netns::Netns,
     probe::Pinger,
     require_root,
     topo::{config, network, pair, port, router, subnet},
@@ -131,28 +130,12 @@ fn world() -> World {
 /// The outside world: a namespace on the far end of the uplink `upl0`,
 /// holding the upstream router's address and the far host's.
 fn outside(lab: &Lab) -> Vm {
-    let ns = Netns::new("dpo").unwrap();
-    lab.hv
-        .ip(&[
-            "link", "add", "upl0", "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-        ])
-        .unwrap();
-    lab.hv.ip(&["link", "set", "upl0", "up"]).unwrap();
-    // As the VMs' veths (see `Lab`): NAPI for redirected frames, checksums
-    // filled by the sender.
-    ns.sh(&format!(
-        "ip link set eth0 address {MAC_OUT} && ip link set eth0 up && \
-         ip addr add {UPSTREAM}/24 dev eth0 && ip addr add {FAR}/32 dev lo && ip link set lo up && \
-         ethtool -K eth0 gro off && ethtool -K eth0 gro on && ethtool -K eth0 tx off >/dev/null"
-    ))
-    .unwrap();
-    Vm {
-        name: "outside".into(),
-        ns,
-        port_id: String::new(),
-        tap: String::new(),
-        mac: MAC_OUT.into(),
-    }
+    lab.add_outside(
+        "upl0",
+        MAC_OUT,
+        &[&format!("{UPSTREAM}/24"), &format!("{FAR}/32")],
+    )
+    .unwrap()
 }
 
 /// The datapath's NAT counters (`dataplane show nat`).

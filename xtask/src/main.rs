@@ -35,7 +35,8 @@ enum Task {
         args: Vec<String>,
     },
     /// The demo: VM namespaces sharing a VRRP address, the datapath enforcing
-    /// port security, a legitimate ping passing and a spoofed one dropped.
+    /// port security, a legitimate ping passing and a spoofed one dropped, a
+    /// floating IP following the VRRP address, SNAT to the outside.
     Run {
         /// Keep the topology and datapath up until Ctrl-C, for inspection.
         #[arg(long)]

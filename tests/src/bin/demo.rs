@@ -11,6 +11,16 @@ use lab::{
     lab::Lab,
 };
 
+/// The floating IP of the VIP, and a host beyond the upstream router.
+const FIP: &str = "203.0.113.50";
+const FAR: &str = "198.51.100.7";
+
+/// Whether `vm` gets replies from `dst` within a few seconds (the first
+/// packets through a router may go to resolving its next hop).
+fn reaches(vm: &lab::lab::Vm, dst: &str) -> bool {
+    vm.reaches(dst, std::time::Duration::from_secs(10)).is_ok()
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hold = args.iter().any(|a| a == "--hold");
@@ -26,12 +36,41 @@ fn main() -> Result<()> {
 
     step(&format!("Topology from {}", config.display()))?;
     let mut lab = Lab::new(false)?;
+    // A port whose fixed IPs are all addresses other ports carry as pairs
+    // is a VIP port: it only holds the address (a floating IP's target),
+    // no VM is behind it.
+    let pairs: std::collections::BTreeSet<std::net::IpAddr> = topology
+        .ports
+        .iter()
+        .flat_map(|p| p.allowed_address_pairs.iter().map(|a| a.ip.addr()))
+        .collect();
+    let holds_only_pairs = |p: &dataplane_config::topology::Port| {
+        !p.fixed_ips.is_empty() && p.fixed_ips.iter().all(|f| pairs.contains(&f.ip))
+    };
+    let mut vms = 0;
     for port in &topology.ports {
+        if holds_only_pairs(port) {
+            println!(
+                "   {:<8} holds {} for a floating IP: no VM",
+                port.name,
+                port.fixed_ips
+                    .iter()
+                    .map(|f| f.ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            continue;
+        }
+        vms += 1;
         let i = lab.add_vm_for_port(&port.name, &port.mac.to_string(), &port.id, &port.tap)?;
         let vm = &lab.vms[i];
         for fixed in &port.fixed_ips {
-            let prefix = topology.subnets[fixed.subnet].cidr.prefix_len();
+            let subnet = &topology.subnets[fixed.subnet];
+            let prefix = subnet.cidr.prefix_len();
             vm.sh(&format!("ip addr add {}/{prefix} dev eth0 nodad", fixed.ip))?;
+            if let (Some(gw), std::net::IpAddr::V4(_)) = (subnet.gateway_ip, fixed.ip) {
+                vm.sh(&format!("ip route add default via {gw}"))?;
+            }
         }
         let pairs: Vec<String> = port
             .allowed_address_pairs
@@ -53,12 +92,23 @@ fn main() -> Result<()> {
         );
     }
     println!("   no bridge: the datapath (XDP) checks what each VM sends and forwards it");
-
-    step("Starting the datapath: dataplane run --config demo/demo.toml")?;
-    lab.start_file(&config, topology.ports.len())?;
+    // The outside world on the uplink: the upstream router 203.0.113.1 and
+    // a far host behind it.
+    let outside = lab.add_outside(
+        "upl0",
+        "fa:16:3e:99:00:01",
+        &["203.0.113.1/24", &format!("{FAR}/32")],
+    )?;
     println!(
-        "   attached to {} taps; state pinned under /sys/fs/bpf/{}",
-        topology.ports.len(),
+        "   outside  namespace {:<12} on uplink upl0: the upstream router 203.0.113.1, a far host {FAR}",
+        outside.ns.name
+    );
+
+    step("Starting the datapath: dataplane run --config demo/demo.toml --uplink public=upl0")?;
+    lab.run_args = vec!["--uplink".into(), "public=upl0".into()];
+    lab.start_file(&config, vms)?;
+    println!(
+        "   attached to {vms} taps and the uplink; state pinned under /sys/fs/bpf/{}",
         lab.instance
     );
 
@@ -86,6 +136,12 @@ fn main() -> Result<()> {
         "ip addr add {vip}/24 dev eth0 && {{ arping -q -U -c 1 -I eth0 -S {vip} {vip}; true; }}"
     ))?;
     show(client, &format!("ping {vip}"), client.ping(vip, 3), true)?;
+    show(
+        &outside,
+        &format!("ping {FIP} (the floating IP of {vip}, from outside)"),
+        reaches(&outside, FIP),
+        true,
+    )?;
 
     step(&format!(
         "Failover: vrrp-b takes {vip} over (gratuitous ARP) and answers"
@@ -95,6 +151,30 @@ fn main() -> Result<()> {
         "ip addr add {vip}/24 dev eth0 && {{ arping -q -U -c 2 -I eth0 -S {vip} {vip}; true; }}"
     ))?;
     show(client, &format!("ping {vip}"), client.ping(vip, 3), true)?;
+    show(
+        &outside,
+        &format!("ping {FIP} (the floating IP follows {vip} to vrrp-b)"),
+        reaches(&outside, FIP),
+        true,
+    )?;
+
+    step("The outside through the router's SNAT: client reaches a far host")?;
+    show(
+        client,
+        &format!("ping {FAR} (leaves as the gateway's 203.0.113.10)"),
+        reaches(client, FAR),
+        true,
+    )?;
+    let nat = lab.show("nat")?;
+    for c in nat["connections"].as_array().into_iter().flatten() {
+        println!(
+            "   show nat: {} {} leaves as {} to {}",
+            c["protocol"].as_str().unwrap_or(""),
+            c["inside"].as_str().unwrap_or(""),
+            c["outside"].as_str().unwrap_or(""),
+            c["remote"].as_str().unwrap_or("")
+        );
+    }
 
     step(&format!(
         "Spoofing: client sends from {vip}, which is not among its addresses or pairs"
