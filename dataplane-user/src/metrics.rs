@@ -100,6 +100,7 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
     interfaces(&mut out, &ports)?;
     security_groups(&mut out, dir)?;
     conntrack(&mut out, dir)?;
+    nat(&mut out, dir)?;
     writeln!(
         out,
         "# HELP dataplane_config_generation Configurations applied."
@@ -316,6 +317,33 @@ fn conntrack(out: &mut String, dir: &std::path::Path) -> Result<()> {
         writeln!(out, "# TYPE dataplane_conntrack_{name} {kind}")?;
         writeln!(out, "dataplane_conntrack_{name} {value}")?;
     }
+    Ok(())
+}
+
+/// The external gateways' counters (`show nat`) and SNAT connections.
+fn nat(out: &mut String, dir: &std::path::Path) -> Result<()> {
+    let stats = crate::nat_view::stats(dir)?;
+    writeln!(
+        out,
+        "# HELP dataplane_nat_packets_total What the external gateways did, by event (show nat)."
+    )?;
+    writeln!(out, "# TYPE dataplane_nat_packets_total counter")?;
+    for (event, value) in stats.named() {
+        writeln!(
+            out,
+            "dataplane_nat_packets_total{{event=\"{event}\"}} {value}"
+        )?;
+    }
+    writeln!(
+        out,
+        "# HELP dataplane_nat_connections SNAT connections in the table."
+    )?;
+    writeln!(out, "# TYPE dataplane_nat_connections gauge")?;
+    writeln!(
+        out,
+        "dataplane_nat_connections {}",
+        crate::nat_view::connections(dir)?
+    )?;
     Ok(())
 }
 

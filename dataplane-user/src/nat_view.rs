@@ -116,14 +116,50 @@ fn proto(p: u8) -> String {
     }
 }
 
-pub fn view(dir: &Path) -> Result<NatView> {
-    let slot = pinned::CONFIG(dir)?.get(&0, 0)?.active_slot;
-    let now = clock_ns(libc::CLOCK_MONOTONIC);
+/// The NAT counters, summed over CPUs.
+pub fn stats(dir: &Path) -> Result<NatStatsView> {
     let mut stats = NatStatsView::default();
     let per_cpu: PerCpuArray<MapData, NatStats> = pinned::NAT_STATS(dir)?;
     for s in per_cpu.get(&0, 0)?.iter() {
         stats.add(s);
     }
+    Ok(stats)
+}
+
+impl NatStatsView {
+    /// Every counter by name (as `show nat --json` names them).
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("floating_in", self.floating_in),
+            ("floating_out", self.floating_out),
+            ("snat_out", self.snat_out),
+            ("snat_in", self.snat_in),
+            ("snat_new", self.snat_new),
+            ("routed_out", self.routed_out),
+            ("arp_replies", self.arp_replies),
+            ("arp_requests", self.arp_requests),
+            ("neigh_learned", self.neigh_learned),
+            ("passed", self.passed),
+        ]
+    }
+}
+
+/// SNAT connections in the table (the leaving direction of each).
+pub fn connections(dir: &Path) -> Result<u64> {
+    let nat: HashMap<MapData, NatKey, NatEntry> = pinned::NAT(dir)?;
+    let mut n = 0;
+    for k in nat.keys() {
+        if k?.dir == NAT_OUT {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+pub fn view(dir: &Path) -> Result<NatView> {
+    let slot = pinned::CONFIG(dir)?.get(&0, 0)?.active_slot;
+    let now = clock_ns(libc::CLOCK_MONOTONIC);
+    let stats = stats(dir)?;
     let gws: HashMap<MapData, GatewayKey, Gateway> = pinned::GATEWAYS(dir)?;
     let mut gateways = Vec::new();
     for item in gws.iter() {

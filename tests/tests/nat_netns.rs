@@ -31,6 +31,9 @@ const FAR: &str = "198.51.100.7";
 const FIP_VIP: &str = "203.0.113.50";
 const FIP_WEB: &str = "203.0.113.51";
 const VIP: &str = "10.40.0.100";
+/// Where the agent serves its metrics (loopback of the hypervisor's
+/// namespace).
+const METRICS: &str = "127.0.0.1:9464";
 
 fn ip4(s: &str) -> [u8; 4] {
     s.parse::<std::net::Ipv4Addr>().unwrap().octets()
@@ -122,7 +125,12 @@ fn world() -> World {
         ))
         .unwrap();
     }
-    lab.run_args = vec!["--uplink".into(), "public=upl0".into()];
+    lab.run_args = vec![
+        "--uplink".into(),
+        "public=upl0".into(),
+        "--metrics".into(),
+        METRICS.into(),
+    ];
     lab.start(&cfg).unwrap();
     World { lab, out, cfg }
 }
@@ -201,6 +209,24 @@ fn a_vm_without_a_floating_ip_reaches_the_outside_as_the_gateway() {
             && text.contains(&format!("{GATEWAY} > {FAR}")),
         "{text}"
     );
+    // The metrics say the same.
+    let metrics = lab
+        .hv
+        .sh(&format!(
+            "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{METRICS}/metrics').read().decode())\""
+        ))
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    let sample = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        sample("dataplane_nat_packets_total{event=\"snat_new\"}") >= 3.0,
+        "{text}"
+    );
+    assert!(sample("dataplane_nat_connections") >= 3.0, "{text}");
     // An address on the external subnet itself is on link: no upstream.
     plain.reaches(UPSTREAM, WAIT).unwrap();
 }
