@@ -714,17 +714,9 @@ fn append(path: &std::path::Path) -> Result<File> {
 }
 
 fn stop_agent(agent: &mut Agent) -> Result<()> {
-    // SAFETY: signalling a child we own.
-    unsafe { libc::kill(agent.child.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if agent.child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if crate::process::stop(&mut agent.child, libc::SIGINT, Duration::from_secs(10)) {
+        return Ok(());
     }
-    let _ = agent.child.kill();
-    let _ = agent.child.wait();
     bail!(
         "agent did not stop on SIGINT; log at {}",
         agent.log.display()

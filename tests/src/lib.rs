@@ -17,6 +17,7 @@ pub mod netns;
 pub mod neutron;
 pub mod pkt;
 pub mod probe;
+pub mod process;
 pub mod prometheus;
 pub mod qemu;
 pub mod rng;

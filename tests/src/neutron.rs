@@ -151,17 +151,7 @@ fn install_driver(venv: &Path, driver: &Path) -> Result<()> {
 
 /// Stops a child: SIGTERM, then SIGKILL after `grace`.
 fn stop_child(child: &mut Child, grace: Duration) {
-    // SAFETY: signalling a child we own.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    crate::process::stop(child, libc::SIGTERM, grace);
 }
 
 /// A MariaDB server on a temporary datadir, reached through a unix socket

@@ -10,10 +10,10 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use lab::{
     lab::wait_for,
     netns::{Netns, run},
@@ -231,22 +231,6 @@ impl Ovs {
     }
 }
 
-/// SIGTERM, then SIGKILL if it has not exited within a few seconds.
-fn stop(child: &mut Child) -> Result<()> {
-    // SAFETY: signalling a child we own and have not waited for.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill()?;
-    child.wait()?;
-    bail!("pid {} did not exit on SIGTERM", child.id())
-}
-
 impl Drop for Ovs {
     fn drop(&mut self) {
         // ovs-vsctl waits for ovs-vswitchd to apply a change: only ask a
@@ -261,8 +245,11 @@ impl Drop for Ovs {
             .flatten()
         {
             let mut child = child;
-            if let Err(e) = stop(&mut child) {
-                eprintln!("bench: stopping Open vSwitch: {e:#}");
+            if !lab::process::stop(&mut child, libc::SIGTERM, Duration::from_secs(5)) {
+                eprintln!(
+                    "bench: stopping Open vSwitch: pid {} did not exit on SIGTERM, killed",
+                    child.id()
+                );
             }
         }
         // The userspace datapath's tap devices outlive ovs-vswitchd.

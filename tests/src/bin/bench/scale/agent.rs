@@ -149,17 +149,9 @@ impl Agent {
     /// Stops the agent (SIGINT: with --cleanup it removes what it pinned)
     /// and waits for it.
     pub fn stop(&mut self) -> Result<()> {
-        // SAFETY: signalling a child we own.
-        unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if lab::process::stop(&mut self.child, libc::SIGINT, Duration::from_secs(60)) {
+            return Ok(());
         }
-        self.child.kill()?;
-        self.child.wait()?;
         bail!("agent {} did not stop within 60 s of SIGINT", self.chassis)
     }
 }
