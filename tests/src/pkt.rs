@@ -30,24 +30,7 @@ pub fn v6(s: &str) -> [u8; 16] {
 
 /// The modified EUI-64 link-local address of `mac`.
 pub fn link_local(mac: Mac) -> [u8; 16] {
-    [
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac[0] ^ 2,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ]
+    common::proto::link_local_v6(mac)
 }
 
 /// The solicited-node multicast address of `addr`.

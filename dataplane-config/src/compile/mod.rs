@@ -29,6 +29,7 @@ mod tests_external;
 use common::{IDENTITY_CIDR, MAX_GROUPS, MAX_ROUTER_INTERFACES, MAX_SECURITY_GROUPS, SgMeta};
 pub use indexes::{Exhausted, Indexes};
 pub use placement::{Locality, Place, TUNNEL_PORT_ID};
+pub use policy::port_prefixes;
 pub use ports::PortRecord;
 
 use crate::{

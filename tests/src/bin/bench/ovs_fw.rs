@@ -217,18 +217,11 @@ fn v4_pairs(p: &OfPort) -> Vec<(&str, &str)> {
 /// The port's IPv6 link-local address (EUI-64 from the MAC), which the
 /// driver allows for neighbour discovery even without IPv6 subnets.
 fn lla(mac: &str) -> String {
-    let b: Vec<u8> = mac
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap_or(0))
-        .collect();
-    let b = |i: usize| u16::from(b.get(i).copied().unwrap_or(0));
-    format!(
-        "fe80::{:x}:{:x}:{:x}:{:x}",
-        ((b(0) ^ 0x02) << 8) | b(1),
-        (b(2) << 8) | 0xff,
-        0xfe00 | b(3),
-        (b(4) << 8) | b(5)
-    )
+    // The bench's own MACs: a malformed one would show as a flow ovs-ofctl
+    // refuses.
+    mac.parse::<dataplane_config::MacAddr>()
+        .map(|m| m.ipv6_link_local().to_string())
+        .unwrap_or_default()
 }
 
 /// `_initialize_egress`: what a port may send (its MAC with its
@@ -478,25 +471,16 @@ fn rules(f: &mut Flows, p: &OfPort) {
 }
 
 /// neutron/common/utils.py `port_rule_masking`: a port range as the
-/// fewest `value/mask` matches (aligned power-of-two blocks).
+/// fewest `value/mask` matches (aligned power-of-two blocks), which are the
+/// datapath's own policy prefixes (`port_prefixes`) written as masks.
 pub fn port_rule_masking(min: u16, max: u16) -> Vec<String> {
-    let (mut lo, hi) = (u32::from(min), u32::from(max));
-    let mut out = Vec::new();
-    while lo <= hi {
-        // The largest aligned block starting at lo that ends within hi.
-        let mut size = if lo == 0 {
-            1 << 16
-        } else {
-            1u32 << lo.trailing_zeros()
-        };
-        while lo + size - 1 > hi {
-            size >>= 1;
-        }
-        let mask = 0xffff & !(size - 1);
-        out.push(format!("0x{lo:04x}/0x{mask:04x}"));
-        lo += size;
-    }
-    out
+    dataplane_config::compile::port_prefixes(min, max)
+        .into_iter()
+        .map(|(lo, bits)| {
+            let mask = (0xffff_u32 << (16 - u32::from(bits))) & 0xffff;
+            format!("0x{lo:04x}/0x{mask:04x}")
+        })
+        .collect()
 }
 
 #[cfg(test)]
