@@ -217,3 +217,36 @@ pub struct NatStats {
     /// the host's stack.
     pub passed: u64,
 }
+
+impl NatStats {
+    /// Sums another CPU's counters in.
+    pub fn add(&mut self, o: &NatStats) {
+        self.floating_in += o.floating_in;
+        self.floating_out += o.floating_out;
+        self.snat_out += o.snat_out;
+        self.snat_in += o.snat_in;
+        self.snat_new += o.snat_new;
+        self.routed_out += o.routed_out;
+        self.arp_replies += o.arp_replies;
+        self.arp_requests += o.arp_requests;
+        self.neigh_learned += o.neigh_learned;
+        self.passed += o.passed;
+    }
+
+    /// Every counter with its name (as `show nat` and the metrics name
+    /// them).
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("floating_in", self.floating_in),
+            ("floating_out", self.floating_out),
+            ("snat_out", self.snat_out),
+            ("snat_in", self.snat_in),
+            ("snat_new", self.snat_new),
+            ("routed_out", self.routed_out),
+            ("arp_replies", self.arp_replies),
+            ("arp_requests", self.arp_requests),
+            ("neigh_learned", self.neigh_learned),
+            ("passed", self.passed),
+        ]
+    }
+}

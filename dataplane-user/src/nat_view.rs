@@ -20,7 +20,9 @@ use crate::{datapath::pinned, show::clock_ns};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NatView {
-    pub stats: NatStatsView,
+    /// Summed over CPUs.
+    #[serde(serialize_with = "by_name")]
+    pub stats: NatStats,
     pub gateways: Vec<GatewayView>,
     pub floating_ips: Vec<FloatingView>,
     /// SNAT connections, as they leave.
@@ -29,34 +31,9 @@ pub struct NatView {
     pub neighbours: Vec<NeighView>,
 }
 
-/// `NatStats`, summed over CPUs.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct NatStatsView {
-    pub floating_in: u64,
-    pub floating_out: u64,
-    pub snat_out: u64,
-    pub snat_in: u64,
-    pub snat_new: u64,
-    pub routed_out: u64,
-    pub arp_replies: u64,
-    pub arp_requests: u64,
-    pub neigh_learned: u64,
-    pub passed: u64,
-}
-
-impl NatStatsView {
-    fn add(&mut self, s: &NatStats) {
-        self.floating_in += s.floating_in;
-        self.floating_out += s.floating_out;
-        self.snat_out += s.snat_out;
-        self.snat_in += s.snat_in;
-        self.snat_new += s.snat_new;
-        self.routed_out += s.routed_out;
-        self.arp_replies += s.arp_replies;
-        self.arp_requests += s.arp_requests;
-        self.neigh_learned += s.neigh_learned;
-        self.passed += s.passed;
-    }
+/// The counters as a JSON object, by name.
+fn by_name<S: serde::Serializer>(stats: &NatStats, ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_map(stats.named())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,31 +94,13 @@ fn proto(p: u8) -> String {
 }
 
 /// The NAT counters, summed over CPUs.
-pub fn stats(dir: &Path) -> Result<NatStatsView> {
-    let mut stats = NatStatsView::default();
+pub fn stats(dir: &Path) -> Result<NatStats> {
+    let mut stats = NatStats::default();
     let per_cpu: PerCpuArray<MapData, NatStats> = pinned::NAT_STATS(dir)?;
     for s in per_cpu.get(&0, 0)?.iter() {
         stats.add(s);
     }
     Ok(stats)
-}
-
-impl NatStatsView {
-    /// Every counter by name (as `show nat --json` names them).
-    pub fn named(&self) -> [(&'static str, u64); 10] {
-        [
-            ("floating_in", self.floating_in),
-            ("floating_out", self.floating_out),
-            ("snat_out", self.snat_out),
-            ("snat_in", self.snat_in),
-            ("snat_new", self.snat_new),
-            ("routed_out", self.routed_out),
-            ("arp_replies", self.arp_replies),
-            ("arp_requests", self.arp_requests),
-            ("neigh_learned", self.neigh_learned),
-            ("passed", self.passed),
-        ]
-    }
 }
 
 /// SNAT connections in the table (the leaving direction of each).
