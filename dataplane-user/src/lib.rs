@@ -30,6 +30,7 @@ pub mod datapath;
 pub mod explain;
 pub mod facts;
 pub mod interfaces;
+pub mod launch;
 pub mod lifecycle;
 pub mod link_health;
 pub mod lock;

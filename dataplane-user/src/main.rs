@@ -5,15 +5,13 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use dataplane_agent::{
-    agent::{self, RunOptions},
+    agent::RunOptions,
     commands::{self, print_view},
-    controller::HostOptions,
     costs,
     datapath::{self, Options},
+    launch::{self, EtcdRun, Origin},
     logging::{self, LogFormat},
-    show,
-    source::{EtcdSource, FileSource, etcd::EtcdOptions},
-    trace,
+    show, trace,
 };
 use dataplane_config::MacAddr;
 
@@ -326,7 +324,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             cleanup,
             metrics,
             uplink,
-        } => run(
+        } => launch::run(
             RunOptions {
                 datapath: Options {
                     instance,
@@ -342,8 +340,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     dataplane_agent::interfaces::ifindex,
                 )?,
             },
-            config,
-            etcd,
+            match config {
+                Some(file) => Origin::File(file),
+                None => Origin::Etcd(EtcdRun {
+                    endpoints: etcd.etcd,
+                    prefix: etcd.etcd_prefix,
+                    chassis: etcd.chassis,
+                    underlay_dev: etcd.underlay_dev,
+                    underlay_ip: etcd.underlay_ip,
+                    lease_ttl: etcd.lease_ttl,
+                }),
+            },
         )
         .map(|()| ExitCode::SUCCESS),
         Command::Publish {
@@ -351,8 +358,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             etcd,
             etcd_prefix,
         } => {
-            let (written, deleted) =
-                runtime()?.block_on(dataplane_agent::publish::file(&file, &etcd, &etcd_prefix))?;
+            let (written, deleted) = launch::runtime()?
+                .block_on(dataplane_agent::publish::file(&file, &etcd, &etcd_prefix))?;
             println!(
                 "published {}: {written} object(s) written, {deleted} deleted",
                 file.display()
@@ -506,50 +513,4 @@ fn show(instance: &str, what: ShowWhat) -> Result<()> {
             }
         }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
-
-/// `dataplane run`: the agent on a file, or on etcd as one host of many.
-fn run(mut opts: RunOptions, config: Option<PathBuf>, etcd: EtcdArgs) -> Result<()> {
-    if let Some(config) = config {
-        return runtime()?.block_on(async { agent::run(opts, FileSource::new(&config)?).await });
-    }
-    let chassis = match etcd.chassis {
-        Some(c) => c,
-        None => hostname()?,
-    };
-    let (Some(underlay_dev), Some(underlay_ip)) = (etcd.underlay_dev, etcd.underlay_ip) else {
-        anyhow::bail!(
-            "--etcd needs --underlay-dev and --underlay-ip (the tunnels' interface and address)"
-        );
-    };
-    opts.host = Some(HostOptions {
-        chassis: chassis.clone(),
-        underlay_dev,
-        underlay_ip,
-    });
-    let source = EtcdSource::new(EtcdOptions {
-        endpoints: etcd.etcd,
-        prefix: etcd.etcd_prefix.trim_end_matches('/').to_string(),
-        chassis,
-        underlay_ip,
-        lease_ttl: etcd.lease_ttl,
-    });
-    runtime()?.block_on(agent::run(opts, source))
-}
-
-/// This host's name (the default chassis name, as Neutron's host is).
-fn hostname() -> Result<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        anyhow::bail!("cannot read the host name: give --chassis");
-    }
-    Ok(dataplane_agent::datapath::pins::c_str(&buf))
 }
