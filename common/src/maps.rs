@@ -671,6 +671,9 @@ pub struct Hop {
     /// router's ICMP program of the packet's family, or a `JUMP_*` slot
     /// (`JUMP_TO_EXTERNAL`).
     pub then: u32,
+    /// For `to_external`: the IPv4 next hop outside (the route's, or the
+    /// destination itself on link), as the routing program found it.
+    pub via: [u8; 4],
 }
 
 /// Per-CPU budget of the ICMP errors sent to one port (by port index, not

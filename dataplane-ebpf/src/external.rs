@@ -74,9 +74,8 @@ fn leave(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> {
     if unsafe { EXT_ADDRS.get(mine) }.is_some() {
         return Err(DropReason::NoRoute);
     }
-    let r = route::route_v4(h.slot, h.router, ip.dst).ok_or(DropReason::NoRoute)?;
-    let via = [r.addr[0], r.addr[1], r.addr[2], r.addr[3]];
-    let next = if via == [0; 4] { ip.dst } else { via };
+    // The next hop the routing program found (`Hop::via`).
+    let next = h.via;
     translate(ctx, pkt, h, &gw, &ip)?;
     let nk = ExtNeighKey {
         network: gw.network,

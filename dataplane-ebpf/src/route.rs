@@ -225,8 +225,10 @@ fn ipv4_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
         return Err(DropReason::NoRoute);
     }
     let external = route.kind == ROUTE_EXTERNAL;
-    let target = if route.kind == ROUTE_NEXTHOP {
-        [route.addr[0], route.addr[1], route.addr[2], route.addr[3]]
+    let via = [route.addr[0], route.addr[1], route.addr[2], route.addr[3]];
+    // An external route's address is its next hop, or zero on link.
+    let target = if route.kind == ROUTE_NEXTHOP || (external && via != [0; 4]) {
+        via
     } else {
         dst
     };
@@ -293,7 +295,7 @@ fn ipv4_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
         return Err(DropReason::Malformed);
     }
     if external {
-        return Err(leave(ctx));
+        return Err(leave(ctx, target));
     }
     deliver(ctx, pkt, slot, &h.port, &route, &neigh)
 }
@@ -303,11 +305,12 @@ fn ipv4_hop(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> 
 /// answers: no port receives it, so no `to_vm` applies them), then
 /// `to_external`.
 #[inline(always)]
-fn leave(ctx: &XdpContext) -> DropReason {
+fn leave(ctx: &XdpContext, via: [u8; 4]) -> DropReason {
     if let Some(hop) = HOP.get_ptr_mut(0) {
         // SAFETY: this CPU's entry, written by `enter` for this packet.
         unsafe {
             (*hop).then = JUMP_TO_EXTERNAL;
+            (*hop).via = via;
             JUMP.tail_call(ctx, JUMP_TO_ROUTER);
         }
     }
