@@ -19,6 +19,8 @@ pub struct Topology {
     pub ports: Vec<Port>,
     pub routers: Vec<Router>,
     pub security_groups: Vec<SecurityGroup>,
+    /// Associated floating IPs (one not associated does nothing).
+    pub floating_ips: Vec<FloatingIp>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,35 @@ pub struct Router {
     pub interfaces: Vec<RouterInterface>,
     /// Static routes, as given.
     pub routes: Vec<StaticRoute>,
+    /// `external_gateway_info`, once its gateway port is there.
+    pub gateway: Option<Gateway>,
+}
+
+/// A router's gateway on an external network.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    /// The gateway port's MAC.
+    pub mac: MacAddr,
+    /// `external_fixed_ips` in the order given: (index into
+    /// [`Topology::subnets`], address).
+    pub addresses: Vec<(usize, IpAddr)>,
+    pub enable_snat: bool,
+}
+
+/// A floating IP associated with a fixed IP behind a router.
+#[derive(Debug, Clone)]
+pub struct FloatingIp {
+    pub id: String,
+    pub address: std::net::Ipv4Addr,
+    /// Index into [`Topology::networks`] (the floating network).
+    pub network: usize,
+    /// Index into [`Topology::ports`]: the port holding the fixed IP.
+    pub port: usize,
+    pub fixed: std::net::Ipv4Addr,
+    /// Index into [`Topology::routers`].
+    pub router: usize,
 }
 
 /// One address of a router interface port on one subnet.
@@ -76,6 +107,10 @@ pub struct Network {
     pub name: String,
     /// The network's MTU; 0 when not given.
     pub mtu: u32,
+    /// `router:external`.
+    pub external: bool,
+    /// `provider:physical_network`: which uplink of a host carries it.
+    pub physical_network: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +193,8 @@ impl Topology {
                     id: n.id.clone(),
                     name: n.name.clone(),
                     mtu: n.mtu,
+                    external: n.external,
+                    physical_network: n.physical_network.clone(),
                 })
                 .collect(),
             subnets: subnets
@@ -181,6 +218,7 @@ impl Topology {
                     name: r.name.clone(),
                     interfaces: Vec::new(),
                     routes: r.routes.clone(),
+                    gateway: None,
                 })
                 .collect(),
             security_groups: groups
@@ -191,6 +229,7 @@ impl Topology {
                     rules: g.rules.iter().map(|r| rule(r, &sg_ix)).collect(),
                 })
                 .collect(),
+            floating_ips: Vec::new(),
         };
         for p in ports {
             t.add_port(
@@ -203,7 +242,74 @@ impl Topology {
                 },
             );
         }
+        t.gateways(store, &net_ix, &router_ix);
+        t.floating_ips(store, &net_ix, &router_ix);
         t
+    }
+
+    /// Each router's `external_gateway_info` with its gateway port's MAC;
+    /// an address's subnet is the gateway network's subnet holding it.
+    fn gateways(
+        &mut self,
+        store: &Store,
+        net_ix: &BTreeMap<String, usize>,
+        router_ix: &BTreeMap<String, usize>,
+    ) {
+        for (id, r) in store.routers() {
+            let (Some(g), Some(port)) = (&r.gateway, store.gateway_port(id)) else {
+                continue;
+            };
+            let Some(&network) = net_ix.get(&g.network_id) else {
+                continue;
+            };
+            let addresses = g
+                .external_fixed_ips
+                .iter()
+                .filter_map(|f| {
+                    let s = self
+                        .subnets
+                        .iter()
+                        .position(|s| s.network == network && s.cidr.contains(&f.ip))?;
+                    Some((s, f.ip))
+                })
+                .collect();
+            self.routers[router_ix[id]].gateway = Some(Gateway {
+                network,
+                mac: port.spec.mac,
+                addresses,
+                enable_snat: g.enable_snat,
+            });
+        }
+    }
+
+    /// The associated floating IPs, in the order they came.
+    fn floating_ips(
+        &mut self,
+        store: &Store,
+        net_ix: &BTreeMap<String, usize>,
+        router_ix: &BTreeMap<String, usize>,
+    ) {
+        let (all, _) = ordered(store, Kind::FloatingIp, store.floating_ips().iter());
+        for f in all {
+            let Some(a) = &f.association else {
+                continue;
+            };
+            let (Some(&network), Some(&router), Some(port)) = (
+                net_ix.get(&f.floating_network_id),
+                router_ix.get(&a.router),
+                self.ports.iter().position(|p| p.id == a.port_id),
+            ) else {
+                continue;
+            };
+            self.floating_ips.push(FloatingIp {
+                id: f.id.clone(),
+                address: f.floating_ip_address,
+                network,
+                port,
+                fixed: a.fixed,
+                router,
+            });
+        }
     }
 }
 
