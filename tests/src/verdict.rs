@@ -44,6 +44,9 @@ pub struct Verdicts {
     /// How long the first apply of the configuration took.
     pub first_apply: std::time::Duration,
     ifindexes: Vec<u32>,
+    /// (physical network, interface) of each uplink made by
+    /// [`Verdicts::on_veths_with_uplinks`].
+    uplinks: Vec<(String, String)>,
     /// Holds the dummy interfaces of the other ports; dropped after `dp`.
     _ns: Netns,
 }
@@ -74,13 +77,37 @@ impl Verdicts {
     /// (`from_uplink` looks them up among uplinks, `from_vm` among ports).
     pub fn with_uplinks(config: &Value, source: &str, uplinks: &[(&str, u32)]) -> Result<Verdicts> {
         let uplinks = uplinks.iter().map(|(p, i)| (p.to_string(), *i)).collect();
-        Self::build_with(config, Some(source), 64, common::MAX_CONNTRACK, uplinks)
+        Self::build_with(
+            config,
+            Some(source),
+            64,
+            common::MAX_CONNTRACK,
+            uplinks,
+            &[],
+        )
     }
 
     /// Every port on a veth interface of the namespace, none on loopback:
     /// for [`Verdicts::inside`], where any port can be the sender.
     pub fn on_veths(config: &Value) -> Result<Verdicts> {
         Self::build(config, None, 64, common::MAX_CONNTRACK)
+    }
+
+    /// As [`Verdicts::on_veths`], with an uplink for each of `physnets`
+    /// (`dataplane run --uplink PHYSNET=IFNAME`): a veth of the namespace,
+    /// named by [`Verdicts::uplink`].
+    pub fn on_veths_with_uplinks(config: &Value, physnets: &[&str]) -> Result<Verdicts> {
+        let none = Default::default();
+        Self::build_with(config, None, 64, common::MAX_CONNTRACK, none, physnets)
+    }
+
+    /// The interface carrying `physnet`, made by
+    /// [`Verdicts::on_veths_with_uplinks`].
+    pub fn uplink(&self, physnet: &str) -> Option<&str> {
+        self.uplinks
+            .iter()
+            .find(|(p, _)| p == physnet)
+            .map(|(_, name)| name.as_str())
     }
 
     fn build(
@@ -95,6 +122,7 @@ impl Verdicts {
             max_ports,
             max_connections,
             Default::default(),
+            &[],
         )
     }
 
@@ -103,7 +131,8 @@ impl Verdicts {
         source: Option<&str>,
         max_ports: u32,
         max_connections: u32,
-        uplinks: std::collections::BTreeMap<String, u32>,
+        mut uplinks: std::collections::BTreeMap<String, u32>,
+        uplink_veths: &[&str],
     ) -> Result<Verdicts> {
         let document = Document::parse(&config.to_string(), Format::Json)?;
         let topology = Topology::of(&dataplane_config::validate(&document)?);
@@ -123,6 +152,14 @@ impl Verdicts {
         }
         if let Some(source) = source {
             anyhow::ensure!(ifindexes.contains(&1), "no port {source}");
+        }
+        let mut uplink_names = Vec::new();
+        for (i, physnet) in uplink_veths.iter().enumerate() {
+            let (name, peer) = (format!("u{i}"), format!("w{i}"));
+            ns.ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer])?;
+            ns.ip(&["link", "set", &name, "up"])?;
+            uplinks.insert(physnet.to_string(), ns.ifindex(&name)?);
+            uplink_names.push((physnet.to_string(), name));
         }
         let taps = taps(&topology, &ifindexes);
         let (dp, first_apply) = ns.run_inside(move || {
@@ -147,6 +184,7 @@ impl Verdicts {
             topology,
             first_apply,
             ifindexes,
+            uplinks: uplink_names,
             _ns: ns,
         })
     }
