@@ -6,13 +6,18 @@
 //!
 //! The model covers port security, L2 forwarding (ports, shared MACs,
 //! floods), the ARP/ND responder, the receiving port's MAC filter,
-//! security groups for a connection's first packet, and routing with the
-//! router's own answers (`model/route.rs`). It assumes what the fuzzer
-//! guarantees: empty connection tracking and no active group member
-//! (traced frames write neither), and no ICMP rate limit (traced frames
-//! are exempt).
+//! security groups for a connection's first packet, routing with the
+//! router's own answers (`model/route.rs`), and what leaves through a
+//! router's external gateway (`model/external.rs`: SNAT, floating IPs,
+//! the next hop's resolution). It assumes what the fuzzer guarantees:
+//! empty connection tracking, no SNAT connection and no active group
+//! member (traced frames write none), no ICMP rate limit (traced frames
+//! are exempt), and the neighbours outside it was told the datapath knows.
 
+mod external;
 mod route;
+
+pub use external::{Asking, Leaving, Port};
 
 use std::net::IpAddr;
 
@@ -32,6 +37,15 @@ pub enum Sent {
     Errored(DropReason, u8, u8),
     /// Each receiving port (by index in the topology) and its verdict.
     Delivered(Vec<(usize, Result<(), DropReason>)>),
+    /// Routed out of the uplink of a router's external network.
+    Left(Leaving),
+    /// Routed toward the outside and dropped on the way: by the sender's
+    /// egress rules or by the router's gateway.
+    DroppedLeaving(DropReason),
+    /// Routed toward the outside, whose next hop is not known: dropped
+    /// `ext_resolving`, and an ARP request for it sent in its place
+    /// (none if the frame is too short to become one).
+    Resolving(Option<Asking>),
 }
 
 // Ethertypes, IP protocols, ICMP types, ports: the numbers' names are
@@ -210,11 +224,33 @@ struct Flow {
 
 pub struct Model {
     t: Topology,
+    /// Physical networks this host has an uplink for.
+    uplinks: Vec<String>,
+    /// Neighbours known on external networks: (network, address, MAC).
+    neighbours: Vec<(usize, std::net::Ipv4Addr, [u8; 6])>,
 }
 
 impl Model {
     pub fn new(t: Topology) -> Model {
-        Model { t }
+        Model {
+            t,
+            uplinks: Vec::new(),
+            neighbours: Vec::new(),
+        }
+    }
+
+    /// This host reaches the external networks on `physnet` (as `dataplane
+    /// run --uplink PHYSNET=...`).
+    pub fn uplink(mut self, physnet: &str) -> Model {
+        self.uplinks.push(physnet.to_string());
+        self
+    }
+
+    /// The datapath knows `addr` on external network `network` at `mac`
+    /// (learned from ARP on the uplink).
+    pub fn neighbour(mut self, network: usize, addr: std::net::Ipv4Addr, mac: [u8; 6]) -> Model {
+        self.neighbours.push((network, addr, mac));
+        self
     }
 
     pub fn topology(&self) -> &Topology {

@@ -31,14 +31,25 @@ pub(super) enum Owner {
 
 /// Where a router's route leads.
 #[derive(Clone, Copy, Debug)]
-struct Route {
-    network: usize,
-    /// The router's address on the subnet (connected), or the next hop.
-    addr: IpAddr,
-    connected: bool,
-    prefix_len: u8,
+pub(super) struct Route {
+    pub(super) network: usize,
+    /// The router's address on the subnet (connected), or the next hop
+    /// (none for an external subnet, which is on link).
+    pub(super) addr: Option<IpAddr>,
+    /// One of the router's own subnets (an interface's).
+    pub(super) connected: bool,
+    /// Through the router's external gateway (`model/external.rs`).
+    pub(super) external: bool,
+    pub(super) prefix_len: u8,
     /// The egress network's MTU (0: none).
-    mtu: u32,
+    pub(super) mtu: u32,
+}
+
+impl Route {
+    /// The destination itself is on the route's link (no next hop).
+    fn on_link(&self) -> bool {
+        self.connected || (self.external && self.addr.is_none())
+    }
 }
 
 /// What the routing step decides before anything is sent.
@@ -49,9 +60,11 @@ enum Decision {
     Answer(u8, u8, DropReason),
     /// Delivered to these ports, each addressed to its MAC.
     Deliver(Vec<(usize, [u8; 6])>),
+    /// Out of the router's external gateway, to this next hop.
+    Leave(IpAddr),
 }
 
-use Decision::{Answer, Deliver, Drop};
+use Decision::{Answer, Deliver, Drop, Leave};
 
 fn link_local(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
@@ -73,9 +86,10 @@ impl Model {
     }
 
     /// The router's route to `addr`: the longest prefix among its
-    /// connected subnets and static routes; a connected subnet before a
-    /// static route to the same prefix, the first of two static ones.
-    fn route_to(&self, r: usize, addr: IpAddr) -> Option<Route> {
+    /// connected subnets (its interfaces', then its gateway's), static
+    /// routes and the gateway's default route; at the same prefix the one
+    /// in that order first.
+    pub(super) fn route_to(&self, r: usize, addr: IpAddr) -> Option<Route> {
         let router = &self.t.routers[r];
         let mut best: Option<(u8, Route)> = None;
         let mut consider = |cidr: IpNet, route: Route| {
@@ -87,30 +101,47 @@ impl Model {
             let cidr = self.t.subnets[i.subnet].cidr;
             let route = Route {
                 network: i.network,
-                addr: i.ip,
+                addr: Some(i.ip),
                 connected: true,
+                external: false,
                 prefix_len: cidr.prefix_len(),
                 mtu: self.t.networks[i.network].mtu,
             };
             consider(cidr, route);
         }
+        let outside = self.gateway_subnets(r);
+        for &(cidr, route) in &outside {
+            consider(cidr, route);
+        }
         for s in &router.routes {
-            // Through the interface on the subnet holding the next hop.
-            let Some(i) = router
+            // Through the interface (or the gateway's subnet) holding the
+            // next hop.
+            let inside = router
                 .interfaces
                 .iter()
                 .find(|i| self.t.subnets[i.subnet].cidr.contains(&s.nexthop))
-            else {
+                .map(|i| (i.network, false));
+            let via = inside.or_else(|| {
+                outside
+                    .iter()
+                    .find(|(c, _)| c.contains(&s.nexthop))
+                    .map(|(_, o)| (o.network, true))
+            });
+            let Some((network, external)) = via else {
                 continue;
             };
             let route = Route {
-                network: i.network,
-                addr: s.nexthop,
+                network,
+                addr: Some(s.nexthop),
                 connected: false,
+                external,
                 prefix_len: s.destination.prefix_len(),
-                mtu: self.t.networks[i.network].mtu,
+                mtu: self.t.networks[network].mtu,
             };
             consider(s.destination, route);
+        }
+        if let Some((cidr, route)) = self.default_route(r) {
+            consider(cidr, route);
         }
         best.map(|(_, r)| r)
     }
@@ -204,6 +235,7 @@ impl Model {
                     .collect(),
             ),
             Ok(Answer(ty, code, reason)) => self.answer(from, r, &b, ty, code, reason),
+            Ok(Leave(via)) => self.leave(from, r, &b, via),
         }
     }
 
@@ -219,15 +251,21 @@ impl Model {
         let Some(route) = self.route_to(r, ip.dst) else {
             return Ok(Answer(ICMP_DEST_UNREACH, ICMP_NET_UNREACH, R::NoRoute));
         };
-        if route.connected && route.prefix_len <= 30 {
+        if route.on_link() && route.prefix_len <= 30 {
             let hostmask = u32::MAX >> route.prefix_len;
             if u32::from(dst) & hostmask == hostmask {
                 return Ok(Drop(R::NoRoute));
             }
         }
-        let target = if route.connected { ip.dst } else { route.addr };
+        let target = match route.addr {
+            Some(next) if !route.on_link() => next,
+            _ => ip.dst,
+        };
         let owner = self.owner(route.network, target);
         match owner {
+            // Nobody inside holds what is outside: the next hop is found
+            // on the uplink.
+            Owner::None if route.external => {}
             Owner::None => return Ok(Answer(ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, R::NoRoute)),
             Owner::Router(x) if x == r && route.connected => return Ok(local_v4(b, &ip)),
             Owner::Router(_) => return Ok(Drop(R::NoRoute)),
@@ -242,6 +280,9 @@ impl Model {
                 return Ok(Drop(R::MtuExceeded));
             }
             return Ok(Answer(ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, R::MtuExceeded));
+        }
+        if route.external {
+            return Ok(Leave(target));
         }
         Ok(self.deliver(from, owner))
     }
@@ -262,7 +303,10 @@ impl Model {
         let Some(route) = self.route_to(r, ip.dst) else {
             return Ok(Answer(ICMPV6_DEST_UNREACH, ICMPV6_NOROUTE, R::NoRoute));
         };
-        let target = if route.connected { ip.dst } else { route.addr };
+        let target = match route.addr {
+            Some(next) if !route.connected => next,
+            _ => ip.dst,
+        };
         let owner = self.owner(route.network, target);
         match owner {
             Owner::None => {
@@ -349,14 +393,17 @@ impl Model {
         }
         let mut route = self.route_to(r, src)?;
         if !route.connected {
-            route = self.route_to(r, route.addr).filter(|v| v.connected)?;
+            // Never through the gateway: the sender is inside.
+            route = self.route_to(r, route.addr?).filter(|v| v.connected)?;
         }
-        (route.network == self.t.ports[from].network).then_some(route.addr)
+        (route.network == self.t.ports[from].network)
+            .then_some(route.addr)
+            .flatten()
     }
 
     /// The sender's egress rules for a packet to the router, a remote
     /// without security groups.
-    fn egress_to_router(&self, from: usize, b: &Bytes) -> Result<(), DropReason> {
+    pub(super) fn egress_to_router(&self, from: usize, b: &Bytes) -> Result<(), DropReason> {
         if !self.secure(from) {
             return Ok(());
         }

@@ -1,0 +1,239 @@
+//! The model of a router's external gateway, from the README's rules
+//! ("External networks, router gateways and floating IPs" and "Forwarding
+//! and routing"): the routes it adds (its external subnets on link, the
+//! default route through the first one's `gateway_ip`, static routes
+//! through them), and what becomes of a packet routed there once the
+//! sender's egress rules let it go: a floating IP or the gateway's own
+//! address as destination is not reached from inside (hairpin, `no_route`);
+//! a source with a floating IP leaves as it; any other leaves as the
+//! gateway's address with a port of its own (SNAT: TCP, UDP and ICMP echo
+//! requests, not fragments), or untranslated without `enable_snat`. It
+//! goes to the next hop's MAC when that neighbour is known on the uplink,
+//! else an ARP request for it goes out in its place and the packet is
+//! dropped `ext_resolving`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use common::{DropReason, proto::*};
+use ipnet::IpNet;
+
+use super::{Bytes, Frag, Model, R, Sent, ipv4, route::Route};
+
+/// A frame as it leaves through the uplink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    /// The source port (TCP, UDP) or echo identifier.
+    pub port: Port,
+}
+
+/// What becomes of the sender's port (or echo identifier) on the way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// Left as it was (a floating IP, no SNAT, or no port at all).
+    Kept,
+    /// One of the gateway's, chosen by SNAT (not below
+    /// `common::NAT_PORT_MIN`).
+    Chosen,
+}
+
+/// The ARP request that goes out instead of a packet whose next hop is
+/// not known: from the gateway port's MAC and address, for the next hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asking {
+    pub mac: [u8; 6],
+    pub who_has: Ipv4Addr,
+    pub tell: Ipv4Addr,
+}
+
+/// A frame that can hold an ARP request: Ethernet and 28 bytes.
+const ARP_FRAME_LEN: usize = 14 + 28;
+
+impl Model {
+    /// The router's external subnets (on link through its gateway), in
+    /// the order of its `external_fixed_ips`; IPv4 only.
+    pub(super) fn gateway_subnets(&self, r: usize) -> Vec<(IpNet, Route)> {
+        let Some(g) = &self.t.routers[r].gateway else {
+            return Vec::new();
+        };
+        g.addresses
+            .iter()
+            .filter(|(_, a)| a.is_ipv4())
+            .map(|&(s, _)| {
+                let cidr = self.t.subnets[s].cidr.trunc();
+                (cidr, self.external_route(r, None, cidr.prefix_len()))
+            })
+            .collect()
+    }
+
+    /// The default route through the first external subnet with an IPv4
+    /// `gateway_ip` (the outside's router).
+    pub(super) fn default_route(&self, r: usize) -> Option<(IpNet, Route)> {
+        let g = self.t.routers[r].gateway.as_ref()?;
+        let hop = g
+            .addresses
+            .iter()
+            .filter(|(_, a)| a.is_ipv4())
+            .find_map(|&(s, _)| self.t.subnets[s].gateway_ip.filter(|h| h.is_ipv4()))?;
+        let any = IpNet::V4(ipnet::Ipv4Net::default());
+        Some((any, self.external_route(r, Some(hop), 0)))
+    }
+
+    fn external_route(&self, r: usize, next: Option<IpAddr>, prefix_len: u8) -> Route {
+        let network = self.t.routers[r]
+            .gateway
+            .as_ref()
+            .expect("a gateway")
+            .network;
+        Route {
+            network,
+            addr: next,
+            connected: false,
+            external: true,
+            prefix_len,
+            mtu: self.t.networks[network].mtu,
+        }
+    }
+
+    /// The router's address on the outside: the first IPv4 one of its
+    /// gateway (what SNAT uses).
+    fn gateway_address(&self, r: usize) -> Option<Ipv4Addr> {
+        let g = self.t.routers[r].gateway.as_ref()?;
+        g.addresses.iter().find_map(|(_, a)| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// Addresses on external network `network` that are the datapath's:
+    /// every router's gateway address there, and the floating IPs.
+    fn outside_addresses(&self, network: usize) -> Vec<Ipv4Addr> {
+        let gateways = self
+            .t
+            .routers
+            .iter()
+            .filter_map(|r| r.gateway.as_ref())
+            .filter(|g| g.network == network)
+            .flat_map(|g| g.addresses.iter())
+            .filter_map(|(_, a)| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            });
+        let floating = self
+            .t
+            .floating_ips
+            .iter()
+            .filter(|f| f.network == network)
+            .map(|f| f.address);
+        gateways.chain(floating).collect()
+    }
+
+    /// Whether this host has an uplink for external network `network`.
+    fn uplinked(&self, network: usize) -> bool {
+        self.t.networks[network]
+            .physical_network
+            .as_ref()
+            .is_some_and(|p| self.uplinks.contains(p))
+    }
+
+    /// A packet routed by router `r` toward its gateway, to next hop `via`
+    /// (TTL already checked): the sender's egress rules, then the gateway.
+    pub(super) fn leave(&self, from: usize, r: usize, b: &Bytes, via: IpAddr) -> Sent {
+        if let Err(refused) = self.egress_to_router(from, b) {
+            return Sent::DroppedLeaving(refused);
+        }
+        match self.to_external(r, b, via) {
+            Ok(sent) => sent,
+            Err(reason) => Sent::DroppedLeaving(reason),
+        }
+    }
+
+    fn to_external(&self, r: usize, b: &Bytes, via: IpAddr) -> Result<Sent, DropReason> {
+        let g = self.t.routers[r].gateway.as_ref().ok_or(R::NoRoute)?;
+        if !self.uplinked(g.network) {
+            return Err(R::NoUplink);
+        }
+        let ip = ipv4(b)?;
+        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(via)) = (ip.src, ip.dst, via) else {
+            unreachable!("external routes are IPv4");
+        };
+        if self.outside_addresses(g.network).contains(&dst) {
+            return Err(R::NoRoute);
+        }
+        let floating = self
+            .t
+            .floating_ips
+            .iter()
+            .find(|f| f.router == r && f.fixed == src);
+        let gateway = self.gateway_address(r).ok_or(R::NoRoute)?;
+        let (new_src, port) = match floating {
+            Some(f) => {
+                rewritable(b, &ip, false)?;
+                (f.address, Port::Kept)
+            }
+            None if !g.enable_snat => (src, Port::Kept),
+            None => {
+                snat_translatable(b, &ip)?;
+                (gateway, Port::Chosen)
+            }
+        };
+        let known = self
+            .neighbours
+            .iter()
+            .find(|(n, a, _)| *n == g.network && *a == via);
+        let Some(&(_, _, mac)) = known else {
+            let asking = (b.0.len() >= ARP_FRAME_LEN).then_some(Asking {
+                mac: g.mac.0,
+                who_has: via,
+                tell: gateway,
+            });
+            return Ok(Sent::Resolving(asking));
+        };
+        Ok(Sent::Left(Leaving {
+            src_mac: g.mac.0,
+            dst_mac: mac,
+            src: new_src,
+            dst,
+            ttl: b.get::<1>(22)?[0] - 1,
+            port,
+        }))
+    }
+}
+
+/// SNAT needs the connection's ports: an unfragmented TCP or UDP packet,
+/// or an ICMP echo request (its identifier), whole enough to rewrite.
+fn snat_translatable(b: &Bytes, ip: &super::Ip) -> Result<(), DropReason> {
+    if ip.frag != Frag::None {
+        return Err(R::IpFragment);
+    }
+    match ip.proto {
+        IPPROTO_TCP | IPPROTO_UDP => rewritable(b, ip, true),
+        IPPROTO_ICMP => match b.get::<2>(ip.l4) {
+            // The identifier at 4, the checksum at 2.
+            Ok([ICMP_ECHO, _]) => b.get::<2>(ip.l4 + 4).map(|_| ()),
+            _ => Err(R::NoNat),
+        },
+        _ => Err(R::NoNat),
+    }
+}
+
+/// Whether the fields a translation rewrites are in the frame: a TCP or
+/// UDP checksum (which covers the addresses; not in a later fragment),
+/// and with `ports` both ports.
+fn rewritable(b: &Bytes, ip: &super::Ip, ports: bool) -> Result<(), DropReason> {
+    if ports {
+        b.get::<4>(ip.l4)?;
+    }
+    if ip.frag == Frag::Later {
+        return Ok(());
+    }
+    match ip.proto {
+        IPPROTO_TCP => b.get::<2>(ip.l4 + 16).map(|_| ()),
+        IPPROTO_UDP => b.get::<2>(ip.l4 + 6).map(|_| ()),
+        _ => Ok(()),
+    }
+}
