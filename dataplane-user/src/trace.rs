@@ -26,8 +26,8 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use common::{
     DropReason, ExtAddr, ExtAddrKey, FLOOD_DOMAIN_GROUP_BASE, FloodKey, NEIGH_PREFIX_BITS, Neigh,
-    NeighV4Key, NeighV6Key, OUT_DROP, OUT_EXTERNAL, OUT_FLOOD, OUT_ICMP_ERROR, OUT_PORT, OUT_REPLY,
-    TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC, TxMeta, Uplink, UplinkKey,
+    NeighV4Key, NeighV6Key, OUT_DROP, OUT_EXTERNAL, OUT_FLOOD, OUT_ICMP_ERROR, OUT_NONE, OUT_PORT,
+    OUT_REPLY, TARGET_GROUP, TX_F_TRACE, TX_META_MAGIC, TxMeta, Uplink, UplinkKey,
 };
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, LinkSlice, NetSlice, PacketBuilder,
@@ -130,7 +130,7 @@ impl Trace {
     /// is neither answered nor passed to the host.
     pub fn dropped(&self) -> bool {
         match self.verdict.as_str() {
-            "answered" | "passed to the host" | "sent out of the uplink" => false,
+            "answered" | "passed to the host" | "sent out of the uplink" | "consumed" => false,
             _ => self.delivered_to().is_empty(),
         }
     }
@@ -404,6 +404,10 @@ impl Probe {
                 }
             }
             (XDP_PASS, _) => trace.verdict = "passed to the host".into(),
+            // From an uplink: an ARP reply to one of the gateway's or
+            // floating addresses, which the datapath learns from (not when
+            // traced) and passes on to nobody.
+            (XDP_DROP, OUT_NONE) if source.index == 0 => trace.verdict = "consumed".into(),
             (a, kind) => bail!("from_vm returned {a} with decision {kind}: not understood"),
         }
         if trace.verdict == "forwarded" || trace.verdict == "flooded" {
