@@ -16,6 +16,7 @@
 
 mod external;
 mod route;
+mod uplink;
 
 pub use external::{Asking, Leaving, Port};
 
@@ -42,6 +43,11 @@ pub enum Sent {
     /// Routed toward the outside and dropped on the way: by the sender's
     /// egress rules or by the router's gateway.
     DroppedLeaving(DropReason),
+    /// From an uplink: not the datapath's, left to the host.
+    Passed,
+    /// From an uplink: an ARP reply to one of the datapath's addresses,
+    /// which it learns from (not when traced) and passes on to nobody.
+    Consumed,
     /// Routed toward the outside, whose next hop is not known: dropped
     /// `ext_resolving`, and an ARP request for it sent in its place
     /// (none if the frame is too short to become one).
@@ -330,7 +336,7 @@ impl Model {
                 Ok(receivers) => Sent::Delivered(
                     receivers
                         .into_iter()
-                        .map(|r| (r, self.receive(from, r, frame)))
+                        .map(|r| (r, self.receive(Some(from), r, frame)))
                         .collect(),
                 ),
             },
@@ -594,12 +600,15 @@ impl Model {
 
     /// The receiving side: the MAC filter, then the sender's egress and
     /// the receiver's ingress rules for a new connection.
-    fn receive(&self, from: usize, to: usize, frame: &[u8]) -> Result<(), DropReason> {
+    /// `from` None: the outside (through an uplink), a remote without
+    /// port security or security groups.
+    fn receive(&self, from: Option<usize>, to: usize, frame: &[u8]) -> Result<(), DropReason> {
         let dst: [u8; 6] = frame[..6].try_into().expect("6");
         if self.secure(to) && !is_multicast(&dst) && !self.macs(to).contains(&dst) {
             return Err(R::IngressMac);
         }
-        if !self.secure(from) && !self.secure(to) {
+        let sender = from.filter(|&p| self.secure(p));
+        if sender.is_none() && !self.secure(to) {
             return Ok(());
         }
         let Some(flow) = flow(&Bytes(frame))? else {
@@ -608,11 +617,11 @@ impl Model {
         if base_allowed(&flow) {
             return Ok(());
         }
-        if self.secure(from) {
-            self.policy(from, Some(to), Direction::Egress, &flow)?;
+        if let Some(p) = sender {
+            self.policy(p, Some(to), Direction::Egress, &flow)?;
         }
         if self.secure(to) {
-            self.policy(to, Some(from), Direction::Ingress, &flow)?;
+            self.policy(to, from, Direction::Ingress, &flow)?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use aya_obj::programs::XdpAttachType;
 use common::proto::ARPOP_REPLY;
 use dataplane_agent::{
     datapath::PROG_FROM_UPLINK,
-    show,
+    show::{self, PortView},
     trace::{self, Probe, Trace},
 };
 use dataplane_config::{MacAddr, Topology};
@@ -127,6 +127,8 @@ fn config() -> Value {
                 { "direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443, "remote_ip_prefix": "10.0.0.0/29" },
                 { "direction": "ingress", "protocol": "icmp", "port_range_min": 8, "remote_group_id": "web" },
                 { "direction": "ingress", "ethertype": "IPv6", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010 },
+                // The outside, through a floating IP.
+                { "direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010, "remote_ip_prefix": "198.51.100.0/24" },
                 { "direction": "egress", "ethertype": "IPv4" },
                 { "direction": "egress", "ethertype": "IPv6" },
             ]},
@@ -209,6 +211,67 @@ fn config() -> Value {
     })
 }
 
+/// MACs, IPv4 and IPv6 addresses that frames are built from.
+type Pools = (Vec<[u8; 6]>, Vec<[u8; 4]>, Vec<[u8; 16]>);
+
+/// Addresses and MACs no port owns: broadcast, multicast, unknown ones,
+/// and outside ones (the upstream router, a host on the external subnet
+/// and its broadcast, one behind the static route, the Internet).
+fn fixed_pools() -> Pools {
+    let macs = vec![
+        [0xff; 6],
+        [0x33, 0x33, 0, 0, 0, 1],
+        [0x33, 0x33, 0xff, 0, 0, 5],
+        [1, 0, 0x5e, 0, 0, 0x12],
+        [0; 6],
+        [0xfa, 0x16, 0x3e, 0xaa, 0xbb, 0xcc],
+    ];
+    let v4 = vec![
+        [0; 4],
+        [255; 4],
+        [224, 0, 0, 18],
+        [10, 0, 0, 1],
+        [10, 0, 0, 250],
+        [10, 0, 0, 255],
+        [10, 1, 0, 99],
+        [10, 2, 0, 99],
+        [192, 0, 2, 1],
+        [203, 0, 113, 1],
+        [203, 0, 113, 77],
+        [203, 0, 113, 255],
+        [198, 51, 100, 7],
+        [8, 8, 8, 8],
+    ];
+    let v6 = vec![
+        [0; 16],
+        lab::pkt::v6("ff02::1"),
+        lab::pkt::v6("ff02::2"),
+        lab::pkt::v6("ff02::16"),
+        lab::pkt::v6("fd00::99"),
+        lab::pkt::v6("2001:db8::1"),
+    ];
+    (macs, v4, v6)
+}
+
+/// The gateway and floating addresses, each with the MAC of the gateway
+/// port that answers for it.
+fn outside_addresses(t: &Topology) -> Vec<([u8; 4], [u8; 6])> {
+    let mut ours = Vec::new();
+    for g in t.routers.iter().filter_map(|r| r.gateway.as_ref()) {
+        for (_, a) in &g.addresses {
+            if let std::net::IpAddr::V4(a) = a {
+                ours.push((a.octets(), g.mac.0));
+            }
+        }
+    }
+    for f in &t.floating_ips {
+        if let Some(g) = &t.routers[f.router].gateway {
+            ours.push((f.address.octets(), g.mac.0));
+        }
+    }
+    ours
+}
+
 /// Frames built from pools of the topology's own MACs and addresses (so
 /// that allowed, spoofed, shared and unknown ones all occur), with random
 /// header fields, then cut, corrupted or padded.
@@ -218,45 +281,16 @@ struct Gen<'a> {
     macs: Vec<[u8; 6]>,
     v4: Vec<[u8; 4]>,
     v6: Vec<[u8; 16]>,
+    /// The routers' gateway port MACs, and the gateway and floating
+    /// addresses with the MAC of the gateway that answers for each: what
+    /// frames from outside go to.
+    gateway_macs: Vec<[u8; 6]>,
+    ours: Vec<([u8; 4], [u8; 6])>,
 }
 
 impl<'a> Gen<'a> {
     fn new(seed: u64, t: &'a Topology) -> Gen<'a> {
-        let mut macs = vec![
-            [0xff; 6],
-            [0x33, 0x33, 0, 0, 0, 1],
-            [0x33, 0x33, 0xff, 0, 0, 5],
-            [1, 0, 0x5e, 0, 0, 0x12],
-            [0; 6],
-            [0xfa, 0x16, 0x3e, 0xaa, 0xbb, 0xcc],
-        ];
-        let mut v4 = vec![
-            [0; 4],
-            [255; 4],
-            [224, 0, 0, 18],
-            [10, 0, 0, 1],
-            [10, 0, 0, 250],
-            [10, 0, 0, 255],
-            [10, 1, 0, 99],
-            [10, 2, 0, 99],
-            [192, 0, 2, 1],
-            // Outside: the upstream router, a host on the external subnet
-            // and its broadcast, one behind the static route, the
-            // Internet.
-            [203, 0, 113, 1],
-            [203, 0, 113, 77],
-            [203, 0, 113, 255],
-            [198, 51, 100, 7],
-            [8, 8, 8, 8],
-        ];
-        let mut v6 = vec![
-            [0; 16],
-            lab::pkt::v6("ff02::1"),
-            lab::pkt::v6("ff02::2"),
-            lab::pkt::v6("ff02::16"),
-            lab::pkt::v6("fd00::99"),
-            lab::pkt::v6("2001:db8::1"),
-        ];
+        let (mut macs, mut v4, mut v6) = fixed_pools();
         for p in &t.ports {
             macs.push(p.mac.0);
             macs.extend(p.allowed_address_pairs.iter().map(|a| a.mac.0));
@@ -298,14 +332,15 @@ impl<'a> Gen<'a> {
                     std::net::IpAddr::V6(a) => v6.push(a.octets()),
                 }
             }
-            // The gateway's addresses, which are not reached from inside.
-            for (_, a) in r.gateway.iter().flat_map(|g| &g.addresses) {
-                if let std::net::IpAddr::V4(a) = a {
-                    v4.push(a.octets());
-                }
-            }
         }
-        v4.extend(t.floating_ips.iter().map(|f| f.address.octets()));
+        let ours = outside_addresses(t);
+        // Destinations too: they are not reached from inside.
+        v4.extend(ours.iter().map(|(a, _)| *a));
+        let gateway_macs: Vec<[u8; 6]> = t
+            .routers
+            .iter()
+            .filter_map(|r| r.gateway.as_ref().map(|g| g.mac.0))
+            .collect();
         for m in macs.clone() {
             v6.push(link_local(m));
         }
@@ -317,6 +352,8 @@ impl<'a> Gen<'a> {
             macs,
             v4,
             v6,
+            gateway_macs,
+            ours,
         }
     }
 
@@ -459,6 +496,97 @@ impl<'a> Gen<'a> {
         f
     }
 
+    /// A frame from the outside, on the uplink: mostly to a gateway port's
+    /// MAC, ARP or IPv4 for the gateway and floating addresses, from
+    /// outside addresses (some from inside ones: spoofed), then cut,
+    /// corrupted or padded.
+    fn outside_frame(&mut self) -> Vec<u8> {
+        let dst = if self.r.chance(75) {
+            *self.r.pick(&self.gateway_macs)
+        } else {
+            *self.r.pick(&self.macs)
+        };
+        let src = if self.r.chance(80) {
+            UPSTREAM_MAC
+        } else {
+            *self.r.pick(&self.macs)
+        };
+        let mut f = Vec::with_capacity(128);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        match self.r.below(100) {
+            0..25 => self.outside_arp(src, &mut f),
+            25..92 => {
+                let from = self.outside_src();
+                let (to, mac) = if self.r.chance(80) {
+                    *self.r.pick(&self.ours)
+                } else {
+                    (*self.r.pick(&self.v4), dst)
+                };
+                // Mostly at the MAC the datapath answers ARP for it with.
+                if self.r.chance(85) {
+                    f[..6].copy_from_slice(&mac);
+                }
+                self.ipv4_between(from, to, &mut f);
+            }
+            _ => {
+                let ethertype: u16 = *self.r.pick(&[0x86dd, 0x8100, 0x88cc, 0x0000]);
+                f.extend_from_slice(&ethertype.to_be_bytes());
+                let n = self.r.below(64);
+                f.extend_from_slice(&self.bytes(n));
+            }
+        }
+        self.mutate(&mut f);
+        if f.len() < 14 {
+            let n = 14 - f.len();
+            let fill = self.bytes(n);
+            f.extend_from_slice(&fill);
+        }
+        f
+    }
+
+    /// An outside host's address most of the time, else any of the pool
+    /// (inside ones, martians).
+    fn outside_src(&mut self) -> [u8; 4] {
+        if self.r.chance(70) {
+            *self.r.pick(&[
+                [203, 0, 113, 1],
+                [203, 0, 113, 77],
+                [198, 51, 100, 7],
+                [8, 8, 8, 8],
+            ])
+        } else {
+            *self.r.pick(&self.v4)
+        }
+    }
+
+    /// ARP on the uplink: requests and replies for the datapath's
+    /// addresses and others.
+    fn outside_arp(&mut self, src: [u8; 6], f: &mut Vec<u8>) {
+        f.extend_from_slice(&0x0806u16.to_be_bytes());
+        let mut h = [0u8, 1, 8, 0, 6, 4];
+        if self.r.chance(8) {
+            let i = self.r.below(6);
+            h[i] = self.r.byte();
+        }
+        f.extend_from_slice(&h);
+        let oper: u16 = *self.r.pick(&[1, 1, 1, 2, 2, 3]);
+        f.extend_from_slice(&oper.to_be_bytes());
+        let spa = self.outside_src();
+        let tpa = if self.r.chance(70) {
+            self.r.pick(&self.ours).0
+        } else if self.r.chance(20) {
+            spa
+        } else {
+            *self.r.pick(&self.v4)
+        };
+        let tha = *self.r.pick(&[[0u8; 6], [0xff; 6], UPSTREAM_MAC]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&spa);
+        f.extend_from_slice(&tha);
+        f.extend_from_slice(&tpa);
+    }
+
     fn mutate(&mut self, f: &mut Vec<u8>) {
         if self.r.chance(20) {
             let n = self.r.below(f.len() + 1);
@@ -512,8 +640,19 @@ impl<'a> Gen<'a> {
         f.extend_from_slice(&tpa);
     }
 
-    /// Ethertype, IPv4 header (options, fragments, odd lengths) and payload.
+    /// Ethertype, IPv4 header (options, fragments, odd lengths) and
+    /// payload, from one of the port's addresses most of the time.
     fn ipv4(&mut self, from: usize, f: &mut Vec<u8>) {
+        let src = if self.r.chance(10) {
+            [0; 4]
+        } else {
+            self.src_v4(from)
+        };
+        let dst = *self.r.pick(&self.v4);
+        self.ipv4_between(src, dst, f);
+    }
+
+    fn ipv4_between(&mut self, src: [u8; 4], dst: [u8; 4], f: &mut Vec<u8>) {
         f.extend_from_slice(&0x0800u16.to_be_bytes());
         let proto: u8 = *self.r.pick(&[6, 6, 17, 17, 1, 1, 47, 132, 58]);
         let words: usize = match self.r.below(100) {
@@ -527,12 +666,6 @@ impl<'a> Gen<'a> {
             8 => 1 + self.r.below(0x1fff) as u16,
             _ => 0x2000 | (1 + self.r.below(0x1fff) as u16),
         };
-        let src = if self.r.chance(10) {
-            [0; 4]
-        } else {
-            self.src_v4(from)
-        };
-        let dst = *self.r.pick(&self.v4);
         let l4 = self.l4(proto, false);
         let header_len = words.max(5) * 4;
         let mut total = (header_len + l4.len()) as u16;
@@ -748,6 +881,10 @@ enum Seen {
     Left(String, PortSeen),
     /// Dropped `ext_resolving`, and the ARP request sent in its place.
     Resolving(Option<String>),
+    /// From the uplink: left to the host.
+    Passed,
+    /// From the uplink: an ARP reply the datapath takes for itself.
+    Consumed,
     Other(String),
 }
 
@@ -854,6 +991,8 @@ fn expected(model: &Model, sent: Sent, frame: &[u8]) -> Seen {
             Seen::Left(desc, port)
         }
         Sent::DroppedLeaving(r) => Seen::Dropped(r.name().into()),
+        Sent::Passed => Seen::Passed,
+        Sent::Consumed => Seen::Consumed,
         Sent::Resolving(a) => Seen::Resolving(a.map(|a| {
             format!(
                 "{} > {} who-has {} tell {} ({})",
@@ -888,6 +1027,12 @@ fn observed(t: Result<Trace>) -> Seen {
     }
     if t.verdict == "answered" {
         return Seen::Answered;
+    }
+    if t.verdict == "passed to the host" {
+        return Seen::Passed;
+    }
+    if t.verdict == "consumed" {
+        return Seen::Consumed;
     }
     if t.verdict.starts_with("forwarded") || t.verdict.starts_with("flooded") {
         let mut v: Vec<(String, Option<String>)> = t
@@ -936,15 +1081,18 @@ struct Report {
     outcomes: BTreeMap<String, u64>,
 }
 
+/// The external network the uplink carries.
+fn public(t: &Topology) -> Result<usize> {
+    t.networks
+        .iter()
+        .position(|n| n.physical_network.as_deref() == Some(PHYSNET))
+        .context("no external network on the uplink's physical network")
+}
+
 /// Teaches the datapath the upstream router's MAC, as its ARP reply to the
 /// gateway would (a frame on the uplink that is not traced: it is
 /// learned), and returns the model that knows it too.
-fn teach_upstream(dir: &Path, uplink: &str, topology: Topology) -> Result<Model> {
-    let public = topology
-        .networks
-        .iter()
-        .position(|n| n.external)
-        .context("no external network")?;
+fn teach_upstream(dir: &Path, uplink: &PortView, topology: Topology) -> Result<Model> {
     let upstream: std::net::Ipv4Addr = UPSTREAM.parse()?;
     let gateway_mac: MacAddr = GATEWAY_MAC.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut reply = lab::pkt::arp(
@@ -956,38 +1104,61 @@ fn teach_upstream(dir: &Path, uplink: &str, topology: Topology) -> Result<Model>
     );
     reply[0..6].copy_from_slice(&gateway_mac.0);
     reply[32..38].copy_from_slice(&gateway_mac.0);
-    let ifindex = show::ports(dir)
-        .and_then(|p| trace::uplink_source(dir, p.active_slot, uplink))?
-        .with_context(|| format!("{uplink} is no uplink of the datapath"))?
-        .ifindex;
     let path = dir.join("programs").join(PROG_FROM_UPLINK);
     let prog = Xdp::from_pin(&path, XdpAttachType::Interface)?;
-    let out = trace::run_xdp(&prog, &reply, 0, ifindex, 1)?;
+    let out = trace::run_xdp(&prog, &reply, 0, uplink.ifindex, 1)?;
     anyhow::ensure!(
         out.action == 1,
         "the ARP reply to the gateway was not consumed"
     );
+    let public = public(&topology)?;
     Ok(Model::new(topology)
         .uplink(PHYSNET)
         .neighbour(public, upstream, UPSTREAM_MAC))
 }
 
+/// The outcome a run counts, for its coverage: frames from the uplink
+/// apart, packets routed toward the outside by how they leave.
+fn outcome(t: &Topology, outside: bool, sent: &Sent, want: &Seen) -> String {
+    if let Some(k) = outside_key(t, sent) {
+        return k;
+    }
+    let key = match want {
+        Seen::Dropped(r) => format!("dropped {r}"),
+        Seen::Errored(r, ty, code) => format!("errored {r} type {ty} code {code}"),
+        Seen::Answered => "answered".into(),
+        Seen::Delivered(v) => {
+            let refused: Vec<&str> = v.iter().filter_map(|(_, r)| r.as_deref()).collect();
+            if refused.is_empty() {
+                "delivered".into()
+            } else {
+                format!("refused by a receiver: {}", refused.join(","))
+            }
+        }
+        Seen::Passed => "passed to the host".into(),
+        Seen::Consumed => "consumed".into(),
+        Seen::Left(..) | Seen::Resolving(_) => unreachable!("keyed as outside"),
+        Seen::Other(o) => o.clone(),
+    };
+    if outside {
+        format!("uplink: {key}")
+    } else {
+        key
+    }
+}
+
 fn run(dir: &Path, uplink: &str, topology: Topology, seed: u64, packets: u64) -> Result<Report> {
     let probe = Probe::open(dir)?;
-    let model = teach_upstream(dir, uplink, topology.clone())?;
     let ports = show::ports(dir)?;
     let views: Vec<_> = topology
         .ports
         .iter()
-        .map(|p| {
-            ports
-                .ports
-                .iter()
-                .find(|v| v.id == p.id)
-                .cloned()
-                .with_context(|| format!("port {} not live", p.id))
-        })
+        .map(|p| ports.find(&p.id).cloned())
         .collect::<Result<_>>()?;
+    let outside = trace::uplink_source(dir, ports.active_slot, uplink)?
+        .with_context(|| format!("{uplink} is no uplink of the datapath"))?;
+    let model = teach_upstream(dir, &outside, topology.clone())?;
+    let public = public(&topology)?;
     let mut g = Gen::new(seed, &topology);
     let mut report = Report {
         packets,
@@ -996,27 +1167,23 @@ fn run(dir: &Path, uplink: &str, topology: Topology, seed: u64, packets: u64) ->
         outcomes: BTreeMap::new(),
     };
     for i in 0..packets {
-        let from = g.r.below(topology.ports.len());
-        let frame = g.frame(from);
-        let sent = model.send(from, &frame);
-        let outside = outside_key(&topology, &sent);
-        let want = expected(&model, sent, &frame);
-        let got = observed(probe.run(&ports, &views[from], &frame));
-        let key = outside.unwrap_or_else(|| match &want {
-            Seen::Dropped(r) => format!("dropped {r}"),
-            Seen::Errored(r, ty, code) => format!("errored {r} type {ty} code {code}"),
-            Seen::Answered => "answered".into(),
-            Seen::Delivered(v) => {
-                let refused: Vec<&str> = v.iter().filter_map(|(_, r)| r.as_deref()).collect();
-                if refused.is_empty() {
-                    "delivered".into()
-                } else {
-                    format!("refused by a receiver: {}", refused.join(","))
-                }
+        // A port, or (None) the outside through the uplink.
+        let from = (!g.r.chance(15)).then(|| g.r.below(topology.ports.len()));
+        let (frame, sent, view) = match from {
+            Some(p) => {
+                let frame = g.frame(p);
+                let sent = model.send(p, &frame);
+                (frame, sent, &views[p])
             }
-            Seen::Left(..) | Seen::Resolving(_) => unreachable!("keyed as outside"),
-            Seen::Other(o) => o.clone(),
-        });
+            None => {
+                let frame = g.outside_frame();
+                let sent = model.arrive(public, &frame);
+                (frame, sent, &outside)
+            }
+        };
+        let want = expected(&model, sent.clone(), &frame);
+        let got = observed(probe.run(&ports, view, &frame));
+        let key = outcome(&topology, from.is_none(), &sent, &want);
         *report.outcomes.entry(key).or_default() += 1;
         if !agree(&want, &got) {
             report.mismatches += 1;
@@ -1024,8 +1191,8 @@ fn run(dir: &Path, uplink: &str, topology: Topology, seed: u64, packets: u64) ->
                 let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
                 let _ = writeln!(
                     report.cases,
-                    "seed {seed} packet {i} from port {}: frame {hex}\n  model:    {want:?}\n  datapath: {got:?}",
-                    topology.ports[from].id
+                    "seed {seed} packet {i} from {}: frame {hex}\n  model:    {want:?}\n  datapath: {got:?}",
+                    view.id
                 );
             }
         }
@@ -1112,6 +1279,16 @@ fn every_verdict_matches_the_model() {
         "outside: left by SNAT",
         "outside: left untranslated",
         "outside: resolving, ARP request sent",
+        // From the uplink.
+        "uplink: passed to the host",
+        "uplink: answered",
+        "uplink: consumed",
+        "uplink: dropped uplink_src",
+        "uplink: dropped no_nat",
+        "uplink: dropped ip_fragment",
+        "uplink: dropped ttl_exceeded",
+        "uplink: delivered",
+        "uplink: refused by a receiver: sg_ingress",
     ] {
         assert!(
             report.outcomes.contains_key(must),

@@ -50,6 +50,16 @@ pub struct Asking {
     pub tell: Ipv4Addr,
 }
 
+/// An address of an external network that is the datapath's.
+pub(super) struct ExtAddress {
+    /// The router whose gateway answers for it.
+    pub(super) router: usize,
+    /// Its gateway port's MAC, which ARP answers with.
+    pub(super) mac: [u8; 6],
+    /// A floating IP's fixed IP (None: the gateway's own address).
+    pub(super) fixed: Option<Ipv4Addr>,
+}
+
 /// A frame that can hold an ARP request: Ethernet and 28 bytes.
 const ARP_FRAME_LEN: usize = 14 + 28;
 
@@ -109,27 +119,33 @@ impl Model {
         })
     }
 
-    /// Addresses on external network `network` that are the datapath's:
-    /// every router's gateway address there, and the floating IPs.
-    fn outside_addresses(&self, network: usize) -> Vec<Ipv4Addr> {
-        let gateways = self
-            .t
-            .routers
-            .iter()
-            .filter_map(|r| r.gateway.as_ref())
-            .filter(|g| g.network == network)
-            .flat_map(|g| g.addresses.iter())
-            .filter_map(|(_, a)| match a {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => None,
-            });
-        let floating = self
-            .t
-            .floating_ips
-            .iter()
-            .filter(|f| f.network == network)
-            .map(|f| f.address);
-        gateways.chain(floating).collect()
+    /// What `addr` on external network `network` is to the datapath, if
+    /// anything: a router's gateway address, or a floating IP.
+    pub(super) fn ext_address(&self, network: usize, addr: Ipv4Addr) -> Option<ExtAddress> {
+        let gateway = self.t.routers.iter().enumerate().find_map(|(r, router)| {
+            let g = router.gateway.as_ref().filter(|g| g.network == network)?;
+            g.addresses
+                .iter()
+                .any(|(_, a)| *a == IpAddr::V4(addr))
+                .then_some(ExtAddress {
+                    router: r,
+                    mac: g.mac.0,
+                    fixed: None,
+                })
+        });
+        gateway.or_else(|| {
+            let f = self
+                .t
+                .floating_ips
+                .iter()
+                .find(|f| f.network == network && f.address == addr)?;
+            let g = self.t.routers[f.router].gateway.as_ref()?;
+            Some(ExtAddress {
+                router: f.router,
+                mac: g.mac.0,
+                fixed: Some(f.fixed),
+            })
+        })
     }
 
     /// Whether this host has an uplink for external network `network`.
@@ -161,7 +177,7 @@ impl Model {
         let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(via)) = (ip.src, ip.dst, via) else {
             unreachable!("external routes are IPv4");
         };
-        if self.outside_addresses(g.network).contains(&dst) {
+        if self.ext_address(g.network, dst).is_some() {
             return Err(R::NoRoute);
         }
         let floating = self
@@ -224,7 +240,7 @@ fn snat_translatable(b: &Bytes, ip: &super::Ip) -> Result<(), DropReason> {
 /// Whether the fields a translation rewrites are in the frame: a TCP or
 /// UDP checksum (which covers the addresses; not in a later fragment),
 /// and with `ports` both ports.
-fn rewritable(b: &Bytes, ip: &super::Ip, ports: bool) -> Result<(), DropReason> {
+pub(super) fn rewritable(b: &Bytes, ip: &super::Ip, ports: bool) -> Result<(), DropReason> {
     if ports {
         b.get::<4>(ip.l4)?;
     }

@@ -53,7 +53,7 @@ impl Route {
 }
 
 /// What the routing step decides before anything is sent.
-enum Decision {
+pub(super) enum Decision {
     Drop(DropReason),
     /// Answered by the router: (ICMP type, code, the drop an error stands
     /// for), or an echo reply.
@@ -64,7 +64,7 @@ enum Decision {
     Leave(IpAddr),
 }
 
-use Decision::{Answer, Deliver, Drop, Leave};
+pub(super) use Decision::{Answer, Deliver, Drop, Leave};
 
 fn link_local(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
@@ -219,7 +219,7 @@ impl Model {
     pub(super) fn routed(&self, from: usize, r: usize, frame: &[u8]) -> Sent {
         let b = Bytes(frame);
         let decided = match b.be16(12) {
-            Ok(ETH_P_IP) => self.decide_v4(from, r, &b),
+            Ok(ETH_P_IP) => self.decide_v4(Some(from), r, &b),
             Ok(ETH_P_IPV6) => self.decide_v6(from, r, &b),
             _ => Ok(Drop(R::NoRoute)),
         };
@@ -230,7 +230,7 @@ impl Model {
                     .map(|(p, mac)| {
                         let mut routed = frame.to_vec();
                         routed[..6].copy_from_slice(&mac);
-                        (p, self.receive(from, p, &routed))
+                        (p, self.receive(Some(from), p, &routed))
                     })
                     .collect(),
             ),
@@ -239,7 +239,13 @@ impl Model {
         }
     }
 
-    fn decide_v4(&self, from: usize, r: usize, b: &Bytes) -> Result<Decision, DropReason> {
+    /// `from`: the sending port (None: the outside, through the uplink).
+    pub(super) fn decide_v4(
+        &self,
+        from: Option<usize>,
+        r: usize,
+        b: &Bytes,
+    ) -> Result<Decision, DropReason> {
         let ip = ipv4(b)?;
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip.src, ip.dst) else {
             unreachable!("IPv4 addresses");
@@ -330,18 +336,21 @@ impl Model {
         if route.mtu != 0 && route.mtu <= 0xffff && length > route.mtu {
             return Ok(Answer(ICMPV6_PKT_TOOBIG, 0, R::MtuExceeded));
         }
-        Ok(self.deliver(from, owner))
+        Ok(self.deliver(Some(from), owner))
     }
 
     /// To the destination's owner: a port (never back to the sender), or
     /// every member of a group (no active member in traced frames).
-    fn deliver(&self, from: usize, owner: Owner) -> Decision {
+    fn deliver(&self, from: Option<usize>, owner: Owner) -> Decision {
         match owner {
-            Owner::Port(p, _) if p == from => Drop(R::Hairpin),
+            Owner::Port(p, _) if Some(p) == from => Drop(R::Hairpin),
             Owner::Port(p, mac) => Deliver(vec![(p, mac)]),
-            Owner::Group(members) => {
-                Deliver(members.into_iter().filter(|(p, _)| *p != from).collect())
-            }
+            Owner::Group(members) => Deliver(
+                members
+                    .into_iter()
+                    .filter(|(p, _)| Some(*p) != from)
+                    .collect(),
+            ),
             Owner::None | Owner::Router(_) => Drop(R::NoRoute),
         }
     }
