@@ -7,9 +7,10 @@
 //! The model covers port security, L2 forwarding (ports, shared MACs,
 //! floods), the ARP/ND responder, the receiving port's MAC filter,
 //! security groups for a connection's first packet, routing with the
-//! router's own answers (`model/route.rs`), and what leaves through a
+//! router's own answers (`model/route.rs`), what leaves through a
 //! router's external gateway (`model/external.rs`: SNAT, floating IPs,
-//! the next hop's resolution). It assumes what the fuzzer guarantees:
+//! the next hop's resolution) and what arrives on its uplink
+//! (`model/uplink.rs`). It assumes what the fuzzer guarantees:
 //! empty connection tracking, no SNAT connection and no active group
 //! member (traced frames write none), no ICMP rate limit (traced frames
 //! are exempt), and the neighbours outside it was told the datapath knows.

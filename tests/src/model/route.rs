@@ -7,7 +7,8 @@
 //! cannot forward, when the sender's egress rules allow the packet (the
 //! router being a remote without security groups), the error is allowed
 //! about that packet and the router routes back to the sender through the
-//! link it came from.
+//! link it came from. Routes through the router's external gateway, and
+//! what becomes of a packet leaving by them, are `model/external.rs`'s.
 
 use std::net::IpAddr;
 
