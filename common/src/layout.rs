@@ -185,6 +185,9 @@ macro_rules! pinned_maps {
             /// Tracked connections by zone (port) and tuple.
             CONNTRACK conntrack: lru_hash<$crate::CtKey, $crate::CtEntry> =
                 $crate::Sizing::Connections;
+            /// The flow cache: established connections' whole verdicts.
+            FLOW_CACHE flow_cache: lru_hash<$crate::FlowKey, $crate::FlowEntry> =
+                $crate::Sizing::Connections;
             /// How connection-table entries came and went (evictions).
             CT_STATS ct_stats: percpu_array<u32, $crate::CtStats> =
                 $crate::Sizing::Fixed($crate::CT_STATS_ENTRIES);

@@ -9,6 +9,7 @@
 //! LPM trie key's prefix bits run in the order the address is written.
 #![no_std]
 
+pub mod fastpath;
 pub mod layout;
 pub mod maps;
 pub mod nat;
@@ -16,6 +17,7 @@ pub mod proto;
 pub mod reason;
 pub mod tunnel;
 
+pub use fastpath::*;
 pub use layout::{ADDRESSES_PER_PORT, Limits, LpmKey, PER_PORT_ADDRESSES, Sizing, Slotted, names};
 pub use maps::*;
 pub use nat::*;

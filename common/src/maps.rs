@@ -180,6 +180,8 @@ pub struct PortStats {
     pub ra_replies: u64,
     /// Times this port became the active member of a shared address.
     pub claims: u64,
+    /// Frames forwarded through the flow cache (also in `forwarded`).
+    pub fast_path: u64,
     /// Frames dropped, by reason.
     pub drops: DropCounters,
 }
@@ -201,6 +203,7 @@ impl PortStats {
         self.icmp_limited += other.icmp_limited;
         self.ra_replies += other.ra_replies;
         self.claims += other.claims;
+        self.fast_path += other.fast_path;
         self.drops.add(&other.drops);
     }
 }
@@ -814,6 +817,8 @@ mod pod {
         SgStats,
         CtStats,
         SgMeta,
+        crate::fastpath::FlowKey,
+        crate::fastpath::FlowEntry,
         crate::nat::GatewayKey,
         crate::nat::Gateway,
         crate::nat::FloatingKey,

@@ -1,6 +1,6 @@
 //! The global configuration entry and port lookup.
 
-use common::{PortInfo, PortKey};
+use common::{DpConfig, PortInfo, PortKey};
 
 use crate::maps::{CONFIG, PORTS};
 
@@ -9,6 +9,13 @@ use crate::maps::{CONFIG, PORTS};
 #[inline(always)]
 pub fn active_slot() -> u32 {
     CONFIG.get(0).map(|c| c.active_slot).unwrap_or(0)
+}
+
+/// The live slot and generation, read once per packet like
+/// [`active_slot`].
+#[inline(always)]
+pub fn current() -> DpConfig {
+    CONFIG.get(0).copied().unwrap_or_default()
 }
 
 /// The port bound to `ifindex`, copied out of the map.

@@ -21,11 +21,19 @@ pub struct Flow {
     pub tcp_flags: u8,
     /// An ICMP error about a packet of `inner`.
     pub related: u8,
-    pub _pad: [u8; 3],
+    /// Which zones' rules applied and how (`sg`'s ZONE_* bits): in the
+    /// scratch entry, not on the stack, which has no room left.
+    pub seen: u8,
+    pub _pad: [u8; 2],
     /// The packet an ICMP error refers to (as it was sent).
     pub inner: Tuple,
     /// The packet's time (`bpf_ktime_get_coarse_ns`), read once for both zones.
     pub now: u64,
+    /// The configuration's generation, read once for both zones.
+    pub generation: u64,
+    /// Packets of the connection the flow cache forwarded since its entry
+    /// was last renewed (see `fastpath::take_hits`), counted with this one.
+    pub hits: u64,
 }
 
 /// A connection's addresses, ports and protocol, as one packet carries them.

@@ -5,7 +5,7 @@ use aya_ebpf::programs::XdpContext;
 use aya_log_ebpf::warn;
 use common::{
     ADDR_F_SHARED, DropReason, JUMP_ROUTE_V4, JUMP_ROUTE_V6, OUT_REPLY, PORT_F_SECURITY, PortInfo,
-    TARGET_ROUTER,
+    TARGET_PORT, TARGET_ROUTER, TX_F_STALE,
     proto::{
         ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMPV6_NEIGH_ADVERT,
         ICMPV6_NEIGH_SOLICIT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6,
@@ -13,8 +13,8 @@ use common::{
 };
 
 use crate::{
-    advert, config, drop, forward, groups, meta, packet::Packet, parse, portsec, responder, route,
-    stats,
+    advert, config, drop, fastpath, forward, groups, meta, packet::Packet, parse, portsec,
+    responder, route, stats,
 };
 
 #[inline(always)]
@@ -35,7 +35,22 @@ pub fn run(ctx: &XdpContext) -> u32 {
         s.rx_packets += 1;
         s.rx_bytes += pkt.len() as u64;
     });
-    match pipeline(ctx, &pkt, slot, &port) {
+    // A traced frame takes the full path: it shows every step, and an
+    // entry it found would count it as a hit.
+    let cached = if meta::tracing(ctx) {
+        fastpath::MISS
+    } else {
+        fastpath::lookup(&pkt, port.index)
+    };
+    if cached < fastpath::STALE {
+        return fastpath::forward(ctx, &port, cached);
+    }
+    let stale = if cached == fastpath::STALE {
+        TX_F_STALE
+    } else {
+        0
+    };
+    match pipeline(ctx, &pkt, slot, &port, stale) {
         Ok(action) => action,
         Err(reason) => drop::drop(ctx, port.index, reason, drop::NOTIFY),
     }
@@ -47,7 +62,13 @@ pub fn run(ctx: &XdpContext) -> u32 {
 /// verifier then lost.
 #[inline(always)]
 // Long on purpose: see above; one branch per protocol, inline.
-fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Result<u32, DropReason> {
+fn pipeline(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    slot: u32,
+    port: &PortInfo,
+    stale: u32,
+) -> Result<u32, DropReason> {
     let eth = parse::eth(pkt)?;
     // A traced frame claims nothing: tracing must not move a group's
     // active member.
@@ -59,14 +80,29 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
         0
     };
     let secure = port.flags & PORT_F_SECURITY != 0;
+    // Whether the flow cache may remember this frame's verdict (to_vm
+    // decides, see fastpath): a unicast to one port, from a source that
+    // claims nothing (a shared MAC or address moves a group's active
+    // member, which the cache would skip), TCP or UDP and not a fragment.
+    // One variable with `stale` (kept by [`fastpath::uncache`]): from_vm's
+    // stack is full.
+    let mut cache = if dest.kind == TARGET_PORT && claims {
+        fastpath::cacheable_flags(slot) | stale
+    } else {
+        stale
+    };
     if secure {
         let mac_flags = portsec::mac_flags(slot, port.index, eth.src).ok_or(DropReason::SrcMac)?;
-        if mac_flags & ADDR_F_SHARED != 0 && claims {
-            groups::claim_mac(slot, port, eth.src);
+        if mac_flags & ADDR_F_SHARED != 0 {
+            cache = fastpath::uncache(cache);
+            if claims {
+                groups::claim_mac(slot, port, eth.src);
+            }
         }
     }
     match eth.proto {
         ETH_P_ARP => {
+            cache = fastpath::uncache(cache);
             let arp = parse::arp(pkt)?;
             if secure {
                 portsec::check_arp(slot, port, &eth, &arp)?;
@@ -88,9 +124,15 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             let ip = parse::ipv4(pkt)?;
             if secure {
                 let flags = portsec::check_ipv4(pkt, slot, port, &eth, &ip)?;
-                if flags & ADDR_F_SHARED != 0 && claims {
-                    groups::claim_v4(slot, port, ip.src);
+                if flags & ADDR_F_SHARED != 0 {
+                    cache = fastpath::uncache(cache);
+                    if claims {
+                        groups::claim_v4(slot, port, ip.src);
+                    }
                 }
+            }
+            if !fastpath::may_cache(ip.proto, ip.frag) {
+                cache = fastpath::uncache(cache);
             }
             if router != 0 {
                 return Err(route::enter(ctx, slot, port, router, JUMP_ROUTE_V4));
@@ -100,9 +142,15 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             let ip = parse::ipv6(pkt)?;
             if secure {
                 let flags = portsec::check_ipv6(pkt, slot, port, &eth, &ip)?;
-                if flags & ADDR_F_SHARED != 0 && claims {
-                    groups::claim_v6(slot, port, ip.src);
+                if flags & ADDR_F_SHARED != 0 {
+                    cache = fastpath::uncache(cache);
+                    if claims {
+                        groups::claim_v6(slot, port, ip.src);
+                    }
                 }
+            }
+            if !fastpath::may_cache(ip.proto, ip.frag) {
+                cache = fastpath::uncache(cache);
             }
             if ip.proto == IPPROTO_ICMPV6 && ip.frag == parse::Frag::None {
                 let icmp = pkt
@@ -134,9 +182,10 @@ fn pipeline(ctx: &XdpContext, pkt: &Packet, slot: u32, port: &PortInfo) -> Resul
             if secure {
                 return Err(DropReason::Ethertype);
             }
+            cache = fastpath::uncache(cache);
         }
     }
     // The sender travels with the frame, for the receiver's security groups.
-    meta::tag(ctx, port, 0)?;
+    meta::tag_flags(ctx, port, cache)?;
     forward::l2(ctx, slot, port, dest)
 }

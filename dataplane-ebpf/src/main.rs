@@ -13,6 +13,7 @@ mod config;
 mod drop;
 mod events;
 mod external;
+mod fastpath;
 mod flow;
 mod forward;
 mod from_underlay;

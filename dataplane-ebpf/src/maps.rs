@@ -13,7 +13,7 @@ use aya_ebpf::{
     },
     macros::btf_map,
 };
-use common::{EventBudget, IcmpBudget, MAX_FLOOD_MEMBERS, MAX_PORTS};
+use common::{EventBudget, FlowKey, IcmpBudget, MAX_FLOOD_MEMBERS, MAX_PORTS};
 
 use crate::flow::Flow;
 
@@ -67,6 +67,11 @@ common::pinned_maps!(ebpf_maps);
 /// (per CPU: a packet is processed start to end on one CPU).
 #[btf_map]
 pub static FLOW: PerCpuArray<Flow, 1> = PerCpuArray::new();
+
+/// Scratch space for the flow cache's key (per CPU, as [`FLOW`]): the
+/// programs' stacks have no room for it.
+#[btf_map]
+pub static FLOW_KEY: PerCpuArray<FlowKey, 1> = PerCpuArray::new();
 
 /// Per-CPU state of the drop events' rate limit.
 #[btf_map]

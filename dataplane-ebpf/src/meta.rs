@@ -27,6 +27,12 @@ pub fn tag(ctx: &XdpContext, sender: &PortInfo, group: u32) -> Result<(), DropRe
     tag_with(ctx, sender, group, u32::from(sender.flags))
 }
 
+/// [`tag`] with more `TxMeta::flags` bits (the flow cache's).
+#[inline(always)]
+pub fn tag_flags(ctx: &XdpContext, sender: &PortInfo, extra: u32) -> Result<(), DropReason> {
+    tag_with(ctx, sender, 0, u32::from(sender.flags) | extra)
+}
+
 /// [`tag`] for a frame from another chassis: its host applied the sender's
 /// port security and egress rules (so `to_vm` skips them), and it must not
 /// leave through the tunnel again.

@@ -31,6 +31,7 @@ use common::{
 };
 
 use crate::{
+    fastpath,
     flow::{Flow, Tuple},
     maps::{CONFIG, CONNTRACK, CT_STATS, FLOW, POLICY, REMOTE_V4, REMOTE_V6, SG_STATS},
     packet::Packet,
@@ -41,6 +42,16 @@ const SEC: u64 = 1_000_000_000;
 
 /// [`check`]'s verdict for a packet that may be delivered.
 pub const PASS: u32 = u32::MAX;
+/// [`check`]'s verdict for a packet that may be delivered because every
+/// port with rules already tracks its connection (and the packet changed
+/// none of them but their timeouts): what the flow cache may remember.
+pub const PASS_TRACKED: u32 = u32::MAX - 1;
+
+/// Whether [`check`]'s verdict lets the packet through.
+#[inline(always)]
+pub const fn passed(verdict: u32) -> bool {
+    verdict >= PASS_TRACKED
+}
 
 /// A drop as [`check`] returns it: the port whose rules refused the packet
 /// (the sender's for egress) and the reason, in one plain u32.
@@ -57,7 +68,8 @@ pub fn refusal(verdict: u32) -> (u32, DropReason) {
 }
 
 /// Applies the sender's egress and the receiver's ingress rules; returns
-/// [`PASS`] to deliver, or [`refused`]'s encoding of a drop, for the caller
+/// [`PASS`] or [`PASS_TRACKED`] to deliver, or [`refused`]'s encoding of a
+/// drop, for the caller
 /// to count and stream through [`crate::drop::drop`]. A BPF subprogram so
 /// that its stack does not add to `to_vm`'s.
 #[inline(never)]
@@ -79,14 +91,17 @@ pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
     if base_allowed(flow) {
         return PASS;
     }
+    // What the flow cache let through since its entry went stale is
+    // counted with this packet.
+    flow.hits = fastpath::take_hits(pkt, tx, flow);
     // One clock read for both zones, kept in the scratch entry: `Zone` on
     // the stack has no room left. The coarse clock (CLOCK_MONOTONIC_COARSE,
     // behind CLOCK_MONOTONIC by at most a tick) is precise enough for
     // timeouts of 10 s and more, and costs a few ns where the precise one
     // cost ~30 ns per packet under real traffic.
     flow.now = unsafe { bpf_ktime_get_coarse_ns() };
-    let flow = &*flow;
-    let generation = CONFIG.get(0).map(|c| c.generation).unwrap_or(0);
+    // Like the clock: once for both zones, in the scratch entry.
+    flow.generation = CONFIG.get(0).map(|c| c.generation).unwrap_or(0);
     // A trace decides like any packet but leaves conntrack as it was.
     let trace = (tx.flags & TX_F_TRACE != 0) as u8;
     if tx.sender != 0 && tx.flags & u32::from(PORT_F_SECURITY) != 0 {
@@ -97,12 +112,16 @@ pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
             dir: POLICY_DIR_EGRESS,
             trace,
             remote: rx.identity,
-            generation,
         };
         let verdict = track(flow, &zone);
-        if verdict != PASS {
+        if !passed(verdict) {
             return verdict;
         }
+        flow.seen |= if verdict == PASS_TRACKED {
+            ZONE_APPLIED
+        } else {
+            ZONE_APPLIED | ZONE_UNTRACKED
+        };
     }
     if rx.flags & PORT_F_SECURITY != 0 {
         let zone = Zone {
@@ -112,15 +131,28 @@ pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
             dir: POLICY_DIR_INGRESS,
             trace,
             remote: tx.identity,
-            generation,
         };
         let verdict = track(flow, &zone);
-        if verdict != PASS {
+        if !passed(verdict) {
             return verdict;
         }
+        flow.seen |= if verdict == PASS_TRACKED {
+            ZONE_APPLIED
+        } else {
+            ZONE_APPLIED | ZONE_UNTRACKED
+        };
     }
-    PASS
+    if flow.seen == ZONE_APPLIED {
+        PASS_TRACKED
+    } else {
+        PASS
+    }
 }
+
+/// `Flow::seen` bits: a zone's rules applied; a zone let the packet
+/// through without a connection it tracked.
+const ZONE_APPLIED: u8 = 1;
+const ZONE_UNTRACKED: u8 = 2;
 
 /// One port's side of a packet.
 struct Zone {
@@ -133,7 +165,6 @@ struct Zone {
     trace: u8,
     /// Identity of the port at the other end (0: unknown).
     remote: u32,
-    generation: u64,
 }
 
 const PARSED_IP: u32 = 1;
@@ -378,24 +409,29 @@ fn next_state(state: u8, f: &Flow, reply: bool) -> u8 {
     }
 }
 
-/// Tracks the packet in `z`'s zone; returns [`PASS`] if it may pass, else
-/// the drop charged to the zone's port ([`refused`]). A BPF subprogram: the
-/// two zones' lookups would not fit one stack frame with the caller's.
+/// Tracks the packet in `z`'s zone; returns [`PASS_TRACKED`] if it may
+/// pass as a packet of a connection the zone tracks, [`PASS`] if it may
+/// pass otherwise, else the drop charged to the zone's port ([`refused`]).
+/// A BPF subprogram: the two zones' lookups would not fit one stack frame
+/// with the caller's.
 #[inline(never)]
 fn track(f: &Flow, z: &Zone) -> u32 {
     match track_zone(f, z) {
-        Ok(()) => PASS,
+        Ok(true) => PASS_TRACKED,
+        Ok(false) => PASS,
         Err(reason) => refused(z.port, reason),
     }
 }
 
 /// A packet of a live connection passes (after a re-check if the rules
-/// changed since); a new one needs the policy's consent.
+/// changed since); a new one needs the policy's consent. Ok(true): the
+/// packet belongs to a connection the zone tracked already (a trace's
+/// never counts as one: it updates nothing).
 #[inline(always)]
 // Long on purpose: one inline body keeps the verifier's view of the
 // packet and of the conntrack entry pointer in one frame; split into BPF
 // subprograms it needs more stack than `to_vm` has left (see `track`).
-fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
+fn track_zone(f: &Flow, z: &Zone) -> Result<bool, DropReason> {
     let now = f.now;
     let reason = if z.dir == POLICY_DIR_EGRESS {
         DropReason::SgEgress
@@ -404,7 +440,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     };
     let new_syn = f.t.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     if f.related != 0 && related_to_tracked(f, z.port, now) {
-        return Ok(());
+        return Ok(false);
     }
     for reversed in [false, true] {
         let key = ct_key(z.port, f.ipv6, &f.t, reversed);
@@ -416,7 +452,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
         if e.expires_ns < now || (e.state == CT_CLOSED && new_syn) {
             continue;
         }
-        if e.generation != z.generation {
+        if e.generation != f.generation {
             // The rules changed: is the connection still allowed, from its
             // opener's point of view?
             let (remote_ip, port) = if e.dir == POLICY_DIR_EGRESS {
@@ -437,17 +473,17 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
                 return Err(reason);
             }
             if z.trace != 0 {
-                return Ok(());
+                return Ok(false);
             }
-            e.generation = z.generation;
+            e.generation = f.generation;
         }
         if z.trace != 0 {
-            return Ok(());
+            return Ok(false);
         }
         e.state = next_state(e.state, f, reversed);
         e.expires_ns = now + timeout(f.t.proto, e.state);
-        e.packets += 1;
-        return Ok(());
+        e.packets += 1 + f.hits;
+        return Ok(true);
     }
     if f.t.proto == IPPROTO_TCP && !new_syn {
         return Err(DropReason::CtInvalid);
@@ -461,7 +497,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
         return Err(reason);
     };
     if z.trace != 0 {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(s) = SG_STATS.get_ptr_mut(group) {
         // SAFETY: this CPU's counters.
@@ -476,7 +512,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     let state = CT_OPENING;
     let entry = CtEntry {
         expires_ns: now + timeout(f.t.proto, state),
-        generation: z.generation,
+        generation: f.generation,
         packets: 1,
         state,
         dir: z.dir,
@@ -491,7 +527,7 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<(), DropReason> {
     } else {
         let _ = CONNTRACK.insert(key, entry, BPF_ANY as u64);
     }
-    Ok(())
+    Ok(false)
 }
 
 #[inline(always)]

@@ -47,7 +47,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
             ..TxMeta::default()
         };
         let verdict = sg::check(&pkt, h.slot, &PortInfo::default(), &tx);
-        if verdict != sg::PASS {
+        if !sg::passed(verdict) {
             let (refuser, reason) = sg::refusal(verdict);
             return drop::drop(ctx, refuser, reason, NOTIFY);
         }

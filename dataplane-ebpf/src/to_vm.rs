@@ -7,12 +7,12 @@
 //! security-group refusals are streamed (see [`drop`]).
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use common::{DropReason, PORT_F_SECURITY};
+use common::{DropReason, PORT_F_SECURITY, TX_F_CACHED};
 
 use crate::{
     config,
     drop::{self, QUIET},
-    groups, meta,
+    fastpath, groups, meta,
     packet::Packet,
     parse::is_multicast,
     portsec, sg, stats,
@@ -24,11 +24,22 @@ use crate::{
 #[inline(always)]
 pub fn run(ctx: &XdpContext, ifindex: u32) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let tx = meta::read(ctx);
+    if tx.flags & TX_F_CACHED != 0 {
+        // `from_vm` forwarded it from the flow cache, whose entry this
+        // program made for this port under the live configuration: every
+        // check below passed for this sender, MACs and connection. The
+        // port is the one `from_vm` redirected to (`out`).
+        stats::update(tx.out, |s| {
+            s.tx_packets += 1;
+            s.tx_bytes += pkt.len() as u64;
+        });
+        return xdp_action::XDP_PASS;
+    }
     let slot = config::active_slot();
     let Some(port) = config::port_by_ifindex(slot, ifindex) else {
         return drop::drop(ctx, 0, DropReason::UnknownPort, QUIET);
     };
-    let tx = meta::read(ctx);
     if tx.group != 0 {
         let group = tx.group;
         // A routed frame for a group without an active member: address it
@@ -52,10 +63,13 @@ pub fn run(ctx: &XdpContext, ifindex: u32) -> u32 {
     }
     if (port.flags | tx.flags as u16) & PORT_F_SECURITY != 0 {
         let verdict = sg::check(&pkt, slot, &port, &tx);
-        if verdict != sg::PASS {
+        if !sg::passed(verdict) {
             // Charged to, and streamed under, the port whose rules refused it.
             let (refuser, reason) = sg::refusal(verdict);
             return drop::drop(ctx, refuser, reason, drop::NOTIFY);
+        }
+        if verdict == sg::PASS_TRACKED {
+            fastpath::remember(&pkt, &tx, &port);
         }
     }
     stats::update(port.index, |s| {

@@ -77,7 +77,7 @@ fn leave(ctx: &XdpContext, pkt: &Packet, slot: u32, tunnel: &PortInfo, tx: &TxMe
     }
     if tx.flags & u32::from(PORT_F_SECURITY) != 0 {
         let verdict = sg::check(pkt, slot, &rx, tx);
-        if verdict != sg::PASS {
+        if !sg::passed(verdict) {
             let (refuser, reason) = sg::refusal(verdict);
             return drop::drop(ctx, refuser, reason, drop::NOTIFY);
         }

@@ -111,7 +111,7 @@ pub fn render(dir: &std::path::Path) -> Result<String> {
 }
 
 fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
-    let counters: [Counter; 15] = [
+    let counters: [Counter; 16] = [
         ("rx_packets", "Frames the VM sent", |s| s.rx_packets),
         ("rx_bytes", "Bytes the VM sent", |s| s.rx_bytes),
         ("tx_packets", "Frames delivered to the VM", |s| s.tx_packets),
@@ -160,6 +160,11 @@ fn port_counters(out: &mut String, ports: &show::PortsView) -> Result<()> {
             "claims",
             "Times the port became a shared address's active member",
             |s| s.claims,
+        ),
+        (
+            "fast_path",
+            "Frames forwarded through the flow cache (also counted as forwarded)",
+            |s| s.fast_path,
         ),
     ];
     for (name, help, get) in counters {

@@ -51,6 +51,8 @@ pub struct StatsView {
     pub icmp_limited: u64,
     pub ra_replies: u64,
     pub claims: u64,
+    /// Frames forwarded through the flow cache (also in `forwarded`).
+    pub fast_path: u64,
     /// Drop counters that are not zero, by reason name.
     pub drops: BTreeMap<String, u64>,
 }
@@ -73,6 +75,7 @@ impl From<&PortStats> for StatsView {
             icmp_limited: s.icmp_limited,
             ra_replies: s.ra_replies,
             claims: s.claims,
+            fast_path: s.fast_path,
             drops: DropReason::ALL
                 .iter()
                 .filter(|r| s.drops.get(**r) != 0)
@@ -475,6 +478,7 @@ fn stats_line(s: &StatsView) -> String {
         ("icmp-limited", s.icmp_limited),
         ("ra-replies", s.ra_replies),
         ("claims", s.claims),
+        ("fast-path", s.fast_path),
     ] {
         if value != 0 {
             let _ = write!(line, ", {name} {value}");
