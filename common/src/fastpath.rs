@@ -15,8 +15,8 @@
 //! the full path again, which refreshes the connections' timeouts (and adds
 //! the packets the entry let through to their counts) and the entry.
 //!
-//! The key holds every field the verdict depends on: the sending port,
-//! both MACs (port security binds addresses to MACs; the destination MAC
+//! The key holds every field the verdict depends on: the sending port
+//! (by its interface), both MACs (port security binds addresses to MACs; the destination MAC
 //! chooses the receiver), the addresses, the protocol and both ports.
 
 use bytemuck::{Pod, Zeroable};
@@ -29,21 +29,25 @@ use bytemuck::{Pod, Zeroable};
 pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
 /// `FLOW_CACHE` key: a packet's sender, MACs and connection tuple.
-#[repr(C)]
+/// Aligned to 8 bytes with every field at its natural alignment, so that
+/// the programs build it with word stores (LLVM's BPF backend splits what
+/// it cannot prove aligned into single bytes).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct FlowKey {
-    /// Port index of the sender.
-    pub port: u32,
+    /// The interface the sender's frames enter by (its tap): `from_vm`
+    /// knows it before any lookup.
+    pub ifindex: u32,
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
     pub src_mac: [u8; 6],
+    pub proto: u8,
+    pub ipv6: u8,
     pub dst_mac: [u8; 6],
+    pub _pad: [u8; 2],
     /// IPv4 addresses take the first 4 bytes of the 16.
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-    pub proto: u8,
-    pub ipv6: u8,
-    pub _pad: [u8; 2],
 }
 
 /// `FLOW_CACHE` value.
@@ -57,9 +61,10 @@ pub struct FlowEntry {
     /// Packets forwarded through the entry since it was made (added to
     /// the connections' counts when the packet takes the full path again).
     pub hits: u64,
+    /// Port index of the sender (its counters).
+    pub sender: u32,
     /// Port index of the receiver.
     pub target: u32,
-    pub _pad: u32,
 }
 
 /// `TxMeta::flags`: `from_vm` may cache this frame's verdict (see the

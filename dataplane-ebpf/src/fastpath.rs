@@ -8,7 +8,7 @@
 use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use common::{
     DropReason, FLOW_REFRESH_NS, FlowEntry, FlowKey, OUT_PORT, PortInfo, TX_F_CACHEABLE,
-    TX_F_CACHED, TX_F_SLOT1, TX_F_STALE, TxMeta,
+    TX_F_SLOT1, TX_F_STALE, TxMeta,
     proto::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -23,65 +23,78 @@ use crate::{
 };
 
 /// [`lookup`] found no entry: the full path decides.
-pub const MISS: u32 = u32::MAX;
+pub const MISS: u64 = u64::MAX;
 /// [`lookup`] found an entry it may not use: the full path decides and
 /// `to_vm` collects the entry's hits.
-pub const STALE: u32 = u32::MAX - 1;
+pub const STALE: u64 = u64::MAX - 1;
 
 /// TCP flags that change a connection's state: such packets always take
 /// the full path.
 const STATE_FLAGS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
 
-/// The receiving port's index if the flow cache holds a usable entry for
-/// the frame (counted as a hit), else [`MISS`] or [`STALE`]. It only
-/// reads the frame; [`forward`] sends it. A BPF subprogram, kept small:
-/// it adds its stack to `from_vm`'s.
+/// The sending and receiving ports' indexes (`sender << 32 | target`) if
+/// the flow cache holds a usable entry for the frame that entered by
+/// `ifindex` (counted as a hit), else [`MISS`] or [`STALE`]. Runs before
+/// anything else looks at the frame: a hit needs no other lookup. It
+/// only reads the frame; [`forward`] sends it. A BPF subprogram, kept
+/// small: it adds its stack to `from_vm`'s.
 #[inline(never)]
-pub fn lookup(pkt: &Packet, sender: u32) -> u32 {
+pub fn lookup(pkt: &Packet, ifindex: u32) -> u64 {
     let Some(key) = FLOW_KEY.get_ptr_mut(0) else {
         return MISS;
     };
-    // SAFETY: this CPU's scratch entry; nothing else uses it meanwhile.
-    let key = unsafe { &mut *key };
-    if packet_key(pkt, sender, key).is_none() {
+    if packet_key(pkt, ifindex, key).is_none() {
         return MISS;
     }
     // By reference to the scratch entry: by value the key would be
     // copied to the stack.
-    let key: &FlowKey = key;
+    // SAFETY: this CPU's scratch entry, filled above.
+    let key: &FlowKey = unsafe { &*key };
     let Some(e) = FLOW_CACHE.get_ptr_mut(key) else {
         return MISS;
     };
     // SAFETY: a value of the map, used before any other map update.
     let e = unsafe { &mut *e };
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // An array read (no hashing): cheaper than carrying the generation
-    // through `from_vm`'s stack, which is full.
     let generation = config::current().generation;
-    if e.generation != generation || now >= e.refresh_ns || e.target >= STALE {
+    if e.generation != generation || now >= e.refresh_ns {
         return STALE;
     }
     // Racing CPUs may lose an increment, as the connections' own counts may.
     e.hits += 1;
-    e.target
+    (u64::from(e.sender) << 32) | u64::from(e.target)
 }
 
-/// Sends a frame [`lookup`] found to `target`; returns the XDP action.
-/// Failures are the full path's own for a unicast: drops.
+/// Sends a frame of `len` bytes [`lookup`] found (`hit`) to its receiver;
+/// returns the XDP action. Failures are the full path's own for a
+/// unicast: drops.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, port: &PortInfo, target: u32) -> u32 {
-    if meta::tag_flags(ctx, port, TX_F_CACHED).is_err() {
-        return drop::drop(ctx, port.index, DropReason::RedirectFailed, drop::NOTIFY);
+pub fn forward(ctx: &XdpContext, len: usize, hit: u64) -> u32 {
+    let (sender, target) = ((hit >> 32) as u32, hit as u32);
+    stats::update(sender, |s| {
+        s.rx_packets += 1;
+        s.rx_bytes += len as u64;
+    });
+    if meta::tag_cached(ctx, sender, target).is_err() {
+        return drop::drop(ctx, sender, DropReason::RedirectFailed, drop::NOTIFY);
     }
     let Ok(action) = TX_PORTS.redirect(target, 0) else {
-        return drop::drop(ctx, port.index, DropReason::RedirectFailed, drop::NOTIFY);
+        return drop::drop(ctx, sender, DropReason::RedirectFailed, drop::NOTIFY);
     };
-    meta::record(ctx, OUT_PORT, target);
-    stats::update(port.index, |s| {
+    stats::update(sender, |s| {
         s.forwarded += 1;
         s.fast_path += 1;
     });
     action
+}
+
+/// Stores word `i` (8 bytes) of the key: the key is built in words, not
+/// field by field, which LLVM's BPF backend would split into byte stores.
+#[inline(always)]
+fn put(key: *mut FlowKey, i: usize, word: u64) {
+    // SAFETY: FlowKey is 8-aligned, 7 words long and made of integers;
+    // callers pass i < 7 and `key` is this CPU's scratch entry.
+    unsafe { core::ptr::write_volatile(key.cast::<u64>().add(i), word) };
 }
 
 /// Fills `key` from the frame: false unless it is IPv4 (options allowed)
@@ -89,12 +102,14 @@ pub fn forward(ctx: &XdpContext, port: &PortInfo, target: u32) -> u32 {
 /// ports, and (TCP) no flag that changes the connection's state. Every
 /// frame accepted here is one `parse` accepts with the same fields (it
 /// checks at least what `parse::ipv4` and `parse::ipv6` check), so a frame
-/// the full path would call malformed is never forwarded from here. Fields
-/// go straight into the key (a map value): no header copy on the stack,
-/// which `from_vm` has no room for.
+/// the full path would call malformed is never forwarded from here. The
+/// words go straight into the key (a map value): `from_vm` has no stack
+/// to spare. The byte order of each word is the key's memory order
+/// (little-endian BPF), as `FlowKey`'s fields lay it out.
 #[inline(always)]
-fn packet_key(pkt: &Packet, sender: u32, key: &mut FlowKey) -> Option<()> {
-    let l4 = match pkt.be16_at(12)? {
+fn packet_key(pkt: &Packet, ifindex: u32, key: *mut FlowKey) -> Option<()> {
+    let word = |b: [u8; 8]| u64::from_le_bytes(b);
+    let (proto, ipv6, l4) = match pkt.be16_at(12)? {
         ETH_P_IP => {
             let [vihl, _] = pkt.read::<[u8; 2]>(ETH_HLEN)?;
             let ihl = (vihl & 0x0f) as usize * 4;
@@ -109,13 +124,12 @@ fn packet_key(pkt: &Packet, sender: u32, key: &mut FlowKey) -> Option<()> {
                 return None;
             }
             let [_, proto] = pkt.read::<[u8; 2]>(ETH_HLEN + 8)?;
-            key.proto = proto;
-            key.ipv6 = 0;
-            key.src = [0; 16];
-            key.dst = [0; 16];
-            key.src[..4].copy_from_slice(&pkt.read::<[u8; 4]>(ETH_HLEN + 12)?);
-            key.dst[..4].copy_from_slice(&pkt.read::<[u8; 4]>(ETH_HLEN + 16)?);
-            ETH_HLEN + ihl
+            let [a, b, c, d, e, f, g, h] = pkt.read::<[u8; 8]>(ETH_HLEN + 12)?;
+            put(key, 3, word([a, b, c, d, 0, 0, 0, 0]));
+            put(key, 4, 0);
+            put(key, 5, word([e, f, g, h, 0, 0, 0, 0]));
+            put(key, 6, 0);
+            (proto, 0u8, ETH_HLEN + ihl)
         }
         ETH_P_IPV6 => {
             let [vcf, _] = pkt.read::<[u8; 2]>(ETH_HLEN)?;
@@ -124,47 +138,52 @@ fn packet_key(pkt: &Packet, sender: u32, key: &mut FlowKey) -> Option<()> {
             if vcf >> 4 != 6 || ETH_HLEN + 40 + payload_len > pkt.len() {
                 return None;
             }
-            key.proto = next;
-            key.ipv6 = 1;
-            for i in 0..2 {
-                let src = pkt.read::<[u8; 8]>(ETH_HLEN + 8 + 8 * i)?;
-                let dst = pkt.read::<[u8; 8]>(ETH_HLEN + 24 + 8 * i)?;
-                key.src[8 * i..8 * i + 8].copy_from_slice(&src);
-                key.dst[8 * i..8 * i + 8].copy_from_slice(&dst);
+            // Source at 22, destination at 38: words 3-4 and 5-6.
+            for i in 0..4 {
+                put(key, 3 + i, word(pkt.read::<[u8; 8]>(ETH_HLEN + 8 + 8 * i)?));
             }
-            ETH_HLEN + 40
+            (next, 1u8, ETH_HLEN + 40)
         }
         _ => return None,
     };
-    if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
     }
     let [s0, s1, d0, d1] = pkt.read::<[u8; 4]>(l4)?;
-    if key.proto == IPPROTO_TCP {
+    if proto == IPPROTO_TCP {
         let [_, flags] = pkt.read::<[u8; 2]>(l4 + 12)?;
         if flags & STATE_FLAGS != 0 {
             return None;
         }
     }
-    key.port = sender;
-    key.dst_mac = pkt.read::<[u8; 6]>(0)?;
-    key.src_mac = pkt.read::<[u8; 6]>(6)?;
-    key.sport = [s0, s1];
-    key.dport = [d0, d1];
-    key._pad = [0; 2];
+    let [i0, i1, i2, i3] = ifindex.to_le_bytes();
+    put(key, 0, word([i0, i1, i2, i3, s0, s1, d0, d1]));
+    let [d0, d1, d2, d3, d4, d5, m0, m1] = pkt.read::<[u8; 8]>(0)?;
+    let [m2, m3, m4, m5] = pkt.read::<[u8; 4]>(8)?;
+    put(key, 1, word([m0, m1, m2, m3, m4, m5, proto, ipv6]));
+    put(key, 2, word([d0, d1, d2, d3, d4, d5, 0, 0]));
     Some(())
 }
 
-/// The key of the frame `f` was parsed from (`to_vm`'s view: the frame
-/// is the one `from_vm` saw, MACs included, for an L2 unicast).
+/// The key of the frame `f` was parsed from, sent by port `sender`
+/// (`to_vm`'s view: the frame is the one `from_vm` saw, MACs included,
+/// for an L2 unicast; the sender's interface is its `TX_PORTS` entry's).
 #[inline(always)]
 fn flow_key(pkt: &Packet, sender: u32, f: &Flow, key: &mut FlowKey) -> bool {
-    let (Some(dst_mac), Some(src_mac)) = (pkt.read::<[u8; 6]>(0), pkt.read::<[u8; 6]>(6)) else {
+    // The map lookup before the packet reads: with the reads first, LLVM
+    // kept a MAC across the helper call in a way the verifier refused.
+    let Some(ifindex) = TX_PORTS.get_ifindex(sender) else {
         return false;
     };
-    key.port = sender;
-    key.src_mac = src_mac;
+    key.ifindex = ifindex;
+    let Some(dst_mac) = pkt.read::<[u8; 6]>(0) else {
+        return false;
+    };
     key.dst_mac = dst_mac;
+    let Some(src_mac) = pkt.read::<[u8; 6]>(6) else {
+        return false;
+    };
+    key.src_mac = src_mac;
     key.src = f.t.src;
     key.dst = f.t.dst;
     key.sport = f.t.sport;
@@ -238,8 +257,8 @@ pub fn remember(pkt: &Packet, tx: &TxMeta, rx: &PortInfo) {
         generation: cfg.generation,
         refresh_ns: f.now + FLOW_REFRESH_NS,
         hits: 0,
+        sender: tx.sender,
         target: rx.index,
-        _pad: 0,
     };
     // A full table evicts its least recently used entry: such a flow takes
     // the full path again, nothing else.

@@ -20,14 +20,30 @@ use crate::{
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // The flow cache first: a hit needs no other lookup. A traced frame
+    // takes the full path: it shows every step, and an entry it found
+    // would count it as a hit.
+    let cached = if meta::tracing(ctx) {
+        fastpath::MISS
+    } else {
+        fastpath::lookup(&pkt, ifindex)
+    };
+    if cached < fastpath::STALE {
+        return fastpath::forward(ctx, pkt.len(), cached);
+    }
+    let stale = if cached == fastpath::STALE {
+        TX_F_STALE
+    } else {
+        0
+    };
     let slot = config::active_slot();
-    let Some(port) = config::port_by_ifindex(slot, ctx.ingress_ifindex() as u32) else {
+    let Some(port) = config::port_by_ifindex(slot, ifindex) else {
         // Not a port (yet, or any more): fail closed. Logged, not
         // streamed: a drop event names the port that sent the frame.
         warn!(
             ctx,
-            "dropped a frame from ifindex {}, which is not a port",
-            ctx.ingress_ifindex() as u32
+            "dropped a frame from ifindex {}, which is not a port", ifindex
         );
         return drop::drop(ctx, 0, DropReason::UnknownPort, drop::QUIET);
     };
@@ -35,21 +51,6 @@ pub fn run(ctx: &XdpContext) -> u32 {
         s.rx_packets += 1;
         s.rx_bytes += pkt.len() as u64;
     });
-    // A traced frame takes the full path: it shows every step, and an
-    // entry it found would count it as a hit.
-    let cached = if meta::tracing(ctx) {
-        fastpath::MISS
-    } else {
-        fastpath::lookup(&pkt, port.index)
-    };
-    if cached < fastpath::STALE {
-        return fastpath::forward(ctx, &port, cached);
-    }
-    let stale = if cached == fastpath::STALE {
-        TX_F_STALE
-    } else {
-        0
-    };
     match pipeline(ctx, &pkt, slot, &port, stale) {
         Ok(action) => action,
         Err(reason) => drop::drop(ctx, port.index, reason, drop::NOTIFY),

@@ -3,8 +3,8 @@
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_meta, programs::XdpContext};
 use common::{
-    DropReason, OUT_NONE, PORT_F_SECURITY, PortInfo, TX_F_FROM_TUNNEL, TX_F_TRACE, TX_META_MAGIC,
-    TxMeta,
+    DropReason, OUT_NONE, OUT_PORT, PORT_F_SECURITY, PortInfo, TX_F_CACHED, TX_F_FROM_TUNNEL,
+    TX_F_TRACE, TX_META_MAGIC, TxMeta,
 };
 
 const LEN: usize = core::mem::size_of::<TxMeta>();
@@ -33,6 +33,24 @@ pub fn tag_flags(ctx: &XdpContext, sender: &PortInfo, extra: u32) -> Result<(), 
     tag_with(ctx, sender, 0, u32::from(sender.flags) | extra)
 }
 
+/// The metadata of a frame `from_vm` forwarded from the flow cache: the
+/// sender, the mark (`TX_F_CACHED`) and the decision (to port `target`).
+/// `to_vm` reads nothing else of such a frame.
+#[inline(always)]
+pub fn tag_cached(ctx: &XdpContext, sender: u32, target: u32) -> Result<(), DropReason> {
+    let m = TxMeta {
+        magic: TX_META_MAGIC,
+        sender,
+        policy: 0,
+        identity: 0,
+        flags: TX_F_CACHED,
+        group: 0,
+        out_kind: OUT_PORT,
+        out: target,
+    };
+    write(ctx, &m)
+}
+
 /// [`tag`] for a frame from another chassis: its host applied the sender's
 /// port security and egress rules (so `to_vm` skips them), and it must not
 /// leave through the tunnel again.
@@ -48,6 +66,22 @@ fn tag_with(ctx: &XdpContext, sender: &PortInfo, group: u32, flags: u32) -> Resu
     // again, as BPF_PROG_TEST_RUN's repeat does, already has one). A
     // trace's mark survives.
     let trace = read(ctx).flags & TX_F_TRACE;
+    let m = TxMeta {
+        magic: TX_META_MAGIC,
+        sender: sender.index,
+        policy: sender.policy,
+        identity: sender.identity,
+        flags: flags | trace,
+        group,
+        out_kind: OUT_NONE,
+        out: 0,
+    };
+    write(ctx, &m)
+}
+
+/// Makes the metadata area exactly one `TxMeta` and writes `m` there.
+#[inline(always)]
+fn write(ctx: &XdpContext, m: &TxMeta) -> Result<(), DropReason> {
     let have = ctx.data() as i64 - ctx.metadata() as i64;
     if have != LEN as i64 {
         // SAFETY: ctx.ctx is the program's xdp_md.
@@ -59,16 +93,6 @@ fn tag_with(ctx: &XdpContext, sender: &PortInfo, group: u32, flags: u32) -> Resu
     if meta + LEN > data {
         return Err(DropReason::RedirectFailed);
     }
-    let m = TxMeta {
-        magic: TX_META_MAGIC,
-        sender: sender.index,
-        policy: sender.policy,
-        identity: sender.identity,
-        flags: flags | trace,
-        group,
-        out_kind: OUT_NONE,
-        out: 0,
-    };
     let words = [
         m.magic, m.sender, m.policy, m.identity, m.flags, m.group, m.out_kind, m.out,
     ];

@@ -6,8 +6,9 @@
 //! parser refuses, a fragment, a flag that changes the connection's state)
 //! takes the full path and meets its verdict there.
 //!
-//! `a` (10.21.0.11, pair 10.21.0.100) sends UDP to `b` (10.21.0.12), whose
-//! group lets UDP 5000 in; both send anything out.
+//! `a` (10.21.0.11, fd21::11, pair 10.21.0.100) sends UDP to `b`
+//! (10.21.0.12, fd21::12), whose group lets UDP 5000 in; both send
+//! anything out.
 
 use std::{process::Child, time::Duration};
 
@@ -24,28 +25,33 @@ const MAC_B: &str = "fa:16:3e:21:00:12";
 
 fn cfg(lab: &Lab, udp_in: bool, a_pair: bool) -> Value {
     let (a, b) = (lab.vm("a"), lab.vm("b"));
-    let mut pa = port(a, "net", &[("v4", "10.21.0.11")]);
+    let mut pa = port(a, "net", &[("v4", "10.21.0.11"), ("v6", "fd21::11")]);
     if a_pair {
         pa["allowed_address_pairs"] = json!([pair("10.21.0.100", None)]);
     }
     pa["security_groups"] = json!(["out"]);
-    let mut pb = port(b, "net", &[("v4", "10.21.0.12")]);
+    let mut pb = port(b, "net", &[("v4", "10.21.0.12"), ("v6", "fd21::12")]);
     pb["security_groups"] = json!(["in"]);
     let mut c = config(
         vec![network("net")],
-        vec![subnet("v4", "net", "10.21.0.0/24", None)],
+        vec![
+            subnet("v4", "net", "10.21.0.0/24", None),
+            subnet("v6", "net", "fd21::/64", None),
+        ],
         vec![pa, pb],
     );
-    let egress = json!({ "direction": "egress", "ethertype": "IPv4" });
-    let mut in_rules = vec![egress.clone()];
+    let egress = |ethertype| json!({ "direction": "egress", "ethertype": ethertype });
+    let mut in_rules = vec![egress("IPv4"), egress("IPv6")];
     if udp_in {
-        in_rules.push(json!({
-            "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
-            "port_range_min": 5000, "port_range_max": 5000,
-        }));
+        for ethertype in ["IPv4", "IPv6"] {
+            in_rules.push(json!({
+                "direction": "ingress", "ethertype": ethertype, "protocol": "udp",
+                "port_range_min": 5000, "port_range_max": 5000,
+            }));
+        }
     }
     c["security_groups"] = json!([
-        { "id": "out", "security_group_rules": [egress] },
+        { "id": "out", "security_group_rules": [egress("IPv4"), egress("IPv6")] },
         { "id": "in", "security_group_rules": in_rules },
     ]);
     c
@@ -56,10 +62,13 @@ fn lab() -> Lab {
     lab.add_vm("a", MAC_A).unwrap();
     lab.add_vm("b", MAC_B).unwrap();
     lab.vm("a")
-        .sh("ip addr add 10.21.0.11/24 dev eth0 && ip addr add 10.21.0.100/32 dev eth0")
+        .sh(
+            "ip addr add 10.21.0.11/24 dev eth0 && ip addr add 10.21.0.100/32 dev eth0 \
+             && ip -6 addr add fd21::11/64 dev eth0 nodad",
+        )
         .unwrap();
     lab.vm("b")
-        .sh("ip addr add 10.21.0.12/24 dev eth0")
+        .sh("ip addr add 10.21.0.12/24 dev eth0 && ip -6 addr add fd21::12/64 dev eth0 nodad")
         .unwrap();
     let c = cfg(&lab, true, true);
     lab.start(&c).unwrap();
@@ -83,13 +92,18 @@ struct Steady(Child);
 
 impl Steady {
     fn start(a: &Vm, src: &str) -> Steady {
+        let (family, dst) = if src.contains(':') {
+            ("AF_INET6", "fd21::12")
+        } else {
+            ("AF_INET", "10.21.0.12")
+        };
         let script = format!(
             "import socket, time\n\
-             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
              s.bind(('{src}', 4000))\n\
              end = time.monotonic() + 60\n\
              while time.monotonic() < end:\n\
-             \x20   s.sendto(b'steady', ('10.21.0.12', 5000))\n\
+             \x20   s.sendto(b'steady', ('{dst}', 5000))\n\
              \x20   time.sleep(0.01)\n"
         );
         let child =
@@ -306,4 +320,22 @@ fn look_alikes_of_a_cached_connection_take_the_full_path() {
         !any_queued(&cap, &["lk1", "lk2", "lk3", "lk4"]),
         "a look-alike arrived"
     );
+}
+
+#[test]
+fn an_ipv6_connection_is_cached_too() {
+    require_root!();
+    let lab = lab();
+    let (a, b) = (lab.vm("a"), lab.vm("b"));
+    let _steady = Steady::start(a, "fd21::11");
+    wait_for(WAIT, "the IPv6 flow cached", || {
+        stat(&lab, a, "fast_path") > 0
+    })
+    .unwrap();
+    // Delivered as ever: every packet a sent b got, from the cache or not.
+    wait_for(WAIT, "every IPv6 packet delivered", || {
+        let (sent, got) = (stat(&lab, a, "forwarded"), stat(&lab, b, "tx_packets"));
+        sent > 50 && got >= sent.saturating_sub(2)
+    })
+    .unwrap();
 }
