@@ -69,9 +69,8 @@ pub fn refusal(verdict: u32) -> (u32, DropReason) {
 
 /// Applies the sender's egress and the receiver's ingress rules; returns
 /// [`PASS`] or [`PASS_TRACKED`] to deliver, or [`refused`]'s encoding of a
-/// drop, for the caller
-/// to count and stream through [`crate::drop::drop`]. A BPF subprogram so
-/// that its stack does not add to `to_vm`'s.
+/// drop, for the caller to count and stream through [`crate::drop::drop`].
+/// A BPF subprogram so that its stack does not add to `to_vm`'s.
 #[inline(never)]
 pub fn check(pkt: &Packet, slot: u32, rx: &PortInfo, tx: &TxMeta) -> u32 {
     // The flow lives in per-CPU scratch space, not on the stack: this
