@@ -202,6 +202,9 @@ pub struct NatStats {
     pub snat_out: u64,
     /// Replies to SNAT connections, sent on to the VM.
     pub snat_in: u64,
+    /// ICMP errors from outside about a packet the gateway translated
+    /// (SNAT or a floating IP), translated back and sent on to the VM.
+    pub icmp_in: u64,
     /// SNAT connections opened.
     pub snat_new: u64,
     /// Packets leaving untranslated (`enable_snat` false, no floating IP).
@@ -225,6 +228,7 @@ impl NatStats {
         self.floating_out += o.floating_out;
         self.snat_out += o.snat_out;
         self.snat_in += o.snat_in;
+        self.icmp_in += o.icmp_in;
         self.snat_new += o.snat_new;
         self.routed_out += o.routed_out;
         self.arp_replies += o.arp_replies;
@@ -235,12 +239,13 @@ impl NatStats {
 
     /// Every counter with its name (as `show nat` and the metrics name
     /// them).
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 11] {
         [
             ("floating_in", self.floating_in),
             ("floating_out", self.floating_out),
             ("snat_out", self.snat_out),
             ("snat_in", self.snat_in),
+            ("icmp_in", self.icmp_in),
             ("snat_new", self.snat_new),
             ("routed_out", self.routed_out),
             ("arp_replies", self.arp_replies),

@@ -22,6 +22,7 @@ mod icmp;
 mod maps;
 mod meta;
 mod nat;
+mod nat_icmp;
 mod packet;
 mod parse;
 mod portsec;

@@ -338,6 +338,15 @@ impl Verdicts {
             .and_then(|p| p.stats.drops.get(reason).copied())
             .unwrap_or(0)
     }
+
+    /// Drops charged to no port (frames from an uplink) for `reason`.
+    pub fn unattributed_drops(&mut self, reason: &str) -> u64 {
+        let dir = self.dp().dir().clone();
+        show::ports(&dir)
+            .ok()
+            .and_then(|v| v.unattributed.drops.get(reason).copied())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for Verdicts {
