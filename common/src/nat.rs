@@ -209,6 +209,9 @@ pub struct NatStats {
     pub snat_new: u64,
     /// Packets leaving untranslated (`enable_snat` false, no floating IP).
     pub routed_out: u64,
+    /// Packets from inside to a floating IP, or back to the gateway's
+    /// address (their replies), translated and routed back in (hairpin).
+    pub hairpin: u64,
     /// ARP requests answered for gateway and floating addresses.
     pub arp_replies: u64,
     /// ARP requests sent for an unknown next hop (the packet that needed
@@ -231,6 +234,7 @@ impl NatStats {
         self.icmp_in += o.icmp_in;
         self.snat_new += o.snat_new;
         self.routed_out += o.routed_out;
+        self.hairpin += o.hairpin;
         self.arp_replies += o.arp_replies;
         self.arp_requests += o.arp_requests;
         self.neigh_learned += o.neigh_learned;
@@ -239,7 +243,7 @@ impl NatStats {
 
     /// Every counter with its name (as `show nat` and the metrics name
     /// them).
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         [
             ("floating_in", self.floating_in),
             ("floating_out", self.floating_out),
@@ -248,6 +252,7 @@ impl NatStats {
             ("icmp_in", self.icmp_in),
             ("snat_new", self.snat_new),
             ("routed_out", self.routed_out),
+            ("hairpin", self.hairpin),
             ("arp_replies", self.arp_replies),
             ("arp_requests", self.arp_requests),
             ("neigh_learned", self.neigh_learned),

@@ -18,6 +18,7 @@ mod forward;
 mod from_underlay;
 mod from_vm;
 mod groups;
+mod hairpin;
 mod icmp;
 mod maps;
 mod meta;

@@ -472,3 +472,57 @@ fn icmp_errors_about_a_floating_ip_s_packets_reach_its_fixed_ip() {
     assert_eq!(v.exchange("from_uplink", &error).unwrap().0, XDP_DROP);
     assert_eq!(v.unattributed_drops("no_nat"), 1);
 }
+
+#[test]
+fn a_floating_ip_is_reached_from_inside_through_the_router_and_back() {
+    require_root!();
+    let mut v = verdicts();
+    let (s, r) = (mac(VM_MAC), mac(GW_INT_MAC));
+    // vm, without a floating IP, to web's: to web's fixed IP, from the
+    // gateway's address with a port of its own (Neutron's SNAT of DNAT'ed
+    // traffic), routed once (TTL 63); no uplink neighbour needed.
+    for proto in ["udp", "icmp"] {
+        let out = match proto {
+            "udp" => pkt::udp4(s, r, v4(VM), v4(FIP), 40000, 5353),
+            _ => pkt::ping4(s, r, v4(VM), v4(FIP)),
+        };
+        let (action, to_web) = v.exchange("from_vm", &out).unwrap();
+        assert_eq!(action, XDP_REDIRECT, "{proto}");
+        assert_eq!(&to_web[0..6], &mac(WEB_MAC), "{proto}: to web");
+        assert_eq!(&to_web[6..12], &mac(GW_INT_MAC), "{proto}: from the router");
+        let (src, dst, ttl, sport, id) = read(&to_web);
+        assert_eq!((src, dst, ttl), (v4(GATEWAY), v4(WEB), 63), "{proto}");
+        let chosen = if proto == "udp" { sport } else { id };
+        assert!(chosen >= common::NAT_PORT_MIN, "{proto}: port {chosen}");
+        // web's reply, to the gateway's address: back to vm, from the
+        // floating IP vm addressed.
+        let reply = match proto {
+            "udp" => pkt::udp4(mac(WEB_MAC), r, v4(WEB), v4(GATEWAY), 5353, sport),
+            _ => pkt::ping4_reply(mac(WEB_MAC), r, v4(WEB), v4(GATEWAY), id),
+        };
+        let (action, back) = v.exchange_from("from_vm", "web", &reply).unwrap();
+        assert_eq!(action, XDP_REDIRECT, "{proto}: the reply");
+        assert_eq!(&back[0..6], &mac(VM_MAC), "{proto}: to vm");
+        let (src, dst, ttl, sport, dport) = read(&back);
+        assert_eq!((src, dst, ttl), (v4(FIP), v4(VM), 63), "{proto}");
+        match proto {
+            "udp" => assert_eq!((sport, dport), (5353, 40000)),
+            _ => assert_eq!(dport, 7, "vm's own echo id"),
+        }
+    }
+    // web to its own floating IP: it appears as its floating IP (the
+    // sender's floating IP first, as Neutron's float-snat).
+    let own = pkt::udp4(mac(WEB_MAC), r, v4(WEB), v4(FIP), 5000, 5353);
+    let (action, f) = v.exchange_from("from_vm", "web", &own).unwrap();
+    assert_eq!(action, XDP_REDIRECT);
+    let (src, dst, _, sport, dport) = read(&f);
+    assert_eq!((src, dst, sport, dport), (v4(FIP), v4(WEB), 5000, 5353));
+    // To the gateway's address, of no connection: nowhere.
+    let stray = pkt::udp4(s, r, v4(VM), v4(GATEWAY), 40000, 9);
+    assert_eq!(v.exchange("from_vm", &stray).unwrap().0, XDP_DROP);
+    assert_eq!(v.drops("vm", "no_nat"), 1);
+    let dir = v.dir();
+    let stats = dataplane_agent::nat_view::stats(&dir).unwrap();
+    assert_eq!(stats.hairpin, 5, "{stats:?}");
+    assert_eq!(stats.snat_out + stats.floating_out, 0, "nothing left");
+}
