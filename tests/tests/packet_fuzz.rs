@@ -129,6 +129,10 @@ fn config() -> Value {
                 { "direction": "ingress", "ethertype": "IPv6", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010 },
                 // The outside, through a floating IP.
                 { "direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010, "remote_ip_prefix": "198.51.100.0/24" },
+                // And from the external subnet: what hairpins to the VIP's
+                // floating IP from inside comes from the gateway's address
+                // or the sender's floating IP.
+                { "direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010, "remote_ip_prefix": "203.0.113.0/24" },
                 // Destination unreachable from there: errors about the
                 // floating IP's packets, unrelated in a traced run.
                 { "direction": "ingress", "protocol": "icmp", "port_range_min": 3, "remote_ip_prefix": "198.51.100.0/24" },
@@ -1067,6 +1071,7 @@ fn asking(frame: &[u8]) -> String {
 
 fn expected(model: &Model, sent: Sent, frame: &[u8]) -> Seen {
     match sent {
+        Sent::Hairpin(then) => expected(model, *then, frame),
         Sent::Dropped(r) => Seen::Dropped(r.name().into()),
         Sent::Errored(r, ty, code) => Seen::Errored(r.name().into(), ty, code),
         Sent::Answered => Seen::Answered,
@@ -1177,6 +1182,14 @@ fn outside_key(t: &Topology, sent: &Sent) -> Option<String> {
         Sent::Resolving(Some(_)) => "outside: resolving, ARP request sent".into(),
         Sent::Resolving(None) => "outside: resolving, too short to ask".into(),
         Sent::DroppedLeaving(r) => format!("outside: dropped {}", r.name()),
+        Sent::Hairpin(then) => match &**then {
+            Sent::Delivered(to) if to.iter().all(|(_, v)| v.is_ok()) => {
+                "outside: hairpin, delivered".into()
+            }
+            Sent::Delivered(_) => "outside: hairpin, refused by a receiver".into(),
+            Sent::Dropped(r) => format!("outside: hairpin, dropped {}", r.name()),
+            other => format!("outside: hairpin, {other:?}"),
+        },
         _ => return None,
     })
 }
@@ -1382,6 +1395,10 @@ fn every_verdict_matches_the_model() {
         "outside: dropped sg_egress",
         "outside: dropped no_route",
         "outside: dropped no_uplink",
+        // To the router's own floating IPs from inside, and its gateway's
+        // address (no hairpinned connection in a traced run).
+        "outside: hairpin, delivered",
+        "outside: hairpin, refused by a receiver",
         "outside: dropped no_nat",
         "outside: dropped ip_fragment",
         "outside: left as a floating IP",

@@ -100,7 +100,7 @@ impl Model {
 
     /// A packet from outside, its destination translated, routed by router
     /// `r` to the port(s) holding it.
-    fn routed_in(&self, r: usize, frame: &[u8]) -> Sent {
+    pub(super) fn routed_in(&self, r: usize, frame: &[u8]) -> Sent {
         match self.decide_v4(None, r, &Bytes(frame)) {
             Err(reason) | Ok(Drop(reason)) => Sent::Dropped(reason),
             // No error goes back to the outside.
