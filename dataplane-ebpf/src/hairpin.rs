@@ -9,7 +9,8 @@
 //! back through the router to be translated again. To the gateway's
 //! address: the reply of such a connection (its SNAT connection's, by
 //! ports), sent back to the VM that opened it from the floating IP it
-//! addressed. Then the router routes the packet in as if it came from
+//! addressed; anything else there is for the router itself, answered as
+//! at its interface addresses (`route.rs`). Then the router routes the packet in as if it came from
 //! outside (`route_v4`, from no port: the receiver's ingress rules see the
 //! translated source as a remote without security groups); its TTL is
 //! restored first, so that the router decrements it once, as Linux's
@@ -30,7 +31,7 @@ use crate::{
     maps::FLOATING,
     meta, nat,
     packet::Packet,
-    parse::{ETH_HLEN, Frag, Ipv4},
+    parse::{ETH_HLEN, Ipv4},
     route,
 };
 
@@ -90,15 +91,31 @@ fn to_floating(
 
 /// To the gateway's address: the reply of a connection SNAT hairpinned,
 /// back to the VM and port that opened it, from the floating IP it
-/// addressed (the replier's); anything else has no connection (`no_nat`).
+/// addressed (the replier's). Anything else is for the router itself,
+/// answered as at its other addresses (an echo reply, "port unreachable"
+/// for UDP) or dropped `to_router`.
 #[inline(always)]
 fn to_gateway(ctx: &XdpContext, pkt: &Packet, h: &Hop, ip: &Ipv4) -> Result<(), DropReason> {
-    if ip.frag != Frag::None {
-        return Err(DropReason::IpFragment);
+    match hairpinned(ctx, pkt, h, ip) {
+        Some(done) => done,
+        // The router answers the packet as it arrived (TTL included).
+        None if untick(pkt) => Err(route::local_v4_checked(ctx, pkt)),
+        None => Err(DropReason::Malformed),
     }
-    let f = nat::port_field(pkt, ip, true).ok_or(DropReason::NoNat)?;
-    let local_port = pkt.read::<[u8; 2]>(f.off).ok_or(DropReason::Malformed)?;
-    let remote_port = nat::peer_port(pkt, ip, false).ok_or(DropReason::Malformed)?;
+}
+
+/// The reply of a hairpinned connection, translated back (Some(Ok)), or
+/// the reason it could not be; None if it is no such reply.
+#[inline(always)]
+fn hairpinned(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    h: &Hop,
+    ip: &Ipv4,
+) -> Option<Result<(), DropReason>> {
+    let f = nat::port_field(pkt, ip, true)?;
+    let local_port = pkt.read::<[u8; 2]>(f.off)?;
+    let remote_port = nat::peer_port(pkt, ip, false)?;
     let k = NatKey {
         router: h.router,
         proto: ip.proto,
@@ -109,8 +126,22 @@ fn to_gateway(ctx: &XdpContext, pkt: &Packet, h: &Hop, ip: &Ipv4) -> Result<(), 
         remote_port,
         _pad: [0; 2],
     };
-    let (addr, port) = nat::unsnat(&k, meta::tracing(ctx)).ok_or(DropReason::NoNat)?;
-    if !(nat::set_addr(pkt, ip, nat::DST_OFF, addr) && nat::set_port(pkt, &f, port)) {
+    let (addr, port) = nat::unsnat(&k, meta::tracing(ctx))?;
+    Some(back(pkt, h, ip, addr, &f, port))
+}
+
+/// Rewrites a hairpinned connection's reply back to the VM's address and
+/// port, from the replier's floating IP.
+#[inline(always)]
+fn back(
+    pkt: &Packet,
+    h: &Hop,
+    ip: &Ipv4,
+    addr: [u8; 4],
+    f: &nat::PortField,
+    port: [u8; 2],
+) -> Result<(), DropReason> {
+    if !(nat::set_addr(pkt, ip, nat::DST_OFF, addr) && nat::set_port(pkt, f, port)) {
         return Err(DropReason::Malformed);
     }
     let fk = FloatingKey {
