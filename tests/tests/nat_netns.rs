@@ -536,3 +536,41 @@ fn traceroute_and_tracepath_through_snat_and_a_floating_ip_see_the_outside_hops(
         "no spoofed error reached plain"
     );
 }
+
+#[test]
+fn a_floating_ip_is_reached_from_inside_through_the_router() {
+    require_root!();
+    let w = world();
+    let lab = &w.lab;
+    let (plain, web) = (lab.vm("plain"), lab.vm("web"));
+    web.serve_tcp(&[8080]).unwrap();
+    // plain has no floating IP: web sees it as the gateway's address (the
+    // reply goes back through the router, which translates it again).
+    let cap = web.capture().unwrap();
+    wait_for(WAIT, "TCP to web's floating IP from inside", || {
+        plain.connects(FIP_WEB, 8080, None)
+    })
+    .unwrap();
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::ipv4(f).is_some_and(
+            |(s, d, p)| s == ip4(GATEWAY) && d == ip4("10.40.0.30") && p == 6
+        ))
+        .is_some(),
+        "web hears plain as the gateway's address"
+    );
+    // web to its own floating IP: from its floating IP.
+    let cap = web.capture().unwrap();
+    assert!(web.connects(FIP_WEB, 8080, None), "web to itself");
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::ipv4(f).is_some_and(
+            |(s, d, p)| s == ip4(FIP_WEB) && d == ip4("10.40.0.30") && p == 6
+        ))
+        .is_some(),
+        "web hears itself as its floating IP"
+    );
+    // Only TCP 8080 is let in, whoever comes.
+    assert!(!plain.connects(FIP_WEB, 8082, None), "8082 is not allowed");
+    // The gateway's address is the router's: it answers pings from inside.
+    assert!(plain.ping(GATEWAY, 2), "ping to the gateway's address");
+    assert!(nat_stat(lab, "hairpin") >= 6, "{:#}", nat(lab));
+}

@@ -517,10 +517,22 @@ fn a_floating_ip_is_reached_from_inside_through_the_router_and_back() {
     assert_eq!(action, XDP_REDIRECT);
     let (src, dst, _, sport, dport) = read(&f);
     assert_eq!((src, dst, sport, dport), (v4(FIP), v4(WEB), 5000, 5353));
-    // To the gateway's address, of no connection: nowhere.
+    // To the gateway's address, of no connection: the router's own
+    // address, which answers as its others do, from itself.
     let stray = pkt::udp4(s, r, v4(VM), v4(GATEWAY), 40000, 9);
-    assert_eq!(v.exchange("from_vm", &stray).unwrap().0, XDP_DROP);
-    assert_eq!(v.drops("vm", "no_nat"), 1);
+    let (action, err) = v.exchange("from_vm", &stray).unwrap();
+    assert_eq!(action, XDP_REDIRECT, "port unreachable");
+    assert_eq!(&err[0..6], &mac(VM_MAC), "back to vm");
+    let (src, dst, ty, code, _, quote) = error_seen(&err);
+    assert_eq!((src, dst, ty, code), (v4(GATEWAY), v4(VM), 3, 3));
+    assert_eq!(quote, stray[14..], "the packet as vm sent it");
+    assert_eq!(v.drops("vm", "to_router"), 1);
+    let ping = pkt::ping4(s, r, v4(VM), v4(GATEWAY));
+    let (action, reply) = v.exchange("from_vm", &ping).unwrap();
+    assert_eq!(action, XDP_REDIRECT, "echo reply");
+    assert_eq!(&reply[0..6], &mac(VM_MAC));
+    let (src, dst, ttl, _, id) = read(&reply);
+    assert_eq!((src, dst, ttl, id), (v4(GATEWAY), v4(VM), 64, 7));
     let dir = v.dir();
     let stats = dataplane_agent::nat_view::stats(&dir).unwrap();
     assert_eq!(stats.hairpin, 5, "{stats:?}");

@@ -1188,6 +1188,13 @@ fn outside_key(t: &Topology, sent: &Sent) -> Option<String> {
             }
             Sent::Delivered(_) => "outside: hairpin, refused by a receiver".into(),
             Sent::Dropped(r) => format!("outside: hairpin, dropped {}", r.name()),
+            Sent::Answered => "outside: hairpin, answered".into(),
+            Sent::Errored(r, ty, code) => {
+                format!(
+                    "outside: hairpin, errored {} type {ty} code {code}",
+                    r.name()
+                )
+            }
             other => format!("outside: hairpin, {other:?}"),
         },
         _ => return None,
@@ -1399,6 +1406,9 @@ fn every_verdict_matches_the_model() {
         // address (no hairpinned connection in a traced run).
         "outside: hairpin, delivered",
         "outside: hairpin, refused by a receiver",
+        "outside: hairpin, answered",
+        "outside: hairpin, errored to_router type 3 code 3",
+        "outside: hairpin, dropped to_router",
         "outside: dropped no_nat",
         "outside: dropped ip_fragment",
         "outside: left as a floating IP",

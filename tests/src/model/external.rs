@@ -19,7 +19,7 @@ use ipnet::IpNet;
 
 use super::{
     Bytes, Frag, Model, R, Sent, ipv4,
-    route::{Owner, Route},
+    route::{Answer, Deliver, Drop, Leave, Owner, Route, local_v4},
 };
 
 /// A frame as it leaves through the uplink.
@@ -235,8 +235,10 @@ impl Model {
     /// floating IP, to its fixed IP, from the sender's floating IP or else
     /// from the gateway's address with a port of its own (with or without
     /// `enable_snat`), routed back in from outside; to the gateway's
-    /// address, the reply of such a connection (none in a traced run:
-    /// `no_nat`). Another router's addresses are not reached (`no_route`).
+    /// address, the reply of such a connection (none in a traced run) or
+    /// else for the router itself (an echo reply, port unreachable for
+    /// UDP, `to_router`). Another router's addresses are not reached
+    /// (`no_route`).
     /// A group holding the fixed IP is flooded, as a routed packet is, but
     /// not back out of the port the frame came in by: the sender does not
     /// get its own packet back that way (it does from a port of its own).
@@ -255,11 +257,15 @@ impl Model {
             return Err(R::NoRoute);
         }
         let Some(fixed) = me.fixed else {
-            return Err(if ip.frag == Frag::None {
-                R::NoNat
-            } else {
-                R::IpFragment
-            });
+            // To the gateway's address: no hairpinned connection's reply in
+            // a traced run, so for the router itself, as its other
+            // addresses (its sender's egress rules already passed).
+            let then = match local_v4(b, ip) {
+                Answer(ty, code, reason) => self.answer(from, r, b, ty, code, reason),
+                Drop(reason) => Sent::Dropped(reason),
+                Deliver(_) | Leave(_) => unreachable!("the router's own address"),
+            };
+            return Ok(Sent::Hairpin(Box::new(then)));
         };
         rewritable(b, ip, false)?;
         let floating = self
