@@ -572,5 +572,21 @@ fn a_floating_ip_is_reached_from_inside_through_the_router() {
     assert!(!plain.connects(FIP_WEB, 8082, None), "8082 is not allowed");
     // The gateway's address is the router's: it answers pings from inside.
     assert!(plain.ping(GATEWAY, 2), "ping to the gateway's address");
+    // `trace` follows the packet there and back in.
+    let t = lab
+        .dataplane(&[
+            "trace", "plain", "--proto", "tcp", "--dst", FIP_WEB, "--dport", "8080",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert_eq!(t.status.code(), Some(0), "{text}");
+    assert!(text.contains(&web.port_id), "{text}");
+    assert!(
+        text.contains(&format!(
+            "translated by the router: {GW_INT_MAC} > {MAC_WEB} TCP {GATEWAY}:"
+        )) && text.contains("> 10.40.0.30:8080"),
+        "{text}"
+    );
     assert!(nat_stat(lab, "hairpin") >= 6, "{:#}", nat(lab));
 }
