@@ -273,14 +273,20 @@ impl Model {
             .floating_ips
             .iter()
             .find(|f| f.router == r && f.fixed == src);
+        let mut inside = b.0.to_vec();
         let new_src = match floating {
             Some(f) => f.address,
             None => {
                 snat_translatable(b, ip)?;
+                // SNAT's port: which one is not said, only that it is not
+                // below NAT_PORT_MIN, which is all the receiver's rules can
+                // tell (DHCP's ports are below it).
+                if matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP) {
+                    inside[ip.l4..ip.l4 + 2].copy_from_slice(&common::NAT_PORT_MIN.to_be_bytes());
+                }
                 self.gateway_address(r).ok_or(R::NoRoute)?
             }
         };
-        let mut inside = b.0.to_vec();
         inside[26..30].copy_from_slice(&new_src.octets());
         inside[30..34].copy_from_slice(&fixed.octets());
         let mut then = self.routed_in(r, &inside);
