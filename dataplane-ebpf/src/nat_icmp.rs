@@ -21,8 +21,11 @@
 //! `no_nat`; so is a fragment (`ip_fragment`), and a quote too short to
 //! hold an IPv4 header and 8 bytes or a message whose ICMP checksum is
 //! wrong (`malformed`: Linux's conntrack leaves such an error untranslated
-//! and its router drops it). No outside host can thus have the gateway
-//! hand a VM an error of its making about a connection it does not see.
+//! and its router drops it). To a gateway address, no outside host can
+//! thus have the gateway hand a VM an error about a connection it does
+//! not see; to a floating IP, as for its other packets, the VM's security
+//! groups decide (related to one of its live connections, or let in by
+//! its ingress rules like any ICMP from outside).
 
 use common::{
     DropReason, EXT_FLOATING, ExtAddr, NAT_IN, NatKey,
