@@ -202,10 +202,16 @@ pub struct NatStats {
     pub snat_out: u64,
     /// Replies to SNAT connections, sent on to the VM.
     pub snat_in: u64,
+    /// ICMP errors from outside about a packet the gateway translated
+    /// (SNAT or a floating IP), translated back and sent on to the VM.
+    pub icmp_in: u64,
     /// SNAT connections opened.
     pub snat_new: u64,
     /// Packets leaving untranslated (`enable_snat` false, no floating IP).
     pub routed_out: u64,
+    /// Packets from inside to a floating IP, or back to the gateway's
+    /// address (their replies), translated and routed back in (hairpin).
+    pub hairpin: u64,
     /// ARP requests answered for gateway and floating addresses.
     pub arp_replies: u64,
     /// ARP requests sent for an unknown next hop (the packet that needed
@@ -225,8 +231,10 @@ impl NatStats {
         self.floating_out += o.floating_out;
         self.snat_out += o.snat_out;
         self.snat_in += o.snat_in;
+        self.icmp_in += o.icmp_in;
         self.snat_new += o.snat_new;
         self.routed_out += o.routed_out;
+        self.hairpin += o.hairpin;
         self.arp_replies += o.arp_replies;
         self.arp_requests += o.arp_requests;
         self.neigh_learned += o.neigh_learned;
@@ -235,14 +243,16 @@ impl NatStats {
 
     /// Every counter with its name (as `show nat` and the metrics name
     /// them).
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         [
             ("floating_in", self.floating_in),
             ("floating_out", self.floating_out),
             ("snat_out", self.snat_out),
             ("snat_in", self.snat_in),
+            ("icmp_in", self.icmp_in),
             ("snat_new", self.snat_new),
             ("routed_out", self.routed_out),
+            ("hairpin", self.hairpin),
             ("arp_replies", self.arp_replies),
             ("arp_requests", self.arp_requests),
             ("neigh_learned", self.neigh_learned),

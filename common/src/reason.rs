@@ -86,7 +86,7 @@ drop_reasons! {
     NoUplink => no_uplink, "routed to an external network whose uplink is not on this host";
     ExtResolving => ext_resolving, "external next hop's MAC not known yet: an ARP request was sent instead";
     NatExhausted => nat_exhausted, "no free port to SNAT a new connection to this peer";
-    NoNat => no_nat, "no NAT mapping: to a gateway address but of no SNAT connection, or leaving with a protocol SNAT does not translate";
+    NoNat => no_nat, "no NAT mapping: to a gateway address but of no SNAT connection, an ICMP error from outside about no packet the gateway translated, or leaving with a protocol SNAT does not translate";
     UplinkSrc => uplink_src, "from the external network with a source address the router reaches inside (reverse path)";
     // Security groups and connection tracking.
     SgEgress => sg_egress, "no egress security group rule allows the connection";

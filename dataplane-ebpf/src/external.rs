@@ -6,7 +6,9 @@
 //! neighbours learned on the external network, and it is sent out of the
 //! uplink. A next hop not known yet gets an ARP request in the packet's
 //! place (at most one a second per address): the packet is lost, as the
-//! first packet to an unresolved neighbour is in many routers.
+//! first packet to an unresolved neighbour is in many routers. A packet
+//! for one of the router's own external addresses turns back in
+//! (`hairpin.rs`).
 
 use aya_ebpf::{
     bindings::{BPF_ANY, xdp_action},
@@ -21,6 +23,7 @@ use common::{
 
 use crate::{
     drop::{self, NOTIFY},
+    hairpin,
     maps::{EXT_ADDRS, EXT_NEIGH, FLOATING, GATEWAYS},
     meta, nat,
     packet::Packet,
@@ -59,24 +62,24 @@ fn leave(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> {
     let gw = unsafe { GATEWAYS.get(key) }
         .copied()
         .ok_or(DropReason::NoRoute)?;
-    if gw.ifindex == 0 {
-        return Err(DropReason::NoUplink);
-    }
     let ip = parse::ipv4(pkt)?;
-    // A floating IP or gateway address reached from inside (hairpin) would
-    // go out and never come back: the router does not translate it.
+    // A floating IP or the gateway's address reached from inside turns
+    // back in (no uplink needed).
     let mine = ExtAddrKey {
         slot: h.slot,
         network: gw.network,
         addr: ip.dst,
     };
-    // SAFETY: checked for presence only.
-    if unsafe { EXT_ADDRS.get(mine) }.is_some() {
-        return Err(DropReason::NoRoute);
+    // SAFETY: copied out at once.
+    if let Some(me) = unsafe { EXT_ADDRS.get(mine) }.copied() {
+        return Err(hairpin::turn(ctx, pkt, h, &gw, &ip, &me));
+    }
+    if gw.ifindex == 0 {
+        return Err(DropReason::NoUplink);
     }
     // The next hop the routing program found (`Hop::via`).
     let next = h.via;
-    translate(ctx, pkt, h, &gw, &ip)?;
+    translate(ctx, pkt, h, &gw, &ip, false)?;
     let nk = ExtNeighKey {
         network: gw.network,
         addr: next,
@@ -96,14 +99,16 @@ fn leave(ctx: &XdpContext, pkt: &Packet, h: &Hop) -> Result<u32, DropReason> {
 }
 
 /// The source translation: the fixed IP's floating IP, else SNAT if the
-/// gateway does it, else none.
+/// gateway does it (a `hairpin` always does), else none. A hairpinned
+/// packet is not counted as leaving.
 #[inline(always)]
-fn translate(
+pub fn translate(
     ctx: &XdpContext,
     pkt: &Packet,
     h: &Hop,
     gw: &Gateway,
     ip: &Ipv4,
+    hairpin: bool,
 ) -> Result<(), DropReason> {
     let fk = FloatingKey {
         slot: h.slot,
@@ -115,10 +120,12 @@ fn translate(
         if !nat::set_addr(pkt, ip, nat::SRC_OFF, f.addr) {
             return Err(DropReason::Malformed);
         }
-        nat::count(|s| s.floating_out += 1);
+        if !hairpin {
+            nat::count(|s| s.floating_out += 1);
+        }
         return Ok(());
     }
-    if gw.flags & GATEWAY_F_SNAT == 0 {
+    if gw.flags & GATEWAY_F_SNAT == 0 && !hairpin {
         nat::count(|s| s.routed_out += 1);
         return Ok(());
     }
@@ -143,7 +150,9 @@ fn translate(
     if !(nat::set_addr(pkt, ip, nat::SRC_OFF, gw.addr) && nat::set_port(pkt, &f, port)) {
         return Err(DropReason::Malformed);
     }
-    nat::count(|s| s.snat_out += 1);
+    if !hairpin {
+        nat::count(|s| s.snat_out += 1);
+    }
     Ok(())
 }
 

@@ -42,7 +42,7 @@ pub fn count(f: impl FnOnce(&mut NatStats)) {
 /// it is used: an offset carried over from the parser (through the stack)
 /// reached the pointer arithmetic with no bounds the verifier kept.
 #[inline(always)]
-fn l4_off(pkt: &Packet) -> Option<usize> {
+pub fn l4_off(pkt: &Packet) -> Option<usize> {
     let [vihl, _] = pkt.read::<[u8; 2]>(ETH_HLEN)?;
     Some(ETH_HLEN + (vihl & 0x0f) as usize * 4)
 }

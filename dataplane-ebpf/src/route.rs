@@ -20,9 +20,9 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use common::{
-    DropReason, Hop, JUMP_TO_EXTERNAL, JUMP_TO_ROUTER, NEIGH_PREFIX_BITS, Neigh, NeighV4Key,
-    NeighV6Key, PortInfo, ROUTE_CONNECTED, ROUTE_EXTERNAL, ROUTE_NEXTHOP, ROUTE_PREFIX_BITS, Route,
-    RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
+    DropReason, Hop, JUMP_ICMP_V4, JUMP_TO_EXTERNAL, JUMP_TO_ROUTER, NEIGH_PREFIX_BITS, Neigh,
+    NeighV4Key, NeighV6Key, PortInfo, ROUTE_CONNECTED, ROUTE_EXTERNAL, ROUTE_NEXTHOP,
+    ROUTE_PREFIX_BITS, Route, RouteV4Key, RouteV6Key, TARGET_GROUP, TARGET_PORT, TARGET_ROUTER,
     proto::{
         ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_EXC_TTL, ICMP_FRAG_NEEDED,
         ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED,
@@ -75,12 +75,27 @@ pub fn hop() -> Option<Hop> {
 /// plain drop.
 #[inline(always)]
 fn answer(ctx: &XdpContext, ty: u8, code: u8, reason: DropReason, mtu: u32) -> DropReason {
+    answer_by(ctx, JUMP_TO_ROUTER, ty, code, reason, mtu)
+}
+
+/// [`answer`] through program `jump`: `JUMP_TO_ROUTER`, or the ICMP
+/// program itself for a packet whose sender's egress rules already
+/// allowed it.
+#[inline(always)]
+fn answer_by(
+    ctx: &XdpContext,
+    jump: u32,
+    ty: u8,
+    code: u8,
+    reason: DropReason,
+    mtu: u32,
+) -> DropReason {
     if let Some(hop) = HOP.get_ptr_mut(0) {
         // SAFETY: this CPU's entry, written by `enter` for this packet.
         unsafe {
             (*hop).answer = u32::from(ty) << 8 | u32::from(code);
             (*hop).mtu = mtu;
-            JUMP.tail_call(ctx, JUMP_TO_ROUTER);
+            JUMP.tail_call(ctx, jump);
         }
     }
     reason
@@ -322,7 +337,17 @@ fn leave(ctx: &XdpContext, via: [u8; 4]) -> DropReason {
 /// rest is dropped. Returns the reason to drop for, if nothing answers.
 #[inline(always)]
 fn local_v4(ctx: &XdpContext, pkt: &Packet) -> DropReason {
-    match local_v4_answer(ctx, pkt) {
+    match local_v4_answer(ctx, pkt, JUMP_TO_ROUTER) {
+        Ok(reason) | Err(reason) => reason,
+    }
+}
+
+/// As [`local_v4`], for a packet that already passed its sender's egress
+/// rules on its way to the router's external gateway (`to_router`): to the
+/// gateway's own address, answered by the ICMP program directly.
+#[inline(always)]
+pub fn local_v4_checked(ctx: &XdpContext, pkt: &Packet) -> DropReason {
+    match local_v4_answer(ctx, pkt, JUMP_ICMP_V4) {
         Ok(reason) | Err(reason) => reason,
     }
 }
@@ -331,7 +356,7 @@ fn local_v4(ctx: &XdpContext, pkt: &Packet) -> DropReason {
 /// no register holds a packet pointer on one path and a value on another
 /// (the verifier refuses the arithmetic LLVM then shares between them).
 #[inline(always)]
-fn local_v4_answer(ctx: &XdpContext, pkt: &Packet) -> Result<DropReason, DropReason> {
+fn local_v4_answer(ctx: &XdpContext, pkt: &Packet, jump: u32) -> Result<DropReason, DropReason> {
     let reason = DropReason::ToRouter;
     let [vihl, _] = pkt.read::<[u8; 2]>(ETH_HLEN).ok_or(DropReason::Malformed)?;
     let [_, proto] = pkt
@@ -339,7 +364,7 @@ fn local_v4_answer(ctx: &XdpContext, pkt: &Packet) -> Result<DropReason, DropRea
         .ok_or(DropReason::Malformed)?;
     if proto == IPPROTO_UDP {
         let (ty, code) = (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH);
-        return Ok(answer(ctx, ty, code, reason, 0));
+        return Ok(answer_by(ctx, jump, ty, code, reason, 0));
     }
     if proto != IPPROTO_ICMP {
         return Ok(reason);
@@ -349,7 +374,7 @@ fn local_v4_answer(ctx: &XdpContext, pkt: &Packet) -> Result<DropReason, DropRea
     if ty != ICMP_ECHO {
         return Ok(reason);
     }
-    Ok(answer(ctx, ICMP_ECHOREPLY, 0, reason, 0))
+    Ok(answer_by(ctx, jump, ICMP_ECHOREPLY, 0, reason, 0))
 }
 
 #[inline(always)]

@@ -7,8 +7,10 @@
 //! (`route_v4`, so a fixed IP that several ports share as a VRRP VIP
 //! reaches the group's active member) and then the receiving port's
 //! ingress rules (`to_vm`; the outside is a remote without security
-//! groups, so only prefix rules and rules without a remote apply).
-//! Everything else is the host's and passes.
+//! groups, so only prefix rules and rules without a remote apply). ICMP
+//! errors about packets the gateway translated are translated back and
+//! routed to the VM the same way (`nat_icmp.rs`). Everything else is the
+//! host's and passes.
 //!
 //! Neighbours on the external network are learned from ARP that concerns
 //! the datapath's addresses (requests for them, replies to them) and
@@ -30,7 +32,7 @@ use crate::{
     config,
     drop::{self, QUIET},
     maps::{EXT_ADDRS, EXT_NEIGH, UPLINKS},
-    meta, nat,
+    meta, nat, nat_icmp,
     packet::Packet,
     parse::{self, Arp, Eth, Frag},
     responder, route,
@@ -179,7 +181,10 @@ fn ipv4(
             return Err(DropReason::UplinkSrc);
         }
     }
-    if me.kind == EXT_FLOATING {
+    if nat_icmp::is_error(pkt, &ip) {
+        nat_icmp::translate(pkt, &ip, &me)?;
+        nat::count(|s| s.icmp_in += 1);
+    } else if me.kind == EXT_FLOATING {
         if !nat::set_addr(pkt, &ip, nat::DST_OFF, me.fixed) {
             return Err(DropReason::Malformed);
         }

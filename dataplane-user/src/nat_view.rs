@@ -252,14 +252,16 @@ pub fn render(v: &NatView) -> String {
     let _ = writeln!(
         s,
         "packets: floating in {} out {}; SNAT out {} in {} ({} connections opened); \
-         untranslated out {}; ARP answered {}, asked {}; neighbours learned {}; \
+         ICMP errors translated back {}; untranslated out {}; hairpinned {}; ARP answered {}, asked {}; neighbours learned {}; \
          left to the host {}",
         t.floating_in,
         t.floating_out,
         t.snat_out,
         t.snat_in,
         t.snat_new,
+        t.icmp_in,
         t.routed_out,
+        t.hairpin,
         t.arp_replies,
         t.arp_requests,
         t.neigh_learned,

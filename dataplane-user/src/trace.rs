@@ -114,6 +114,10 @@ pub struct Trace {
     /// (translated by the router's gateway: floating IP or SNAT), or the
     /// ARP request sent in its place while the next hop is not known.
     pub external: Option<String>,
+    /// The frame as delivered when the router translated its addresses
+    /// on the way (a floating IP's packet from outside, a reply of a SNAT
+    /// connection, a hairpin from inside).
+    pub translated: Option<String>,
     /// The gateway the packet was addressed to, when `--via` was not given
     /// and the destination is not on the port's subnet.
     pub gateway: Option<String>,
@@ -183,6 +187,9 @@ pub fn render(t: &Trace) -> String {
     if let Some(x) = &t.external {
         s += &format!("  out of the uplink: {x}\n");
     }
+    if let Some(x) = &t.translated {
+        s += &format!("  translated by the router: {x}\n");
+    }
     for d in &t.deliveries {
         s += &format!(
             "  to_vm {} (dst {}): {}",
@@ -207,6 +214,13 @@ pub fn render(t: &Trace) -> String {
         "  => gets through\n"
     };
     s
+}
+
+/// An IPv4 frame's source and destination addresses (None for others).
+fn addresses(frame: &[u8]) -> Option<&[u8]> {
+    (frame.get(12..14) == Some(&[0x08, 0x00][..]))
+        .then(|| frame.get(26..34))
+        .flatten()
 }
 
 /// "id (name)", or the id of a port without a name.
@@ -347,6 +361,7 @@ impl Probe {
             deliveries: Vec::new(),
             reply: None,
             external: None,
+            translated: None,
             gateway: None,
             route: None,
             frames: (frame.to_vec(), out.frame.clone()),
@@ -409,6 +424,9 @@ impl Probe {
             // traced) and passes on to nobody.
             (XDP_DROP, OUT_NONE) if source.index == 0 => trace.verdict = "consumed".into(),
             (a, kind) => bail!("from_vm returned {a} with decision {kind}: not understood"),
+        }
+        if !trace.deliveries.is_empty() && addresses(frame) != addresses(&out.frame) {
+            trace.translated = Some(summary(&out.frame));
         }
         if trace.verdict == "forwarded" || trace.verdict == "flooded" {
             if trace.deliveries.iter().all(|d| d.verdict == "dropped") {

@@ -53,6 +53,9 @@ pub enum Sent {
     /// `ext_resolving`, and an ARP request for it sent in its place
     /// (none if the frame is too short to become one).
     Resolving(Option<Asking>),
+    /// Routed to one of its router's own external addresses from inside,
+    /// translated and routed back in (hairpin): what became of it then.
+    Hairpin(Box<Sent>),
 }
 
 // Ethertypes, IP protocols, ICMP types, ports: the numbers' names are

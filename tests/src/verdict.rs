@@ -238,6 +238,31 @@ impl Verdicts {
         Ok(prog)
     }
 
+    /// As [`Verdicts::exchange`], with the frame arriving from port `id`
+    /// (any port, run inside the ports' namespace where its ifindex is
+    /// its interface's).
+    pub fn exchange_from(
+        &mut self,
+        program: &str,
+        id: &str,
+        frame: &[u8],
+    ) -> Result<(u32, Vec<u8>)> {
+        let i = self
+            .topology
+            .ports
+            .iter()
+            .position(|p| p.id == id)
+            .with_context(|| format!("no port {id}"))?;
+        let ifindex = self.ifindexes[i];
+        let (program, frame) = (program.to_string(), frame.to_vec());
+        self.inside(move |dir| {
+            let path = dir.join("programs").join(&program);
+            let prog = Xdp::from_pin(&path, aya_obj::programs::XdpAttachType::Interface)?;
+            let out = trace::run_xdp(&prog, &frame, 0, ifindex, 1)?;
+            Ok((out.action, out.frame))
+        })
+    }
+
     /// Average ns per run of `program` on `frame` over `repeat` runs on
     /// one buffer (the kernel's own timing). Runs after the first see what
     /// the previous one left: only meaningful for paths that do not
@@ -336,6 +361,15 @@ impl Verdicts {
         self.port(id)
             .ok()
             .and_then(|p| p.stats.drops.get(reason).copied())
+            .unwrap_or(0)
+    }
+
+    /// Drops charged to no port (frames from an uplink) for `reason`.
+    pub fn unattributed_drops(&mut self, reason: &str) -> u64 {
+        let dir = self.dp().dir().clone();
+        show::ports(&dir)
+            .ok()
+            .and_then(|v| v.unattributed.drops.get(reason).copied())
             .unwrap_or(0)
     }
 }

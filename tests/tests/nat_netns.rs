@@ -10,6 +10,7 @@ use std::time::Duration;
 use lab::{
     capture::frame,
     lab::{Lab, Vm, WAIT, wait_for},
+    netns::Netns,
     probe::Pinger,
     require_root,
     topo::{config, network, pair, port, router, subnet},
@@ -54,6 +55,11 @@ struct World {
 /// the external network "public" (flat on physical network "public",
 /// 203.0.113.0/24, upstream 203.0.113.1), with SNAT.
 fn world() -> World {
+    world_with(|_| {})
+}
+
+/// [`world`], its configuration edited by `edit` before the agent starts.
+fn world_with(edit: impl FnOnce(&mut Value)) -> World {
     let mut lab = Lab::new(false).unwrap();
     for (name, mac) in [
         ("plain", MAC_PLAIN),
@@ -131,6 +137,7 @@ fn world() -> World {
         "--metrics".into(),
         METRICS.into(),
     ];
+    edit(&mut cfg);
     lab.start(&cfg).unwrap();
     World { lab, out, cfg }
 }
@@ -400,4 +407,186 @@ fn snat_connections_and_learned_neighbours_survive_an_agent_restart() {
         "{sent} sent, {received} received: the restart lost some"
     );
     assert!(nat(&w.lab)["connections"].as_array().unwrap().len() >= before);
+}
+
+/// A host two hops past the gateway: behind a router namespace that the
+/// upstream router reaches over a link with a smaller MTU.
+const BEYOND: &str = "198.18.0.7";
+/// The MTU of the link between the upstream router and the next one.
+const BEYOND_MTU: u32 = 1400;
+
+/// A second router behind the outside's (the upstream router forwards to
+/// it over 192.0.2.0/30 with MTU [`BEYOND_MTU`]), holding [`BEYOND`]. Both
+/// send every ICMP error they owe (no rate limit).
+fn second_hop(out: &Vm) -> Netns {
+    let hop = Netns::new("dpo").unwrap();
+    out.sh(&format!(
+        "ip link add o2 mtu {BEYOND_MTU} type veth peer name eth0 mtu {BEYOND_MTU} netns {} && \
+         ip addr add 192.0.2.1/30 dev o2 && ip link set o2 up && \
+         ip route add 198.18.0.0/15 via 192.0.2.2 && \
+         sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0",
+        hop.name
+    ))
+    .unwrap();
+    hop.sh(&format!(
+        "ip addr add 192.0.2.2/30 dev eth0 && ip link set eth0 up && \
+         ip addr add {BEYOND}/32 dev lo && ip route add default via 192.0.2.1 && \
+         sysctl -qw net.ipv4.icmp_ratelimit=0"
+    ))
+    .unwrap();
+    hop
+}
+
+/// What a command run in `vm` printed, stdout and stderr.
+fn output(vm: &Vm, script: &str) -> String {
+    let out = vm.ns.try_exec(&["sh", "-c", script]).unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The hop lines of traceroute's or tracepath's output: (hop, first
+/// address on it).
+fn hops(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let hop = words.next()?.trim_end_matches(':').parse().ok()?;
+            let addr = words.find(|w| w.contains('.'))?;
+            Some((hop, addr.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn traceroute_and_tracepath_through_snat_and_a_floating_ip_see_the_outside_hops() {
+    require_root!();
+    // plain's group lets nothing in unasked: what comes back must be
+    // related to its connections.
+    let w = world_with(|cfg| {
+        for p in cfg["ports"].as_array_mut().unwrap() {
+            if p["name"] == "plain" {
+                p["security_groups"] = json!(["out-only"]);
+            }
+        }
+        cfg["security_groups"].as_array_mut().unwrap().push(json!({
+            "id": "out-only",
+            "security_group_rules": [{ "direction": "egress", "ethertype": "IPv4" }],
+        }));
+    });
+    let (lab, out) = (&w.lab, &w.out);
+    let _hop = second_hop(out);
+    let (plain, web) = (lab.vm("plain"), lab.vm("web"));
+    // The upstream router's MAC learned (the first packet to it is lost
+    // to the ARP request), and the way there and back works.
+    plain.reaches(BEYOND, WAIT).unwrap();
+    let before = nat_stat(lab, "icmp_in");
+    // UDP probes through SNAT: the datapath's router, the upstream router
+    // (time exceeded, and fragmentation needed for the 1400-byte link:
+    // the path MTU), then the host (port unreachable).
+    let text = output(plain, &format!("timeout 60 tracepath -n -m 5 {BEYOND}"));
+    let seen = hops(&text);
+    assert!(seen.contains(&(1, "10.40.0.1".into())), "{text}");
+    assert!(seen.contains(&(2, UPSTREAM.into())), "{text}");
+    assert!(seen.contains(&(3, BEYOND.into())), "{text}");
+    assert!(text.contains("reached"), "{text}");
+    assert!(text.contains(&format!("pmtu {BEYOND_MTU}")), "{text}");
+    // ICMP echo probes through SNAT: time exceeded about them.
+    let text = output(
+        plain,
+        &format!("timeout 60 traceroute -I -n -q 1 -w 2 -m 5 {BEYOND}"),
+    );
+    let seen = hops(&text);
+    assert!(seen.contains(&(2, UPSTREAM.into())), "{text}");
+    assert!(seen.contains(&(3, BEYOND.into())), "{text}");
+    // web leaves as its floating IP; its group lets only TCP 8080 in.
+    let text = output(
+        web,
+        &format!("timeout 60 traceroute -n -q 1 -w 2 -m 5 {BEYOND}"),
+    );
+    let seen = hops(&text);
+    assert!(seen.contains(&(2, UPSTREAM.into())), "{text}");
+    assert!(seen.contains(&(3, BEYOND.into())), "{text}");
+    let translated = nat_stat(lab, "icmp_in") - before;
+    // tracepath: hop 2 at least twice (time exceeded, frag needed) and the
+    // port unreachable; traceroute -I: hop 2; web's: hops 2 and 3.
+    assert!(translated >= 6, "{translated} errors translated back");
+    assert_eq!(lab.drops(plain, "sg_ingress"), 0, "all of it related");
+    // Errors about nothing the gateway sent (a port no connection holds,
+    // an inside source) go nowhere.
+    let before = unattributed(lab, "no_nat");
+    let cap = plain.capture().unwrap();
+    let script = format!(
+        "e = Ether(src=MAC, dst='{GW_EXT_MAC}')/IP(src='{UPSTREAM}', dst='{GATEWAY}')/ICMP(type=11)\n\
+         sendp([e/IP(src='{GATEWAY}', dst='{BEYOND}')/UDP(sport=9, dport=33434), \
+                e/IP(src='10.40.0.20', dst='{BEYOND}')/UDP(sport=40000, dport=33434)], \
+               iface=IFACE, count=2, verbose=False)"
+    );
+    out.scapy(&script).unwrap();
+    wait_for(WAIT, "no_nat drops", || {
+        unattributed(lab, "no_nat") >= before + 4
+    })
+    .unwrap();
+    assert_eq!(
+        cap.count(Duration::from_millis(300), |f| frame::ipv4(f)
+            .is_some_and(|(s, _, p)| s == ip4(UPSTREAM) && p == 1)),
+        0,
+        "no spoofed error reached plain"
+    );
+}
+
+#[test]
+fn a_floating_ip_is_reached_from_inside_through_the_router() {
+    require_root!();
+    let w = world();
+    let lab = &w.lab;
+    let (plain, web) = (lab.vm("plain"), lab.vm("web"));
+    web.serve_tcp(&[8080]).unwrap();
+    // plain has no floating IP: web sees it as the gateway's address (the
+    // reply goes back through the router, which translates it again).
+    let cap = web.capture().unwrap();
+    wait_for(WAIT, "TCP to web's floating IP from inside", || {
+        plain.connects(FIP_WEB, 8080, None)
+    })
+    .unwrap();
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::ipv4(f).is_some_and(
+            |(s, d, p)| s == ip4(GATEWAY) && d == ip4("10.40.0.30") && p == 6
+        ))
+        .is_some(),
+        "web hears plain as the gateway's address"
+    );
+    // web to its own floating IP: from its floating IP.
+    let cap = web.capture().unwrap();
+    assert!(web.connects(FIP_WEB, 8080, None), "web to itself");
+    assert!(
+        cap.wait_for(Duration::from_secs(2), |f| frame::ipv4(f).is_some_and(
+            |(s, d, p)| s == ip4(FIP_WEB) && d == ip4("10.40.0.30") && p == 6
+        ))
+        .is_some(),
+        "web hears itself as its floating IP"
+    );
+    // Only TCP 8080 is let in, whoever comes.
+    assert!(!plain.connects(FIP_WEB, 8082, None), "8082 is not allowed");
+    // The gateway's address is the router's: it answers pings from inside.
+    assert!(plain.ping(GATEWAY, 2), "ping to the gateway's address");
+    // `trace` follows the packet there and back in.
+    let t = lab
+        .dataplane(&[
+            "trace", "plain", "--proto", "tcp", "--dst", FIP_WEB, "--dport", "8080",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert_eq!(t.status.code(), Some(0), "{text}");
+    assert!(text.contains(&web.port_id), "{text}");
+    assert!(
+        text.contains(&format!(
+            "translated by the router: {GW_INT_MAC} > {MAC_WEB} TCP {GATEWAY}:"
+        )) && text.contains("> 10.40.0.30:8080"),
+        "{text}"
+    );
+    assert!(nat_stat(lab, "hairpin") >= 6, "{:#}", nat(lab));
 }

@@ -129,6 +129,13 @@ fn config() -> Value {
                 { "direction": "ingress", "ethertype": "IPv6", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010 },
                 // The outside, through a floating IP.
                 { "direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010, "remote_ip_prefix": "198.51.100.0/24" },
+                // And from the external subnet: what hairpins to the VIP's
+                // floating IP from inside comes from the gateway's address
+                // or the sender's floating IP.
+                { "direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010, "remote_ip_prefix": "203.0.113.0/24" },
+                // Destination unreachable from there: errors about the
+                // floating IP's packets, unrelated in a traced run.
+                { "direction": "ingress", "protocol": "icmp", "port_range_min": 3, "remote_ip_prefix": "198.51.100.0/24" },
                 { "direction": "egress", "ethertype": "IPv4" },
                 { "direction": "egress", "ethertype": "IPv6" },
             ]},
@@ -527,7 +534,11 @@ impl<'a> Gen<'a> {
                 if self.r.chance(85) {
                     f[..6].copy_from_slice(&mac);
                 }
-                self.ipv4_between(from, to, &mut f);
+                if self.r.chance(25) {
+                    self.icmp_error(from, to, &mut f);
+                } else {
+                    self.ipv4_between(from, to, &mut f);
+                }
             }
             _ => {
                 let ethertype: u16 = *self.r.pick(&[0x86dd, 0x8100, 0x88cc, 0x0000]);
@@ -543,6 +554,80 @@ impl<'a> Gen<'a> {
             f.extend_from_slice(&fill);
         }
         f
+    }
+
+    /// An ICMP error from `src` to `dst` (ethertype and IPv4 on): mostly
+    /// about a packet `dst` sent (TCP, UDP, an echo request, GRE), quoting
+    /// its header and 8 bytes or more, with its ICMP checksum right; now
+    /// and then fragmented, about a later fragment or another source, cut
+    /// short or with a wrong checksum.
+    fn icmp_error(&mut self, src: [u8; 4], dst: [u8; 4], f: &mut Vec<u8>) {
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let proto: u8 = *self.r.pick(&[6, 6, 17, 17, 1, 1, 47]);
+        let words: usize = match self.r.below(100) {
+            0..85 => 5,
+            85..95 => 6 + self.r.below(10),
+            _ => self.r.below(5),
+        };
+        let mut quote = vec![
+            if self.r.chance(95) {
+                0x40
+            } else {
+                self.r.byte() & 0xf0
+            } | words as u8,
+        ];
+        quote.push(0);
+        quote.extend_from_slice(&(20 + self.r.below(200) as u16).to_be_bytes());
+        quote.extend_from_slice(&self.bytes(2));
+        let qfrags: u16 = match self.r.below(10) {
+            0..8 => 0x4000,
+            8 => 0x2000,
+            _ => 1 + self.r.below(0x1fff) as u16,
+        };
+        quote.extend_from_slice(&qfrags.to_be_bytes());
+        quote.extend_from_slice(&[1, proto]);
+        quote.extend_from_slice(&self.bytes(2));
+        let qsrc = if self.r.chance(85) {
+            dst
+        } else {
+            *self.r.pick(&self.v4)
+        };
+        quote.extend_from_slice(&qsrc);
+        let qdst = self.outside_src();
+        quote.extend_from_slice(&qdst);
+        let opts = self.bytes(words.max(5) * 4 - 20);
+        quote.extend_from_slice(&opts);
+        let mut l4 = self.l4(proto, false);
+        if proto == 1 && self.r.chance(70) {
+            l4[0] = ICMP_ECHO_TYPE;
+        }
+        // Mostly the 8 bytes RFC 792 asks for, or more; sometimes fewer.
+        let keep = *self.r.pick(&[8, 8, 8, 20, 28, l4.len(), 4]);
+        l4.truncate(keep);
+        quote.extend_from_slice(&l4);
+        let ty: u8 = *self.r.pick(&[3, 3, 11, 11, 12]);
+        let code: u8 = *self.r.pick(&[0, 1, 3, 4]);
+        let mut icmp = vec![ty, code, 0, 0, 0, 0, 0x05, 0x78];
+        icmp.extend_from_slice(&quote);
+        if self.r.chance(85) {
+            let c = ones_complement(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        } else {
+            icmp[2..4].copy_from_slice(&self.bytes(2));
+        }
+        let frags: u16 = match self.r.below(10) {
+            0..8 => 0x4000 * self.r.below(2) as u16,
+            8 => 0x2000,
+            _ => 1 + self.r.below(0x1fff) as u16,
+        };
+        f.extend_from_slice(&[0x45, 0xc0]);
+        f.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&self.bytes(2));
+        f.extend_from_slice(&frags.to_be_bytes());
+        f.extend_from_slice(&[*self.r.pick(&[64, 64, 1]), 1, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&icmp);
     }
 
     /// An outside host's address most of the time, else any of the pool
@@ -897,6 +982,33 @@ enum PortSeen {
     Chosen,
 }
 
+/// An ICMP echo request's type.
+const ICMP_ECHO_TYPE: u8 = 8;
+
+/// The checksum field's value for `bytes` (RFC 1071; the field zero).
+fn ones_complement(bytes: &[u8]) -> u16 {
+    let mut s: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// Whether a frame from the uplink is an ICMP error to the datapath's
+/// addresses (for the run's coverage: their outcomes are counted apart).
+fn is_icmp_error(frame: &[u8]) -> bool {
+    frame.len() > 34
+        && frame[12..14] == [8, 0]
+        && frame[23] == 1
+        && u16::from_be_bytes([frame[20], frame[21]]) & 0x1fff == 0
+        && frame
+            .get(14 + usize::from(frame[14] & 0x0f) * 4)
+            .is_some_and(|t| matches!(t, 3 | 11 | 12))
+}
+
 /// Whether what the datapath did is what the model expects.
 fn agree(want: &Seen, got: &Seen) -> bool {
     match (want, got) {
@@ -959,6 +1071,7 @@ fn asking(frame: &[u8]) -> String {
 
 fn expected(model: &Model, sent: Sent, frame: &[u8]) -> Seen {
     match sent {
+        Sent::Hairpin(then) => expected(model, *then, frame),
         Sent::Dropped(r) => Seen::Dropped(r.name().into()),
         Sent::Errored(r, ty, code) => Seen::Errored(r.name().into(), ty, code),
         Sent::Answered => Seen::Answered,
@@ -1069,6 +1182,21 @@ fn outside_key(t: &Topology, sent: &Sent) -> Option<String> {
         Sent::Resolving(Some(_)) => "outside: resolving, ARP request sent".into(),
         Sent::Resolving(None) => "outside: resolving, too short to ask".into(),
         Sent::DroppedLeaving(r) => format!("outside: dropped {}", r.name()),
+        Sent::Hairpin(then) => match &**then {
+            Sent::Delivered(to) if to.iter().all(|(_, v)| v.is_ok()) => {
+                "outside: hairpin, delivered".into()
+            }
+            Sent::Delivered(_) => "outside: hairpin, refused by a receiver".into(),
+            Sent::Dropped(r) => format!("outside: hairpin, dropped {}", r.name()),
+            Sent::Answered => "outside: hairpin, answered".into(),
+            Sent::Errored(r, ty, code) => {
+                format!(
+                    "outside: hairpin, errored {} type {ty} code {code}",
+                    r.name()
+                )
+            }
+            other => format!("outside: hairpin, {other:?}"),
+        },
         _ => return None,
     })
 }
@@ -1119,7 +1247,7 @@ fn teach_upstream(dir: &Path, uplink: &PortView, topology: Topology) -> Result<M
 
 /// The outcome a run counts, for its coverage: frames from the uplink
 /// apart, packets routed toward the outside by how they leave.
-fn outcome(t: &Topology, outside: bool, sent: &Sent, want: &Seen) -> String {
+fn outcome(t: &Topology, outside: Option<&[u8]>, sent: &Sent, want: &Seen) -> String {
     if let Some(k) = outside_key(t, sent) {
         return k;
     }
@@ -1140,10 +1268,10 @@ fn outcome(t: &Topology, outside: bool, sent: &Sent, want: &Seen) -> String {
         Seen::Left(..) | Seen::Resolving(_) => unreachable!("keyed as outside"),
         Seen::Other(o) => o.clone(),
     };
-    if outside {
-        format!("uplink: {key}")
-    } else {
-        key
+    match outside {
+        Some(f) if is_icmp_error(f) => format!("uplink error: {key}"),
+        Some(_) => format!("uplink: {key}"),
+        None => key,
     }
 }
 
@@ -1183,7 +1311,8 @@ fn run(dir: &Path, uplink: &str, topology: Topology, seed: u64, packets: u64) ->
         };
         let want = expected(&model, sent.clone(), &frame);
         let got = observed(probe.run(&ports, view, &frame));
-        let key = outcome(&topology, from.is_none(), &sent, &want);
+        let outside = from.is_none().then_some(frame.as_slice());
+        let key = outcome(&topology, outside, &sent, &want);
         *report.outcomes.entry(key).or_default() += 1;
         if !agree(&want, &got) {
             report.mismatches += 1;
@@ -1273,6 +1402,13 @@ fn every_verdict_matches_the_model() {
         "outside: dropped sg_egress",
         "outside: dropped no_route",
         "outside: dropped no_uplink",
+        // To the router's own floating IPs from inside, and its gateway's
+        // address (no hairpinned connection in a traced run).
+        "outside: hairpin, delivered",
+        "outside: hairpin, refused by a receiver",
+        "outside: hairpin, answered",
+        "outside: hairpin, errored to_router type 3 code 3",
+        "outside: hairpin, dropped to_router",
         "outside: dropped no_nat",
         "outside: dropped ip_fragment",
         "outside: left as a floating IP",
@@ -1289,6 +1425,13 @@ fn every_verdict_matches_the_model() {
         "uplink: dropped ttl_exceeded",
         "uplink: delivered",
         "uplink: refused by a receiver: sg_ingress",
+        // ICMP errors from the uplink: about a floating IP's packet,
+        // delivered or refused; the rest dropped.
+        "uplink error: delivered",
+        "uplink error: refused by a receiver: sg_ingress",
+        "uplink error: dropped no_nat",
+        "uplink error: dropped malformed",
+        "uplink error: dropped ip_fragment",
     ] {
         assert!(
             report.outcomes.contains_key(must),

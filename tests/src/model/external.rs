@@ -4,7 +4,7 @@
 //! default route through the first one's `gateway_ip`, static routes
 //! through them), and what becomes of a packet routed there once the
 //! sender's egress rules let it go: a floating IP or the gateway's own
-//! address as destination is not reached from inside (hairpin, `no_route`);
+//! address as destination turns back in (hairpin, `Model::hairpin`);
 //! a source with a floating IP leaves as it; any other leaves as the
 //! gateway's address with a port of its own (SNAT: TCP, UDP and ICMP echo
 //! requests, not fragments), or untranslated without `enable_snat`. It
@@ -17,7 +17,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::{DropReason, proto::*};
 use ipnet::IpNet;
 
-use super::{Bytes, Frag, Model, R, Sent, ipv4, route::Route};
+use super::{
+    Bytes, Frag, Model, R, Sent, ipv4,
+    route::{Answer, Deliver, Drop, Leave, Owner, Route, local_v4},
+};
 
 /// A frame as it leaves through the uplink.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,23 +165,29 @@ impl Model {
         if let Err(refused) = self.egress_to_router(from, b) {
             return Sent::DroppedLeaving(refused);
         }
-        match self.to_external(r, b, via) {
+        match self.to_external(from, r, b, via) {
             Ok(sent) => sent,
             Err(reason) => Sent::DroppedLeaving(reason),
         }
     }
 
-    fn to_external(&self, r: usize, b: &Bytes, via: IpAddr) -> Result<Sent, DropReason> {
+    fn to_external(
+        &self,
+        from: usize,
+        r: usize,
+        b: &Bytes,
+        via: IpAddr,
+    ) -> Result<Sent, DropReason> {
         let g = self.t.routers[r].gateway.as_ref().ok_or(R::NoRoute)?;
-        if !self.uplinked(g.network) {
-            return Err(R::NoUplink);
-        }
         let ip = ipv4(b)?;
         let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(via)) = (ip.src, ip.dst, via) else {
             unreachable!("external routes are IPv4");
         };
-        if self.ext_address(g.network, dst).is_some() {
-            return Err(R::NoRoute);
+        if let Some(me) = self.ext_address(g.network, dst) {
+            return self.hairpin(from, r, b, &ip, me);
+        }
+        if !self.uplinked(g.network) {
+            return Err(R::NoUplink);
         }
         let floating = self
             .t
@@ -217,6 +226,80 @@ impl Model {
             ttl: b.get::<1>(22)?[0] - 1,
             port,
         }))
+    }
+}
+
+impl Model {
+    /// A packet from inside to one of router `r`'s external addresses, as
+    /// Neutron's L3 agent's NAT rules treat it (uplink or not): to a
+    /// floating IP, to its fixed IP, from the sender's floating IP or else
+    /// from the gateway's address with a port of its own (with or without
+    /// `enable_snat`), routed back in from outside; to the gateway's
+    /// address, the reply of such a connection (none in a traced run) or
+    /// else for the router itself (an echo reply, port unreachable for
+    /// UDP, `to_router`). Another router's addresses are not reached
+    /// (`no_route`).
+    /// A group holding the fixed IP is flooded, as a routed packet is, but
+    /// not back out of the port the frame came in by: the sender does not
+    /// get its own packet back that way (it does from a port of its own).
+    fn hairpin(
+        &self,
+        from: usize,
+        r: usize,
+        b: &Bytes,
+        ip: &super::Ip,
+        me: ExtAddress,
+    ) -> Result<Sent, DropReason> {
+        let IpAddr::V4(src) = ip.src else {
+            unreachable!("IPv4");
+        };
+        if me.router != r {
+            return Err(R::NoRoute);
+        }
+        let Some(fixed) = me.fixed else {
+            // To the gateway's address: no hairpinned connection's reply in
+            // a traced run, so for the router itself, as its other
+            // addresses (its sender's egress rules already passed).
+            let then = match local_v4(b, ip) {
+                Answer(ty, code, reason) => self.answer(from, r, b, ty, code, reason),
+                Drop(reason) => Sent::Dropped(reason),
+                Deliver(_) | Leave(_) => unreachable!("the router's own address"),
+            };
+            return Ok(Sent::Hairpin(Box::new(then)));
+        };
+        rewritable(b, ip, false)?;
+        let floating = self
+            .t
+            .floating_ips
+            .iter()
+            .find(|f| f.router == r && f.fixed == src);
+        let mut inside = b.0.to_vec();
+        let new_src = match floating {
+            Some(f) => f.address,
+            None => {
+                snat_translatable(b, ip)?;
+                // SNAT's port: which one is not said, only that it is not
+                // below NAT_PORT_MIN, which is all the receiver's rules can
+                // tell (DHCP's ports are below it).
+                if matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP) {
+                    inside[ip.l4..ip.l4 + 2].copy_from_slice(&common::NAT_PORT_MIN.to_be_bytes());
+                }
+                self.gateway_address(r).ok_or(R::NoRoute)?
+            }
+        };
+        inside[26..30].copy_from_slice(&new_src.octets());
+        inside[30..34].copy_from_slice(&fixed.octets());
+        let mut then = self.routed_in(r, &inside);
+        let fixed = IpAddr::V4(fixed);
+        let flooded = self
+            .route_to(r, fixed)
+            .is_some_and(|route| matches!(self.owner(route.network, fixed), Owner::Group(_)));
+        if let Sent::Delivered(to) = &mut then {
+            if flooded {
+                to.retain(|(p, _)| *p != from);
+            }
+        }
+        Ok(Sent::Hairpin(Box::new(then)))
     }
 }
 

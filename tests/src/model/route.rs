@@ -358,7 +358,15 @@ impl Model {
 
     /// The router's answer, once the sender's egress rules allow the
     /// packet: an echo reply, or an error if it may be sent.
-    fn answer(&self, from: usize, r: usize, b: &Bytes, ty: u8, code: u8, reason: R) -> Sent {
+    pub(super) fn answer(
+        &self,
+        from: usize,
+        r: usize,
+        b: &Bytes,
+        ty: u8,
+        code: u8,
+        reason: R,
+    ) -> Sent {
         if let Err(refused) = self.egress_to_router(from, b) {
             return Sent::Dropped(refused);
         }
@@ -433,7 +441,7 @@ fn ip_multicast_any(a: &IpAddr) -> bool {
 
 /// An IPv4 packet for the router: echo requests answered, UDP gets "port
 /// unreachable", the rest dropped.
-fn local_v4(b: &Bytes, ip: &Ip) -> Decision {
+pub(super) fn local_v4(b: &Bytes, ip: &Ip) -> Decision {
     match ip.proto {
         IPPROTO_UDP => Answer(ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, R::ToRouter),
         IPPROTO_ICMP => match b.get::<2>(ip.l4) {

@@ -9,8 +9,17 @@
 //! from one of its interfaces, to the receiving port's ingress rules (the
 //! outside is a remote without security groups); one to a gateway address
 //! must be a reply of a SNAT connection, and traced frames meet none
-//! (`no_nat`). The router's errors about such packets are not sent (not
-//! done: ICMP errors to the outside): they are dropped with their reason.
+//! (`no_nat`). An ICMP error (destination unreachable, time exceeded,
+//! parameter problem) to one of them is the datapath's only if it quotes
+//! a packet the gateway sent: unfragmented (`ip_fragment`), quoting an
+//! IPv4 header and 8 bytes inside its datagram (`malformed`), not a later
+//! fragment and from the address the error came to (`no_nat`); to a
+//! gateway address it must quote a SNAT connection, which traced frames
+//! never meet (`no_nat`); to a floating IP its ICMP checksum must be right
+//! (`malformed`), and then its destination and the quoted source become
+//! the fixed IP and it is routed in like the floating IP's other packets.
+//! The router's errors about packets from outside are not sent (not done:
+//! ICMP errors to the outside): they are dropped with their reason.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -74,6 +83,10 @@ impl Model {
         {
             return Err(R::UplinkSrc);
         }
+        if icmp_error(b, &ip) {
+            let inside = quoting_ours(b, &ip, me.fixed)?;
+            return Ok(self.routed_in(me.router, &inside));
+        }
         let Some(fixed) = me.fixed else {
             snat_reply(b, &ip)?;
             // Traced frames open no SNAT connection: none to reply to.
@@ -87,7 +100,7 @@ impl Model {
 
     /// A packet from outside, its destination translated, routed by router
     /// `r` to the port(s) holding it.
-    fn routed_in(&self, r: usize, frame: &[u8]) -> Sent {
+    pub(super) fn routed_in(&self, r: usize, frame: &[u8]) -> Sent {
         match self.decide_v4(None, r, &Bytes(frame)) {
             Err(reason) | Ok(Drop(reason)) => Sent::Dropped(reason),
             // No error goes back to the outside.
@@ -121,4 +134,69 @@ fn snat_reply(b: &Bytes, ip: &Ip) -> Result<(), DropReason> {
         },
         _ => Err(R::NoNat),
     }
+}
+
+/// Whether a packet is an ICMP error that quotes a packet: destination
+/// unreachable, time exceeded or parameter problem, not a later fragment
+/// (whose first bytes are no ICMP header).
+fn icmp_error(b: &Bytes, ip: &Ip) -> bool {
+    ip.proto == IPPROTO_ICMP
+        && ip.frag != Frag::Later
+        && matches!(
+            b.get::<2>(ip.l4),
+            Ok([
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB,
+                _
+            ])
+        )
+}
+
+/// An ICMP error to a gateway address (`fixed` None) or a floating IP,
+/// taken only if it quotes a packet the gateway sent; the frame with its
+/// destination and the quoted source as the floating IP's fixed IP. To a
+/// gateway address it would need a SNAT connection: traced frames meet
+/// none.
+fn quoting_ours(b: &Bytes, ip: &Ip, fixed: Option<Ipv4Addr>) -> Result<Vec<u8>, DropReason> {
+    if ip.frag != Frag::None {
+        return Err(R::IpFragment);
+    }
+    let q = ip.l4 + 8;
+    let [vihl, _] = b.get::<2>(q)?;
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || q + ihl + 8 > ip.end {
+        return Err(R::Malformed);
+    }
+    let quoted = b.get::<20>(q)?;
+    let later = u16::from_be_bytes([quoted[6], quoted[7]]) & 0x1fff != 0;
+    if later || IpAddr::from(<[u8; 4]>::try_from(&quoted[12..16]).expect("4")) != ip.dst {
+        return Err(R::NoNat);
+    }
+    let fixed = fixed.ok_or(R::NoNat)?;
+    // The ICMP checksum covers the whole message.
+    let message = &b.0[ip.l4..ip.end];
+    if message.len() > MAX_SUM_BYTES || ones_sum(message) != 0xffff {
+        return Err(R::Malformed);
+    }
+    let mut inside = b.0.to_vec();
+    inside[30..34].copy_from_slice(&fixed.octets());
+    inside[q + 12..q + 16].copy_from_slice(&fixed.octets());
+    Ok(inside)
+}
+
+/// The longest ICMP message whose checksum the datapath checks (its
+/// documented limit, above the 576 bytes RFC 1812 allows an error).
+const MAX_SUM_BYTES: usize = 1240;
+
+/// The folded one's complement sum of 16-bit big-endian words (an odd
+/// last byte padded with zero): 0xffff over a message with its checksum
+/// right.
+fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut s: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
 }
