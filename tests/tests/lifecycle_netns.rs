@@ -283,3 +283,53 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     assert!(log.contains("datapath ready"));
     assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
 }
+
+/// Replaces the instance's pinned map `name` with an empty per-CPU array
+/// of another value size, as an older version of the datapath might have
+/// left it.
+fn pin_other_layout(lab: &Lab, name: &str) {
+    let path = format!("/sys/fs/bpf/{}/maps/{name}", lab.instance);
+    std::fs::remove_file(&path).unwrap();
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create", &path, "type", "percpu_array"])
+        .args(["key", "4", "value", "24", "entries", "4", "name", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn an_upgrade_renews_counters_of_another_layout_and_refuses_other_changes() {
+    require_root!();
+    let mut lab = lab();
+    let cfg = topology(&lab);
+    // A previous version's counters (another layout): the new agent
+    // starts them afresh, says so, and enforces.
+    lab.kill_agent().unwrap();
+    pin_other_layout(&lab, "PORT_STATS");
+    lab.start(&cfg).unwrap();
+    assert!(
+        lab.agent_log().contains("starts afresh"),
+        "{}",
+        lab.agent_log()
+    );
+    assert_enforcing(&lab);
+    let a = lab.vm("a");
+    wait_for(WAIT, "a's counters counting again", || {
+        lab.port(a).unwrap()["stats"]["rx_packets"].as_u64() > Some(0)
+    })
+    .unwrap();
+    // Connection tracking's counters are not renewable (its eviction count
+    // is computed from them): the agent refuses, naming the map, and the
+    // datapath goes on enforcing without it.
+    lab.kill_agent().unwrap();
+    pin_other_layout(&lab, "CT_STATS");
+    assert!(lab.start(&cfg).is_err(), "an agent started over CT_STATS");
+    let log = lab.agent_log();
+    assert!(
+        log.contains("CT_STATS") && log.contains("dataplane stop"),
+        "{log}"
+    );
+    assert_eq!(taps_with_xdp(&lab), ["a", "b"]);
+    lab.vm("a").reaches("10.7.0.11", WAIT).unwrap();
+}

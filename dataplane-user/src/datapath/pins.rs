@@ -8,6 +8,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
+use common::names;
+use tracing::warn;
 
 use super::maps::MapSpec;
 
@@ -47,8 +49,23 @@ pub fn ensure_bpffs() -> Result<()> {
     Ok(())
 }
 
+/// Pinned maps whose contents a new build may start afresh when their
+/// layout changed (a counter added, a cache): counters restart from zero
+/// and cached flows take the full path once, and nothing a packet's
+/// verdict depends on is lost. Every other map (configuration, connections,
+/// NAT, claims) must match, or the run stops.
+const RENEWABLE: &[&str] = &[
+    names::PORT_STATS,
+    names::SG_STATS,
+    names::NAT_STATS,
+    names::FLOW_CACHE,
+];
+
 /// Creates the instance directory, or checks that the maps pinned there by
-/// a previous run have the layout this build expects.
+/// a previous run have the layout this build expects. A renewable map of
+/// another layout (an upgrade that added a counter) is unpinned, so that
+/// this run pins a new one; the previous run's programs, still attached
+/// until this run takes their links over, keep the old map meanwhile.
 pub fn prepare(dir: &Path, specs: &[MapSpec]) -> Result<()> {
     let maps = dir.join("maps");
     std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))?;
@@ -62,6 +79,16 @@ pub fn prepare(dir: &Path, specs: &[MapSpec]) -> Result<()> {
             .with_context(|| format!("opening pinned map {}", path.display()))?;
         let found = (info.key_size(), info.value_size(), info.max_entries());
         let wanted = (s.key_size, s.value_size, s.max_entries);
+        if found != wanted && RENEWABLE.contains(&s.name) {
+            warn!(
+                map = s.name,
+                ?found,
+                ?wanted,
+                "a pinned map has another layout (a previous version's): it starts afresh"
+            );
+            std::fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
+            continue;
+        }
         if found != wanted {
             bail!(
                 "pinned map {} has (key size, value size, max entries) = {found:?} but this build \
