@@ -47,6 +47,8 @@ pub const NEXTHDR_DEST: u8 = 60;
 
 pub const ICMP_ECHOREPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_SOURCE_QUENCH: u8 = 4;
+pub const ICMP_REDIRECT: u8 = 5;
 pub const ICMP_ECHO: u8 = 8;
 pub const ICMP_ROUTERADVERT: u8 = 9;
 pub const ICMP_ROUTERSOLICIT: u8 = 10;

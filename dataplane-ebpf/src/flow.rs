@@ -24,7 +24,10 @@ pub struct Flow {
     /// Which zones' rules applied and how (`sg`'s ZONE_* bits): in the
     /// scratch entry, not on the stack, which has no room left.
     pub seen: u8,
-    pub _pad: [u8; 2],
+    /// An ICMP error (whether or not `related`): it passes only as part of
+    /// a tracked connection.
+    pub icmp_error: u8,
+    pub _pad: u8,
     /// The packet an ICMP error refers to (as it was sent).
     pub inner: Tuple,
     /// The packet's time (`bpf_ktime_get_coarse_ns`), read once for both zones.

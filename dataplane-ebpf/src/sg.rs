@@ -24,9 +24,10 @@ use common::{
     proto::{
         DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT, ETH_P_IP,
         ETH_P_IPV6, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_PARAMETERPROB,
-        ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
-        ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT, ICMPV6_NEIGH_ADVERT, ICMPV6_PARAMPROB, IPPROTO_ICMP,
-        IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+        ICMP_REDIRECT, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH,
+        ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_MLD_QUERY, ICMPV6_MLD2_REPORT,
+        ICMPV6_NEIGH_ADVERT, ICMPV6_PARAMPROB, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+        IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
 };
 
@@ -245,19 +246,27 @@ fn flow(pkt: &Packet, f: &mut Flow) -> Result<bool, DropReason> {
                     f.t.dport = id;
                 }
             } else {
-                // Other ICMP messages are matched by type and code only;
-                // errors also by the connection of the packet they quote.
+                // Other ICMP messages are matched by type and code; errors
+                // (the types Linux's conntrack calls errors) pass only as
+                // part of the connection of the packet they quote.
                 f.t.sport = [ty, code];
                 let error = if f.ipv6 == 0 {
                     matches!(
                         ty,
-                        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB
+                        ICMP_DEST_UNREACH
+                            | ICMP_SOURCE_QUENCH
+                            | ICMP_REDIRECT
+                            | ICMP_TIME_EXCEEDED
+                            | ICMP_PARAMETERPROB
                     )
                 } else {
                     matches!(ty, ICMPV6_DEST_UNREACH..=ICMPV6_PARAMPROB)
                 };
-                if error && quoted(pkt, l4 + 8, f.ipv6 != 0, &mut f.inner).is_some() {
-                    f.related = 1;
+                if error {
+                    f.icmp_error = 1;
+                    if quoted(pkt, l4 + 8, f.ipv6 != 0, &mut f.inner).is_some() {
+                        f.related = 1;
+                    }
                 }
             }
         }
@@ -438,8 +447,15 @@ fn track_zone(f: &Flow, z: &Zone) -> Result<bool, DropReason> {
         DropReason::SgIngress
     };
     let new_syn = f.t.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if f.related != 0 && related_to_tracked(f, z.port, now) {
-        return Ok(false);
+    if f.icmp_error != 0 {
+        if f.related != 0 && related_to_tracked(f, z.port, now) {
+            return Ok(false);
+        }
+        // An error about no connection of the zone's (or quoting no
+        // packet one could parse) is what Linux's conntrack calls invalid,
+        // and Neutron's firewalls drop whatever the rules say: a spoofed
+        // error must not reach a VM, nor leave one.
+        return Err(DropReason::CtInvalid);
     }
     for reversed in [false, true] {
         let key = ct_key(z.port, f.ipv6, &f.t, reversed);

@@ -230,6 +230,8 @@ struct Flow {
     /// The destination port, or ICMP [type, code].
     matched: [u8; 2],
     tcp_flags: u8,
+    /// An ICMP error (the types Linux's conntrack calls errors).
+    icmp_error: bool,
 }
 
 pub struct Model {
@@ -650,6 +652,11 @@ impl Model {
             // Not the opening SYN of a connection nobody tracks.
             return Err(R::CtInvalid);
         }
+        if f.icmp_error {
+            // An error about a connection nobody tracks: invalid, as
+            // Linux's conntrack (and Neutron's firewalls) see it.
+            return Err(R::CtInvalid);
+        }
         let remote_ip = if dir == Direction::Egress {
             f.dst
         } else {
@@ -702,6 +709,7 @@ fn flow(b: &Bytes) -> Result<Option<Flow>, DropReason> {
         dport: 0,
         matched: [0; 2],
         tcp_flags: 0,
+        icmp_error: false,
     };
     // A later fragment has no ports: rules with ports cannot match it.
     if ip.frag == Frag::Later {
@@ -710,6 +718,18 @@ fn flow(b: &Bytes) -> Result<Option<Flow>, DropReason> {
     if ip.proto == IPPROTO_ICMP || ip.proto == IPPROTO_ICMPV6 {
         let [ty, code] = b.get::<2>(ip.l4)?;
         f.matched = [ty, code];
+        f.icmp_error = if ip.v6 {
+            (ICMPV6_DEST_UNREACH..=ICMPV6_PARAMPROB).contains(&ty)
+        } else {
+            matches!(
+                ty,
+                ICMP_DEST_UNREACH
+                    | ICMP_SOURCE_QUENCH
+                    | ICMP_REDIRECT
+                    | ICMP_TIME_EXCEEDED
+                    | ICMP_PARAMETERPROB
+            )
+        };
         let echo = if ip.proto == IPPROTO_ICMP {
             [ICMP_ECHO, ICMP_ECHOREPLY]
         } else {

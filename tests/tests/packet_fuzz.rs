@@ -120,6 +120,11 @@ fn config() -> Value {
               "port_id": "c", "fixed_ip_address": "10.0.0.7" },
             { "id": "fip-vip", "floating_network_id": "public", "floating_ip_address": "203.0.113.21",
               "port_id": "vip", "fixed_ip_address": "10.0.0.100" },
+            // On d, without port security: an ICMP error from outside to
+            // it is delivered translated (to the others, traced frames,
+            // which track no connection, bring only invalid ones).
+            { "id": "fip-d", "floating_network_id": "public", "floating_ip_address": "203.0.113.22",
+              "port_id": "d", "fixed_ip_address": "10.0.0.8" },
         ],
         "security_groups": [
             { "id": "web", "security_group_rules": [
@@ -1428,7 +1433,7 @@ fn every_verdict_matches_the_model() {
         // ICMP errors from the uplink: about a floating IP's packet,
         // delivered or refused; the rest dropped.
         "uplink error: delivered",
-        "uplink error: refused by a receiver: sg_ingress",
+        "uplink error: refused by a receiver: ct_invalid",
         "uplink error: dropped no_nat",
         "uplink error: dropped malformed",
         "uplink error: dropped ip_fragment",

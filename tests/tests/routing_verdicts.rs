@@ -274,10 +274,13 @@ fn ipv6_errors_quote_up_to_the_minimum_mtu() {
 #[test]
 fn no_error_about_errors_later_fragments_or_unreachable_sources() {
     require_root!();
-    // An ICMP error (port unreachable) with TTL 1.
+    // An ICMP error (port unreachable) with TTL 1, from the port without
+    // port security: from a port with security groups, an error about no
+    // connection it tracks (a trace tracks none) is invalid before it
+    // reaches the router (below).
     let error = {
-        let b = PacketBuilder::ethernet2(mac(MAC_A), mac(GW1))
-            .ipv4(v4("10.5.1.10"), v4("10.5.2.10"), 1)
+        let b = PacketBuilder::ethernet2(mac(MAC_OFF), mac(GW1))
+            .ipv4(v4("10.5.1.11"), v4("10.5.2.10"), 1)
             .icmpv4(etherparse::Icmpv4Type::Unknown {
                 type_u8: 3,
                 code_u8: 3,
@@ -298,12 +301,29 @@ fn no_error_about_errors_later_fragments_or_unreachable_sources() {
         h
     });
     later[24..26].copy_from_slice(&ip_sum.to_be_bytes());
-    let t = traces("a", vec![error, later]);
-    for t in &t {
+    let t = traces("off", vec![error.clone()])
+        .into_iter()
+        .chain(traces("a", vec![later]));
+    for t in t {
         assert_eq!(t.verdict, "dropped", "{t:?}");
         assert_eq!(t.reason.as_deref(), Some("ttl_exceeded"));
         assert!(t.reply.is_none(), "no error about {t:?}");
     }
+    // The same error from a port with security groups: invalid (it quotes
+    // no connection of the sender's), as Neutron's firewall has it.
+    let mut from_a = error;
+    from_a[6..12].copy_from_slice(&mac(MAC_A));
+    from_a[26..30].copy_from_slice(&v4("10.5.1.10"));
+    let sum = checksum(&{
+        let mut h = from_a[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    from_a[24..26].copy_from_slice(&sum.to_be_bytes());
+    let t = traces("a", vec![from_a]);
+    assert_eq!(t[0].reason.as_deref(), Some("ct_invalid"), "{:?}", t[0]);
+    assert!(t[0].reply.is_none());
     // A port without port security sending from an address the router has
     // no route back to: dropped without an error.
     let spoofed = {
