@@ -51,6 +51,21 @@ where
     b.write_to_vec(payload)
 }
 
+/// RFC 1071: the one's complement of the one's complement sum of 16-bit
+/// big-endian words (an odd last byte padded with zero). Zero over a
+/// header or message whose checksum field is right; the field's value
+/// when computed with the field zero.
+pub fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// The last builder steps all write the same way.
 pub trait Writable {
     fn write_to_vec(self, payload: &[u8]) -> Vec<u8>;

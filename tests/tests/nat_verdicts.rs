@@ -7,7 +7,7 @@
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use lab::{
-    pkt::{self, mac, v4},
+    pkt::{self, checksum, mac, v4},
     require_root,
     topo::{network, subnet},
     verdict::{Verdicts, XDP_DROP, XDP_PASS, XDP_REDIRECT},
@@ -272,18 +272,6 @@ fn fragments_without_a_floating_ip_are_not_translated() {
     assert_eq!(v.drops("vm", "ip_fragment"), 1);
 }
 
-/// The 16-bit one's complement checksum of `bytes` (RFC 1071).
-fn csum(bytes: &[u8]) -> u16 {
-    let mut s: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// An ICMP error from `from` to `to` at the gateway port's MAC, as an
 /// outside router sends it: type, code, the 4 bytes after the checksum
 /// (the next-hop MTU of "fragmentation needed") and `quoted`, the start
@@ -292,7 +280,7 @@ fn icmp_error(from: &str, to: &str, ty: u8, code: u8, rest: [u8; 4], quoted: &[u
     let mut icmp = vec![ty, code, 0, 0];
     icmp.extend_from_slice(&rest);
     icmp.extend_from_slice(quoted);
-    let c = csum(&icmp);
+    let c = checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let total = (20 + icmp.len()) as u16;
     let mut ip = vec![0x45, 0xc0];
@@ -300,7 +288,7 @@ fn icmp_error(from: &str, to: &str, ty: u8, code: u8, rest: [u8; 4], quoted: &[u
     ip.extend_from_slice(&[0, 0, 0, 0, 62, 1, 0, 0]);
     ip.extend_from_slice(&v4(from));
     ip.extend_from_slice(&v4(to));
-    let c = csum(&ip);
+    let c = checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let mut f = mac(GW_EXT_MAC).to_vec();
     f.extend_from_slice(&mac(UP_MAC));
@@ -319,10 +307,10 @@ fn error_seen(frame: &[u8]) -> ([u8; 4], [u8; 4], u8, u8, [u8; 4], Vec<u8>) {
     let ip = &frame[14..34];
     assert_eq!(ip[0], 0x45, "no options in these errors");
     assert_eq!(ip[9], 1, "ICMP");
-    assert_eq!(csum(ip), 0, "outer IPv4 header checksum: {frame:02x?}");
+    assert_eq!(checksum(ip), 0, "outer IPv4 header checksum: {frame:02x?}");
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let icmp = &frame[34..14 + total];
-    assert_eq!(csum(icmp), 0, "ICMP checksum: {frame:02x?}");
+    assert_eq!(checksum(icmp), 0, "ICMP checksum: {frame:02x?}");
     let a = |o: usize| <[u8; 4]>::try_from(&ip[o..o + 4]).unwrap();
     let rest = <[u8; 4]>::try_from(&icmp[4..8]).unwrap();
     (a(12), a(16), icmp[0], icmp[1], rest, icmp[8..].to_vec())
@@ -335,7 +323,7 @@ fn as_sent(sent: &[u8], left_ttl: u8) -> Vec<u8> {
     let mut d = sent[14..].to_vec();
     d[8] = left_ttl;
     d[10..12].copy_from_slice(&[0, 0]);
-    let c = csum(&d[..20]);
+    let c = checksum(&d[..20]);
     d[10..12].copy_from_slice(&c.to_be_bytes());
     d
 }

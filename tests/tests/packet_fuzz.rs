@@ -30,7 +30,7 @@ use dataplane_agent::{
 use dataplane_config::{MacAddr, Topology};
 use lab::{
     model::{Model, Port, Sent},
-    pkt::{link_local, solicited_node},
+    pkt::{checksum, link_local, solicited_node},
     require_root,
     rng::Rng,
     verdict::Verdicts,
@@ -615,7 +615,7 @@ impl<'a> Gen<'a> {
         let mut icmp = vec![ty, code, 0, 0, 0, 0, 0x05, 0x78];
         icmp.extend_from_slice(&quote);
         if self.r.chance(85) {
-            let c = ones_complement(&icmp);
+            let c = checksum(&icmp);
             icmp[2..4].copy_from_slice(&c.to_be_bytes());
         } else {
             icmp[2..4].copy_from_slice(&self.bytes(2));
@@ -989,18 +989,6 @@ enum PortSeen {
 
 /// An ICMP echo request's type.
 const ICMP_ECHO_TYPE: u8 = 8;
-
-/// The checksum field's value for `bytes` (RFC 1071; the field zero).
-fn ones_complement(bytes: &[u8]) -> u16 {
-    let mut s: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
 
 /// Whether a frame from the uplink is an ICMP error to the datapath's
 /// addresses (for the run's coverage: their outcomes are counted apart).

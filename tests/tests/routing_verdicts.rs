@@ -11,7 +11,7 @@ use dataplane_agent::{
 };
 use etherparse::PacketBuilder;
 use lab::{
-    pkt::{mac, v4, v6},
+    pkt::{checksum, mac, v4, v6},
     require_root,
     verdict::Verdicts,
 };
@@ -77,16 +77,11 @@ fn traces(from: &str, frames: Vec<Vec<u8>>) -> Vec<Trace> {
     .unwrap()
 }
 
-/// RFC 1071: the one's complement of the one's complement sum.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+/// Rewrites the checksum of the frame's 20-byte IPv4 header after an edit.
+fn set_ipv4_checksum(frame: &mut [u8]) {
+    frame[24..26].fill(0);
+    let sum = checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// An IPv4 UDP frame from a to `dst` via the gateway, with `ttl`,
@@ -294,13 +289,7 @@ fn no_error_about_errors_later_fragments_or_unreachable_sources() {
     let mut later = udp4("10.5.2.10", 1, 10, false);
     later[20] = 0x00;
     later[21] = 185;
-    let ip_sum = checksum(&{
-        let mut h = later[14..34].to_vec();
-        h[10] = 0;
-        h[11] = 0;
-        h
-    });
-    later[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    set_ipv4_checksum(&mut later);
     let t = traces("off", vec![error.clone()])
         .into_iter()
         .chain(traces("a", vec![later]));
@@ -314,13 +303,7 @@ fn no_error_about_errors_later_fragments_or_unreachable_sources() {
     let mut from_a = error;
     from_a[6..12].copy_from_slice(&mac(MAC_A));
     from_a[26..30].copy_from_slice(&v4("10.5.1.10"));
-    let sum = checksum(&{
-        let mut h = from_a[14..34].to_vec();
-        h[10] = 0;
-        h[11] = 0;
-        h
-    });
-    from_a[24..26].copy_from_slice(&sum.to_be_bytes());
+    set_ipv4_checksum(&mut from_a);
     let t = traces("a", vec![from_a]);
     assert_eq!(t[0].reason.as_deref(), Some("ct_invalid"), "{:?}", t[0]);
     assert!(t[0].reply.is_none());

@@ -174,7 +174,7 @@ fn quoting_ours(b: &Bytes, ip: &Ip, fixed: Option<Ipv4Addr>) -> Result<Vec<u8>, 
     let fixed = fixed.ok_or(R::NoNat)?;
     // The ICMP checksum covers the whole message.
     let message = &b.0[ip.l4..ip.end];
-    if message.len() > MAX_SUM_BYTES || ones_sum(message) != 0xffff {
+    if message.len() > MAX_SUM_BYTES || crate::pkt::checksum(message) != 0 {
         return Err(R::Malformed);
     }
     let mut inside = b.0.to_vec();
@@ -186,17 +186,3 @@ fn quoting_ours(b: &Bytes, ip: &Ip, fixed: Option<Ipv4Addr>) -> Result<Vec<u8>, 
 /// The longest ICMP message whose checksum the datapath checks (its
 /// documented limit, above the 576 bytes RFC 1812 allows an error).
 const MAX_SUM_BYTES: usize = 1240;
-
-/// The folded one's complement sum of 16-bit big-endian words (an odd
-/// last byte padded with zero): 0xffff over a message with its checksum
-/// right.
-fn ones_sum(bytes: &[u8]) -> u16 {
-    let mut s: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
