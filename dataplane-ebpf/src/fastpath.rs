@@ -165,25 +165,21 @@ fn packet_key(pkt: &Packet, ifindex: u32, key: *mut FlowKey) -> Option<()> {
     Some(())
 }
 
-/// The key of the frame `f` was parsed from, sent by port `sender`
-/// (`to_vm`'s view: the frame is the one `from_vm` saw, MACs included,
-/// for an L2 unicast; the sender's interface is its `TX_PORTS` entry's).
+/// The key of the frame `f` was parsed from, sent by port `sender`, in
+/// this CPU's scratch entry (`to_vm`'s view: the frame is the one
+/// `from_vm` saw, MACs included, for an L2 unicast; the sender's interface
+/// is its `TX_PORTS` entry's).
 #[inline(always)]
-fn flow_key(pkt: &Packet, sender: u32, f: &Flow, key: &mut FlowKey) -> bool {
+fn flow_key(pkt: &Packet, sender: u32, f: &Flow) -> Option<&'static FlowKey> {
+    // SAFETY: this CPU's scratch entry; nothing else uses it while this
+    // program runs, and the caller is done with it before it returns.
+    let key = unsafe { &mut *FLOW_KEY.get_ptr_mut(0)? };
     // The map lookup before the packet reads: with the reads first, LLVM
     // kept a MAC across the helper call in a way the verifier refused.
-    let Some(ifindex) = TX_PORTS.get_ifindex(sender) else {
-        return false;
-    };
+    let ifindex = TX_PORTS.get_ifindex(sender)?;
     key.ifindex = ifindex;
-    let Some(dst_mac) = pkt.read::<[u8; 6]>(0) else {
-        return false;
-    };
-    key.dst_mac = dst_mac;
-    let Some(src_mac) = pkt.read::<[u8; 6]>(6) else {
-        return false;
-    };
-    key.src_mac = src_mac;
+    key.dst_mac = pkt.read::<[u8; 6]>(0)?;
+    key.src_mac = pkt.read::<[u8; 6]>(6)?;
     key.src = f.t.src;
     key.dst = f.t.dst;
     key.sport = f.t.sport;
@@ -191,7 +187,7 @@ fn flow_key(pkt: &Packet, sender: u32, f: &Flow, key: &mut FlowKey) -> bool {
     key.proto = f.t.proto;
     key.ipv6 = f.ipv6;
     key._pad = [0; 2];
-    true
+    Some(key)
 }
 
 /// The packets an entry `from_vm` could not use let through since it was
@@ -202,15 +198,9 @@ pub fn take_hits(pkt: &Packet, tx: &TxMeta, f: &Flow) -> u64 {
     if tx.flags & TX_F_STALE == 0 {
         return 0;
     }
-    let Some(key) = FLOW_KEY.get_ptr_mut(0) else {
+    let Some(key) = flow_key(pkt, tx.sender, f) else {
         return 0;
     };
-    // SAFETY: this CPU's scratch entry; nothing else uses it meanwhile.
-    let key = unsafe { &mut *key };
-    if !flow_key(pkt, tx.sender, f, key) {
-        return 0;
-    }
-    let key: &FlowKey = key;
     match FLOW_CACHE.get_ptr_mut(key) {
         Some(e) => {
             // SAFETY: a value of the map, used at once.
@@ -245,14 +235,9 @@ pub fn remember(pkt: &Packet, tx: &TxMeta, rx: &PortInfo) {
     {
         return;
     }
-    let Some(key) = FLOW_KEY.get_ptr_mut(0) else {
+    let Some(key) = flow_key(pkt, tx.sender, f) else {
         return;
     };
-    // SAFETY: this CPU's scratch entry; nothing else uses it meanwhile.
-    let key = unsafe { &mut *key };
-    if !flow_key(pkt, tx.sender, f, key) {
-        return;
-    }
     let entry = FlowEntry {
         generation: cfg.generation,
         refresh_ns: f.now + FLOW_REFRESH_NS,
@@ -262,7 +247,6 @@ pub fn remember(pkt: &Packet, tx: &TxMeta, rx: &PortInfo) {
     };
     // A full table evicts its least recently used entry: such a flow takes
     // the full path again, nothing else.
-    let key: &FlowKey = key;
     let _ = FLOW_CACHE.insert(key, entry, BPF_ANY as u64);
 }
 
