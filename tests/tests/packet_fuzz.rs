@@ -650,9 +650,9 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// ARP on the uplink: requests and replies for the datapath's
-    /// addresses and others.
-    fn outside_arp(&mut self, src: [u8; 6], f: &mut Vec<u8>) {
+    /// The ethertype and the ARP header up to the operation: Ethernet/IPv4
+    /// (one field sometimes replaced), an operation picked from `opers`.
+    fn arp_head(&mut self, f: &mut Vec<u8>, opers: &[u16]) {
         f.extend_from_slice(&0x0806u16.to_be_bytes());
         let mut h = [0u8, 1, 8, 0, 6, 4];
         if self.r.chance(8) {
@@ -660,8 +660,14 @@ impl<'a> Gen<'a> {
             h[i] = self.r.byte();
         }
         f.extend_from_slice(&h);
-        let oper: u16 = *self.r.pick(&[1, 1, 1, 2, 2, 3]);
+        let oper: u16 = *self.r.pick(opers);
         f.extend_from_slice(&oper.to_be_bytes());
+    }
+
+    /// ARP on the uplink: requests and replies for the datapath's
+    /// addresses and others.
+    fn outside_arp(&mut self, src: [u8; 6], f: &mut Vec<u8>) {
+        self.arp_head(f, &[1, 1, 1, 2, 2, 3]);
         let spa = self.outside_src();
         let tpa = if self.r.chance(70) {
             self.r.pick(&self.ours).0
@@ -699,15 +705,7 @@ impl<'a> Gen<'a> {
 
     /// Ethertype and ARP body.
     fn arp(&mut self, from: usize, src: [u8; 6], f: &mut Vec<u8>) {
-        f.extend_from_slice(&0x0806u16.to_be_bytes());
-        let mut h = [0u8, 1, 8, 0, 6, 4];
-        if self.r.chance(8) {
-            let i = self.r.below(6);
-            h[i] = self.r.byte();
-        }
-        f.extend_from_slice(&h);
-        let oper: u16 = *self.r.pick(&[1, 1, 1, 2, 2, 3, 0]);
-        f.extend_from_slice(&oper.to_be_bytes());
+        self.arp_head(f, &[1, 1, 1, 2, 2, 3, 0]);
         let sha = if self.r.chance(85) {
             src
         } else {
